@@ -1,0 +1,25 @@
+"""Process-wide settings read from `FASTLOAD_*` environment variables.
+
+This is the only module that reads the environment, and it reads it when a
+function here is called, never at import time, so importing fastload has no
+side effects and tests can change a variable between calls.
+"""
+
+from __future__ import annotations
+
+import os
+
+__all__ = ["jit_disabled", "env_flag"]
+
+
+def env_flag(name: str, default: bool = False) -> bool:
+    """True when the variable `name` is set to 1/true/yes/on (any case)."""
+    value = os.environ.get(name)
+    if value is None or value.strip() == "":
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def jit_disabled() -> bool:
+    """`FASTLOAD_DISABLE_JIT=1` runs every kernel as plain Python (debugging)."""
+    return env_flag("FASTLOAD_DISABLE_JIT")
