@@ -1,0 +1,189 @@
+"""Per-column statistics, gathered block by block while a dataset is written.
+
+Each accumulator sees one block at a time (vectorised numpy, no per-row
+Python) and folds it in with Chan et al.'s pairwise update of (count, mean,
+M2), which stays accurate where a running sum of squares would not. The
+writer feeds blocks in storage order, so the floats in `index.json` do not
+depend on how many workers converted the data.
+
+What is gathered:
+- numeric (`scalar`, `ndarray`): count of non-null values, NaN count, mean,
+  std (population), min, max over finite values; for ndarrays also the same
+  per channel along the first and the last axis when that axis is short
+  (<= `MAX_CHANNELS`), which is what image normalisation needs in CHW or HWC.
+- `tokens`: documents, total tokens, min/max/mean length, a histogram of
+  lengths in power-of-two buckets.
+- `text` / `bytes`: documents, total bytes, min/max length, the same histogram.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pyarrow as pa
+
+from fastload.format.schema import Column
+
+__all__ = ["ColumnStats", "new_stats"]
+
+MAX_CHANNELS = 64  # wider axes are spatial, not channels; per-channel stats would bloat the index
+NUM_LENGTH_BUCKETS = 33  # bucket k holds lengths in [2**(k-1), 2**k); bucket 0 holds length 0
+
+
+class _Moments:
+    """count / mean / M2 / min / max over float64 values, mergeable."""
+
+    __slots__ = ("count", "mean", "m2", "min", "max", "nan_count")
+
+    def __init__(self, size: int = 1):
+        self.count = np.zeros(size, np.int64)
+        self.mean = np.zeros(size, np.float64)
+        self.m2 = np.zeros(size, np.float64)
+        self.min = np.full(size, np.inf)
+        self.max = np.full(size, -np.inf)
+        self.nan_count = np.zeros(size, np.int64)
+
+    def add(self, values: np.ndarray) -> None:
+        """values: (n, size) float64, NaN allowed."""
+        finite = np.isfinite(values)
+        nan = np.isnan(values)
+        count = finite.sum(axis=0)
+        safe = np.where(finite, values, 0.0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean = np.where(count > 0, safe.sum(axis=0) / np.maximum(count, 1), 0.0)
+            m2 = np.where(finite, (safe - mean) ** 2, 0.0).sum(axis=0)
+        other = _Moments(len(count))
+        other.count, other.mean, other.m2 = count, mean, m2
+        other.min = np.where(finite, values, np.inf).min(axis=0, initial=np.inf)
+        other.max = np.where(finite, values, -np.inf).max(axis=0, initial=-np.inf)
+        other.nan_count = nan.sum(axis=0)
+        self.merge(other)
+
+    def merge(self, other: "_Moments") -> None:
+        n = self.count + other.count
+        delta = other.mean - self.mean
+        with np.errstate(invalid="ignore", divide="ignore"):
+            w = np.where(n > 0, other.count / np.maximum(n, 1), 0.0)
+        self.mean = self.mean + delta * w
+        self.m2 = self.m2 + other.m2 + delta**2 * self.count * w
+        self.count = n
+        self.min = np.minimum(self.min, other.min)
+        self.max = np.maximum(self.max, other.max)
+        self.nan_count = self.nan_count + other.nan_count
+
+    def to_json(self, i: int = 0) -> dict:
+        count = int(self.count[i])
+        return {
+            "count": count,
+            "nan_count": int(self.nan_count[i]),
+            "mean": float(self.mean[i]) if count else None,
+            "std": float(math.sqrt(self.m2[i] / count)) if count else None,
+            "min": _json_number(self.min[i]) if count else None,
+            "max": _json_number(self.max[i]) if count else None,
+        }
+
+
+def _json_number(x: float) -> float | int:
+    return int(x) if float(x).is_integer() and abs(x) < 2**53 else float(x)
+
+
+class ColumnStats:
+    """Base: an accumulator for one column; `add(array)` a block's column, `merge`, `to_json`."""
+
+    def __init__(self, column: Column):
+        self.column = column
+        self.null_count = 0
+        self.rows = 0
+
+    def add(self, array: pa.Array) -> None:
+        self.rows += len(array)
+        self.null_count += array.null_count
+        self._add(array)
+
+    def _add(self, array: pa.Array) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def to_json(self) -> dict:
+        return {"rows": self.rows, "null_count": self.null_count, **self._to_json()}
+
+    def _to_json(self) -> dict:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+class NumericStats(ColumnStats):
+    def __init__(self, column: Column):
+        super().__init__(column)
+        self.overall = _Moments()
+        self.axes: dict[int, _Moments] = {}
+        if column.kind == "ndarray" and len(column.shape) >= 2:
+            for axis in (0, len(column.shape) - 1):
+                if column.shape[axis] <= MAX_CHANNELS:
+                    self.axes[axis] = _Moments(column.shape[axis])
+
+    def _add(self, array: pa.Array) -> None:
+        if array.null_count:
+            array = array.drop_null()
+        if self.column.kind == "ndarray":
+            flat = array.flatten().to_numpy(zero_copy_only=False)
+            values = flat.astype(np.float64, copy=False).reshape((len(array),) + self.column.shape)
+        else:
+            values = array.to_numpy(zero_copy_only=False).astype(np.float64, copy=False)
+        self.overall.add(values.reshape(-1, 1))
+        for axis, moments in self.axes.items():
+            moved = np.moveaxis(values, axis + 1, -1)
+            moments.add(moved.reshape(-1, moved.shape[-1]))
+
+    def _to_json(self) -> dict:
+        out = self.overall.to_json()
+        for axis, moments in self.axes.items():
+            per = [moments.to_json(i) for i in range(len(moments.count))]
+            out[f"axis{axis}"] = {k: [p[k] for p in per] for k in ("mean", "std", "min", "max")}
+        return out
+
+
+class LengthStats(ColumnStats):
+    """Lengths of variable-length rows: tokens per document, bytes per text."""
+
+    def __init__(self, column: Column):
+        super().__init__(column)
+        self.total = 0
+        self.min_length: int | None = None
+        self.max_length: int | None = None
+        self.histogram = np.zeros(NUM_LENGTH_BUCKETS, np.int64)
+
+    def _add(self, array: pa.Array) -> None:
+        if len(array) == 0:
+            return
+        offsets = np.frombuffer(array.buffers()[1], np.int32, len(array) + 1, array.offset * 4)
+        lengths = np.diff(offsets).astype(np.int64)
+        if array.null_count:
+            lengths = lengths[array.is_valid().to_numpy(zero_copy_only=False)]
+        if len(lengths) == 0:
+            return
+        self.total += int(lengths.sum())
+        lo, hi = int(lengths.min()), int(lengths.max())
+        self.min_length = lo if self.min_length is None else min(self.min_length, lo)
+        self.max_length = hi if self.max_length is None else max(self.max_length, hi)
+        buckets = np.where(lengths == 0, 0, np.floor(np.log2(np.maximum(lengths, 1))).astype(np.int64) + 1)
+        self.histogram += np.bincount(np.minimum(buckets, NUM_LENGTH_BUCKETS - 1), minlength=NUM_LENGTH_BUCKETS)
+
+    def _to_json(self) -> dict:
+        documents = self.rows - self.null_count
+        key = "tokens" if self.column.kind == "tokens" else "bytes"
+        last = int(np.nonzero(self.histogram)[0].max()) + 1 if self.histogram.any() else 0
+        return {
+            "documents": documents,
+            key: self.total,
+            "min_length": self.min_length,
+            "max_length": self.max_length,
+            "mean_length": self.total / documents if documents else None,
+            # bucket 0: length 0; bucket k >= 1: lengths in [2**(k-1), 2**k)
+            "length_histogram": [int(x) for x in self.histogram[:last]],
+        }
+
+
+def new_stats(column: Column) -> ColumnStats:
+    if column.kind in ("scalar", "ndarray"):
+        return NumericStats(column)
+    return LengthStats(column)

@@ -1,0 +1,347 @@
+"""Write a dataset folder: rows in, blocks and shards out, `index.json` last.
+
+`DatasetWriter` takes Arrow record batches of any size whose columns already
+have the dataset's Arrow types, cuts them into blocks (record batches of
+`block_rows` rows, or of about `block_bytes` bytes), appends the blocks to
+shard files of about `shard_bytes`, checksums every block and shard, gathers
+per-column statistics and finally writes `index.json`.
+
+Block boundaries depend only on the sequence of rows, never on how the rows
+were batched on the way in, which is what makes `fastload convert --workers
+N` byte-identical for every N.
+
+Atomicity: shards are written as `.tmp-shard-*.arrow`, fsynced, and renamed
+only when the whole dataset is done; `index.json` is written last through a
+temporary file and a rename. A crash at any moment leaves a folder with no
+`index.json`, which `fastload.Dataset` refuses to open.
+
+Schema promotion (an int column that later turns out to hold floats, uint16
+tokens that meet a token id >= 65536) is supported by `promote`: shards
+already written with the narrower types are rewritten at `close`, which is
+rare and costs one extra pass over those shards only.
+"""
+
+from __future__ import annotations
+
+import os
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.ipc as ipc
+
+from fastload.errors import ConfigError, FormatError
+from fastload.format.index import COMPRESSIONS, INDEX_FILE, DatasetIndex, ShardInfo, write_index
+from fastload.format.schema import Schema
+from fastload.format.stats import new_stats
+
+__all__ = ["WriteOptions", "DatasetWriter", "shard_file_name"]
+
+_MIB = 1 << 20
+
+
+@dataclass(frozen=True)
+class WriteOptions:
+    """How a dataset is laid out on disk.
+
+    Defaults were chosen by `bench/block_size.py` (see bench/README.md): 1 MiB
+    blocks keep per-block overhead (opening a record batch, checking its CRC,
+    decompressing it) under a few percent of the time spent on its bytes while
+    a window of 64 live blocks still spans 64 MiB of shuffled data; 128 MiB
+    shards keep file counts low for object stores while a shard still streams
+    in about a second.
+    """
+
+    shard_bytes: int = 128 * _MIB
+    block_bytes: int = 1 * _MIB
+    block_rows: int | None = None  # when set, every block but the last has exactly this many rows
+    compression: str = "none"
+
+    def __post_init__(self) -> None:
+        if self.compression not in COMPRESSIONS:
+            raise ConfigError(f"compression {self.compression!r} is not supported; choose one of {', '.join(COMPRESSIONS)}")
+        for name in ("shard_bytes", "block_bytes"):
+            value = getattr(self, name)
+            if type(value) is not int or value < 1:
+                raise ConfigError(f"{name} must be a positive integer number of bytes, found {value!r}")
+        if self.block_rows is not None and (type(self.block_rows) is not int or self.block_rows < 1):
+            raise ConfigError(f"block_rows must be a positive integer or None, found {self.block_rows!r}")
+
+    def to_json(self) -> dict:
+        return {
+            "shard_bytes": self.shard_bytes,
+            "block_bytes": self.block_bytes,
+            "block_rows": self.block_rows,
+            "compression": self.compression,
+        }
+
+
+def shard_file_name(shard_id: int) -> str:
+    return f"shard-{shard_id:05d}.arrow"
+
+
+def _tmp_name(name: str) -> str:
+    return f".tmp-{name}"
+
+
+def _row_bytes(batch: pa.RecordBatch) -> np.ndarray:
+    """Bytes each row occupies in Arrow memory (values only), as int64, vectorised."""
+    sizes = np.zeros(batch.num_rows, np.int64)
+    for array in batch.columns:
+        t = array.type
+        if pa.types.is_list(t) or pa.types.is_string(t) or pa.types.is_binary(t):
+            item = t.value_type.bit_width // 8 if pa.types.is_list(t) else 1
+            offsets = np.frombuffer(array.buffers()[1], np.int32, len(array) + 1, array.offset * 4)
+            sizes += np.diff(offsets).astype(np.int64) * item + 4
+        elif pa.types.is_fixed_size_list(t):
+            sizes += t.list_size * t.value_type.bit_width // 8
+        else:
+            sizes += max(t.bit_width // 8, 1)
+    return sizes
+
+
+class _ShardFile:
+    """One shard being written: an Arrow IPC file plus the byte range of each block."""
+
+    def __init__(self, path: Path, arrow_schema: pa.Schema, compression: str):
+        self.path = path
+        self.sink = pa.OSFile(str(path), "wb")
+        codec = None if compression == "none" else compression
+        self.writer = ipc.new_file(self.sink, arrow_schema, options=ipc.IpcWriteOptions(compression=codec))
+        self.block_rows: list[int] = []
+        self.block_ends: list[int] = []
+
+    def write(self, batch: pa.RecordBatch) -> int:
+        self.writer.write_batch(batch)
+        self.block_rows.append(batch.num_rows)
+        self.block_ends.append(self.sink.tell())
+        return self.block_ends[-1]
+
+    def finish(self, final_name: str) -> ShardInfo:
+        self.writer.close()
+        self.sink.close()
+        data = self.path.read_bytes()
+        ends = np.asarray(self.block_ends, np.int64)
+        starts = np.concatenate([[0], ends[:-1]])
+        block_crc = [zlib.crc32(memoryview(data)[s:e]) for s, e in zip(starts, ends)]
+        with open(self.path, "rb+") as f:
+            os.fsync(f.fileno())
+        return ShardInfo(
+            file=final_name,
+            num_rows=int(sum(self.block_rows)),
+            num_bytes=len(data),
+            crc32=zlib.crc32(data),
+            block_rows=np.asarray(self.block_rows, np.int64),
+            block_offsets=starts,
+            block_bytes=ends - starts,
+            block_crc32=np.asarray(block_crc, np.uint32),
+        )
+
+    def abort(self) -> None:
+        try:
+            self.writer.close()
+        except Exception:  # the file is being thrown away; its own error does not matter
+            pass
+        self.sink.close()
+
+
+class DatasetWriter:
+    """Streams record batches into a new dataset folder. See the module docstring.
+
+    Use as a context manager, or call `close()` (success) / `abort()` (failure)
+    yourself. Until `close()` returns, the folder has no `index.json`.
+    """
+
+    def __init__(self, folder: str | os.PathLike, schema: Schema, *, options: WriteOptions = WriteOptions(), overwrite: bool = False):
+        self.folder = Path(folder)
+        self.schema = schema
+        self.options = options
+        self._prepare_folder(overwrite)
+        self._shards: list[ShardInfo] = []
+        self._shard_schemas: list[Schema] = []
+        self._current: _ShardFile | None = None
+        self._pending: list[pa.RecordBatch] = []
+        self._pending_bytes: list[np.ndarray] = []
+        self._stats = {c.name: new_stats(c) for c in schema}
+        self._closed = False
+
+    # -- folder ----------------------------------------------------------------
+
+    def _prepare_folder(self, overwrite: bool) -> None:
+        if self.folder.exists() and not self.folder.is_dir():
+            raise ConfigError(f"output {str(self.folder)!r} exists and is not a folder; choose another output path")
+        if self.folder.is_dir() and any(self.folder.iterdir()):
+            is_dataset = (self.folder / INDEX_FILE).exists() or any(self.folder.glob("*.arrow")) or any(self.folder.glob(".tmp-*"))
+            if not overwrite:
+                raise ConfigError(
+                    f"output folder {str(self.folder)!r} is not empty; pass --overwrite (overwrite=True) to "
+                    "replace the dataset in it, or choose another folder"
+                )
+            if not is_dataset:
+                raise ConfigError(
+                    f"output folder {str(self.folder)!r} holds files that are not a fastload dataset; "
+                    "refusing to overwrite it. Choose an empty or new folder."
+                )
+            # The index goes first, so a crash from here on leaves a folder that does not open as complete.
+            (self.folder / INDEX_FILE).unlink(missing_ok=True)
+            for path in list(self.folder.glob("*.arrow")) + list(self.folder.glob(".tmp-*")):
+                path.unlink()
+        self.folder.mkdir(parents=True, exist_ok=True)
+
+    # -- writing ---------------------------------------------------------------
+
+    @property
+    def num_rows(self) -> int:
+        written = sum(s.num_rows for s in self._shards)
+        current = sum(self._current.block_rows) if self._current else 0
+        return written + current + sum(b.num_rows for b in self._pending)
+
+    def write(self, data: pa.RecordBatch | pa.Table) -> None:
+        """Append rows. Column names and Arrow types must match `self.schema` exactly."""
+        expected = self.schema.arrow_schema()
+        batches = data.to_batches() if isinstance(data, pa.Table) else [data]
+        for batch in batches:
+            if batch.num_rows == 0:
+                continue
+            if not batch.schema.remove_metadata().equals(expected.remove_metadata()):
+                batch = self._conform(batch, expected)
+            self._pending.append(batch)
+            self._pending_bytes.append(_row_bytes(batch))
+        self._flush_full_blocks()
+
+    def _conform(self, batch: pa.RecordBatch, expected: pa.Schema) -> pa.RecordBatch:
+        if batch.schema.names != expected.names:
+            raise FormatError(f"batch has columns {batch.schema.names}, the dataset expects {expected.names}")
+        try:
+            return pa.RecordBatch.from_arrays(
+                [col.cast(f.type) for col, f in zip(batch.columns, expected)], schema=expected
+            )
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+            raise FormatError(f"batch does not match the dataset schema {self.schema.to_json()}: {exc}") from None
+
+    def promote(self, schema: Schema) -> None:
+        """Widen the schema (see `schema.promote_column`); earlier shards are rewritten at close."""
+        if schema == self.schema:
+            return
+        if schema.names != self.schema.names:
+            raise FormatError(f"promotion cannot change columns: {self.schema.names} -> {schema.names}")
+        self._finish_shard()
+        expected = schema.arrow_schema()
+        self.schema = schema
+        self._pending = [self._conform(b, expected) for b in self._pending]
+
+    def _flush_full_blocks(self, final: bool = False) -> None:
+        if not self._pending:
+            return
+        sizes = np.concatenate(self._pending_bytes)
+        total = len(sizes)
+        cuts = []  # row index where each full block ends
+        start = 0
+        if self.options.block_rows is not None:
+            step = self.options.block_rows
+            cuts = list(range(step, total + 1, step))
+        else:
+            cumulative = np.cumsum(sizes)
+            while start < total:
+                before = cumulative[start - 1] if start else 0
+                end = int(np.searchsorted(cumulative, before + self.options.block_bytes, side="left")) + 1
+                if end > total:
+                    break
+                cuts.append(end)
+                start = end
+        if final and (not cuts or cuts[-1] < total):
+            cuts.append(total)
+        if not cuts:
+            return
+        table = pa.Table.from_batches(self._pending, schema=self._pending[0].schema)
+        previous = 0
+        for end in cuts:
+            self._write_block(table.slice(previous, end - previous).combine_chunks().to_batches()[0])
+            previous = end
+        rest = table.slice(previous)
+        self._pending = rest.combine_chunks().to_batches() if rest.num_rows else []
+        self._pending_bytes = [sizes[previous:]] if rest.num_rows else []
+
+    def _write_block(self, block: pa.RecordBatch) -> None:
+        if self._current is None:
+            name = shard_file_name(len(self._shards))
+            self._current = _ShardFile(self.folder / _tmp_name(name), self.schema.arrow_schema(), self.options.compression)
+        block = pa.RecordBatch.from_arrays(block.columns, schema=self.schema.arrow_schema())
+        for column, array in zip(self.schema, block.columns):
+            self._stats[column.name].add(array)
+        if self._current.write(block) >= self.options.shard_bytes:
+            self._finish_shard()
+
+    def _finish_shard(self) -> None:
+        if self._current is None:
+            return
+        shard_id = len(self._shards)
+        self._shards.append(self._current.finish(shard_file_name(shard_id)))
+        self._shard_schemas.append(self.schema)
+        self._current = None
+
+    # -- finishing -------------------------------------------------------------
+
+    def close(self, *, source: dict | None = None, tokenizer: dict | None = None, num_skipped_rows: int = 0, options: dict | None = None, created_by: str = "") -> DatasetIndex:
+        """Write the last block, rewrite promoted shards, rename shards, write `index.json`."""
+        if self._closed:
+            raise FormatError("this DatasetWriter is already closed")
+        self._flush_full_blocks(final=True)
+        self._finish_shard()
+        if not self._shards:
+            self.abort()
+            raise FormatError("no rows were written; an empty dataset is not created")
+        self._rewrite_promoted_shards()
+        for info in self._shards:
+            os.replace(self.folder / _tmp_name(info.file), self.folder / info.file)
+        index = DatasetIndex(
+            schema=self.schema,
+            shards=tuple(self._shards),
+            compression=self.options.compression,
+            stats={name: s.to_json() for name, s in self._stats.items()},
+            tokenizer=tokenizer,
+            source=source or {},
+            options={**self.options.to_json(), **(options or {})},
+            num_skipped_rows=num_skipped_rows,
+            created_by=created_by,
+        )
+        write_index(self.folder, index)
+        self._closed = True
+        return index
+
+    def _rewrite_promoted_shards(self) -> None:
+        target = self.schema.arrow_schema()
+        for shard_id, (info, schema) in enumerate(zip(self._shards, self._shard_schemas)):
+            if schema == self.schema:
+                continue
+            old_path = self.folder / _tmp_name(info.file)
+            new_path = self.folder / _tmp_name("promoted-" + info.file)
+            shard = _ShardFile(new_path, target, self.options.compression)
+            with pa.memory_map(str(old_path)) as source:
+                reader = ipc.open_file(source)
+                for i in range(reader.num_record_batches):
+                    batch = reader.get_batch(i)
+                    shard.write(pa.RecordBatch.from_arrays([c.cast(f.type) for c, f in zip(batch.columns, target)], schema=target))
+            self._shards[shard_id] = shard.finish(info.file)
+            os.replace(new_path, old_path)
+
+    def abort(self) -> None:
+        """Remove everything this writer created; the folder is left without an index."""
+        if self._current is not None:
+            self._current.abort()
+            self._current = None
+        for path in self.folder.glob(".tmp-*"):
+            path.unlink(missing_ok=True)
+        self._closed = True
+
+    def __enter__(self) -> "DatasetWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None:
+            self.abort()
+        elif not self._closed:
+            self.close()
+
