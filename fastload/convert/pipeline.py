@@ -1,0 +1,313 @@
+"""`fastload.convert`: inputs → chunks → worker threads → one writer → a dataset.
+
+    reader (main thread)      workers (threads)                    writer (main thread)
+    chunks in input order ──► parse + select + tokenize + cast ──► reconcile schema, cut blocks,
+                              (pyarrow C++ / Numba: no GIL)        checksum, stats, shards, index
+
+Threads, not processes: the expensive steps (pyarrow's parsers, the Numba
+tokenizer) release the GIL, and threads hand Arrow tables over without
+pickling. Results are consumed strictly in input order with a bounded number
+in flight, so memory stays flat and the dataset is byte-identical for every
+`workers` value.
+
+Schema reconciliation: the first chunk fixes the column names; each later
+chunk's column kinds are merged with `promote_column` (widening only). A
+column that is null everywhere so far is held back (chunks are buffered)
+until some chunk gives it a type; one that stays null to the end is dropped
+and reported. A type change that cannot be widened is an error that names the
+file where the column got its type and the file that disagrees.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import sys
+import time
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import pyarrow as pa
+
+from fastload.convert.normalize import TOKENS_COLUMN, prepare_table
+from fastload.convert.sources import COMPRESSED, Chunk, file_chunks, find_inputs, object_chunks
+from fastload.errors import ConfigError, ConvertError
+from fastload.format.index import INDEX_FILE, DatasetIndex
+from fastload.format.schema import Column, Schema, TypeMismatch, promote_column
+from fastload.format.writer import DatasetWriter, WriteOptions
+
+__all__ = ["convert", "ConvertResult"]
+
+log = logging.getLogger("fastload.convert")
+
+ON_ERROR = ("fail", "skip")
+_MAX_HELD_BYTES = 512 << 20  # chunks held back while a column is still all-null
+
+
+@dataclass
+class ConvertResult:
+    """What a conversion did; `str()` is the summary the CLI prints."""
+
+    path: Path
+    index: DatasetIndex
+    bytes_in: int
+    seconds: float
+    num_skipped_rows: int
+    dropped_columns: list[str] = field(default_factory=list)
+
+    @property
+    def num_rows(self) -> int:
+        return self.index.num_rows
+
+    @property
+    def num_tokens(self) -> int:
+        stats = self.index.stats.get(TOKENS_COLUMN) or {}
+        return int(stats.get("tokens", 0))
+
+    def __str__(self) -> str:
+        mb_in, mb_out = self.bytes_in / 1e6, self.index.num_bytes / 1e6
+        lines = [
+            f"dataset      {self.path}",
+            f"rows         {self.num_rows:,}" + (f"   ({self.num_skipped_rows:,} skipped)" if self.num_skipped_rows else ""),
+            f"shards       {len(self.index.shards):,}   blocks {self.index.num_blocks:,}",
+            f"bytes        {mb_in:,.1f} MB in -> {mb_out:,.1f} MB out ({self.index.compression})",
+        ]
+        if self.num_tokens:
+            lines.append(f"tokens       {self.num_tokens:,}")
+        if self.dropped_columns:
+            lines.append(f"dropped      {', '.join(self.dropped_columns)} (null in every row)")
+        rate = mb_in / self.seconds if self.seconds > 0 else float("inf")
+        lines.append(f"time         {self.seconds:,.2f} s   ({rate:,.1f} MB/s in)")
+        return "\n".join(lines)
+
+
+class _Columns:
+    """The dataset's columns as known so far, and which input gave each its type."""
+
+    def __init__(self) -> None:
+        self.columns: dict[str, Column | None] = {}
+        self.origin: dict[str, str] = {}
+
+    def merge(self, kinds: dict[str, Column | None], source: str) -> None:
+        if not self.columns:
+            self.columns = dict(kinds)
+            self.origin = {name: source for name, c in kinds.items() if c is not None}
+            return
+        extra = [name for name in kinds if name not in self.columns]
+        if extra:
+            raise ConvertError(
+                f"{source} has field(s) {', '.join(map(repr, extra))} that earlier input ({self._first_source()}) "
+                f"does not; list the fields to keep with --columns ({', '.join(self.columns)} are known)"
+            )
+        for name, incoming in kinds.items():
+            current = self.columns[name]
+            if incoming is None:
+                continue
+            if current is None:
+                self.columns[name], self.origin[name] = incoming, source
+                continue
+            try:
+                self.columns[name] = promote_column(current, incoming)
+            except TypeMismatch as exc:
+                raise ConvertError(
+                    f"field {name!r} changes type: {self.origin[name]} gave it {current.kind} ({current.dtype}), "
+                    f"{source} has {incoming.kind} ({incoming.dtype}) [{exc}]. Make the field consistent, or "
+                    "leave it out with --columns."
+                ) from None
+
+    def _first_source(self) -> str:
+        return next(iter(self.origin.values()), "the first input")
+
+    @property
+    def complete(self) -> bool:
+        return all(c is not None for c in self.columns.values())
+
+    def schema(self) -> Schema:
+        return Schema(tuple(c for c in self.columns.values() if c is not None))
+
+    def conform(self, table: pa.Table) -> pa.Table:
+        """`table` with exactly the current typed columns, in order (missing fields become nulls)."""
+        arrays = []
+        for name, column in self.columns.items():
+            if column is None:
+                continue
+            if name in table.column_names:
+                array = table.column(name)
+                arrays.append(array if array.type == column.arrow_type else array.cast(column.arrow_type))
+            else:
+                arrays.append(pa.nulls(table.num_rows, column.arrow_type))
+        return pa.Table.from_arrays(arrays, schema=self.schema().arrow_schema())
+
+
+def _resolve_tokenizer(tokenizer):
+    if tokenizer is None or not isinstance(tokenizer, (str, os.PathLike)):
+        return tokenizer
+    try:
+        from fastload.tokenizer import load_tokenizer
+    except ImportError:
+        raise ConfigError(
+            "tokenization during conversion is not available in this build of fastload yet; convert "
+            "without --tokenizer and tokenize in the loader"
+        ) from None
+    return load_tokenizer(str(tokenizer))
+
+
+def _chunks_of(source, *, input_format, on_error, text_field, text_lines) -> tuple[Iterator[Chunk], list[str], int | None]:
+    """(chunks, names of the inputs, total input bytes when known up front)."""
+    if isinstance(source, (str, os.PathLike)) or (isinstance(source, (list, tuple)) and source and all(isinstance(s, (str, os.PathLike)) for s in source)):
+        paths = [source] if isinstance(source, (str, os.PathLike)) else list(source)
+        files = find_inputs(paths, input_format=input_format)
+        total = None if any(c in COMPRESSED for _, _, c in files) else sum(p.stat().st_size for p, _, _ in files)
+
+        def generate() -> Iterator[Chunk]:
+            for path, fmt, compression in files:
+                yield from file_chunks(path, fmt, compression, on_error=on_error, text_field=text_field, text_lines=text_lines)
+
+        return generate(), [str(s) for s in paths], total
+    return object_chunks(source), [f"<{type(source).__module__}.{type(source).__name__}>"], None
+
+
+def _progress(total: int | None, quiet: bool):
+    from tqdm.auto import tqdm
+
+    disable = quiet or not sys.stderr.isatty()
+    return tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc="convert", disable=disable, dynamic_ncols=True)
+
+
+def convert(
+    source,
+    out: str | os.PathLike,
+    *,
+    columns: Iterable[str] | None = None,
+    text_field: str = "text",
+    tokenizer=None,
+    keep_text: bool = False,
+    input_format: str | None = None,
+    text_lines: bool = False,
+    shard_bytes: int = WriteOptions.shard_bytes,
+    block_bytes: int = WriteOptions.block_bytes,
+    block_rows: int | None = None,
+    compression: str = "none",
+    workers: int | None = None,
+    on_error: str = "fail",
+    overwrite: bool = False,
+    quiet: bool = False,
+) -> ConvertResult:
+    """Convert files (paths, folders, globs) or an in-memory source into a fastload dataset at `out`.
+
+    See `fastload convert --help` for the options; the Python names are the
+    same in snake_case. Returns a `ConvertResult`; raises `ConvertError`
+    naming the file and line on bad input, and leaves no complete-looking
+    dataset behind when it fails.
+    """
+    if on_error not in ON_ERROR:
+        raise ConfigError(f"on_error must be one of {', '.join(ON_ERROR)}, found {on_error!r}")
+    workers = workers if workers is not None else min(4, os.cpu_count() or 1)
+    if type(workers) is not int or workers < 1:
+        raise ConfigError(f"workers must be a positive integer, found {workers!r}")
+    options = WriteOptions(shard_bytes=shard_bytes, block_bytes=block_bytes, block_rows=block_rows, compression=compression)
+    columns = tuple(columns) if columns is not None else None
+    tokenizer = _resolve_tokenizer(tokenizer)
+    out = Path(out)
+    created_folder = not out.exists()
+    started = time.perf_counter()
+    chunks, input_names, total = _chunks_of(source, input_format=input_format, on_error=on_error, text_field=text_field, text_lines=text_lines)
+
+    def work(chunk: Chunk):
+        table, skipped = chunk.load()
+        prepared = prepare_table(table, source=chunk.source, columns=columns, text_field=text_field, tokenizer=tokenizer, keep_text=keep_text)
+        return chunk, prepared, skipped
+
+    known = _Columns()
+    writer: DatasetWriter | None = None
+    held: list[pa.Table] = []
+    held_bytes = 0
+    bytes_in = skipped_rows = 0
+    progress = _progress(total, quiet)
+    try:
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fastload-convert") as pool:
+            for chunk, prepared, skipped in _ordered(pool, work, chunks, depth=2 * workers):
+                bytes_in += chunk.num_bytes
+                skipped_rows += skipped
+                progress.update(chunk.num_bytes)
+                if prepared is None:
+                    continue
+                table, kinds = prepared
+                known.merge(kinds, chunk.source)
+                if writer is None and not known.complete and held_bytes < _MAX_HELD_BYTES:
+                    held.append(table)
+                    held_bytes += table.nbytes
+                    continue
+                if writer is None:
+                    writer = DatasetWriter(out, known.schema(), options=options, overwrite=overwrite)
+                for pending in held + [table]:
+                    writer.promote(known.schema())
+                    writer.write(known.conform(pending))
+                held = []
+        if writer is None and held:
+            writer = DatasetWriter(out, known.schema(), options=options, overwrite=overwrite)
+            for pending in held:
+                writer.write(known.conform(pending))
+        if writer is None or writer.num_rows == 0 or not len(known.schema()):
+            raise ConvertError(
+                f"the input ({', '.join(input_names)}) holds no rows"
+                + (f" ({skipped_rows:,} skipped as bad)" if skipped_rows else "")
+                + "; an empty dataset is not created"
+            )
+        dropped = [name for name, c in known.columns.items() if c is None]
+        for name in dropped:
+            log.warning("field %r is null in every row and was left out of the dataset", name)
+        index = writer.close(
+            source={"inputs": input_names, "dropped_columns": dropped},
+            tokenizer=_tokenizer_record(tokenizer, text_field),
+            num_skipped_rows=skipped_rows,
+            options={"columns": list(columns) if columns else None, "text_field": text_field, "keep_text": keep_text, "on_error": on_error},
+            created_by=f"fastload {_version()}",
+        )
+    except BaseException:
+        if writer is not None:
+            writer.abort()
+        if created_folder and out.is_dir() and not (out / INDEX_FILE).exists():
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+    finally:
+        progress.close()
+    return ConvertResult(out, index, bytes_in, time.perf_counter() - started, skipped_rows, dropped)
+
+
+def _ordered(pool: ThreadPoolExecutor, fn, items: Iterator, *, depth: int) -> Iterator:
+    """`pool.map(fn, items)` that keeps at most `depth` items in flight and yields in input order."""
+    in_flight: deque[Future] = deque()
+    for item in items:
+        in_flight.append(pool.submit(fn, item))
+        if len(in_flight) >= depth:
+            yield in_flight.popleft().result()
+    while in_flight:
+        yield in_flight.popleft().result()
+
+
+def _tokenizer_record(tokenizer, text_field: str) -> dict | None:
+    if tokenizer is None:
+        return None
+    return {
+        "column": TOKENS_COLUMN,
+        "text_field": text_field,
+        "fingerprint": tokenizer.fingerprint,
+        "vocab_size": int(tokenizer.vocab_size),
+        "eos_id": tokenizer.eos_id,
+        "bos_id": tokenizer.bos_id,
+    }
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("fastload")
+    except PackageNotFoundError:
+        return "unknown"
+
