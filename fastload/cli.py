@@ -1,0 +1,217 @@
+"""The `fastload` command line: convert | inspect | verify | demo.
+
+The only module that writes to stdout. Each subcommand is a thin layer over
+the Python API with the same option names (`--shard-bytes` ↔ `shard_bytes`);
+a `FastloadError` becomes a one-line message on stderr and exit status 1,
+anything else keeps its traceback because it is a bug.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from fastload.errors import FastloadError
+
+__all__ = ["main"]
+
+
+def _size(text: str) -> int:
+    """'128MiB', '1MB', '65536' -> bytes."""
+    units = {"kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30, "kb": 10**3, "mb": 10**6, "gb": 10**9, "b": 1}
+    lowered = text.strip().lower()
+    for suffix, factor in units.items():
+        if lowered.endswith(suffix):
+            number = lowered[: -len(suffix)].strip()
+            break
+    else:
+        number, factor = lowered, 1
+    try:
+        value = int(float(number) * factor)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size (examples: 65536, 1MiB, 128MB)") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be positive")
+    return value
+
+
+def _add_convert(sub) -> None:
+    from fastload.format.writer import WriteOptions
+
+    p = sub.add_parser("convert", help="convert jsonl/parquet/csv/text/arrow files into a fastload dataset")
+    p.add_argument("inputs", nargs="+", help="files, folders or glob patterns (quote globs)")
+    p.add_argument("-o", "--out", required=True, help="output dataset folder")
+    p.add_argument("--columns", help="comma-separated fields to keep (default: all)")
+    p.add_argument("--text-field", default="text", help="the text field (tokenized with --tokenizer; named so for text files)")
+    p.add_argument("--tokenizer", help="tokenize the text field: 'default', 'bytes', or a tokenizer.json / .tiktoken path")
+    p.add_argument("--keep-text", action="store_true", help="keep the text field next to the tokens")
+    p.add_argument("--format", dest="input_format", help="input format when the file names do not say (jsonl, parquet, csv, text, arrow)")
+    p.add_argument("--text-lines", action="store_true", help="text files hold one document per line (default: one per file)")
+    p.add_argument("--shard-bytes", type=_size, default=WriteOptions.shard_bytes, help="target shard size (default 128MiB)")
+    p.add_argument("--block-bytes", type=_size, default=WriteOptions.block_bytes, help="target block size (default 1MiB)")
+    p.add_argument("--block-rows", type=int, help="exact rows per block (overrides --block-bytes)")
+    p.add_argument("--compression", choices=["none", "lz4", "zstd"], default="none")
+    p.add_argument("--workers", type=int, help="parallel workers (default: cores, at most 4); output is identical for any value")
+    p.add_argument("--on-error", choices=["fail", "skip"], default="fail", help="bad input lines: stop (default) or skip and count")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing dataset in the output folder")
+    p.add_argument("--quiet", action="store_true", help="no progress bar and no summary")
+
+
+def _run_convert(args) -> int:
+    from fastload.convert import convert
+
+    result = convert(
+        args.inputs,
+        args.out,
+        columns=[c.strip() for c in args.columns.split(",") if c.strip()] if args.columns else None,
+        text_field=args.text_field,
+        tokenizer=args.tokenizer,
+        keep_text=args.keep_text,
+        input_format=args.input_format,
+        text_lines=args.text_lines,
+        shard_bytes=args.shard_bytes,
+        block_bytes=args.block_bytes,
+        block_rows=args.block_rows,
+        compression=args.compression,
+        workers=args.workers,
+        on_error=args.on_error,
+        overwrite=args.overwrite,
+        quiet=args.quiet,
+    )
+    if not args.quiet:
+        print(result)
+    return 0
+
+
+def _run_inspect(args) -> int:
+    from fastload.format.reader import Dataset
+
+    ds = Dataset(args.dataset)
+    index = ds.index
+    samples = [ds[i] for i in range(min(args.rows, len(ds)))]
+    if args.json:
+        out = index.to_json()
+        out.pop("shards")
+        out["shards"] = [{k: v for k, v in s.to_json().items() if k != "blocks"} | {"num_blocks": s.num_blocks} for s in index.shards]
+        out["sample_rows"] = [{k: _jsonable(v) for k, v in row.items()} for row in samples]
+        print(json.dumps(out, indent=2, ensure_ascii=False))
+        return 0
+    print(f"dataset      {ds.path}")
+    print(f"rows         {ds.num_rows:,}   blocks {ds.num_blocks:,}   shards {len(index.shards):,}")
+    print(f"bytes        {index.num_bytes:,} ({index.compression})   created by {index.created_by or '?'}")
+    if index.num_skipped_rows:
+        print(f"skipped      {index.num_skipped_rows:,} input rows")
+    if index.tokenizer:
+        print(f"tokenizer    {index.tokenizer.get('fingerprint', '?')[:16]}  vocab {index.tokenizer.get('vocab_size')}")
+    print("\ncolumns")
+    for column in ds.schema:
+        shape = f" {list(column.shape)}" if column.shape else ""
+        print(f"  {column.name:<20} {column.kind:<8} {column.dtype}{shape}")
+        stats = ds.stats.get(column.name, {})
+        print(f"  {'':<20} {_stats_line(stats)}")
+    print("\nshards")
+    for info in index.shards[:10]:
+        print(f"  {info.file}  {info.num_rows:>12,} rows  {info.num_blocks:>6,} blocks  {info.num_bytes:>14,} bytes")
+    if len(index.shards) > 10:
+        print(f"  ... {len(index.shards) - 10} more")
+    print("\nsample rows")
+    for i, row in enumerate(samples):
+        shown = {k: _preview(v) for k, v in row.items()}
+        print(f"  [{i}] {shown}")
+    return 0
+
+
+def _stats_line(stats: dict) -> str:
+    if "tokens" in stats or "bytes" in stats:
+        unit = "tokens" if "tokens" in stats else "bytes"
+        return (
+            f"{stats.get('documents', 0):,} docs, {stats.get(unit, 0):,} {unit}, length "
+            f"{stats.get('min_length')}..{stats.get('max_length')} (mean {_num(stats.get('mean_length'))})"
+        )
+    return (
+        f"count {stats.get('count', 0):,}, mean {_num(stats.get('mean'))}, std {_num(stats.get('std'))}, "
+        f"min {_num(stats.get('min'))}, max {_num(stats.get('max'))}, nulls {stats.get('null_count', 0):,}, NaN {stats.get('nan_count', 0):,}"
+    )
+
+
+def _num(x) -> str:
+    return "-" if x is None else f"{x:.4g}"
+
+
+def _preview(value, limit: int = 60):
+    import numpy as np
+
+    if isinstance(value, str):
+        return value if len(value) <= limit else value[:limit] + f"... ({len(value):,} chars)"
+    if isinstance(value, np.ndarray):
+        head = np.array2string(value.reshape(-1)[:8], separator=",")
+        return f"array{list(value.shape)} {value.dtype} {head}"
+    if isinstance(value, bytes):
+        return value[:limit] + (b"..." if len(value) > limit else b"")
+    return value
+
+
+def _jsonable(value):
+    import numpy as np
+
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, bytes):
+        return value.hex()
+    return value
+
+
+def _run_verify(args) -> int:
+    from fastload.format.verify import verify_dataset
+
+    problems = verify_dataset(args.dataset)
+    if problems:
+        for problem in problems:
+            print(f"BAD  {problem}")
+        print(f"{len(problems)} problem(s) in {args.dataset}; re-create the dataset with 'fastload convert'.")
+        return 1
+    print(f"OK   {args.dataset}: every shard and block matches its checksum")
+    return 0
+
+
+def _run_demo(args) -> int:
+    from fastload.convert import convert
+    from fastload.demo import demo_corpus_path
+
+    out = Path(args.out)
+    print(f"converting the shipped demo corpus ({demo_corpus_path().name}) into {out} ...")
+    result = convert(demo_corpus_path(), out, overwrite=True, workers=args.workers, quiet=False, tokenizer=args.tokenizer)
+    print(result)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="fastload", description="fast data loading for transformer training")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_convert(sub)
+    p = sub.add_parser("inspect", help="print a dataset's schema, sizes, statistics and a few rows")
+    p.add_argument("dataset")
+    p.add_argument("--rows", type=int, default=3, help="sample rows to show")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p = sub.add_parser("verify", help="re-check every checksum; exit 1 naming each bad shard/block")
+    p.add_argument("dataset")
+    p = sub.add_parser("demo", help="convert the shipped demo corpus (the README's first command)")
+    p.add_argument("--out", default="demo/corpus", help="where to write the demo dataset")
+    p.add_argument("--workers", type=int)
+    p.add_argument("--tokenizer", help="tokenize while converting ('default' once available)")
+    args = parser.parse_args(argv)
+    runners = {"convert": _run_convert, "inspect": _run_inspect, "verify": _run_verify, "demo": _run_demo}
+    try:
+        return runners[args.command](args)
+    except FastloadError as exc:
+        print(f"fastload {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"fastload {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
