@@ -47,6 +47,7 @@ COMPRESSIONS = ("none", "lz4", "zstd")
 _SHARD_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,254}")
 _MAX_BYTES = 2**48  # 256 TiB: larger is an edited index, not a real shard
 _MAX_ROWS = 2**40
+_MAX_INDEX_BYTES = 2**31  # an index of 100k blocks is a few MB; 2 GB is corruption
 
 _REPAIR_HINT = "Re-create the dataset with 'fastload convert'."
 
@@ -257,7 +258,7 @@ def read_index(folder: str | os.PathLike) -> DatasetIndex:
         )
         raise FormatError(f"{str(folder)!r} has no {INDEX_FILE}, so it is not a complete fastload dataset. {hint}")
     size = path.stat().st_size
-    if size > 2**31:
+    if size > _MAX_INDEX_BYTES:
         raise FormatError(f"{path} is {size:,} bytes, far beyond any real index; the file is corrupt. {_REPAIR_HINT}")
     try:
         obj = json.loads(path.read_bytes())

@@ -258,7 +258,11 @@ class DatasetWriter:
         table = pa.Table.from_batches(self._pending, schema=self._pending[0].schema)
         previous = 0
         for end in cuts:
-            self._write_block(table.slice(previous, end - previous).combine_chunks().to_batches()[0])
+            piece = table.slice(previous, end - previous)
+            # concat_arrays always builds fresh, offset-0 arrays: a zero-copy slice would
+            # serialise differently depending on where the rows arrived from, and the output
+            # must be byte-identical however the input was batched.
+            self._write_block(pa.RecordBatch.from_arrays([pa.concat_arrays(c.chunks) for c in piece.columns], schema=piece.schema))
             previous = end
         rest = table.slice(previous)
         self._pending = rest.combine_chunks().to_batches() if rest.num_rows else []
@@ -268,7 +272,7 @@ class DatasetWriter:
         if self._current is None:
             name = shard_file_name(len(self._shards))
             self._current = _ShardFile(self.folder / _tmp_name(name), self.schema.arrow_schema(), self.options.compression)
-        block = pa.RecordBatch.from_arrays(block.columns, schema=self.schema.arrow_schema())
+        block = pa.RecordBatch.from_arrays(block.columns, schema=self.schema.arrow_schema())  # the dataset's field metadata
         for column, array in zip(self.schema, block.columns):
             self._stats[column.name].add(array)
         if self._current.write(block) >= self.options.shard_bytes:
