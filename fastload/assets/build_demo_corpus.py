@@ -5,11 +5,19 @@
 Sources, in a fixed order so the output is the same on every machine with
 the same files: English prose from Debian's package documentation
 (/usr/share/doc: READMEs, NEWS, changelogs), source code with its comments
-and docstrings (the Python standard library), and multilingual text from the
+and docstrings (the Python standard library, then, for larger corpora, the
+system's Python packages and C/C++ headers), and multilingual text from the
 gettext translation catalogues under /usr/share/locale (each catalogue
 becomes one document of translated messages). Documents are interleaved
 round-robin across the three kinds, so any prefix is a mix, and each is one
 JSON line `{"text": ..., "source": ..., "kind": ...}`.
+
+The extra code sources only follow the standard library, so a corpus that
+the standard library alone can fill (the shipped demo corpus, ~6 MB) is
+unchanged by them; they let `bench/convert.py` build its ~200 MB corpus
+(about 126 MB is all the other sources hold on a stock machine):
+
+    python fastload/assets/build_demo_corpus.py --out bench/.cache/corpus-200mb.jsonl --max-mb 200
 
 This script runs offline, is kept in the repository so the shipped file can
 be rebuilt, and is not imported by fastload.
@@ -52,6 +60,11 @@ def prose() -> "itertools.Iterator[tuple[str, str]]":
                 yield str(path), text
 
 
+# Code read after the standard library, in this order: fixed system folders (not
+# the running interpreter's site-packages, which differ between virtualenvs).
+EXTRA_CODE = (("/usr/lib/python3/dist-packages", "*.py"), ("/usr/include", "*"))
+
+
 def code() -> "itertools.Iterator[tuple[str, str]]":
     root = Path(sysconfig.get_paths()["stdlib"])
     for path in sorted(root.rglob("*.py")):
@@ -60,6 +73,12 @@ def code() -> "itertools.Iterator[tuple[str, str]]":
         text = _read_text(path)
         if text:
             yield str(path.relative_to(root.parent)), text
+    for folder, pattern in EXTRA_CODE:
+        for path in sorted(Path(folder).rglob(pattern)):
+            if path.is_file() and not path.is_symlink():
+                text = _read_text(path)
+                if text:
+                    yield str(path), text
 
 
 def translations() -> "itertools.Iterator[tuple[str, str]]":
