@@ -143,6 +143,58 @@ class _Columns:
         return pa.Table.from_arrays(arrays, schema=self.schema().arrow_schema())
 
 
+class _Assembler:
+    """Feeds prepared chunks to one `DatasetWriter` in input order, reconciling their columns.
+
+    The writer (which clears an old dataset in `out`) is created only once
+    every column has a type, or when too much is held back waiting for one.
+    """
+
+    def __init__(self, out: Path, options: WriteOptions, overwrite: bool):
+        self.out, self.options, self.overwrite = out, options, overwrite
+        self.known = _Columns()
+        self.writer: DatasetWriter | None = None
+        self.held: list[pa.Table] = []
+        self.held_bytes = 0
+
+    def add(self, table: pa.Table, kinds: dict, *, source: str) -> None:
+        self.known.merge(kinds, source)
+        self.held.append(table)
+        self.held_bytes += table.nbytes
+        if self.writer is not None or self.known.complete or self.held_bytes >= _MAX_HELD_BYTES:
+            self._flush()
+
+    def _flush(self) -> None:
+        schema = self.known.schema()
+        if self.writer is None:
+            self.writer = DatasetWriter(self.out, schema, options=self.options, overwrite=self.overwrite)
+        late = [name for name in schema.names if name not in self.writer.schema]
+        if late:
+            raise ConvertError(
+                f"field(s) {', '.join(map(repr, late))} held only nulls in the first "
+                f"{_MAX_HELD_BYTES >> 20} MiB of input and got a type only later; put a file where they "
+                "are set first, or leave them out with --columns"
+            )
+        self.writer.promote(schema)
+        for table in self.held:
+            self.writer.write(self.known.conform(table))
+        self.held, self.held_bytes = [], 0
+
+    def finish_held(self) -> bool:
+        """Write what is still held; False when there is nothing to make a dataset of."""
+        if self.held and len(self.known.schema()):
+            self._flush()
+        return self.writer is not None and self.writer.num_rows > 0
+
+    @property
+    def dropped_columns(self) -> list[str]:
+        return [name for name, c in self.known.columns.items() if c is None]
+
+    def abort(self) -> None:
+        if self.writer is not None:
+            self.writer.abort()
+
+
 def _resolve_tokenizer(tokenizer):
     if tokenizer is None or not isinstance(tokenizer, (str, os.PathLike)):
         return tokenizer
@@ -175,7 +227,7 @@ def _progress(total: int | None, quiet: bool):
     from tqdm.auto import tqdm
 
     disable = quiet or not sys.stderr.isatty()
-    return tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc="convert", disable=disable, dynamic_ncols=True)
+    return tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024, desc="convert", disable=disable)
 
 
 def convert(
@@ -222,46 +274,29 @@ def convert(
         prepared = prepare_table(table, source=chunk.source, columns=columns, text_field=text_field, tokenizer=tokenizer, keep_text=keep_text)
         return chunk, prepared, skipped
 
-    known = _Columns()
-    writer: DatasetWriter | None = None
-    held: list[pa.Table] = []
-    held_bytes = 0
-    bytes_in = skipped_rows = 0
+    assembler = _Assembler(out, options, overwrite)
+    bytes_in = skipped_rows = rows_in = 0
     progress = _progress(total, quiet)
     try:
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fastload-convert") as pool:
             for chunk, prepared, skipped in _ordered(pool, work, chunks, depth=2 * workers):
                 bytes_in += chunk.num_bytes
                 skipped_rows += skipped
+                if prepared is not None:
+                    assembler.add(*prepared, source=chunk.source)
+                    rows_in += prepared[0].num_rows
+                    progress.set_postfix_str(f"{rows_in:,} rows", refresh=False)
                 progress.update(chunk.num_bytes)
-                if prepared is None:
-                    continue
-                table, kinds = prepared
-                known.merge(kinds, chunk.source)
-                if writer is None and not known.complete and held_bytes < _MAX_HELD_BYTES:
-                    held.append(table)
-                    held_bytes += table.nbytes
-                    continue
-                if writer is None:
-                    writer = DatasetWriter(out, known.schema(), options=options, overwrite=overwrite)
-                for pending in held + [table]:
-                    writer.promote(known.schema())
-                    writer.write(known.conform(pending))
-                held = []
-        if writer is None and held:
-            writer = DatasetWriter(out, known.schema(), options=options, overwrite=overwrite)
-            for pending in held:
-                writer.write(known.conform(pending))
-        if writer is None or writer.num_rows == 0 or not len(known.schema()):
+        if not assembler.finish_held():
             raise ConvertError(
                 f"the input ({', '.join(input_names)}) holds no rows"
                 + (f" ({skipped_rows:,} skipped as bad)" if skipped_rows else "")
                 + "; an empty dataset is not created"
             )
-        dropped = [name for name, c in known.columns.items() if c is None]
+        dropped = assembler.dropped_columns
         for name in dropped:
             log.warning("field %r is null in every row and was left out of the dataset", name)
-        index = writer.close(
+        index = assembler.writer.close(
             source={"inputs": input_names, "dropped_columns": dropped},
             tokenizer=_tokenizer_record(tokenizer, text_field),
             num_skipped_rows=skipped_rows,
@@ -269,8 +304,7 @@ def convert(
             created_by=f"fastload {_version()}",
         )
     except BaseException:
-        if writer is not None:
-            writer.abort()
+        assembler.abort()
         if created_folder and out.is_dir() and not (out / INDEX_FILE).exists():
             shutil.rmtree(out, ignore_errors=True)
         raise
