@@ -179,12 +179,24 @@ class Dataset:
     >>> block = ds.block(0)       # numpy views of one record batch
     """
 
-    def __init__(self, path: str | os.PathLike, *, check_blocks: bool = True, cache_blocks: int = 16):
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        *,
+        check_blocks: bool = True,
+        cache_blocks: int = 16,
+        tokenizer=None,
+        allow_tokenizer_mismatch: bool = False,
+    ):
         self.path = Path(path)
         self.check_blocks = check_blocks
         self.cache_blocks = max(1, int(cache_blocks))
         self.index: DatasetIndex = read_index(self.path)
         self._check_shard_files()
+        self.tokenizer = tokenizer
+        self.allow_tokenizer_mismatch = allow_tokenizer_mismatch
+        if tokenizer is not None and not allow_tokenizer_mismatch:
+            self._check_tokenizer(tokenizer)
         rows = [info.block_rows for info in self.index.shards]
         self.block_rows = np.concatenate(rows)  # (num_blocks,) rows per block, global block order
         self.block_starts = np.concatenate([[0], np.cumsum(self.block_rows)])  # (num_blocks + 1,)
@@ -197,6 +209,17 @@ class Dataset:
         self._shards: dict[int, _Shard] = {}
         self._cache: OrderedDict[int, Block] = OrderedDict()
         self._lock = threading.Lock()
+
+    def _check_tokenizer(self, tokenizer) -> None:
+        """Token ids mean nothing under another vocabulary: refuse a tokenizer that differs from the one used."""
+        recorded = (self.index.tokenizer or {}).get("fingerprint")
+        if recorded is not None and recorded != tokenizer.fingerprint:
+            raise FormatError(
+                f"dataset {str(self.path)!r} was tokenized with tokenizer {recorded[:16]}..., but the tokenizer "
+                f"given is {tokenizer.fingerprint[:16]}...; its ids would mean different tokens. Pass the tokenizer "
+                "the dataset was converted with, re-convert with this one, or pass allow_tokenizer_mismatch=True "
+                "if you know the vocabularies agree."
+            )
 
     def _check_shard_files(self) -> None:
         for info in self.index.shards:
@@ -217,10 +240,17 @@ class Dataset:
     # -- pickling: only the path and options cross processes ------------------
 
     def __getstate__(self) -> dict:
-        return {"path": self.path, "check_blocks": self.check_blocks, "cache_blocks": self.cache_blocks}
+        return {
+            "path": self.path,
+            "check_blocks": self.check_blocks,
+            "cache_blocks": self.cache_blocks,
+            "tokenizer": self.tokenizer,
+            "allow_tokenizer_mismatch": self.allow_tokenizer_mismatch,
+        }
 
     def __setstate__(self, state: dict) -> None:
-        self.__init__(state["path"], check_blocks=state["check_blocks"], cache_blocks=state["cache_blocks"])
+        path = state.pop("path")
+        self.__init__(path, **state)
 
     # -- metadata ----------------------------------------------------------------
 

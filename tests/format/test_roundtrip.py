@@ -172,3 +172,23 @@ def test_any_rows_read_back_as_written(tmp_path_factory, rows, block_rows, chunk
         assert got["flag"] == row["flag"]
         assert got["blob"] == row["blob"]
     assert ds.block_rows.max() <= block_rows
+
+
+def test_a_tokenizer_other_than_the_one_used_is_refused_unless_allowed(small_dataset):
+    import json
+
+    from fastload import FormatError
+
+    index_path = small_dataset / "index.json"
+    obj = json.loads(index_path.read_text())
+    obj["tokenizer"] = {"column": "tokens", "fingerprint": "a" * 64, "vocab_size": 65536}
+    index_path.write_text(json.dumps(obj))
+
+    class Fake:
+        def __init__(self, fingerprint):
+            self.fingerprint = fingerprint
+
+    Dataset(small_dataset, tokenizer=Fake("a" * 64))
+    with pytest.raises(FormatError, match="was tokenized with tokenizer aaaa.*allow_tokenizer_mismatch=True"):
+        Dataset(small_dataset, tokenizer=Fake("b" * 64))
+    Dataset(small_dataset, tokenizer=Fake("b" * 64), allow_tokenizer_mismatch=True)
