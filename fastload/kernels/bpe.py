@@ -35,21 +35,22 @@ from fastload.kernels.pretokenize import piece_end
 
 __all__ = [
     "SMALL_PIECE",
-    "EMPTY_KEY",
     "table_capacity",
+    "new_table",
     "build_pair_table",
-    "build_token_table",
+    "build_token_tables",
     "lookup_pair",
     "lookup_token",
     "enumerate_splits",
+    "self_merging_tokens",
     "merge_piece",
     "encode_documents",
     "find_invalid_utf8",
 ]
 
 SMALL_PIECE = 48  # bytes; above this the heap merge wins (measured on "a" * n)
-EMPTY_KEY = np.uint64(0xFFFFFFFFFFFFFFFF)
 _NO_PAIR = np.int64(0x7FFFFFFFFFFFFFFF)
+_EMPTY = np.int64(-1)  # empty slot in the interleaved (key, value) tables
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _FNV_OFFSET = np.uint64(0xCBF29CE484222325)
 _FNV_PRIME = np.uint64(0x100000001B3)
@@ -61,40 +62,74 @@ def table_capacity(num_entries: int) -> tuple[int, int]:
     return 1 << bits, 64 - bits
 
 
-@kernel
-def pair_slot(a, b, shift):
-    key = (np.uint64(a) << np.uint64(32)) | np.uint64(b)
-    return key, np.int64((key * _GOLDEN) >> np.uint64(shift))
+def new_table(num_entries: int) -> tuple[np.ndarray, int]:
+    """An empty interleaved (key, value) int64 table for `num_entries` keys, and its shift."""
+    capacity, shift = table_capacity(num_entries)
+    return np.full((capacity, 2), -1, dtype=np.int64), shift
 
 
 @kernel
-def build_pair_table(left, right, rank, new_id, keys, values, shift):
-    """Insert pairs (later duplicates win, as in HF); return the count stored."""
-    mask = np.int64(keys.shape[0] - 1)
+def slot_of(key, shift):
+    """Home slot of a 64-bit key in a table of 2**(64 - shift) slots."""
+    return np.int64((np.uint64(key) * _GOLDEN) >> np.uint64(shift))
+
+
+@kernel
+def insert_key(table, shift, key, value):
+    """Insert into an interleaved (key, value) table; an existing key is overwritten.
+    Returns 1 for a new key, 0 for an overwrite."""
+    mask = np.int64(table.shape[0] - 1)
+    s = slot_of(key, shift)
+    while table[s, 0] != _EMPTY and table[s, 0] != key:
+        s = (s + np.int64(1)) & mask
+    new = 1 if table[s, 0] == _EMPTY else 0
+    table[s, 0] = key
+    table[s, 1] = value
+    return new
+
+
+@kernel
+def find_key(table, shift, key):
+    """Value stored under `key`, or -1. Key and value share a cache line."""
+    mask = np.int64(table.shape[0] - 1)
+    s = slot_of(key, shift)
+    while True:
+        k = table[s, 0]
+        if k == key:
+            return table[s, 1]
+        if k == _EMPTY:
+            return np.int64(-1)
+        s = (s + np.int64(1)) & mask
+
+
+@kernel
+def pair_key(a, b):
+    return (np.int64(a) << 32) | np.int64(b)
+
+
+@kernel
+def build_pair_table(left, right, rank, new_id, pairs, shift):
+    """Insert merges (a, b) -> rank << 32 | new_id (later duplicates win, as in HF)."""
     stored = 0
     for k in range(left.shape[0]):
-        key, s = pair_slot(left[k], right[k], shift)
-        while keys[s] != EMPTY_KEY and keys[s] != key:
-            s = (s + np.int64(1)) & mask
-        if keys[s] == EMPTY_KEY:
-            stored += 1
-        keys[s] = key
-        values[s] = (np.int64(rank[k]) << 32) | np.int64(new_id[k])
+        stored += insert_key(pairs, shift, pair_key(left[k], right[k]), (np.int64(rank[k]) << 32) | np.int64(new_id[k]))
     return stored
 
 
 @kernel
-def lookup_pair(keys, values, shift, a, b):
+def lookup_pair(pairs, shift, a, b):
     """`rank << 32 | new_id` of the pair (a, b), or a value above every rank."""
-    mask = np.int64(keys.shape[0] - 1)
-    key, s = pair_slot(a, b, shift)
-    while True:
-        k = keys[s]
-        if k == key:
-            return values[s]
-        if k == EMPTY_KEY:
-            return _NO_PAIR
-        s = (s + np.int64(1)) & mask
+    v = find_key(pairs, shift, pair_key(a, b))
+    return _NO_PAIR if v < 0 else v
+
+
+@kernel
+def short_key(buf, start, end):
+    """A piece of 1-7 bytes packed into one int64 with its length in the top byte."""
+    key = np.int64(end - start) << 56
+    for i in range(start, end):
+        key |= np.int64(buf[i]) << np.int64(8 * (i - start))
+    return key
 
 
 @kernel
@@ -102,25 +137,7 @@ def bytes_hash(buf, start, end):
     h = _FNV_OFFSET
     for i in range(start, end):
         h = (h ^ np.uint64(buf[i])) * _FNV_PRIME
-    return h
-
-
-@kernel
-def build_token_table(token_ids, tok_bytes, tok_offsets, slots, shift):
-    """Insert tokens (by their bytes) into `slots`; the first id of equal bytes wins."""
-    mask = np.int64(slots.shape[0] - 1)
-    for k in range(token_ids.shape[0]):
-        t = token_ids[k]
-        a = tok_offsets[t]
-        b = tok_offsets[t + 1]
-        s = np.int64((bytes_hash(tok_bytes, a, b) * _GOLDEN) >> np.uint64(shift))
-        while slots[s] >= 0:
-            if same_bytes(tok_bytes, a, b, tok_bytes, tok_offsets, slots[s]):
-                break
-            s = (s + np.int64(1)) & mask
-        if slots[s] < 0:
-            slots[s] = t
-    return 0
+    return np.int64(h >> np.uint64(1))  # never -1 (the empty key)
 
 
 @kernel
@@ -135,36 +152,61 @@ def same_bytes(buf, start, end, tok_bytes, tok_offsets, t):
 
 
 @kernel
-def lookup_token(slots, shift, tok_bytes, tok_offsets, buf, start, end):
-    """Id of the token whose bytes are buf[start:end], or -1."""
-    mask = np.int64(slots.shape[0] - 1)
-    s = np.int64((bytes_hash(buf, start, end) * _GOLDEN) >> np.uint64(shift))
+def build_token_tables(token_ids, tok_bytes, tok_offsets, short, short_shift, long, long_shift):
+    """Index tokens by their bytes: up to 7 bytes in `short` (the key is the
+    bytes), longer ones in `long` (key = hash; bytes compared on lookup)."""
+    mask = np.int64(long.shape[0] - 1)
+    for k in range(token_ids.shape[0]):
+        t = token_ids[k]
+        a = tok_offsets[t]
+        b = tok_offsets[t + 1]
+        if b - a <= 7:
+            insert_key(short, short_shift, short_key(tok_bytes, a, b), np.int64(t))
+            continue
+        s = slot_of(bytes_hash(tok_bytes, a, b), long_shift)
+        while long[s, 0] != _EMPTY:
+            s = (s + np.int64(1)) & mask
+        long[s, 0] = bytes_hash(tok_bytes, a, b)
+        long[s, 1] = t
+    return 0
+
+
+@kernel
+def lookup_token(tokens, buf, start, end):
+    """Id of the indexed token whose bytes are buf[start:end], or -1."""
+    short, short_shift, long, long_shift, tok_bytes, tok_offsets = tokens
+    if end - start <= 7:
+        return find_key(short, short_shift, short_key(buf, start, end))
+    h = bytes_hash(buf, start, end)
+    mask = np.int64(long.shape[0] - 1)
+    s = slot_of(h, long_shift)
     while True:
-        t = slots[s]
-        if t < 0:
-            return -1
-        if same_bytes(buf, start, end, tok_bytes, tok_offsets, t):
-            return t
+        k = long[s, 0]
+        if k == _EMPTY:
+            return np.int64(-1)
+        if k == h and same_bytes(buf, start, end, tok_bytes, tok_offsets, long[s, 1]):
+            return long[s, 1]
         s = (s + np.int64(1)) & mask
 
 
 @kernel
-def enumerate_splits(token_ids, tok_bytes, tok_offsets, slots, shift, left, right, merged):
+def enumerate_splits(token_ids, tokens, left, right, merged):
     """For each token t and each split t = a + b with a, b tokens, write (a, b, t).
 
     This is the pair table that reproduces tiktoken's bytes-rank merges.
     Output arrays need `len(tok_bytes)` entries; returns the count written.
     """
+    tok_bytes, tok_offsets = tokens[4], tokens[5]
     n = 0
     for k in range(token_ids.shape[0]):
         t = token_ids[k]
         a = tok_offsets[t]
         b = tok_offsets[t + 1]
         for cut in range(a + 1, b):
-            x = lookup_token(slots, shift, tok_bytes, tok_offsets, tok_bytes, a, cut)
+            x = lookup_token(tokens, tok_bytes, a, cut)
             if x < 0:
                 continue
-            y = lookup_token(slots, shift, tok_bytes, tok_offsets, tok_bytes, cut, b)
+            y = lookup_token(tokens, tok_bytes, cut, b)
             if y < 0 or n >= left.shape[0]:
                 continue
             left[n] = x
@@ -175,13 +217,46 @@ def enumerate_splits(token_ids, tok_bytes, tok_offsets, slots, shift, left, righ
 
 
 @kernel
-def merge_small(buf, start, end, out, o, byte_ids, pair_keys, pair_values, pair_shift, ids, vals):
-    """tiktoken's loop for a short piece: rescan ranks after every merge."""
+def self_merging_tokens(token_ids, tok_bytes, tok_offsets, byte_ids, pairs, pair_shift, keep):
+    """keep[k] = True when merging the bytes of token_ids[k] gives exactly that token.
+
+    Only such tokens may short-cut the merge loop under HF semantics (without
+    `ignore_merges`): for them "the piece is a token" and "the merges produce
+    the token" are the same statement. Returns how many are kept.
+    """
+    scratch_ids = np.empty(SMALL_PIECE, dtype=np.int64)
+    scratch_vals = np.empty(SMALL_PIECE, dtype=np.int64)
+    out = np.empty(1, dtype=np.int64)
+    count = 0
+    for k in range(token_ids.shape[0]):
+        t = token_ids[k]
+        a = tok_offsets[t]
+        b = tok_offsets[t + 1]
+        keep[k] = False
+        if b - a < 2:
+            continue
+        if b - a <= SMALL_PIECE:
+            m = merge_small(tok_bytes, a, b, byte_ids, pairs, pair_shift, scratch_ids, scratch_vals)
+            ok = m == 1 and scratch_ids[0] == t
+        else:
+            buf = np.empty(b - a, dtype=np.int64)
+            m = merge_long(tok_bytes, a, b, buf, 0, byte_ids, pairs, pair_shift)
+            ok = m == 1 and buf[0] == t
+        if ok:
+            keep[k] = True
+            count += 1
+    return count
+
+
+@kernel
+def merge_small(buf, start, end, byte_ids, pairs, pair_shift, ids, vals):
+    """tiktoken's loop for a short piece: rescan ranks after every merge.
+    The result is left in ids[:m]; returns m."""
     m = end - start
     for k in range(m):
         ids[k] = byte_ids[buf[start + k]]
     for k in range(m - 1):
-        vals[k] = lookup_pair(pair_keys, pair_values, pair_shift, ids[k], ids[k + 1])
+        vals[k] = lookup_pair(pairs, pair_shift, ids[k], ids[k + 1])
     while m > 1:
         best = _NO_PAIR
         at = -1
@@ -198,12 +273,10 @@ def merge_small(buf, start, end, out, o, byte_ids, pair_keys, pair_values, pair_
             vals[k] = vals[k + 1]
         m -= 1
         if at < m - 1:
-            vals[at] = lookup_pair(pair_keys, pair_values, pair_shift, ids[at], ids[at + 1])
+            vals[at] = lookup_pair(pairs, pair_shift, ids[at], ids[at + 1])
         if at > 0:
-            vals[at - 1] = lookup_pair(pair_keys, pair_values, pair_shift, ids[at - 1], ids[at])
-    for k in range(m):
-        out[o + k] = ids[k]
-    return o + m
+            vals[at - 1] = lookup_pair(pairs, pair_shift, ids[at - 1], ids[at])
+    return m
 
 
 @kernel
@@ -240,21 +313,22 @@ def heap_pop(heap, size):
 
 
 @kernel
-def merge_long(buf, start, end, out, o, byte_ids, pair_keys, pair_values, pair_shift):
-    """Linked list + min-heap of (rank, position) with lazy deletion: O(n log n)."""
+def merge_long(buf, start, end, out, o, byte_ids, pairs, pair_shift):
+    """Linked list + min-heap of (rank, position) with lazy deletion: O(n log n).
+    Writes the ids to out[o:]; returns the new `o`."""
     n = end - start
     ids = np.empty(n, dtype=np.int64)
     nxt = np.empty(n, dtype=np.int64)
     prv = np.empty(n, dtype=np.int64)
     vals = np.empty(n, dtype=np.int64)
-    heap = np.empty(3 * n + 4, dtype=np.int64)  # each merge pushes at most 2 entries
+    heap = np.empty(3 * n + 4, dtype=np.int64)  # n - 1 initial entries + at most 2 per merge
     size = 0
     for k in range(n):
         ids[k] = byte_ids[buf[start + k]]
         nxt[k] = k + 1
         prv[k] = k - 1
     for k in range(n - 1):
-        vals[k] = lookup_pair(pair_keys, pair_values, pair_shift, ids[k], ids[k + 1])
+        vals[k] = lookup_pair(pairs, pair_shift, ids[k], ids[k + 1])
         if vals[k] != _NO_PAIR:
             size = heap_push(heap, size, ((vals[k] >> 32) << 32) | k)
     vals[n - 1] = _NO_PAIR
@@ -262,22 +336,23 @@ def merge_long(buf, start, end, out, o, byte_ids, pair_keys, pair_values, pair_s
         key, size = heap_pop(heap, size)
         rank = key >> 32
         pos = key & 0xFFFFFFFF
+        # stale entry: the symbol was merged away or its pair changed since
         if ids[pos] < 0 or vals[pos] == _NO_PAIR or (vals[pos] >> 32) != rank:
-            continue  # stale entry
+            continue
         right = nxt[pos]
         ids[pos] = vals[pos] & 0xFFFFFFFF
         ids[right] = -1
         nxt[pos] = nxt[right]
         if nxt[pos] < n:
             prv[nxt[pos]] = pos
-            vals[pos] = lookup_pair(pair_keys, pair_values, pair_shift, ids[pos], ids[nxt[pos]])
+            vals[pos] = lookup_pair(pairs, pair_shift, ids[pos], ids[nxt[pos]])
             if vals[pos] != _NO_PAIR:
                 size = heap_push(heap, size, ((vals[pos] >> 32) << 32) | pos)
         else:
             vals[pos] = _NO_PAIR
         before = prv[pos]
         if before >= 0:
-            vals[before] = lookup_pair(pair_keys, pair_values, pair_shift, ids[before], ids[pos])
+            vals[before] = lookup_pair(pairs, pair_shift, ids[before], ids[pos])
             if vals[before] != _NO_PAIR:
                 size = heap_push(heap, size, ((vals[before] >> 32) << 32) | before)
     k = 0
@@ -289,22 +364,28 @@ def merge_long(buf, start, end, out, o, byte_ids, pair_keys, pair_values, pair_s
 
 
 @kernel
-def merge_piece(buf, start, end, out, o, tables, whole_piece, scratch_ids, scratch_vals):
-    """Encode buf[start:end] (one piece) into out[o:]; return the new `o`."""
-    byte_ids, pair_keys, pair_values, pair_shift, slots, slot_shift, tok_bytes, tok_offsets = tables
+def merge_piece(buf, start, end, out, o, tables, scratch_ids, scratch_vals):
+    """Encode buf[start:end] (one piece) into out[o:]; return the new `o`.
+
+    `tables` = (byte_ids, pairs, pair_shift, tokens); a piece found in
+    `tokens` is emitted as that token without merging (the builder puts
+    only tokens there for which that is the right answer).
+    """
+    byte_ids, pairs, pair_shift, tokens = tables
     n = end - start
     if n == 1:
         out[o] = byte_ids[buf[start]]
         return o + 1
-    if whole_piece:
-        t = lookup_token(slots, slot_shift, tok_bytes, tok_offsets, buf, start, end)
-        if t >= 0:
-            out[o] = t
-            return o + 1
+    t = lookup_token(tokens, buf, start, end)
+    if t >= 0:
+        out[o] = t
+        return o + 1
     if n <= SMALL_PIECE:
-        return merge_small(buf, start, end, out, o, byte_ids, pair_keys, pair_values, pair_shift,
-                           scratch_ids, scratch_vals)
-    return merge_long(buf, start, end, out, o, byte_ids, pair_keys, pair_values, pair_shift)
+        m = merge_small(buf, start, end, byte_ids, pairs, pair_shift, scratch_ids, scratch_vals)
+        for k in range(m):
+            out[o + k] = scratch_ids[k]
+        return o + m
+    return merge_long(buf, start, end, out, o, byte_ids, pairs, pair_shift)
 
 
 @kernel
@@ -332,19 +413,19 @@ def special_at(buf, p, end, specials):
 
 
 @kernel
-def encode_segment(buf, start, end, out, o, table, pattern, tables, whole_piece, scratch_ids, scratch_vals):
+def encode_segment(buf, start, end, out, o, table, pattern, tables, scratch_ids, scratch_vals):
     pattern_id, max_digits, ws_end_whole = pattern
     i = start
     while i < end:
         j = piece_end(buf, i, end, table, pattern_id, max_digits, ws_end_whole)
-        o = merge_piece(buf, i, j, out, o, tables, whole_piece, scratch_ids, scratch_vals)
+        o = merge_piece(buf, i, j, out, o, tables, scratch_ids, scratch_vals)
         i = j
     return o
 
 
 @kernel
 def encode_documents(data, offsets, valid, doc_start, doc_stop, out, out_offsets,
-                     table, pattern, tables, whole_piece, specials):
+                     table, pattern, tables, specials):
     """Encode documents [doc_start, doc_stop) of an Arrow-layout string batch.
 
     Document d is data[offsets[d]:offsets[d+1]] (UTF-8; already validated);
@@ -370,7 +451,7 @@ def encode_documents(data, offsets, valid, doc_start, doc_stop, out, out_offsets
         if o + (end - start) > out.shape[0]:
             return d - doc_start
         if num_specials == 0:
-            o = encode_segment(data, start, end, out, o, table, pattern, tables, whole_piece,
+            o = encode_segment(data, start, end, out, o, table, pattern, tables,
                                scratch_ids, scratch_vals)
         else:
             seg = start
@@ -380,13 +461,13 @@ def encode_documents(data, offsets, valid, doc_start, doc_stop, out, out_offsets
                 if k < 0:
                     p += 1
                     continue
-                o = encode_segment(data, seg, p, out, o, table, pattern, tables, whole_piece,
+                o = encode_segment(data, seg, p, out, o, table, pattern, tables,
                                    scratch_ids, scratch_vals)
                 out[o] = specials[2][k]
                 o += 1
                 p += length
                 seg = p
-            o = encode_segment(data, seg, end, out, o, table, pattern, tables, whole_piece,
+            o = encode_segment(data, seg, end, out, o, table, pattern, tables,
                                scratch_ids, scratch_vals)
         out_offsets[d - doc_start + 1] = o
     return doc_stop - doc_start

@@ -53,6 +53,7 @@ class Tokenizer:
         self._tables = None
         self._specials_cache: dict[frozenset, tuple] = {}
         self._token_bytes: list[bytes] | None = None
+        self._ids_by_bytes: dict[bytes, int] | None = None
 
     # ---- constructors -------------------------------------------------------------
     @classmethod
@@ -127,14 +128,10 @@ class Tokenizer:
         raw = token.encode("utf-8") if isinstance(token, str) else bytes(token)
         if not raw:
             return None
-        if len(raw) == 1:
-            return int(self._vocab.byte_ids[raw[0]])
-        from fastload.kernels.bpe import lookup_token
-
-        byte_ids, _, _, _, slots, shift, tok_bytes, tok_offsets = self._kernel_tables().vocab
-        buf = np.frombuffer(raw, dtype=np.uint8)
-        found = lookup_token(slots, shift, tok_bytes, tok_offsets, buf, 0, buf.shape[0])
-        return None if found < 0 else int(found)
+        if self._ids_by_bytes is None:
+            v = self._vocab
+            self._ids_by_bytes = {v.token_bytes(i): i for i in v.lookup_ids.tolist()}
+        return self._ids_by_bytes.get(raw)
 
     def id_to_bytes(self, token_id: int) -> bytes:
         self._check_ids(np.array([token_id]))
@@ -220,12 +217,11 @@ class Tokenizer:
         tables = self._kernel_tables().vocab
         specials = self._specials(allowed_special)
         pattern = self._vocab.pattern.as_kernel_args()
-        whole_piece = bool(self._vocab.whole_piece)
         table = load_unicode_table()
 
         def run_kernel(b, start, stop, ids, offsets):
             return encode_documents(b.data, b.offsets, b.valid, start, stop, ids, offsets,
-                                    table, pattern, tables, whole_piece, specials)
+                                    table, pattern, tables, specials)
 
         return run_encoder(batch, run_kernel, out=out, num_threads=max(1, int(num_threads)))
 

@@ -5,6 +5,12 @@ What lives here: `KernelTables` (the tuples `encode_documents` takes) and
 every token for tiktoken rank files) and the whole-token table. What does
 not: reading files (`vocab.py`) or encoding (`fastload/kernels/bpe.py`).
 
+Pieces that are whole tokens skip the merge loop through a token index
+(keys of up to 7 bytes are the bytes themselves, so a hit costs one cache
+line). Under tiktoken semantics (and HF's `ignore_merges`) every token may
+be hit that way; under HF's merge semantics only tokens whose own bytes
+merge back to them, which gives the same ids by construction.
+
 Built on first use, not on load, so that loading a tokenizer, pickling it
 to workers and fingerprinting it import no Numba; the tables are pickled
 with the tokenizer once built, so workers do not rebuild them.
@@ -23,33 +29,44 @@ __all__ = ["KernelTables", "build_tables", "special_tables"]
 
 @dataclass(frozen=True, eq=False)
 class KernelTables:
-    vocab: tuple  # (byte_ids, pair_keys, pair_values, pair_shift, slots, slot_shift, tok_bytes, tok_offsets)
+    vocab: tuple  # (byte_ids, pairs, pair_shift, (short, short_shift, long, long_shift, tok_bytes, tok_offsets))
     num_pairs: int
+    num_shortcuts: int  # tokens a piece may map to directly, without merging
+
+
+def _token_index(bpe, vocab: Vocab, ids: np.ndarray) -> tuple:
+    short, short_shift = bpe.new_table(len(ids))
+    long, long_shift = bpe.new_table(len(ids))
+    bpe.build_token_tables(ids, vocab.tok_bytes, vocab.tok_offsets, short, short_shift, long, long_shift)
+    return (short, short_shift, long, long_shift, vocab.tok_bytes, vocab.tok_offsets)
 
 
 def build_tables(vocab: Vocab) -> KernelTables:
     from fastload.kernels import bpe
 
-    cap, slot_shift = bpe.table_capacity(len(vocab.lookup_ids))
-    slots = np.full(cap, -1, dtype=np.int32)
-    bpe.build_token_table(vocab.lookup_ids, vocab.tok_bytes, vocab.tok_offsets, slots, slot_shift)
-
+    every_token = _token_index(bpe, vocab, vocab.lookup_ids)
     if vocab.merges.shape[0] or not vocab.whole_piece:
         left, right, merged, rank = (np.ascontiguousarray(vocab.merges[:, k]) for k in range(4))
     else:  # tiktoken: pair (a, b) merges into a + b with rank id(a + b)
         upper = max(int(vocab.tok_bytes.shape[0]), 1)
         left, right, merged = (np.empty(upper, dtype=np.int64) for _ in range(3))
-        n = bpe.enumerate_splits(vocab.lookup_ids, vocab.tok_bytes, vocab.tok_offsets, slots, slot_shift,
-                                 left, right, merged)
+        n = bpe.enumerate_splits(vocab.lookup_ids, every_token, left, right, merged)
         left, right, merged = left[:n], right[:n], merged[:n]
         rank = merged
-    pair_cap, pair_shift = bpe.table_capacity(left.shape[0])
-    keys = np.full(pair_cap, bpe.EMPTY_KEY, dtype=np.uint64)
-    values = np.zeros(pair_cap, dtype=np.int64)
-    stored = bpe.build_pair_table(left, right, rank, merged, keys, values, pair_shift)
+    pairs, pair_shift = bpe.new_table(left.shape[0])
+    stored = bpe.build_pair_table(left, right, rank, merged, pairs, pair_shift)
+
+    if vocab.whole_piece:  # tiktoken, HF ignore_merges: any piece that is a token is that token
+        shortcuts, num_shortcuts = every_token, len(vocab.lookup_ids)
+    else:  # HF merges: only where merging the token's bytes gives the token itself
+        keep = np.zeros(len(vocab.lookup_ids), dtype=np.bool_)
+        num_shortcuts = bpe.self_merging_tokens(vocab.lookup_ids, vocab.tok_bytes, vocab.tok_offsets,
+                                                vocab.byte_ids, pairs, pair_shift, keep)
+        shortcuts = _token_index(bpe, vocab, vocab.lookup_ids[keep])
     return KernelTables(
-        vocab=(vocab.byte_ids, keys, values, pair_shift, slots, slot_shift, vocab.tok_bytes, vocab.tok_offsets),
+        vocab=(vocab.byte_ids, pairs, pair_shift, shortcuts),
         num_pairs=int(stored),
+        num_shortcuts=int(num_shortcuts),
     )
 
 

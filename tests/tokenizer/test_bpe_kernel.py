@@ -25,7 +25,7 @@ def kernel_merge(tok: Tokenizer, piece: bytes) -> list[int]:
     buf = np.frombuffer(piece, dtype=np.uint8)
     out = np.empty(len(piece), dtype=np.uint32)
     scratch = np.empty(SMALL_PIECE, dtype=np.int64), np.empty(SMALL_PIECE, dtype=np.int64)
-    n = merge_piece(buf, 0, len(piece), out, 0, tables, tok._vocab.whole_piece, *scratch)
+    n = merge_piece(buf, 0, len(piece), out, 0, tables, *scratch)
     return out[:n].tolist()
 
 
