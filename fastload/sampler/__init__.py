@@ -1,0 +1,12 @@
+"""The sampler: which samples each rank reads, in which order, epoch by epoch.
+
+`options` (validated options, the names of the orders) → `permutation`
+(keyed randomness) → `orders` (pure epoch plans) → `sampler` (the stateful,
+resumable iterator) ; `metrics` measures shuffle quality and I/O. No torch.
+"""
+
+from fastload.sampler.options import ORDERS, SamplerOptions
+from fastload.sampler.orders import EpochPlan, plan_epoch
+from fastload.sampler.sampler import Sampler
+
+__all__ = ["ORDERS", "EpochPlan", "Sampler", "SamplerOptions", "plan_epoch"]

@@ -1,0 +1,151 @@
+"""`Sampler`: a rank's batches of sample ids, epoch after epoch, resumable by arithmetic.
+
+The order of an epoch is a pure function of (seed, epoch, layout, options,
+global batch size) — see `orders.py`. This class only adds the bookkeeping
+a training loop needs: which epoch it is, how many samples of it the whole
+job (all ranks) has consumed, and iteration from that point. Its
+`state_dict()` is a handful of integers; `load_state_dict()` continues with
+exactly the next global batch, whatever the number of ranks (any world size
+that divides the global batch) and whatever the number of workers (the
+sampler never sees them).
+
+It is also a valid `batch_sampler` for `torch.utils.data.DataLoader`: it
+yields lists of ints, one list per local batch, and has `len()`.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+import numpy as np
+
+from fastload.errors import ConfigError
+from fastload.sampler.options import SamplerOptions
+from fastload.sampler.orders import EpochPlan, plan_epoch
+
+__all__ = ["Sampler"]
+
+STATE_VERSION = 1
+
+
+class Sampler:
+    """Batches of sample ids for one rank.
+
+    block_rows: rows per block, in storage order (`Dataset.block_rows`).
+    global_batch_size: samples per global batch, across all ranks; each rank
+        gets global_batch_size / world_size of them per step.
+    rank, world_size: this process's place in the job (0 and 1 without DDP).
+    options: a `SamplerOptions` (or pass its fields as keywords).
+    """
+
+    def __init__(
+        self,
+        block_rows,
+        *,
+        global_batch_size: int,
+        rank: int = 0,
+        world_size: int = 1,
+        options: SamplerOptions | None = None,
+        **option_fields,
+    ):
+        if options is not None and option_fields:
+            raise ConfigError("pass either options= or individual option keywords, not both")
+        self.options = options if options is not None else SamplerOptions(**option_fields)
+        self.block_rows = np.asarray(block_rows, np.int64)
+        self.global_batch_size = global_batch_size
+        _check_world(global_batch_size, rank, world_size)
+        self.rank, self.world_size = rank, world_size
+        self.epoch = 0
+        self.samples_consumed = 0  # by the whole job, in the current epoch
+        self._plan: EpochPlan | None = None
+        self.plan()  # validates the layout and batch size now, not at the first batch
+
+    # -- the order ------------------------------------------------------------
+
+    def plan(self, epoch: int | None = None) -> EpochPlan:
+        epoch = self.epoch if epoch is None else epoch
+        if self._plan is None or self._plan.epoch != epoch:
+            self._plan = plan_epoch(self.block_rows, options=self.options, epoch=epoch, global_batch_size=self.global_batch_size)
+        return self._plan
+
+    @property
+    def local_batch_size(self) -> int:
+        return self.global_batch_size // self.world_size
+
+    def __len__(self) -> int:
+        """Batches per epoch for this rank (the same on every rank)."""
+        return self.plan().num_batches
+
+    def set_epoch(self, epoch: int) -> None:
+        """Start `epoch` from its beginning (torch's DistributedSampler convention)."""
+        if type(epoch) is not int or epoch < 0:
+            raise ConfigError(f"epoch must be a non-negative integer, found {epoch!r}")
+        if epoch != self.epoch:
+            self.epoch, self.samples_consumed = epoch, 0
+
+    def batches(self, *, start_batch: int | None = None) -> Iterator[np.ndarray]:
+        """This rank's remaining batches of the current epoch as int64 arrays, without bookkeeping."""
+        plan = self.plan()
+        first = self.samples_consumed // self.global_batch_size if start_batch is None else start_batch
+        for b in range(first, plan.num_batches):
+            yield plan.rank_batch(b, self.rank, self.world_size)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        """The rest of the current epoch, counting what is consumed; then the next epoch begins."""
+        plan = self.plan()
+        for b in range(self.samples_consumed // self.global_batch_size, plan.num_batches):
+            batch = plan.rank_batch(b, self.rank, self.world_size)
+            self.samples_consumed = (b + 1) * self.global_batch_size
+            yield batch.tolist()
+        self.epoch, self.samples_consumed = self.epoch + 1, 0
+
+    # -- resumption -------------------------------------------------------------
+
+    def state_dict(self) -> dict:
+        return {
+            "version": STATE_VERSION,
+            "seed": self.options.seed,
+            "epoch": self.epoch,
+            "samples_consumed": self.samples_consumed,
+            "global_batch_size": self.global_batch_size,
+            "order": self.options.order,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        """Continue where `state` was taken: the next sample is the first not yet consumed."""
+        for key in ("seed", "epoch", "samples_consumed", "global_batch_size"):
+            if type(state.get(key)) is not int or state[key] < 0:
+                raise ConfigError(f"sampler state {key!r} must be a non-negative integer, found {state.get(key)!r}")
+        if state.get("version", STATE_VERSION) > STATE_VERSION:
+            raise ConfigError("this sampler state was written by a newer fastload; upgrade fastload to resume from it")
+        mismatched = [
+            f"{key} {state[key]!r} (now {mine!r})"
+            for key, mine in (("seed", self.options.seed), ("global_batch_size", self.global_batch_size), ("order", self.options.order))
+            if key in state and state[key] != mine
+        ]
+        if mismatched:
+            raise ConfigError(
+                "cannot resume: the saved sampler state differs in " + ", ".join(mismatched)
+                + "; resuming needs the same seed, order and global batch size (any number of ranks or workers is fine)"
+            )
+        if state["samples_consumed"] % self.global_batch_size:
+            raise ConfigError(
+                f"saved samples_consumed={state['samples_consumed']} is not a whole number of global batches "
+                f"of {self.global_batch_size}; it was not written by a fastload sampler"
+            )
+        self.epoch, self.samples_consumed = state["epoch"], state["samples_consumed"]
+
+
+def _check_world(global_batch_size: int, rank: int, world_size: int) -> None:
+    if type(global_batch_size) is not int or global_batch_size < 1:
+        raise ConfigError(f"global_batch_size must be a positive integer, found {global_batch_size!r}")
+    if type(world_size) is not int or world_size < 1:
+        raise ConfigError(f"world_size must be a positive integer, found {world_size!r}")
+    if type(rank) is not int or not 0 <= rank < world_size:
+        raise ConfigError(f"rank must be in [0, {world_size}), found {rank!r}")
+    if global_batch_size % world_size:
+        raise ConfigError(
+            f"the world size {world_size} does not divide the global batch size {global_batch_size}; every rank "
+            f"must get an equal share. Use a global batch that is a multiple of {world_size} "
+            f"(e.g. {(global_batch_size // world_size + 1) * world_size})."
+        )
