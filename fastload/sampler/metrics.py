@@ -28,6 +28,7 @@ __all__ = [
     "neighbour_block_correlation",
     "same_block_neighbours",
     "io_amplification",
+    "worker_reads",
     "shuffle_report",
 ]
 
@@ -72,6 +73,19 @@ def rank_blocks(plan: EpochPlan, rank: int, world_size: int, *, chunk_batches: i
         positions = (batches[:, None] * B + columns[None, :]).reshape(-1)
         touched[plan.block_of(plan._samples(positions))] = True
     return np.flatnonzero(touched)
+
+
+def worker_reads(plan: EpochPlan, rank: int, world_size: int, num_workers: int) -> float:
+    """Block reads by this rank's workers ÷ distinct blocks the rank needs (1.0: each block read once per rank)."""
+    B = plan.global_batch_size
+    reads = 0
+    for lo, hi in plan.worker_columns(rank, world_size, num_workers):
+        if hi == lo:
+            continue
+        columns = np.arange(lo, hi, dtype=np.int64)
+        positions = (np.arange(plan.num_batches, dtype=np.int64)[:, None] * B + columns[None, :]).reshape(-1)
+        reads += len(np.unique(plan.block_of(plan._samples(positions))))
+    return reads / max(1, len(rank_blocks(plan, rank, world_size)))
 
 
 def io_amplification(plan: EpochPlan, block_bytes: np.ndarray, world_size: int) -> tuple[list[float], float]:

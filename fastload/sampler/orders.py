@@ -85,6 +85,35 @@ class EpochPlan:
         share = self.global_batch_size // world_size
         return rank * share, (rank + 1) * share
 
+    def worker_columns(self, rank: int, world_size: int, num_workers: int) -> list[tuple[int, int]]:
+        """How a rank's columns are split among its workers: one [lo, hi) per worker.
+
+        Worker k produces columns [lo_k, hi_k) of every batch of this rank,
+        so the batches themselves never depend on `num_workers`. Cuts fall on
+        partition boundaries whenever the rank serves at least `num_workers`
+        partitions, so each worker reads only its own partitions' blocks and a
+        block is read once per rank; otherwise the columns are split evenly
+        and workers may share blocks (measured by `metrics.worker_reads`).
+        """
+        lo, hi = self.rank_columns(rank, world_size)
+        bounds = self.column_bounds
+        inner = np.unique(np.clip(bounds, lo, hi))
+        inner = inner[(inner > lo) & (inner < hi)]
+        cuts = []
+        if len(inner) + 1 >= num_workers:
+            previous = lo
+            for k in range(1, num_workers):
+                ideal = lo + k * (hi - lo) / num_workers
+                candidates = inner[inner > previous]
+                # leave enough boundaries for the workers still to come
+                candidates = candidates[: len(candidates) - (num_workers - 1 - k)] if num_workers - 1 - k else candidates
+                previous = int(candidates[np.argmin(np.abs(candidates - ideal))])
+                cuts.append(previous)
+        else:
+            cuts = [lo + k * (hi - lo) // num_workers for k in range(1, num_workers)]
+        edges = [lo, *cuts, hi]
+        return list(zip(edges[:-1], edges[1:]))
+
     # -- sample ids ----------------------------------------------------------
 
     def samples(self, start: int, stop: int) -> np.ndarray:

@@ -178,3 +178,27 @@ def test_a_billion_sample_epoch_plans_without_materialising_the_samples():
     assert plan.num_samples == 10**9
     batch = plan.rank_batch(123_456, 3, 8)
     assert len(batch) == 128 and len(np.unique(batch)) == 128 and batch.max() < 10**9
+
+
+@settings(max_examples=100, deadline=None)
+@given(rows=layouts, batch_per_rank=st.integers(1, 24), world=st.sampled_from([1, 2, 4]), workers=st.integers(1, 5), partitions=st.integers(1, 16))
+def test_worker_columns_tile_the_rank_share_whatever_the_number_of_workers(rows, batch_per_rank, world, workers, partitions):
+    batch = batch_per_rank * world
+    plan = plan_epoch(rows, options=SamplerOptions(num_partitions=partitions), epoch=0, global_batch_size=batch)
+    for rank in range(world):
+        columns = plan.worker_columns(rank, world, workers)
+        assert len(columns) == workers
+        lo, hi = plan.rank_columns(rank, world)
+        assert columns[0][0] == lo and columns[-1][1] == hi
+        assert all(a[1] == b[0] and a[0] <= a[1] for a, b in zip(columns, columns[1:]))
+
+
+@pytest.mark.parametrize("workers", [1, 2, 4])
+def test_workers_that_own_whole_partitions_read_each_block_once_per_rank(workers):
+    from fastload.sampler.metrics import worker_reads
+
+    rows = np.full(128, 200)
+    plan = plan_epoch(rows, options=SamplerOptions(num_partitions=16), epoch=0, global_batch_size=64)
+    for rank in range(2):
+        # 8 partitions per rank; only blocks cut at partition boundaries can be read by two workers
+        assert worker_reads(plan, rank, 2, workers) <= 1 + workers / (128 / 2)
