@@ -35,7 +35,10 @@ class Sampler:
     global_batch_size: samples per global batch, across all ranks; each rank
         gets global_batch_size / world_size of them per step.
     rank, world_size: this process's place in the job (0 and 1 without DDP).
-    options: a `SamplerOptions` (or pass its fields as keywords).
+    options: a `SamplerOptions` (or pass its fields as keywords, or
+        torch's `shuffle=True/False`, which picks `block_window`/`sequential`).
+
+    >>> sampler = Sampler(dataset.block_rows, global_batch_size=512, rank=rank, world_size=world, shuffle=True)
     """
 
     def __init__(
@@ -46,11 +49,17 @@ class Sampler:
         rank: int = 0,
         world_size: int = 1,
         options: SamplerOptions | None = None,
+        shuffle: bool | None = None,
         **option_fields,
     ):
-        if options is not None and option_fields:
+        if options is not None and (option_fields or shuffle is not None):
             raise ConfigError("pass either options= or individual option keywords, not both")
-        self.options = options if options is not None else SamplerOptions(**option_fields)
+        if shuffle is not None:
+            if "order" in option_fields:
+                raise ConfigError("pass either shuffle= (torch style) or order=, not both")
+            self.options = SamplerOptions.for_shuffle(shuffle, **option_fields)
+        else:
+            self.options = options if options is not None else SamplerOptions(**option_fields)
         self.block_rows = np.asarray(block_rows, np.int64)
         self.global_batch_size = global_batch_size
         _check_world(global_batch_size, rank, world_size)

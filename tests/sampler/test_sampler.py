@@ -202,3 +202,12 @@ def test_workers_that_own_whole_partitions_read_each_block_once_per_rank(workers
     for rank in range(2):
         # 8 partitions per rank; only blocks cut at partition boundaries can be read by two workers
         assert worker_reads(plan, rank, 2, workers) <= 1 + workers / (128 / 2)
+
+
+def test_torch_style_shuffle_flag_picks_block_window_or_sequential():
+    rows = np.full(8, 10)
+    assert Sampler(rows, global_batch_size=4, shuffle=True).options.order == "block_window"
+    sequential = Sampler(rows, global_batch_size=4, shuffle=False)
+    assert sequential.options.order == "sequential" and next(iter(sequential)) == [0, 1, 2, 3]
+    with pytest.raises(ConfigError, match="shuffle= .* or order="):
+        Sampler(rows, global_batch_size=4, shuffle=True, order="uniform")
