@@ -16,11 +16,17 @@ exactly tiktoken's "merge the adjacent pair whose concatenated bytes have the
 lowest rank". tiktoken's "a piece that is a whole token is emitted as is"
 (also HF's `ignore_merges`) uses the whole-token table.
 
-Trade-off. Short pieces (almost all of them) use tiktoken's simple loop:
+Trade-offs. Hash tables are open-addressing with keys and values side by
+side (one cache line per probe); tokens of up to 7 bytes are keyed by their
+bytes packed into an int64, so a whole-token hit never touches the token
+byte store. Short pieces that are not tokens use tiktoken's simple loop —
 rescan the pair ranks after each merge, O(n^2) but branch-light and
-allocation-free. Pieces longer than `SMALL_PIECE` bytes switch to a linked
-list plus a binary heap with lazy deletion, O(n log n), so minified JSON,
-base64 or a megabyte of unbroken CJK cannot make the encoder quadratic.
+allocation-free — behind a small direct-mapped per-thread cache of recent
+pieces (about 70% hits on natural text, worth 5-10%). Pieces longer than
+`SMALL_PIECE` bytes switch to a linked list plus a binary heap with lazy
+deletion, O(n log n), so minified JSON, base64 or a megabyte of unbroken CJK
+cannot make the encoder quadratic. Profile (5 MB multilingual text, cl100k):
+pre-tokenization ~25% of the time, whole-token lookups ~15%, merges the rest.
 
 Every kernel writes into caller-provided buffers and returns how much it
 wrote; `bpe_reference.py` holds the readable twins.
@@ -363,13 +369,43 @@ def merge_long(buf, start, end, out, o, byte_ids, pairs, pair_shift):
     return o
 
 
+CACHE_PIECE_BYTES = 24  # pieces up to this long are remembered ...
+CACHE_IDS = 6  # ... when they encode to at most this many ids
+CACHE_ENTRIES = 4096  # 64-byte entries: 256 KiB per thread, stays in L2 (16k-64k measured no faster)
+
+
+def new_piece_cache(num_entries: int = CACHE_ENTRIES) -> np.ndarray:
+    """An empty direct-mapped piece cache for `merge_piece` (one per thread)."""
+    cache = np.zeros((num_entries, 8), dtype=np.int64)
+    cache[:, 0] = -1
+    return cache
+
+
 @kernel
-def merge_piece(buf, start, end, out, o, tables, scratch_ids, scratch_vals):
+def cache_slot(cache, buf, start, end, words):
+    """Pack the piece into `words` (3 x 8 bytes) and return its cache slot."""
+    words[0] = 0
+    words[1] = 0
+    words[2] = 0
+    for i in range(end - start):
+        words[i >> 3] |= np.int64(buf[start + i]) << np.int64(8 * (i & 7))
+    h = np.uint64(words[0]) * _GOLDEN
+    h ^= np.uint64(words[1]) * _FNV_PRIME
+    h ^= np.uint64(words[2]) + np.uint64(end - start)
+    h *= _GOLDEN
+    return np.int64(h >> np.uint64(40)) & np.int64(cache.shape[0] - 1)
+
+
+@kernel
+def merge_piece(buf, start, end, out, o, tables, scratch_ids, scratch_vals, cache, words):
     """Encode buf[start:end] (one piece) into out[o:]; return the new `o`.
 
     `tables` = (byte_ids, pairs, pair_shift, tokens); a piece found in
     `tokens` is emitted as that token without merging (the builder puts
-    only tokens there for which that is the right answer).
+    only tokens there for which that is the right answer). Other short
+    pieces go through `cache`, a direct-mapped table of recent pieces and
+    their ids (entry: length, 3 words of bytes, id count, 6 ids as int32
+    pairs); the piece bytes are compared in full, so a hit is exact.
     """
     byte_ids, pairs, pair_shift, tokens = tables
     n = end - start
@@ -380,12 +416,32 @@ def merge_piece(buf, start, end, out, o, tables, scratch_ids, scratch_vals):
     if t >= 0:
         out[o] = t
         return o + 1
-    if n <= SMALL_PIECE:
-        m = merge_small(buf, start, end, byte_ids, pairs, pair_shift, scratch_ids, scratch_vals)
+    if n > SMALL_PIECE:
+        return merge_long(buf, start, end, out, o, byte_ids, pairs, pair_shift)
+    use_cache = n <= CACHE_PIECE_BYTES and cache.shape[0] > 0
+    if use_cache:
+        s = cache_slot(cache, buf, start, end, words)
+        if (cache[s, 0] == n and cache[s, 1] == words[0] and cache[s, 2] == words[1]
+                and cache[s, 3] == words[2]):
+            m = cache[s, 4]
+            for k in range(m):
+                out[o + k] = (cache[s, 5 + (k >> 1)] >> np.int64(32 * (k & 1))) & 0xFFFFFFFF
+            return o + m
+    m = merge_small(buf, start, end, byte_ids, pairs, pair_shift, scratch_ids, scratch_vals)
+    for k in range(m):
+        out[o + k] = scratch_ids[k]
+    if use_cache and m <= CACHE_IDS:
+        cache[s, 0] = n
+        cache[s, 1] = words[0]
+        cache[s, 2] = words[1]
+        cache[s, 3] = words[2]
+        cache[s, 4] = m
+        cache[s, 5] = 0
+        cache[s, 6] = 0
+        cache[s, 7] = 0
         for k in range(m):
-            out[o + k] = scratch_ids[k]
-        return o + m
-    return merge_long(buf, start, end, out, o, byte_ids, pairs, pair_shift)
+            cache[s, 5 + (k >> 1)] |= scratch_ids[k] << np.int64(32 * (k & 1))
+    return o + m
 
 
 @kernel
@@ -413,19 +469,19 @@ def special_at(buf, p, end, specials):
 
 
 @kernel
-def encode_segment(buf, start, end, out, o, table, pattern, tables, scratch_ids, scratch_vals):
+def encode_segment(buf, start, end, out, o, table, pattern, tables, scratch_ids, scratch_vals, cache, words):
     pattern_id, max_digits, ws_end_whole = pattern
     i = start
     while i < end:
         j = piece_end(buf, i, end, table, pattern_id, max_digits, ws_end_whole)
-        o = merge_piece(buf, i, j, out, o, tables, scratch_ids, scratch_vals)
+        o = merge_piece(buf, i, j, out, o, tables, scratch_ids, scratch_vals, cache, words)
         i = j
     return o
 
 
 @kernel
 def encode_documents(data, offsets, valid, doc_start, doc_stop, out, out_offsets,
-                     table, pattern, tables, specials):
+                     table, pattern, tables, specials, cache):
     """Encode documents [doc_start, doc_stop) of an Arrow-layout string batch.
 
     Document d is data[offsets[d]:offsets[d+1]] (UTF-8; already validated);
@@ -435,9 +491,11 @@ def encode_documents(data, offsets, valid, doc_start, doc_stop, out, out_offsets
     id per byte (the most it can need). Returns the number of documents done.
     Allowed special tokens (`specials`) are cut out first, leftmost-longest,
     and the text between them is encoded on its own, as HF and tiktoken do.
+    `cache` is this thread's piece cache (`new_piece_cache`; 0 rows: none).
     """
     scratch_ids = np.empty(SMALL_PIECE, dtype=np.int64)
     scratch_vals = np.empty(SMALL_PIECE, dtype=np.int64)
+    words = np.empty(3, dtype=np.int64)
     num_specials = specials[2].shape[0]
     has_validity = valid.shape[0] > 0
     o = out_offsets[0]
@@ -452,7 +510,7 @@ def encode_documents(data, offsets, valid, doc_start, doc_stop, out, out_offsets
             return d - doc_start
         if num_specials == 0:
             o = encode_segment(data, start, end, out, o, table, pattern, tables,
-                               scratch_ids, scratch_vals)
+                               scratch_ids, scratch_vals, cache, words)
         else:
             seg = start
             p = start
@@ -462,13 +520,13 @@ def encode_documents(data, offsets, valid, doc_start, doc_stop, out, out_offsets
                     p += 1
                     continue
                 o = encode_segment(data, seg, p, out, o, table, pattern, tables,
-                                   scratch_ids, scratch_vals)
+                                   scratch_ids, scratch_vals, cache, words)
                 out[o] = specials[2][k]
                 o += 1
                 p += length
                 seg = p
             o = encode_segment(data, seg, end, out, o, table, pattern, tables,
-                               scratch_ids, scratch_vals)
+                               scratch_ids, scratch_vals, cache, words)
         out_offsets[d - doc_start + 1] = o
     return doc_stop - doc_start
 

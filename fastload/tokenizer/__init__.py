@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import os
 import pathlib
+import threading
 from typing import Collection, Iterable, Literal
 
 import numpy as np
@@ -54,6 +55,7 @@ class Tokenizer:
         self._specials_cache: dict[frozenset, tuple] = {}
         self._token_bytes: list[bytes] | None = None
         self._ids_by_bytes: dict[bytes, int] | None = None
+        self._per_thread = threading.local()  # piece caches: one per thread, never shared
 
     # ---- constructors -------------------------------------------------------------
     @classmethod
@@ -221,15 +223,27 @@ class Tokenizer:
 
         def run_kernel(b, start, stop, ids, offsets):
             return encode_documents(b.data, b.offsets, b.valid, start, stop, ids, offsets,
-                                    table, pattern, tables, specials)
+                                    table, pattern, tables, specials, self._piece_cache())
 
-        return run_encoder(batch, run_kernel, out=out, num_threads=max(1, int(num_threads)))
+        # Hashes multiply modulo 2**64 on purpose; with FASTLOAD_DISABLE_JIT the
+        # kernels run as numpy code, which would warn about that overflow.
+        with np.errstate(over="ignore"):
+            return run_encoder(batch, run_kernel, out=out, num_threads=max(1, int(num_threads)))
+
+    def _piece_cache(self) -> np.ndarray:
+        cache = getattr(self._per_thread, "cache", None)
+        if cache is None:
+            from fastload.kernels.bpe import new_piece_cache
+
+            cache = self._per_thread.cache = new_piece_cache()
+        return cache
 
     def _kernel_tables(self):
         if self._tables is None:
             from fastload.tokenizer.tables import build_tables
 
-            self._tables = build_tables(self._vocab)
+            with np.errstate(over="ignore"):
+                self._tables = build_tables(self._vocab)
         return self._tables
 
     def _specials(self, allowed_special: AllowedSpecial) -> tuple:

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fastload.kernels.bpe import SMALL_PIECE, merge_piece
+from fastload.kernels.bpe import SMALL_PIECE, merge_piece, new_piece_cache
 from fastload.kernels.bpe_reference import merge_by_merges, merge_by_ranks
 from fastload.tokenizer import Tokenizer
 
@@ -18,14 +18,17 @@ PIECES = st.lists(st.sampled_from(FRAGMENTS), max_size=120).map(lambda parts: ""
 SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
-def kernel_merge(tok: Tokenizer, piece: bytes) -> list[int]:
+CACHE = new_piece_cache(64)  # small, so that pieces evict each other often
+
+
+def kernel_merge(tok: Tokenizer, piece: bytes, cache: np.ndarray = CACHE) -> list[int]:
     if not piece:
         return []
     tables = tok._kernel_tables().vocab
     buf = np.frombuffer(piece, dtype=np.uint8)
     out = np.empty(len(piece), dtype=np.uint32)
     scratch = np.empty(SMALL_PIECE, dtype=np.int64), np.empty(SMALL_PIECE, dtype=np.int64)
-    n = merge_piece(buf, 0, len(piece), out, 0, tables, *scratch)
+    n = merge_piece(buf, 0, len(piece), out, 0, tables, *scratch, cache, np.empty(3, dtype=np.int64))
     return out[:n].tolist()
 
 
@@ -56,6 +59,15 @@ def test_merge_kernel_matches_tiktoken_rank_rule(tiktoken_style, piece):
 def test_merge_kernel_matches_hf_merge_list_rule(hf_style, piece):
     tok, byte_ids, merges = hf_style
     assert kernel_merge(tok, piece) == merge_by_merges(piece, byte_ids, merges)
+
+
+@SETTINGS
+@given(pieces=st.lists(PIECES, min_size=1, max_size=30))
+def test_piece_cache_hits_give_the_same_ids_as_merging(tiktoken_style, pieces):
+    tok, ranks = tiktoken_style
+    cache = new_piece_cache(16)
+    for piece in pieces + pieces[::-1] + pieces:  # repeats hit, collisions evict
+        assert kernel_merge(tok, piece, cache) == merge_by_ranks(piece, ranks)
 
 
 @pytest.mark.parametrize("length", [SMALL_PIECE - 1, SMALL_PIECE, SMALL_PIECE + 1, 500])

@@ -221,3 +221,16 @@ def test_shipped_vocabulary_matches_hf_tokenizers(tok):
     hf = HF.from_file(str(DEFAULT_TOKENIZER_PATH))
     texts = [t for texts in CORPORA.values() for t in texts if "<|" not in t]
     assert tok.encode_batch(texts) == [e.ids for e in hf.encode_batch(texts, add_special_tokens=False)]
+
+
+def test_kernels_run_as_plain_python_with_jit_disabled_and_agree(hf_files):
+    import os
+
+    texts = CORPORA["prose"] + CORPORA["whitespace"] + CORPORA["cjk"][:2] + CORPORA["contractions"]
+    code = ("import json, sys\nfrom fastload.tokenizer import Tokenizer\n"
+            "tok = Tokenizer.from_file(sys.argv[1])\n"
+            "print(json.dumps(tok.encode_batch(json.loads(sys.stdin.read()))))\n")
+    env = dict(os.environ, FASTLOAD_DISABLE_JIT="1")
+    proc = subprocess.run([sys.executable, "-W", "error::RuntimeWarning", "-c", code, str(hf_files["cl100k"])],
+                          input=json.dumps(texts), capture_output=True, text=True, env=env, check=True)
+    assert json.loads(proc.stdout) == Tokenizer.from_file(hf_files["cl100k"]).encode_batch(texts)
