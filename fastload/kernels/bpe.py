@@ -1,12 +1,12 @@
-"""Byte-level BPE kernels: hash tables, the merge loop and the batch encoder.
+"""Byte-level BPE kernels: the merge loop and the batch encoder.
 
-What lives here: the Numba-side vocabulary (open-addressing hash tables for
-merge pairs and for whole tokens), the merge of one pre-tokenized piece, the
-special-token scan, a strict UTF-8 validator, and `encode_documents`, the one
+What lives here: the merge of one pre-tokenized piece (short loop, heap
+loop, piece cache), the special-token scan, and `encode_documents`, the one
 compiled loop that turns a batch of UTF-8 documents (Arrow layout: `data` +
-`offsets`) into token ids with no Python per document. What does not: reading
-vocabulary files and deciding which tables to build (`fastload/tokenizer/`),
-and the pattern matchers (`pretokenize.py`).
+`offsets`) into token ids with no Python per document. What does not: the
+hash tables (`hashtable.py`), the pattern matchers (`pretokenize.py`), UTF-8
+validation (`utf8.py`), and reading vocabulary files or deciding which
+tables to build (`fastload/tokenizer/`).
 
 Merge semantics. A pair table maps `(left_id, right_id)` to `(rank, new_id)`;
 the lowest rank is merged first, leftmost on ties. Filled from a
@@ -16,10 +16,8 @@ exactly tiktoken's "merge the adjacent pair whose concatenated bytes have the
 lowest rank". tiktoken's "a piece that is a whole token is emitted as is"
 (also HF's `ignore_merges`) uses the whole-token table.
 
-Trade-offs. Hash tables are open-addressing with keys and values side by
-side (one cache line per probe); tokens of up to 7 bytes are keyed by their
-bytes packed into an int64, so a whole-token hit never touches the token
-byte store. Short pieces that are not tokens use tiktoken's simple loop —
+Trade-offs. A piece that is a whole token costs one probe of the token
+index. Short pieces that are not tokens use tiktoken's simple loop —
 rescan the pair ranks after each merge, O(n^2) but branch-light and
 allocation-free — behind a small direct-mapped per-thread cache of recent
 pieces (about 70% hits on natural text, worth 5-10%). Pieces longer than
@@ -36,190 +34,24 @@ from __future__ import annotations
 
 import numpy as np
 
+from fastload.kernels.hashtable import NO_PAIR as _NO_PAIR
+from fastload.kernels.hashtable import lookup_pair, lookup_token
 from fastload.kernels.jit import kernel
 from fastload.kernels.pretokenize import piece_end
 
 __all__ = [
     "SMALL_PIECE",
-    "table_capacity",
-    "new_table",
-    "build_pair_table",
-    "build_token_tables",
-    "lookup_pair",
-    "lookup_token",
-    "enumerate_splits",
-    "self_merging_tokens",
+    "merge_small",
+    "merge_long",
     "merge_piece",
+    "new_piece_cache",
+    "self_merging_tokens",
     "encode_documents",
-    "find_invalid_utf8",
 ]
 
 SMALL_PIECE = 48  # bytes; above this the heap merge wins (measured on "a" * n)
-_NO_PAIR = np.int64(0x7FFFFFFFFFFFFFFF)
-_EMPTY = np.int64(-1)  # empty slot in the interleaved (key, value) tables
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
-_FNV_OFFSET = np.uint64(0xCBF29CE484222325)
 _FNV_PRIME = np.uint64(0x100000001B3)
-
-
-def table_capacity(num_entries: int) -> tuple[int, int]:
-    """(capacity, shift) of a power-of-two table at most half full."""
-    bits = max(4, int(2 * max(num_entries, 1) - 1).bit_length())
-    return 1 << bits, 64 - bits
-
-
-def new_table(num_entries: int) -> tuple[np.ndarray, int]:
-    """An empty interleaved (key, value) int64 table for `num_entries` keys, and its shift."""
-    capacity, shift = table_capacity(num_entries)
-    return np.full((capacity, 2), -1, dtype=np.int64), shift
-
-
-@kernel
-def slot_of(key, shift):
-    """Home slot of a 64-bit key in a table of 2**(64 - shift) slots."""
-    return np.int64((np.uint64(key) * _GOLDEN) >> np.uint64(shift))
-
-
-@kernel
-def insert_key(table, shift, key, value):
-    """Insert into an interleaved (key, value) table; an existing key is overwritten.
-    Returns 1 for a new key, 0 for an overwrite."""
-    mask = np.int64(table.shape[0] - 1)
-    s = slot_of(key, shift)
-    while table[s, 0] != _EMPTY and table[s, 0] != key:
-        s = (s + np.int64(1)) & mask
-    new = 1 if table[s, 0] == _EMPTY else 0
-    table[s, 0] = key
-    table[s, 1] = value
-    return new
-
-
-@kernel
-def find_key(table, shift, key):
-    """Value stored under `key`, or -1. Key and value share a cache line."""
-    mask = np.int64(table.shape[0] - 1)
-    s = slot_of(key, shift)
-    while True:
-        k = table[s, 0]
-        if k == key:
-            return table[s, 1]
-        if k == _EMPTY:
-            return np.int64(-1)
-        s = (s + np.int64(1)) & mask
-
-
-@kernel
-def pair_key(a, b):
-    return (np.int64(a) << 32) | np.int64(b)
-
-
-@kernel
-def build_pair_table(left, right, rank, new_id, pairs, shift):
-    """Insert merges (a, b) -> rank << 32 | new_id (later duplicates win, as in HF)."""
-    stored = 0
-    for k in range(left.shape[0]):
-        stored += insert_key(pairs, shift, pair_key(left[k], right[k]), (np.int64(rank[k]) << 32) | np.int64(new_id[k]))
-    return stored
-
-
-@kernel
-def lookup_pair(pairs, shift, a, b):
-    """`rank << 32 | new_id` of the pair (a, b), or a value above every rank."""
-    v = find_key(pairs, shift, pair_key(a, b))
-    return _NO_PAIR if v < 0 else v
-
-
-@kernel
-def short_key(buf, start, end):
-    """A piece of 1-7 bytes packed into one int64 with its length in the top byte."""
-    key = np.int64(end - start) << 56
-    for i in range(start, end):
-        key |= np.int64(buf[i]) << np.int64(8 * (i - start))
-    return key
-
-
-@kernel
-def bytes_hash(buf, start, end):
-    h = _FNV_OFFSET
-    for i in range(start, end):
-        h = (h ^ np.uint64(buf[i])) * _FNV_PRIME
-    return np.int64(h >> np.uint64(1))  # never -1 (the empty key)
-
-
-@kernel
-def same_bytes(buf, start, end, tok_bytes, tok_offsets, t):
-    a = tok_offsets[t]
-    if tok_offsets[t + 1] - a != end - start:
-        return False
-    for i in range(end - start):
-        if tok_bytes[a + i] != buf[start + i]:
-            return False
-    return True
-
-
-@kernel
-def build_token_tables(token_ids, tok_bytes, tok_offsets, short, short_shift, long, long_shift):
-    """Index tokens by their bytes: up to 7 bytes in `short` (the key is the
-    bytes), longer ones in `long` (key = hash; bytes compared on lookup)."""
-    mask = np.int64(long.shape[0] - 1)
-    for k in range(token_ids.shape[0]):
-        t = token_ids[k]
-        a = tok_offsets[t]
-        b = tok_offsets[t + 1]
-        if b - a <= 7:
-            insert_key(short, short_shift, short_key(tok_bytes, a, b), np.int64(t))
-            continue
-        s = slot_of(bytes_hash(tok_bytes, a, b), long_shift)
-        while long[s, 0] != _EMPTY:
-            s = (s + np.int64(1)) & mask
-        long[s, 0] = bytes_hash(tok_bytes, a, b)
-        long[s, 1] = t
-    return 0
-
-
-@kernel
-def lookup_token(tokens, buf, start, end):
-    """Id of the indexed token whose bytes are buf[start:end], or -1."""
-    short, short_shift, long, long_shift, tok_bytes, tok_offsets = tokens
-    if end - start <= 7:
-        return find_key(short, short_shift, short_key(buf, start, end))
-    h = bytes_hash(buf, start, end)
-    mask = np.int64(long.shape[0] - 1)
-    s = slot_of(h, long_shift)
-    while True:
-        k = long[s, 0]
-        if k == _EMPTY:
-            return np.int64(-1)
-        if k == h and same_bytes(buf, start, end, tok_bytes, tok_offsets, long[s, 1]):
-            return long[s, 1]
-        s = (s + np.int64(1)) & mask
-
-
-@kernel
-def enumerate_splits(token_ids, tokens, left, right, merged):
-    """For each token t and each split t = a + b with a, b tokens, write (a, b, t).
-
-    This is the pair table that reproduces tiktoken's bytes-rank merges.
-    Output arrays need `len(tok_bytes)` entries; returns the count written.
-    """
-    tok_bytes, tok_offsets = tokens[4], tokens[5]
-    n = 0
-    for k in range(token_ids.shape[0]):
-        t = token_ids[k]
-        a = tok_offsets[t]
-        b = tok_offsets[t + 1]
-        for cut in range(a + 1, b):
-            x = lookup_token(tokens, tok_bytes, a, cut)
-            if x < 0:
-                continue
-            y = lookup_token(tokens, tok_bytes, cut, b)
-            if y < 0 or n >= left.shape[0]:
-                continue
-            left[n] = x
-            right[n] = y
-            merged[n] = t
-            n += 1
-    return n
 
 
 @kernel
@@ -232,7 +64,6 @@ def self_merging_tokens(token_ids, tok_bytes, tok_offsets, byte_ids, pairs, pair
     """
     scratch_ids = np.empty(SMALL_PIECE, dtype=np.int64)
     scratch_vals = np.empty(SMALL_PIECE, dtype=np.int64)
-    out = np.empty(1, dtype=np.int64)
     count = 0
     for k in range(token_ids.shape[0]):
         t = token_ids[k]
@@ -529,64 +360,3 @@ def encode_documents(data, offsets, valid, doc_start, doc_stop, out, out_offsets
                                scratch_ids, scratch_vals, cache, words)
         out_offsets[d - doc_start + 1] = o
     return doc_stop - doc_start
-
-
-@kernel
-def utf8_sequence_end(buf, i, end):
-    """Index after the valid UTF-8 sequence at `i`, or -1 (strict, as Python decodes)."""
-    b0 = buf[i]
-    if b0 < 0x80:
-        return i + 1
-    if b0 < 0xC2 or b0 > 0xF4:
-        return -1
-    if b0 < 0xE0:
-        need = 1
-        lo, hi = 0x80, 0xBF
-    elif b0 < 0xF0:
-        need = 2
-        lo, hi = 0x80, 0xBF
-        if b0 == 0xE0:
-            lo = 0xA0
-        elif b0 == 0xED:
-            hi = 0x9F
-    else:
-        need = 3
-        lo, hi = 0x80, 0xBF
-        if b0 == 0xF0:
-            lo = 0x90
-        elif b0 == 0xF4:
-            hi = 0x8F
-    if i + need >= end:
-        return -1
-    b1 = buf[i + 1]
-    if b1 < lo or b1 > hi:
-        return -1
-    for k in range(2, need + 1):
-        b = buf[i + k]
-        if b < 0x80 or b > 0xBF:
-            return -1
-    return i + need + 1
-
-
-@kernel
-def find_invalid_utf8(data, offsets, valid, bad):
-    """Set bad[d] for each document that is not valid UTF-8; return how many."""
-    has_validity = valid.shape[0] > 0
-    count = 0
-    for d in range(offsets.shape[0] - 1):
-        bad[d] = False
-        if has_validity and valid[d] == 0:
-            continue
-        i = offsets[d]
-        end = offsets[d + 1]
-        while i < end:
-            if data[i] < 0x80:  # fast path for ASCII
-                i += 1
-                continue
-            j = utf8_sequence_end(data, i, end)
-            if j < 0:
-                bad[d] = True
-                count += 1
-                break
-            i = j
-    return count

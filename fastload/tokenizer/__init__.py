@@ -19,8 +19,9 @@ document (no BOS/EOS; HF's post-processor is not applied): append
 
 Trade-offs. Loading reads the file into numpy arrays and imports no Numba;
 the hash tables are built and the kernels compiled (or loaded from Numba's
-on-disk cache) on the first encode. Pickling sends the arrays (and tables,
-once built), never the file path, so workers need no file access.
+on-disk cache) on the first encode. Pickling sends the vocabulary arrays,
+never the file path, so workers need no file access; each process builds
+its hash tables on its first encode.
 """
 
 from __future__ import annotations
@@ -203,13 +204,10 @@ class Tokenizer:
     def max_ids(arr) -> int:
         """The most ids `encode_arrow(arr)` can produce: its number of UTF-8 bytes."""
         import pyarrow as pa
+        import pyarrow.compute as pc
 
         chunks = arr.chunks if isinstance(arr, pa.ChunkedArray) else [arr]
-        total = 0
-        for chunk in chunks:
-            lengths = pa.compute.binary_length(chunk)
-            total += int(pa.compute.sum(lengths).as_py() or 0)
-        return total
+        return sum(int(pc.sum(pc.binary_length(chunk)).as_py() or 0) for chunk in chunks)
 
     def _encode_batch(self, batch, allowed_special, *, out, num_threads):
         from fastload.kernels.bpe import encode_documents
@@ -259,6 +257,13 @@ class Tokenizer:
                     f"allowed_special names {unknown}, which are not added tokens of this tokenizer; "
                     f"its added tokens are {sorted(self._vocab.added)[:20]}"
                 )
+        stripping = sorted(allowed & self._vocab.stripping)
+        if stripping:
+            raise TokenizerError(
+                f"added tokens {stripping} use HF's lstrip/rstrip/single_word matching, which fastload does "
+                "not implement; pass allowed_special as a set of the other tokens (or leave it empty: "
+                "document text never needs them)"
+            )
         if allowed not in self._specials_cache:
             from fastload.tokenizer.tables import special_tables
 
@@ -286,11 +291,13 @@ class Tokenizer:
 
     # ---- pickling / repr --------------------------------------------------------------
     def __getstate__(self):
-        return {"vocab": self._vocab, "tables": self._tables}
+        # Only the vocabulary's arrays travel (a few MB even for o200k); the
+        # hash tables (tens of MB for large vocabularies) are rebuilt on the
+        # first encode in the receiving process, in about 0.1 s.
+        return {"vocab": self._vocab}
 
     def __setstate__(self, state):
         self.__init__(state["vocab"])
-        self._tables = state["tables"]
 
     def __repr__(self) -> str:
         return (f"Tokenizer(source={self._vocab.source!r}, vocab_size={self.vocab_size}, "

@@ -3,7 +3,8 @@
 What lives here: `KernelTables` (the tuples `encode_documents` takes) and
 `build_tables`, which fills the pair table (HF merges, or every split of
 every token for tiktoken rank files) and the whole-token table. What does
-not: reading files (`vocab.py`) or encoding (`fastload/kernels/bpe.py`).
+not: reading files (`vocab.py`), the table code (`fastload/kernels/hashtable.py`)
+or encoding (`fastload/kernels/bpe.py`).
 
 Pieces that are whole tokens skip the merge loop through a token index
 (keys of up to 7 bytes are the bytes themselves, so a hit costs one cache
@@ -12,8 +13,8 @@ be hit that way; under HF's merge semantics only tokens whose own bytes
 merge back to them, which gives the same ids by construction.
 
 Built on first use, not on load, so that loading a tokenizer, pickling it
-to workers and fingerprinting it import no Numba; the tables are pickled
-with the tokenizer once built, so workers do not rebuild them.
+to workers and fingerprinting it import no Numba. Tables are not pickled:
+they are large (o200k: ~30 MB) and quick to rebuild (~0.1 s).
 """
 
 from __future__ import annotations
@@ -34,27 +35,27 @@ class KernelTables:
     num_shortcuts: int  # tokens a piece may map to directly, without merging
 
 
-def _token_index(bpe, vocab: Vocab, ids: np.ndarray) -> tuple:
-    short, short_shift = bpe.new_table(len(ids))
-    long, long_shift = bpe.new_table(len(ids))
-    bpe.build_token_tables(ids, vocab.tok_bytes, vocab.tok_offsets, short, short_shift, long, long_shift)
+def _token_index(hashtable, vocab: Vocab, ids: np.ndarray) -> tuple:
+    short, short_shift = hashtable.new_table(len(ids))
+    long, long_shift = hashtable.new_table(len(ids))
+    hashtable.build_token_tables(ids, vocab.tok_bytes, vocab.tok_offsets, short, short_shift, long, long_shift)
     return (short, short_shift, long, long_shift, vocab.tok_bytes, vocab.tok_offsets)
 
 
 def build_tables(vocab: Vocab) -> KernelTables:
-    from fastload.kernels import bpe
+    from fastload.kernels import bpe, hashtable
 
-    every_token = _token_index(bpe, vocab, vocab.lookup_ids)
+    every_token = _token_index(hashtable, vocab, vocab.lookup_ids)
     if vocab.merges.shape[0] or not vocab.whole_piece:
         left, right, merged, rank = (np.ascontiguousarray(vocab.merges[:, k]) for k in range(4))
     else:  # tiktoken: pair (a, b) merges into a + b with rank id(a + b)
         upper = max(int(vocab.tok_bytes.shape[0]), 1)
         left, right, merged = (np.empty(upper, dtype=np.int64) for _ in range(3))
-        n = bpe.enumerate_splits(vocab.lookup_ids, every_token, left, right, merged)
+        n = hashtable.enumerate_splits(vocab.lookup_ids, every_token, left, right, merged)
         left, right, merged = left[:n], right[:n], merged[:n]
         rank = merged
-    pairs, pair_shift = bpe.new_table(left.shape[0])
-    stored = bpe.build_pair_table(left, right, rank, merged, pairs, pair_shift)
+    pairs, pair_shift = hashtable.new_table(left.shape[0])
+    stored = hashtable.build_pair_table(left, right, rank, merged, pairs, pair_shift)
 
     if vocab.whole_piece:  # tiktoken, HF ignore_merges: any piece that is a token is that token
         shortcuts, num_shortcuts = every_token, len(vocab.lookup_ids)
@@ -62,7 +63,7 @@ def build_tables(vocab: Vocab) -> KernelTables:
         keep = np.zeros(len(vocab.lookup_ids), dtype=np.bool_)
         num_shortcuts = bpe.self_merging_tokens(vocab.lookup_ids, vocab.tok_bytes, vocab.tok_offsets,
                                                 vocab.byte_ids, pairs, pair_shift, keep)
-        shortcuts = _token_index(bpe, vocab, vocab.lookup_ids[keep])
+        shortcuts = _token_index(hashtable, vocab, vocab.lookup_ids[keep])
     return KernelTables(
         vocab=(vocab.byte_ids, pairs, pair_shift, shortcuts),
         num_pairs=int(stored),

@@ -74,6 +74,7 @@ class Vocab:
     special: frozenset[str]  # the added tokens that are "special" (HF `special: true`)
     pattern: Pattern
     source: str  # where it came from, for messages
+    stripping: frozenset[str] = frozenset()  # added tokens with HF lstrip/rstrip/single_word (not implemented)
     _fingerprint: list = field(default_factory=list, repr=False)
 
     @property
@@ -177,6 +178,7 @@ def read_hf_json(path: str | pathlib.Path) -> Vocab:
     _check(not model.get("byte_fallback", False), where, "byte_fallback", True, "byte_fallback=false")
 
     char_to_byte = {c: b for b, c in bytes_to_unicode().items()}
+    added_texts = {tok.get("content") for tok in spec.get("added_tokens", [])}
     tokens: dict[int, bytes] = {}
     by_bytes: dict[bytes, int] = {}
     by_text: dict[str, int] = {}
@@ -184,6 +186,8 @@ def read_hf_json(path: str | pathlib.Path) -> Vocab:
         try:
             raw = bytes(char_to_byte[c] for c in text)
         except KeyError:
+            if text in added_texts:  # e.g. "<｜begin▁of▁sentence｜>": an added token, matched by text only
+                continue
             raise TokenizerError(
                 f"{where}: vocabulary entry {text!r} (id {token_id}) is not byte-level (its characters "
                 "are not GPT-2 byte stand-ins); fastload supports byte-level BPE vocabularies only"
@@ -200,12 +204,11 @@ def read_hf_json(path: str | pathlib.Path) -> Vocab:
             raise TokenizerError(f"{where}: merge #{rank} {left!r} + {right!r} uses a token that is not in the vocabulary")
         merges.append((by_text[left], by_text[right], by_text[left + right], rank))
 
-    added, special = {}, set()
+    added, special, stripping = {}, set(), set()
     for tok in spec.get("added_tokens", []):
         content, token_id = tok["content"], int(tok["id"])
-        for option in ("lstrip", "rstrip", "single_word"):
-            _check(not tok.get(option, False), where, f"added token {content!r} option", option,
-                   "added tokens without lstrip/rstrip/single_word")
+        if any(tok.get(option, False) for option in ("lstrip", "rstrip", "single_word")):
+            stripping.add(content)  # fine as ordinary text; refused in allowed_special
         added[content] = token_id
         if tok.get("special", False):
             special.add(content)
@@ -223,6 +226,7 @@ def read_hf_json(path: str | pathlib.Path) -> Vocab:
         special=frozenset(special),
         pattern=pattern,
         source=str(path),
+        stripping=frozenset(stripping),
     )
 
 
