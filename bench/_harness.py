@@ -117,6 +117,7 @@ def machine_info() -> dict:
         "python": platform.python_version(),
         "platform": platform.platform(),
         "memory_gb": _memory_gb(),
+        "load_average_1m": round(os.getloadavg()[0], 2),  # > cpus means other work shared the machine
     }
 
 

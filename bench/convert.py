@@ -455,14 +455,18 @@ def main(argv: list[str] | None = None) -> None:
     machine = machine_info()
     print(
         f"corpus {corpus_path}: {corpus['bytes'] / 1e6:.1f} MB, {corpus['num_rows']:,} rows {corpus['kinds']}; "
-        f"{machine['cpus']} CPUs, {machine['memory_gb']} GB; warm-up {args.warmup}, repeats {args.repeats}",
+        f"{machine['cpus']} CPUs, {machine['memory_gb']} GB, load average {machine['load_average_1m']}; "
+        f"warm-up {args.warmup}, repeats {args.repeats}",
         file=sys.stderr,
     )
     results = run_all(case_ids, corpus_path, warmup=args.warmup, repeats=args.repeats)
+    machine["load_average_1m_at_end"] = round(os.getloadavg()[0], 2)
     table, verdict = summarize(results, corpus)
     print(f"\nconvert: {corpus['bytes'] / 1e6:.1f} MB JSON Lines ({corpus['num_rows']:,} rows), MB/s in; median of "
           f"{args.repeats} rounds (each: a fresh process, {args.warmup} warm-up, 1 timed run); 'X is x' = X's MB/s / this row's\n")
     print(table)
+    print(f"\nload average (1 min) {machine['load_average_1m']} at the start, {machine['load_average_1m_at_end']} at the end "
+          f"on {machine['cpus']} CPUs; above the CPU count, other work shared the machine")
     if args.json:
         write_json(args.json, {"benchmark": "convert", "corpus": corpus, "machine": machine, "warmup": args.warmup,
                                "repeats": args.repeats, "results": results, "verdict": verdict})
