@@ -1,0 +1,444 @@
+"""`fastload.DataLoader`: torch's DataLoader, with workers that hand batches over in shared memory.
+
+It *is* a `torch.utils.data.DataLoader` (a subclass): the constructor, its
+argument checks and error messages, the samplers, `len()`, the seeds given to
+workers and single-process loading (`num_workers=0`) are torch's own code, so
+a script changes one import and gets the same batches in the same order.
+What differs is how a worker's batch reaches the training loop:
+
+    torch:    worker stacks into a new shm segment → fd over a socket → unpickle
+              → pin thread copies it again into pinned memory
+    fastload: worker stacks into a pooled slot (pre-faulted, pinned once) →
+              a ~100-byte message on a pipe → tensors that view the slot
+
+A slot returns to the pool when the last tensor of its batch dies (see
+`pool.py`); the worker protocol is NOTE [fastload worker protocol] in
+`workers/protocol.py`.
+
+Resumption follows torchdata's StatefulDataLoader convention:
+`state_dict()` mid-epoch, then `load_state_dict()` on a new loader, and the
+next batch is exactly the one that would have come next (for map-style
+datasets with torch's default samplers or a fastload `Sampler`; iterable
+datasets are fast-forwarded by re-reading the batches already delivered).
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import multiprocessing
+import os
+import signal
+import time
+import warnings
+import weakref
+from multiprocessing.connection import wait
+
+import torch
+import torch.utils.data as tud
+from torch.utils.data.dataloader import _BaseDataLoaderIter, _DatasetKind, _SingleProcessDataLoaderIter
+
+from fastload.errors import ConfigError
+from fastload.pool import BufferPool, PAGE
+from fastload.workers import protocol
+from fastload.workers.codec import decode_batch
+from fastload.workers.loop import worker_main
+
+__all__ = ["DataLoader"]
+
+log = logging.getLogger("fastload.loader")
+
+SLOT_HEADROOM = 1.25  # slots are sized to the largest batch seen so far, plus this margin
+EXTRA_SLOTS = 3  # beyond prefetch: the batch the loop variable holds, one more the user may keep, the one being handed over
+LIVENESS_S = 0.5  # how long the main process waits before re-checking that workers are alive
+
+
+class DataLoader(tud.DataLoader):
+    """Drop-in for `torch.utils.data.DataLoader` (same arguments, same batches).
+
+    With `num_workers > 0`, workers write batches into a pool of
+    shared-memory slots and the loop receives tensors that view them (zero
+    copy; pinned once when `pin_memory=True` and CUDA is present). Batches you
+    keep hold their slot; keep many, and the workers wait and fastload warns
+    once — `.clone()` what you keep for long.
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._resume_state: dict | None = None
+        self._epoch_start: dict | None = None  # RNG and sampler state the current epoch started from
+        self._skip_batches = 0  # read by the next iterator created: batches of indices to skip
+
+    # -- iteration -------------------------------------------------------------
+
+    def _get_iterator(self):
+        if self.num_workers == 0:
+            iterator = _SingleProcessDataLoaderIter(self)
+            if self._skip_batches:
+                iterator._sampler_iter = _primed(itertools.islice(iterator._sampler_iter, self._skip_batches, None))
+                self._skip_batches = 0
+        else:
+            self.check_worker_number_rationality()
+            iterator = _PoolIterator(self)
+        self._current_iterator = weakref.ref(iterator)
+        return iterator
+
+    @property
+    def _index_sampler_object(self):
+        return self.batch_sampler if self._auto_collation else self.sampler
+
+    def __iter__(self):
+        resume, self._resume_state = self._resume_state, None
+        if resume is not None:
+            return self._resumed_iterator(resume)
+        sampler = self._index_sampler_object
+        self._epoch_start = {
+            "rng_state": torch.get_rng_state(),
+            "generator_state": self.generator.get_state() if self.generator is not None else None,
+            "sampler_state": sampler.state_dict() if hasattr(sampler, "state_dict") else None,
+        }
+        iterator = super().__iter__()
+        self._current_iterator = weakref.ref(iterator)
+        return iterator
+
+    def _resumed_iterator(self, state: dict):
+        """An iterator positioned right after the batches `state` says were delivered.
+
+        The RNG states the epoch started from are restored while the iterator
+        draws its seeds (the base seed of the workers, the shuffling seed), so
+        the same order and worker seeds come back; then the caller's own RNG
+        state is put back, since the training loop's randomness is not ours
+        to rewind. Map-style datasets skip indices only; iterable datasets
+        cannot seek, so the batches already delivered are read again and
+        dropped.
+        """
+        skip = int(state["batches_yielded"])
+        sampler = self._index_sampler_object
+        if state.get("sampler_state") is not None and hasattr(sampler, "load_state_dict"):
+            sampler.load_state_dict(state["sampler_state"])
+        current = torch.get_rng_state()
+        torch.set_rng_state(state["rng_state"])
+        if state.get("generator_state") is not None and self.generator is not None:
+            self.generator.set_state(state["generator_state"])
+        self._epoch_start = {k: state.get(k) for k in ("rng_state", "generator_state", "sampler_state")}
+        try:
+            if self.persistent_workers and self.num_workers > 0:
+                self._iterator = None  # a resumed epoch starts fresh workers, seeded as the original ones
+            self._skip_batches = skip if self._dataset_kind == _DatasetKind.Map else 0
+            iterator = self._get_iterator()
+            if self.persistent_workers and self.num_workers > 0:
+                self._iterator = iterator
+        finally:
+            self._skip_batches = 0
+            torch.set_rng_state(current)
+        if self._dataset_kind == _DatasetKind.Iterable:
+            for _ in range(skip):
+                next(iterator)
+        iterator._num_yielded = skip
+        return iterator
+
+    # -- resumption (torchdata's StatefulDataLoader convention) -------------------
+
+    def state_dict(self) -> dict:
+        """Where the current epoch stands: batches delivered, and the state the epoch started from."""
+        ref = getattr(self, "_current_iterator", None)
+        iterator = ref() if ref is not None else None
+        start = self._epoch_start or {
+            "rng_state": torch.get_rng_state(),
+            "generator_state": self.generator.get_state() if self.generator is not None else None,
+            "sampler_state": None,
+        }
+        return {"batches_yielded": iterator._num_yielded if iterator is not None else 0, **start}
+
+    def load_state_dict(self, state: dict) -> None:
+        """The next `iter(loader)` continues right after the batches `state` counted."""
+        missing = {"batches_yielded", "rng_state"} - set(state)
+        if missing:
+            raise ConfigError(f"not a fastload DataLoader state: it lacks {sorted(missing)}")
+        self._resume_state = dict(state)
+
+
+def _primed(indices):
+    """Draw the first item now (so a sampler's seed is drawn under the RNG state in force), keep it first."""
+    try:
+        first = next(indices)
+    except StopIteration:
+        return iter(())
+    return itertools.chain([first], indices)
+
+
+class _WorkerDied(RuntimeError):
+    pass
+
+
+class _PoolIterator(_BaseDataLoaderIter):
+    """Multi-process iteration over the buffer pool. See NOTE [fastload worker protocol]."""
+
+    def __init__(self, loader: DataLoader):
+        super().__init__(loader)
+        self._prefetch_factor = loader.prefetch_factor
+        self._in_order = loader.in_order
+        self._max_tasks = self._prefetch_factor * self._num_workers
+        self._pool = BufferPool(pin=self._pin_memory and torch.cuda.is_available())
+        self._largest_batch = 0
+        self._warned_holding = False
+        self._shutdown = False
+        self._start_workers(loader)
+        self._reset(loader, first_iter=True)
+
+    # -- workers ---------------------------------------------------------------
+
+    def _start_workers(self, loader: DataLoader) -> None:
+        context = loader.multiprocessing_context or multiprocessing.get_context()
+        if isinstance(context, str):
+            context = multiprocessing.get_context(context)
+        uses_default = loader.collate_fn is tud.default_collate or loader.collate_fn is tud._utils.collate.default_collate
+        self._workers, self._conns = [], []
+        for worker_id in range(self._num_workers):
+            parent, child = context.Pipe(duplex=True)
+            config = protocol.WorkerConfig(
+                worker_id=worker_id,
+                num_workers=self._num_workers,
+                dataset=self._dataset,
+                dataset_kind=self._dataset_kind,
+                auto_collation=self._auto_collation,
+                collate_fn=loader.collate_fn,
+                uses_default_collate=uses_default and self._auto_collation,
+                drop_last=self._drop_last,
+                base_seed=self._base_seed,
+                worker_init_fn=loader.worker_init_fn,
+                parent_pid=os.getpid(),
+            )
+            process = context.Process(target=worker_main, args=(config, child), daemon=True, name=f"fastload-worker-{worker_id}")
+            process.start()
+            child.close()
+            self._workers.append(process)
+            self._conns.append(parent)
+        for worker_id in range(self._num_workers):
+            message = self._receive_from(worker_id, timeout=None)
+            if message[0] == protocol.ERROR:
+                self._shutdown_workers()
+                message[2].reraise()
+
+    def _receive_from(self, worker_id: int, timeout: float | None):
+        conn, process = self._conns[worker_id], self._workers[worker_id]
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            ready = wait([conn, process.sentinel], LIVENESS_S if deadline is None else max(0.0, min(LIVENESS_S, deadline - time.monotonic())))
+            if conn in ready:
+                return conn.recv()
+            if process.sentinel in ready or not process.is_alive():
+                self._raise_worker_died([worker_id])
+            if deadline is not None and time.monotonic() >= deadline:
+                raise RuntimeError(f"DataLoader timed out after {timeout} seconds")
+
+    def _raise_worker_died(self, worker_ids: list[int]) -> None:
+        details = []
+        for worker_id in worker_ids:
+            process = self._workers[worker_id]
+            process.join(timeout=0.1)
+            code = process.exitcode
+            if code is not None and code < 0:
+                try:
+                    name = signal.Signals(-code).name
+                except ValueError:
+                    name = f"signal {-code}"
+                how = f"was killed by {name}" + (" (often the out-of-memory killer)" if -code == signal.SIGKILL else "")
+            else:
+                how = f"exited unexpectedly with code {code}"
+            details.append(f"DataLoader worker {worker_id} (pid {process.pid}) {how}")
+        self._shutdown_workers()
+        raise _WorkerDied("; ".join(details) + ". See the worker's output above for its last error, if any.")
+
+    # -- epochs ------------------------------------------------------------------
+
+    def _reset(self, loader, first_iter: bool = False) -> None:
+        super()._reset(loader, first_iter)
+        if not first_iter:
+            self._drain()
+            for conn in self._conns:
+                if self._dataset_kind == _DatasetKind.Iterable:
+                    conn.send((protocol.RESET,))
+        self._send_idx = 0
+        self._rcvd_idx = 0
+        self._tasks: dict[int, tuple[int, tuple | None]] = {}  # task_id -> (worker_id, slot)
+        self._done: dict[int, object] = {}  # out-of-order arrivals, by task id
+        self._active = [True] * self._num_workers
+        self._next_worker = itertools.cycle(range(self._num_workers))
+        self._sampler_done = False
+        if loader._skip_batches:
+            self._sampler_iter = itertools.islice(self._sampler_iter, loader._skip_batches, None)
+        for _ in range(self._max_tasks):
+            if not self._dispatch():
+                break
+
+    def _drain(self) -> None:
+        """Collect what the workers still owe from the previous epoch, and drop it."""
+        while self._tasks:
+            self._receive_any(block=True)
+        self._done.clear()
+
+    # -- hand-off ------------------------------------------------------------------
+
+    def _dispatch(self, *, allow_dedicated: bool = False) -> bool:
+        """Send the next task to a worker, if a slot (or permission to go without) is free."""
+        if self._sampler_done or not any(self._active):
+            return False
+        if not self._pool.arenas:  # no batch seen yet, so no slot size: the first batches bring their own
+            slot = protocol.DEDICATED
+        else:
+            slot = self._pool.acquire()
+            if slot is None:  # every slot is in flight or held by the training loop
+                if not allow_dedicated:
+                    return False
+                self._warn_holding()
+                slot = protocol.DEDICATED
+        try:
+            index = self._next_index()
+        except StopIteration:
+            self._sampler_done = True
+            if slot is not protocol.DEDICATED:
+                self._pool.release(slot)
+            return False
+        worker_id = next(self._next_worker)
+        while not self._active[worker_id]:
+            worker_id = next(self._next_worker)
+        task_id = self._send_idx
+        self._conns[worker_id].send((protocol.TASK, task_id, slot, index))
+        self._tasks[task_id] = (worker_id, slot)
+        self._send_idx += 1
+        return True
+
+    def _warn_holding(self) -> None:
+        if not self._warned_holding:
+            self._warned_holding = True
+            warnings.warn(
+                f"the training loop holds every one of this DataLoader's {self._max_tasks + EXTRA_SLOTS} shared-memory "
+                "batch slots (batches are views of them, and a slot is reused only when its batch is freed); the "
+                "workers waited, and now use slower one-off segments. Call .clone() on tensors you keep across "
+                "steps, or raise prefetch_factor.",
+                RuntimeWarning,
+                stacklevel=4,
+            )
+
+    def _receive_any(self, *, block: bool, timeout: float | None = None) -> bool:
+        """Handle one message from any worker; False if none came within the wait."""
+        waits = [c for c in self._conns] + [p.sentinel for p in self._workers]
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            budget = LIVENESS_S if deadline is None else max(0.0, min(LIVENESS_S, deadline - time.monotonic()))
+            ready = wait(waits, budget if block else 0)
+            conns = [c for c in ready if c in self._conns]
+            if conns:
+                conn = conns[0]
+                self._handle(self._conns.index(conn), conn.recv())
+                return True
+            dead = [i for i, p in enumerate(self._workers) if not p.is_alive()]
+            if dead:
+                self._raise_worker_died(dead)
+            if not block or (deadline is not None and time.monotonic() >= deadline):
+                return False
+
+    def _handle(self, worker_id: int, message) -> None:
+        """Turn one worker message into a finished task. See NOTE [fastload worker protocol]."""
+        kind, task_id = message[0], message[1]
+        assigned = self._tasks.pop(task_id, (worker_id, protocol.DEDICATED))[1]
+        if kind == protocol.BATCH:
+            _, _, slot, used, skeleton, leaves = message
+            if slot is protocol.DEDICATED:
+                from multiprocessing.reduction import recv_handle
+
+                fd = recv_handle(self._conns[worker_id])
+                if assigned is not protocol.DEDICATED:
+                    self._pool.release(assigned)
+                arena_id = self._pool.dedicated_arena(fd, used)
+                buffer = self._pool.lease_buffer(arena_id, -1, used)
+                self._grow_pool(used)
+            else:
+                buffer = self._pool.lease_buffer(slot[0], slot[1], used)
+            self._done[task_id] = decode_batch(skeleton, leaves, buffer)
+            return
+        if assigned is not protocol.DEDICATED:
+            self._pool.release(assigned)
+        if kind == protocol.END:
+            self._active[worker_id] = False  # its iterable is exhausted for this epoch
+            self._done[task_id] = _SKIP
+        elif kind == protocol.ERROR:
+            self._done[task_id] = message[2]
+
+    def _grow_pool(self, batch_bytes: int) -> None:
+        """Size (or resize) the pool after a batch that needed its own segment."""
+        if batch_bytes <= self._largest_batch:
+            return
+        self._largest_batch = batch_bytes
+        slot_bytes = int(batch_bytes * SLOT_HEADROOM) + PAGE
+        arena_id = self._pool.add_arena(self._max_tasks + EXTRA_SLOTS, slot_bytes)
+        from multiprocessing.reduction import send_handle
+
+        arena = self._pool.arenas[arena_id]
+        for worker_id, conn in enumerate(self._conns):
+            if self._workers[worker_id].is_alive():
+                conn.send((protocol.ARENA, arena_id, self._pool.slot_bytes[arena_id], arena.num_bytes))
+                send_handle(conn, arena.fd, self._workers[worker_id].pid)
+
+    def _next_data(self):
+        while True:
+            if self._rcvd_idx >= self._send_idx and not self._dispatch(allow_dedicated=True):
+                if not self._persistent_workers:
+                    self._shutdown_workers()
+                raise StopIteration
+            if self._in_order:
+                while self._rcvd_idx not in self._done:
+                    self._wait_for_result()
+                data = self._done.pop(self._rcvd_idx)
+            else:
+                while not self._done:
+                    self._wait_for_result()
+                task_id = min(self._done)
+                data = self._done.pop(task_id)
+            self._rcvd_idx += 1
+            self._dispatch()
+            if data is _SKIP:
+                continue
+            if isinstance(data, torch._utils.ExceptionWrapper):
+                data.reraise()
+            return data
+
+    def _wait_for_result(self) -> None:
+        if not self._tasks:
+            self._dispatch(allow_dedicated=True)
+        timeout = self._timeout if self._timeout > 0 else None
+        if not self._receive_any(block=True, timeout=timeout):
+            raise RuntimeError(f"DataLoader timed out after {self._timeout} seconds")
+
+    # -- shutdown --------------------------------------------------------------
+
+    def _shutdown_workers(self) -> None:
+        """Stop every worker and release the pool; safe to call twice. See NOTE [fastload worker protocol]."""
+        if self._shutdown:
+            return
+        self._shutdown = True
+        for conn in self._conns:
+            try:
+                conn.send((protocol.STOP,))
+            except (OSError, ValueError):
+                pass
+        deadline = time.monotonic() + 2.0
+        for process in self._workers:
+            process.join(timeout=max(0.0, deadline - time.monotonic()))
+            if process.is_alive():
+                process.kill()
+                process.join(timeout=1.0)
+        for conn in self._conns:
+            conn.close()
+        self._pool.close()
+
+    def __del__(self):
+        if not getattr(self, "_shutdown", True):
+            try:
+                self._shutdown_workers()
+            except Exception:  # interpreter teardown: modules may already be gone
+                pass
+
+
+_SKIP = object()  # a task that produced no batch (an exhausted iterable worker)

@@ -1,0 +1,314 @@
+"""The buffer pool: shared-memory slots that workers fill and the trainer reads in place.
+
+    main process                                   worker k
+    ───────────                                    ────────
+    BufferPool: arenas of equal slots  ──fd──►     maps the same arenas (SharedArena.attach)
+    lease(slot) ─► tensors that view the slot      writes a batch into the slot (SlotWriter)
+    last tensor dies ─► slot back to the free list
+
+Memory comes from `memfd_create`: anonymous shared memory with no name in
+`/dev/shm`, so nothing can leak after a crash or a SIGKILL — the kernel frees
+it when the last process holding the fd or a mapping goes away. Where
+memfd is unavailable (not Linux), an unlinked temporary file is used instead,
+with a warning. Only file descriptors and (arena, slot, offset, dtype,
+shape) handles cross processes (see the protocol NOTE in `workers/protocol.py`).
+
+A slot is *leased* with each batch: every tensor handed to the user views a
+ctypes buffer over the slot, and a `weakref.finalize` on that buffer returns
+the slot when the last tensor, view or slice of the batch is gone. So a slot
+is never refilled under a live tensor. When the pool is pinned (CUDA and
+`pin_memory=True`), a released slot is reused only after the CUDA work queued
+on the current stream at release time has finished, so an asynchronous
+`.to("cuda", non_blocking=True)` from the slot is never overwritten mid-copy.
+
+Arenas are registered with CUDA once (`cudaHostRegister`), so copies from a
+slot are true async DMA with no extra pinning copy.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import mmap
+import os
+import tempfile
+import threading
+import warnings
+import weakref
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+
+from fastload.errors import ConfigError
+
+__all__ = ["SharedArena", "BufferPool", "SlotWriter", "SlotFull", "Lease", "available_memory_bytes"]
+
+log = logging.getLogger("fastload.pool")
+
+ALIGN = 64  # bytes; a cache line, and enough for every dtype and for vectorised kernels
+PAGE = mmap.PAGESIZE
+
+
+def _round_up(n: int, to: int) -> int:
+    return -(-n // to) * to
+
+
+def available_memory_bytes() -> int | None:
+    """MemAvailable from /proc/meminfo, or None where that does not exist."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+def _anonymous_fd(num_bytes: int, name: str) -> int:
+    """A file descriptor of `num_bytes` of shared memory that has no name anywhere."""
+    if hasattr(os, "memfd_create"):
+        try:
+            fd = os.memfd_create(name, os.MFD_CLOEXEC)
+        except OSError as exc:  # e.g. seccomp filters in some sandboxes
+            log.debug("memfd_create failed (%s); using an unlinked temporary file", exc)
+        else:
+            os.ftruncate(fd, num_bytes)
+            return fd
+    warnings.warn(
+        "memfd_create is not available here; fastload's buffer pool uses an unlinked temporary file instead "
+        "(slower if the temporary folder is on disk)",
+        RuntimeWarning,
+        stacklevel=3,
+    )
+    fd, path = tempfile.mkstemp(prefix="fastload-pool-")
+    os.unlink(path)  # no name left behind, whatever happens next
+    os.ftruncate(fd, num_bytes)
+    return fd
+
+
+class SharedArena:
+    """One block of shared memory (a memfd), mapped read-write in this process."""
+
+    def __init__(self, fd: int, num_bytes: int, *, owner: bool):
+        self.fd = fd
+        self.num_bytes = num_bytes
+        self.owner = owner
+        self.mmap = mmap.mmap(fd, num_bytes, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ | mmap.PROT_WRITE)
+        self.address = ctypes.addressof(ctypes.c_char.from_buffer(self.mmap))
+        self.pinned = False
+
+    @classmethod
+    def create(cls, num_bytes: int, *, name: str = "fastload-pool") -> "SharedArena":
+        available = available_memory_bytes()
+        if available is not None and num_bytes > available // 2:
+            raise ConfigError(
+                f"the loader's buffer pool needs {num_bytes / 2**20:,.0f} MiB of shared memory but only "
+                f"{available / 2**20:,.0f} MiB of memory is available; lower prefetch_factor or num_workers, "
+                "or the batch size"
+            )
+        return cls(_anonymous_fd(num_bytes, name), num_bytes, owner=True)
+
+    @classmethod
+    def attach(cls, fd: int, num_bytes: int) -> "SharedArena":
+        return cls(fd, num_bytes, owner=False)
+
+    def view(self, offset: int, num_bytes: int):
+        """A ctypes char array over [offset, offset + num_bytes) that keeps the mapping alive."""
+        return (ctypes.c_char * num_bytes).from_buffer(self.mmap, offset)
+
+    def prefault(self) -> None:
+        """Touch every page once, so the first batches do not pay page faults on the hot path."""
+        np.frombuffer(self.mmap, np.uint8)[::PAGE] = 0
+
+    def pin(self) -> bool:
+        """Register the arena as page-locked memory with CUDA (once). False if CUDA refuses."""
+        import torch
+
+        if self.pinned:
+            return True
+        result = torch.cuda.cudart().cudaHostRegister(self.address, self.num_bytes, 0)
+        self.pinned = int(result) == 0
+        if not self.pinned:
+            warnings.warn(f"cudaHostRegister failed ({result}); batches stay in pageable memory", RuntimeWarning, stacklevel=2)
+        return self.pinned
+
+    def close(self) -> None:
+        """Unpin, unmap (when no buffer views it any more) and close the fd."""
+        if self.pinned:
+            import torch
+
+            torch.cuda.cudart().cudaHostUnregister(self.address)
+            self.pinned = False
+        try:
+            self.mmap.close()
+        except BufferError:
+            # A leased batch still views this arena; the mapping lives until that batch dies.
+            pass
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+class SlotFull(Exception):
+    """A batch does not fit in its slot; the worker falls back to a dedicated segment."""
+
+
+class SlotWriter:
+    """Bump allocator over one slot's bytes, used by a worker to place a batch's arrays."""
+
+    def __init__(self, buffer, num_bytes: int):
+        self.buffer = buffer  # an object with the buffer protocol over the slot
+        self.num_bytes = num_bytes
+        self.used = 0
+
+    def allocate(self, num_bytes: int) -> int:
+        offset = _round_up(self.used, ALIGN)
+        if offset + num_bytes > self.num_bytes:
+            raise SlotFull(offset + num_bytes)
+        self.used = offset + num_bytes
+        return offset
+
+    def array(self, shape: tuple, dtype: np.dtype) -> tuple[np.ndarray, int]:
+        dtype = np.dtype(dtype)
+        count = int(np.prod(shape, dtype=np.int64))
+        offset = self.allocate(count * dtype.itemsize)
+        return np.frombuffer(self.buffer, dtype, count, offset).reshape(shape), offset
+
+
+@dataclass(frozen=True)
+class Lease:
+    """The handle a batch keeps on its slot: (arena, slot) or a dedicated arena."""
+
+    arena_id: int
+    slot_id: int  # -1: the batch owns its dedicated arena
+
+
+class BufferPool:
+    """Fixed-size slots in shared arenas, leased to batches. Lives in the main process.
+
+    `acquire()` hands out a free slot id (or None); `lease_buffer(...)`
+    returns the ctypes buffer whose death releases the slot. Thread-safe:
+    finalizers may run on any thread.
+    """
+
+    def __init__(self, *, pin: bool = False):
+        self.pin = pin
+        self.arenas: dict[int, SharedArena] = {}
+        self.slot_bytes: dict[int, int] = {}
+        self._free: deque[tuple[int, int]] = deque()
+        self._waiting_for_gpu: deque[tuple[tuple[int, int], object]] = deque()
+        self._retired: set[int] = set()
+        self._leased: dict[int, int] = {}  # arena_id -> slots currently leased or in flight
+        self._next_arena = 0
+        self._lock = threading.Lock()
+
+    # -- arenas ----------------------------------------------------------------
+
+    def add_arena(self, num_slots: int, slot_bytes: int) -> int:
+        """A new arena of `num_slots` slots; returns its id. Older arenas are retired."""
+        slot_bytes = _round_up(slot_bytes, PAGE)
+        arena = SharedArena.create(num_slots * slot_bytes)
+        arena.prefault()
+        if self.pin:
+            arena.pin()
+        with self._lock:
+            arena_id = self._next_arena
+            self._next_arena += 1
+            for old in list(self.arenas):
+                self._retire(old)
+            self.arenas[arena_id] = arena
+            self.slot_bytes[arena_id] = slot_bytes
+            self._leased[arena_id] = 0
+            self._free.extend((arena_id, s) for s in range(num_slots))
+        return arena_id
+
+    def dedicated_arena(self, fd: int, num_bytes: int) -> int:
+        """Adopt a worker-made segment that holds one oversized batch; it is closed when that batch dies."""
+        arena = SharedArena(fd, num_bytes, owner=True)
+        if self.pin:
+            arena.pin()
+        with self._lock:
+            arena_id = self._next_arena
+            self._next_arena += 1
+            self.arenas[arena_id] = arena
+            self.slot_bytes[arena_id] = num_bytes
+            self._leased[arena_id] = 1
+            self._retired.add(arena_id)
+        return arena_id
+
+    def _retire(self, arena_id: int) -> None:
+        """Stop handing out slots of `arena_id`; close it once none is leased (lock held)."""
+        self._retired.add(arena_id)
+        self._free = deque(s for s in self._free if s[0] != arena_id)
+        if self._leased.get(arena_id, 0) == 0:
+            self._close_arena(arena_id)
+
+    def _close_arena(self, arena_id: int) -> None:
+        arena = self.arenas.pop(arena_id, None)
+        self.slot_bytes.pop(arena_id, None)
+        self._leased.pop(arena_id, None)
+        if arena is not None:
+            arena.close()
+
+    # -- slots -----------------------------------------------------------------
+
+    def acquire(self) -> tuple[int, int] | None:
+        """A free (arena_id, slot_id), or None when every slot is leased or in flight."""
+        with self._lock:
+            self._collect_gpu_released()
+            if not self._free:
+                return None
+            slot = self._free.popleft()
+            self._leased[slot[0]] += 1
+            return slot
+
+    def release(self, slot: tuple[int, int]) -> None:
+        """Return a slot (called by lease finalizers and for slots a failed batch never used)."""
+        event = None
+        if self.pin and slot[1] >= 0:
+            import torch
+
+            if torch.cuda.is_initialized():
+                event = torch.cuda.Event()
+                event.record()  # copies queued from this slot so far finish before it is reused
+        with self._lock:
+            if event is not None:
+                self._waiting_for_gpu.append((slot, event))
+            else:
+                self._put_back(slot)
+
+    def _put_back(self, slot: tuple[int, int]) -> None:
+        arena_id = slot[0]
+        if arena_id not in self._leased:
+            return
+        self._leased[arena_id] -= 1
+        if arena_id in self._retired:
+            if self._leased[arena_id] == 0:
+                self._close_arena(arena_id)
+        else:
+            self._free.append(slot)
+
+    def _collect_gpu_released(self) -> None:
+        while self._waiting_for_gpu and self._waiting_for_gpu[0][1].query():
+            self._put_back(self._waiting_for_gpu.popleft()[0])
+
+    def lease_buffer(self, arena_id: int, slot_id: int, used_bytes: int):
+        """A buffer over the used part of a slot whose garbage collection releases the slot."""
+        arena = self.arenas[arena_id]
+        offset = 0 if slot_id < 0 else slot_id * self.slot_bytes[arena_id]
+        buffer = arena.view(offset, max(used_bytes, 1))
+        weakref.finalize(buffer, self.release, (arena_id, slot_id))
+        return buffer
+
+    @property
+    def num_free(self) -> int:
+        with self._lock:
+            return len(self._free)
+
+    def close(self) -> None:
+        """Retire every arena; those still viewed by live batches close when the batches die."""
+        with self._lock:
+            for arena_id in list(self.arenas):
+                self._retire(arena_id)

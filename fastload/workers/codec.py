@@ -1,0 +1,127 @@
+"""Turn a collated batch into (skeleton, leaves in shared memory) and back.
+
+The batch's structure — dicts, tuples, namedtuples, strings, numbers, any
+picklable object — is pickled as a small *skeleton*; every CPU tensor and
+numeric numpy array in it becomes a persistent id that names a *leaf*: its
+byte offset in the slot, dtype and shape. Leaves that the slot-aware collate
+already stacked into the slot stay where they are; others are copied in
+once. The main process unpickles the skeleton and replaces each persistent id
+with a tensor (or array) that views the slot: no copy.
+
+See NOTE [fastload worker protocol] in `protocol.py` for where these travel.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import pickle
+
+import numpy as np
+import torch
+
+from fastload.pool import ALIGN, SharedArena, SlotFull, SlotWriter
+
+__all__ = ["encode_batch", "decode_batch", "Leaf"]
+
+Leaf = tuple  # (offset, kind "torch"/"numpy", dtype name, shape, num_bytes)
+
+
+def _is_leaf(obj) -> bool:
+    if isinstance(obj, torch.Tensor):
+        return obj.device.type == "cpu" and obj.layout == torch.strided and not obj.is_nested and not obj.requires_grad and type(obj) is torch.Tensor
+    return isinstance(obj, np.ndarray) and type(obj) is np.ndarray and obj.dtype.kind in "biufc"
+
+
+class _LeafPickler(pickle.Pickler):
+    def __init__(self, file):
+        super().__init__(file, protocol=pickle.HIGHEST_PROTOCOL)
+        self.leaves: list = []
+
+    def persistent_id(self, obj):
+        if _is_leaf(obj):
+            self.leaves.append(obj)
+            return len(self.leaves) - 1
+        return None
+
+
+def _bytes_of(leaf) -> np.ndarray:
+    """The leaf's bytes as a contiguous uint8 array (a view when already contiguous)."""
+    if isinstance(leaf, torch.Tensor):
+        leaf = leaf.contiguous()
+        return leaf.reshape(-1).view(torch.uint8).numpy() if leaf.numel() else np.zeros(0, np.uint8)
+    return np.ascontiguousarray(leaf).view(np.uint8).reshape(-1)
+
+
+def _describe(leaf, offset: int) -> Leaf:
+    if isinstance(leaf, torch.Tensor):
+        return (offset, "torch", str(leaf.dtype).removeprefix("torch."), tuple(leaf.shape), leaf.numel() * leaf.element_size())
+    return (offset, "numpy", leaf.dtype.str, leaf.shape, leaf.nbytes)
+
+
+def _offset_in_slot(leaf, writer: SlotWriter, base: int) -> int | None:
+    """Where a tensor already placed in the slot by the collate starts, if it is one."""
+    if isinstance(leaf, torch.Tensor) and leaf.is_contiguous() and leaf.numel():
+        start = leaf.data_ptr() - base
+        if 0 <= start and start + leaf.numel() * leaf.element_size() <= writer.used:
+            return start
+    return None
+
+
+def encode_batch(batch, writer: SlotWriter | None, slot_address: int = 0):
+    """(skeleton bytes, leaves, used bytes, fd of a dedicated segment or None).
+
+    With a `writer`, leaves go into its slot; if they do not fit (or there is
+    no slot) a dedicated shared-memory segment of exactly the right size is
+    made and its fd returned — the caller sends it and closes it.
+    """
+    buffer = io.BytesIO()
+    pickler = _LeafPickler(buffer)
+    pickler.dump(batch)
+    skeleton = buffer.getvalue()
+    if writer is not None:
+        try:
+            leaves = []
+            for leaf in pickler.leaves:
+                offset = _offset_in_slot(leaf, writer, slot_address)
+                if offset is None:
+                    data = _bytes_of(leaf)
+                    offset = writer.allocate(len(data))
+                    np.frombuffer(writer.buffer, np.uint8, len(data), offset)[:] = data
+                leaves.append(_describe(leaf, offset))
+            return skeleton, leaves, writer.used, None
+        except SlotFull:
+            pass
+    sizes = [len(_bytes_of(leaf)) for leaf in pickler.leaves]
+    offsets, total = [], 0
+    for size in sizes:
+        total = -(-total // ALIGN) * ALIGN
+        offsets.append(total)
+        total += size
+    arena = SharedArena.create(max(total, 1), name="fastload-batch")
+    for leaf, offset, size in zip(pickler.leaves, offsets, sizes):
+        if size:
+            np.frombuffer(arena.mmap, np.uint8, size, offset)[:] = _bytes_of(leaf)
+    fd = os.dup(arena.fd)
+    arena.close()
+    leaves = [_describe(leaf, offset) for leaf, offset in zip(pickler.leaves, offsets)]
+    return skeleton, leaves, max(total, 1), fd
+
+
+class _LeafUnpickler(pickle.Unpickler):
+    def __init__(self, file, leaves, buffer):
+        super().__init__(file)
+        self.leaves = leaves
+        self.buffer = buffer
+
+    def persistent_load(self, pid):
+        offset, kind, dtype, shape, num_bytes = self.leaves[pid]
+        raw = np.frombuffer(self.buffer, np.uint8, num_bytes, offset) if num_bytes else np.zeros(0, np.uint8)
+        if kind == "numpy":
+            return raw.view(np.dtype(dtype)).reshape(shape)
+        return torch.from_numpy(raw).view(getattr(torch, dtype)).view(shape)
+
+
+def decode_batch(skeleton: bytes, leaves: list, buffer):
+    """The batch, its tensors viewing `buffer` (a leased slot) in place."""
+    return _LeafUnpickler(io.BytesIO(skeleton), leaves, buffer).load()

@@ -1,0 +1,62 @@
+"""torch's `default_collate`, stacking straight into the current task's slot.
+
+torch's own `collate_tensor_fn` stacks a worker's batch into a fresh
+shared-memory segment (a new mmap and its page faults for every batch, then
+a second copy to pinned memory). Here only that one function is replaced:
+the output tensor is carved out of the slot the main process gave this task,
+which is already mapped, touched and, with CUDA, pinned. Everything else —
+the handling of numpy arrays, numbers, strings, mappings, namedtuples and
+sequences, and every error message — is torch's own code, so batches are
+identical to torch's.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import torch
+from torch.utils.data._utils.collate import collate, collate_tensor_fn, default_collate_fn_map
+
+from fastload.pool import SlotFull, SlotWriter
+
+__all__ = ["slot_collate", "current_slot"]
+
+_state = threading.local()
+
+
+class current_slot:
+    """Context manager: collations inside write into `writer` (None: ordinary memory)."""
+
+    def __init__(self, writer: SlotWriter | None):
+        self.writer = writer
+
+    def __enter__(self):
+        _state.writer = self.writer
+        return self.writer
+
+    def __exit__(self, *exc):
+        _state.writer = None
+
+
+def _collate_tensor_into_slot(batch, *, collate_fn_map=None):
+    writer = getattr(_state, "writer", None)
+    elem = batch[0]
+    if writer is None or elem.is_nested or elem.layout != torch.strided or elem.device.type != "cpu":
+        return collate_tensor_fn(batch, collate_fn_map=collate_fn_map)
+    numel = sum(x.numel() for x in batch)
+    try:
+        offset = writer.allocate(numel * elem.element_size())
+    except SlotFull:
+        _state.writer = None  # the batch goes to a dedicated segment; stop trying the slot
+        return torch.stack(batch, 0)
+    flat = torch.frombuffer(writer.buffer, dtype=torch.uint8, count=numel * elem.element_size(), offset=offset) if numel else torch.empty(0, dtype=torch.uint8)
+    out = flat.view(elem.dtype).view(len(batch), *elem.shape)
+    return torch.stack(batch, 0, out=out)
+
+
+_SLOT_COLLATE_MAP = {**default_collate_fn_map, torch.Tensor: _collate_tensor_into_slot}
+
+
+def slot_collate(batch):
+    """Same result as `torch.utils.data.default_collate(batch)`."""
+    return collate(batch, collate_fn_map=_SLOT_COLLATE_MAP)

@@ -1,0 +1,124 @@
+"""The worker process: fetch, collate into a slot, hand the slot back.
+
+`worker_main` is the target of every worker process. It follows NOTE
+[fastload worker protocol] in `protocol.py`: it seeds itself exactly as
+torch's workers do (so augmentations draw the same random numbers), exposes
+`torch.utils.data.get_worker_info()`, runs `worker_init_fn`, then serves
+tasks until STOP, until its parent dies, or until the pipe closes.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import random
+import signal
+import sys
+
+from fastload.pool import SharedArena, SlotWriter
+from fastload.workers import protocol
+from fastload.workers.codec import encode_batch
+from fastload.workers.collate import current_slot, slot_collate
+
+__all__ = ["worker_main"]
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to SIGKILL this process when its parent exits (no-op elsewhere)."""
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
+
+
+def _seed_like_torch(config: protocol.WorkerConfig) -> int:
+    import numpy as np
+    import torch
+    from torch.utils.data._utils import worker as torch_worker
+
+    seed = config.base_seed + config.worker_id
+    random.seed(seed)
+    torch.manual_seed(seed)
+    np.random.seed(torch_worker._generate_state(config.base_seed, config.worker_id))
+    torch_worker._worker_info = torch_worker.WorkerInfo(
+        id=config.worker_id, num_workers=config.num_workers, seed=seed, dataset=config.dataset
+    )
+    return seed
+
+
+def _make_fetcher(config: protocol.WorkerConfig):
+    from torch.utils.data.dataloader import _DatasetKind
+
+    collate_fn = slot_collate if config.uses_default_collate else config.collate_fn
+    return _DatasetKind.create_fetcher(config.dataset_kind, config.dataset, config.auto_collation, collate_fn, config.drop_last)
+
+
+def worker_main(config: protocol.WorkerConfig, conn) -> None:
+    """Serve tasks on `conn`. See NOTE [fastload worker protocol]."""
+    from multiprocessing.reduction import recv_handle, send_handle
+
+    import torch
+    from torch._utils import ExceptionWrapper
+
+    _die_with_parent()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle
+    torch.set_num_threads(1)
+    arenas: dict[int, tuple[SharedArena, int]] = {}
+    try:
+        _seed_like_torch(config)
+        if config.worker_init_fn is not None:
+            config.worker_init_fn(config.worker_id)
+        fetcher = _make_fetcher(config)
+    except Exception:
+        conn.send((protocol.ERROR, None, ExceptionWrapper(where=f"in DataLoader worker process {config.worker_id}")))
+        return
+    conn.send((protocol.READY, config.worker_id))
+    while True:
+        if not conn.poll(protocol.POLL_S):
+            if os.getppid() != config.parent_pid:
+                return  # the main process is gone
+            continue
+        try:
+            message = conn.recv()
+        except (EOFError, OSError):
+            return
+        kind = message[0]
+        if kind == protocol.STOP:
+            return
+        if kind == protocol.ARENA:
+            _, arena_id, slot_bytes, num_bytes = message
+            fd = recv_handle(conn)
+            arenas[arena_id] = (SharedArena.attach(fd, num_bytes), slot_bytes)
+            for old in [a for a in arenas if a < arena_id]:
+                arenas.pop(old)[0].close()
+            continue
+        if kind == protocol.RESET:
+            fetcher = _make_fetcher(config)
+            continue
+        _, task_id, slot, index = message
+        writer = slot_address = None
+        if slot is not protocol.DEDICATED and slot[0] in arenas:
+            arena, slot_bytes = arenas[slot[0]]
+            view = arena.view(slot[1] * slot_bytes, slot_bytes)
+            writer, slot_address = SlotWriter(view, slot_bytes), ctypes.addressof(view)
+        else:
+            slot = protocol.DEDICATED
+        try:
+            with current_slot(writer if config.uses_default_collate else None):
+                batch = fetcher.fetch(index)
+            skeleton, leaves, used, fd = encode_batch(batch, writer, slot_address or 0)
+            del batch
+        except StopIteration:
+            conn.send((protocol.END, task_id))
+            continue
+        except Exception:
+            conn.send((protocol.ERROR, task_id, ExceptionWrapper(where=f"in DataLoader worker process {config.worker_id}")))
+            continue
+        if fd is None:
+            conn.send((protocol.BATCH, task_id, slot, used, skeleton, leaves))
+        else:
+            conn.send((protocol.BATCH, task_id, protocol.DEDICATED, used, skeleton, leaves))
+            send_handle(conn, fd, os.getppid())
+            os.close(fd)

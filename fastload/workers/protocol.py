@@ -1,0 +1,63 @@
+"""The worker protocol: every message between the main process and a worker.
+
+NOTE [fastload worker protocol]
+===============================
+
+One duplex pipe per worker carries small pickled tuples (and, with them,
+file descriptors); batch data never goes through it, it is written once into
+shared memory (see `fastload/pool.py`).
+
+    main (loader iterator)                         worker k
+    ──────────────────────                         ────────
+    start ── Process(config, pipe) ─────────────►  seed, worker_info, worker_init_fn
+                                                   ◄── READY  (or ERROR, then exit)
+    pool  ── ARENA(id, slot_bytes) + fd ─────────►  map the arena
+    hand-off
+          ── TASK(task_id, slot, index) ─────────►  fetch + collate, straight into the slot
+                                                   ◄── BATCH(task_id, slot, used, skeleton, leaves)
+                                                   ◄── BATCH(task_id, DEDICATED, ...) + fd
+                                                       (no slot given, or the batch did not fit)
+    error                                          ◄── ERROR(task_id, ExceptionWrapper)
+    epoch end (iterable dataset exhausted)         ◄── END(task_id)
+    next epoch, persistent workers
+          ── RESET ──────────────────────────────►  restart the dataset iterator
+    shutdown
+          ── STOP ───────────────────────────────►  exit 0
+    main dies: the worker gets SIGKILL (PR_SET_PDEATHSIG) and also notices its
+    parent changed within POLL_S. A worker that dies is seen by the main
+    process through its sentinel, at once, and raised as an error naming it.
+
+Rules: the main process owns the pool — it creates every arena, decides
+which slot a task may use (a free one, or none), and returns a slot when the
+last tensor of its batch dies. A worker only writes into the slot of the
+task it is running. Every function that sends or receives one of these
+messages says so with "See NOTE [fastload worker protocol]".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+__all__ = ["READY", "ARENA", "TASK", "BATCH", "ERROR", "END", "RESET", "STOP", "DEDICATED", "POLL_S", "WorkerConfig"]
+
+READY, ARENA, TASK, BATCH, ERROR, END, RESET, STOP = "ready", "arena", "task", "batch", "error", "end", "reset", "stop"
+DEDICATED = None  # the slot of a batch that travels in its own segment
+POLL_S = 1.0  # how often an idle worker checks that its parent is alive
+
+
+@dataclass
+class WorkerConfig:
+    """What a worker needs to start; pickled once per worker (spawn/forkserver) or inherited (fork)."""
+
+    worker_id: int
+    num_workers: int
+    dataset: Any
+    dataset_kind: int  # torch's _DatasetKind.Map / _DatasetKind.Iterable
+    auto_collation: bool
+    collate_fn: Callable
+    uses_default_collate: bool  # then the batch is stacked straight into the slot
+    drop_last: bool
+    base_seed: int
+    worker_init_fn: Callable | None
+    parent_pid: int
