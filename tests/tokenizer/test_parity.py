@@ -107,6 +107,7 @@ def test_real_openai_vocabularies_match_tiktoken(tmp_path_factory, name, pattern
 
     path = openai_rank_file(name, tmp_path_factory)
     ours = Tokenizer.from_tiktoken(path, pattern=pattern)
+    assert ours.eos_id == {"cl100k": 100257, "o200k": 199999}[pattern]  # OpenAI's own special ids
     regex = {"cl100k": patterns.CL100K_POSSESSIVE_PATTERN, "o200k": patterns.O200K_PATTERN}[pattern]
     ref = tiktoken.Encoding(name, pat_str=regex, mergeable_ranks=load_tiktoken_bpe(str(path)),
                             special_tokens=ours.special_tokens)

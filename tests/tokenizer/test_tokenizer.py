@@ -207,6 +207,20 @@ def test_added_tokens_with_lstrip_load_but_cannot_be_allowed_special(tmp_path):
         tok.encode("a <|endoftext|>", allowed_special="all")
 
 
+def test_merge_that_names_an_unknown_token_raises(tmp_path):
+    with pytest.raises(TokenizerError, match="merge #0"):
+        Tokenizer.from_file(_edited(tmp_path, lambda s: s["model"]["merges"].insert(0, "zzqq xxyy")))
+
+
+def test_vocabulary_without_every_single_byte_raises(tmp_path):
+    def drop_a_byte(spec):
+        del spec["model"]["vocab"]["!"]
+        spec["model"]["merges"] = [m for m in spec["model"]["merges"]
+                                   if "!" not in (m.split(" ") if isinstance(m, str) else m)]
+    with pytest.raises(TokenizerError, match="256 single bytes"):
+        Tokenizer.from_file(_edited(tmp_path, drop_a_byte))
+
+
 def test_rank_file_with_a_bad_line_names_the_line(tmp_path):
     path = tmp_path / "bad.tiktoken"
     path.write_text("IQ== 0\nnot base64 at all\n")
