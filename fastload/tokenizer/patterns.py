@@ -18,7 +18,7 @@ tokenizers 0.23.3 and tiktoken 0.14):
 * HF with the original cl100k spelling (Llama 3's tokenizer.json) and
   tiktoken with its possessive spelling split white space that runs to the
   end of the text differently when it holds a newline: `"x\n  "` is
-  `x | \n |   ` for HF and `x | \n  ` for tiktoken (`\s++$` comes first).
+  `x | \n |   ` for HF and `x | \n  ` for tiktoken (`\\s++$` comes first).
   Everything else we tested, including digit runs, agrees.
 * HF given tiktoken's possessive spelling splits digit runs without limit
   (`20260509073455` is one piece, tiktoken gives `202|605|090|734|55`).
