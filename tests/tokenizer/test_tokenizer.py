@@ -11,6 +11,8 @@ import sys
 import numpy as np
 import pyarrow as pa
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from fastload.errors import ConfigError, TokenizerError
 from fastload.tokenizer import DEFAULT_TOKENIZER_PATH, Tokenizer, load_tokenizer
@@ -254,3 +256,15 @@ def test_kernels_run_as_plain_python_with_jit_disabled_and_agree(hf_files):
     proc = subprocess.run([sys.executable, "-W", "error::RuntimeWarning", "-c", code, str(hf_files["cl100k"])],
                           input=json.dumps(texts), capture_output=True, text=True, env=env, check=True)
     assert json.loads(proc.stdout) == Tokenizer.from_file(hf_files["cl100k"]).encode_batch(texts)
+
+
+@settings(max_examples=60, deadline=None)
+@given(docs=st.lists(st.one_of(st.none(), st.text(max_size=30)), max_size=12),
+       cut=st.integers(min_value=0, max_value=12), threads=st.sampled_from([1, 2]))
+def test_encode_arrow_of_any_slice_with_nulls_matches_encoding_each_document(docs, cut, threads):
+    tok = Tokenizer.default()
+    texts = [None if d is None else d.encode("utf-16", "surrogatepass").decode("utf-16", "replace") for d in docs]
+    arr = pa.array(texts, type=pa.string()).slice(min(cut, len(texts)))
+    ids, offsets = tok.encode_arrow(arr, num_threads=threads)
+    expected = [[] if t is None else tok.encode(t) for t in texts[min(cut, len(texts)):]]
+    assert split(ids, offsets) == expected
