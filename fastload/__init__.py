@@ -11,22 +11,42 @@ environment reads, no compilation.
 from fastload.convert import ConvertResult, convert
 from fastload.errors import ConfigError, ConvertError, FastloadError, FormatError, TokenizerError
 from fastload.format import Column, Dataset, Schema, verify_dataset
+from fastload.sampler import Sampler, SamplerOptions
 from fastload.tokenizer import Tokenizer, load_tokenizer
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str):
+    # DataLoader needs torch; importing it lazily keeps `import fastload` light
+    # for conversion jobs and tools that never load batches.
+    if name == "DataLoader":
+        from fastload.loader import DataLoader
+
+        return DataLoader
+    if name == "get_worker_info":
+        from fastload.workers import get_worker_info
+
+        return get_worker_info
+    raise AttributeError(f"module 'fastload' has no attribute {name!r}")
+
 
 __all__ = [
     "Column",
     "ConfigError",
     "ConvertError",
     "ConvertResult",
+    "DataLoader",
     "Dataset",
     "FastloadError",
     "FormatError",
+    "Sampler",
+    "SamplerOptions",
     "Schema",
     "Tokenizer",
     "TokenizerError",
     "convert",
+    "get_worker_info",
     "load_tokenizer",
     "verify_dataset",
 ]

@@ -226,7 +226,10 @@ class _PoolIterator(_BaseDataLoaderIter):
         while True:
             ready = wait([conn, process.sentinel], LIVENESS_S if deadline is None else max(0.0, min(LIVENESS_S, deadline - time.monotonic())))
             if conn in ready:
-                return conn.recv()
+                try:
+                    return conn.recv()
+                except (EOFError, OSError):  # the worker died with its end of the pipe
+                    self._raise_worker_died([worker_id])
             if process.sentinel in ready or not process.is_alive():
                 self._raise_worker_died([worker_id])
             if deadline is not None and time.monotonic() >= deadline:
@@ -304,7 +307,10 @@ class _PoolIterator(_BaseDataLoaderIter):
         while not self._active[worker_id]:
             worker_id = next(self._next_worker)
         task_id = self._send_idx
-        self._conns[worker_id].send((protocol.TASK, task_id, slot, index))
+        try:
+            self._conns[worker_id].send((protocol.TASK, task_id, slot, index))
+        except OSError:
+            self._raise_worker_died([worker_id])
         self._tasks[task_id] = (worker_id, slot)
         self._send_idx += 1
         return True
@@ -330,8 +336,12 @@ class _PoolIterator(_BaseDataLoaderIter):
             ready = wait(waits, budget if block else 0)
             conns = [c for c in ready if c in self._conns]
             if conns:
-                conn = conns[0]
-                self._handle(self._conns.index(conn), conn.recv())
+                worker_id = self._conns.index(conns[0])
+                try:
+                    message = conns[0].recv()
+                except (EOFError, OSError):  # the worker died with its end of the pipe
+                    self._raise_worker_died([worker_id])
+                self._handle(worker_id, message)
                 return True
             dead = [i for i, p in enumerate(self._workers) if not p.is_alive()]
             if dead:

@@ -39,10 +39,14 @@ class current_slot:
 
 
 def _collate_tensor_into_slot(batch, *, collate_fn_map=None):
-    writer = getattr(_state, "writer", None)
     elem = batch[0]
-    if writer is None or elem.is_nested or elem.layout != torch.strided or elem.device.type != "cpu":
-        return collate_tensor_fn(batch, collate_fn_map=collate_fn_map)
+    if elem.is_nested or elem.layout != torch.strided:
+        return collate_tensor_fn(batch, collate_fn_map=collate_fn_map)  # torch's own errors for these
+    writer = getattr(_state, "writer", None)
+    if writer is None or elem.device.type != "cpu":
+        # No slot (the first batches, or one that overflowed): private memory, which the codec
+        # copies into a dedicated segment — not torch's per-batch named shared memory.
+        return torch.stack(batch, 0)
     numel = sum(x.numel() for x in batch)
     try:
         offset = writer.allocate(numel * elem.element_size())
