@@ -1,0 +1,96 @@
+"""state_dict() mid-epoch, load_state_dict() on a fresh loader: exactly the next batch follows."""
+
+import numpy as np
+import pytest
+import torch
+
+import fastload
+from tests.loader.conftest import Counting, Shapes
+
+
+def _labels(batches):
+    return [b["label"].tolist() if isinstance(b, dict) else b.tolist() for b in batches]
+
+
+def _take(iterator, n):
+    out = []
+    for _ in range(n):
+        batch = next(iterator)
+        out.append({"label": batch["label"].clone()} if isinstance(batch, dict) else batch.clone())
+    return out
+
+
+@pytest.mark.parametrize("workers_before, workers_after", [(0, 0), (2, 2), (2, 0), (0, 2)])
+@pytest.mark.parametrize("use_generator", [False, True])
+def test_resuming_mid_epoch_continues_with_exactly_the_next_batch(workers_before, workers_after, use_generator):
+    def make(num_workers):
+        generator = torch.Generator().manual_seed(11) if use_generator else None
+        return fastload.DataLoader(Shapes(), batch_size=4, shuffle=True, num_workers=num_workers, generator=generator)
+
+    torch.manual_seed(7)
+    uninterrupted = _labels(make(workers_before))
+
+    torch.manual_seed(7)
+    first = make(workers_before)
+    iterator = iter(first)
+    head = _labels(_take(iterator, 5))
+    state = first.state_dict()
+    del iterator, first
+
+    torch.manual_seed(999)  # whatever the training loop did since
+    resumed = make(workers_after)
+    resumed.load_state_dict(state)
+    tail = _labels(resumed)
+    assert head + tail == uninterrupted
+    assert len(tail) == len(uninterrupted) - 5
+
+
+def test_resuming_leaves_the_training_loops_random_state_alone():
+    loader = fastload.DataLoader(Shapes(), batch_size=4, shuffle=True)
+    iterator = iter(loader)
+    next(iterator)
+    state = loader.state_dict()
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    resumed = fastload.DataLoader(Shapes(), batch_size=4, shuffle=True)
+    resumed.load_state_dict(state)
+    next(iter(resumed))
+    assert torch.equal(torch.rand(3), expected)
+
+
+def test_resuming_an_iterable_dataset_skips_what_was_delivered():
+    def make():
+        return fastload.DataLoader(Counting(40), batch_size=4, num_workers=2)
+
+    uninterrupted = _labels(make())
+    first = make()
+    iterator = iter(first)
+    head = _labels(_take(iterator, 3))
+    state = first.state_dict()
+    resumed = make()
+    resumed.load_state_dict(state)
+    assert head + _labels(resumed) == uninterrupted
+
+
+def test_resuming_with_a_fastload_sampler_uses_its_arithmetic_state():
+    rows = np.full(10, 7)
+
+    def make(num_workers):
+        sampler = fastload.Sampler(rows, global_batch_size=5, seed=3)
+        return fastload.DataLoader(Shapes(70), batch_sampler=sampler, num_workers=num_workers)
+
+    uninterrupted = _labels(make(2))
+    first = make(2)
+    iterator = iter(first)
+    head = _labels(_take(iterator, 4))
+    state = first.state_dict()
+    assert state["sampler_state"]["samples_consumed"] == 0  # the epoch's start; the batches delivered are counted apart
+    resumed = make(0)
+    resumed.load_state_dict(state)
+    assert head + _labels(resumed) == uninterrupted
+
+
+def test_a_state_that_is_not_ours_is_refused():
+    with pytest.raises(fastload.ConfigError, match="lacks"):
+        fastload.DataLoader(Shapes()).load_state_dict({"epoch": 1})
