@@ -17,7 +17,9 @@ lowest rank". tiktoken's "a piece that is a whole token is emitted as is"
 (also HF's `ignore_merges`) uses the whole-token table.
 
 Trade-offs. A piece that is a whole token costs one probe of the token
-index. Short pieces that are not tokens use tiktoken's simple loop —
+index. Every merge loop starts from single bytes, so its first lookups go
+to a dense 256 x 256 table of byte pairs; later ones to the packed pair
+table (8 bytes a slot) in `hashtable.py`. Short pieces that are not tokens use tiktoken's simple loop —
 rescan the pair ranks after each merge, O(n^2) but branch-light and
 allocation-free — behind a small direct-mapped per-thread cache of recent
 pieces (about 70% hits on natural text, worth 5-10%). Pieces longer than
@@ -55,7 +57,7 @@ _FNV_PRIME = np.uint64(0x100000001B3)
 
 
 @kernel
-def self_merging_tokens(token_ids, tok_bytes, tok_offsets, byte_ids, pairs, pair_shift, keep):
+def self_merging_tokens(token_ids, tok_bytes, tok_offsets, byte_ids, byte_pairs, pairs, keep):
     """keep[k] = True when merging the bytes of token_ids[k] gives exactly that token.
 
     Only such tokens may short-cut the merge loop under HF semantics (without
@@ -73,11 +75,11 @@ def self_merging_tokens(token_ids, tok_bytes, tok_offsets, byte_ids, pairs, pair
         if b - a < 2:
             continue
         if b - a <= SMALL_PIECE:
-            m = merge_small(tok_bytes, a, b, byte_ids, pairs, pair_shift, scratch_ids, scratch_vals)
+            m = merge_small(tok_bytes, a, b, byte_ids, byte_pairs, pairs, scratch_ids, scratch_vals)
             ok = m == 1 and scratch_ids[0] == t
         else:
             buf = np.empty(b - a, dtype=np.int64)
-            m = merge_long(tok_bytes, a, b, buf, 0, byte_ids, pairs, pair_shift)
+            m = merge_long(tok_bytes, a, b, buf, 0, byte_ids, byte_pairs, pairs)
             ok = m == 1 and buf[0] == t
         if ok:
             keep[k] = True
@@ -86,14 +88,14 @@ def self_merging_tokens(token_ids, tok_bytes, tok_offsets, byte_ids, pairs, pair
 
 
 @kernel
-def merge_small(buf, start, end, byte_ids, pairs, pair_shift, ids, vals):
+def merge_small(buf, start, end, byte_ids, byte_pairs, pairs, ids, vals):
     """tiktoken's loop for a short piece: rescan ranks after every merge.
     The result is left in ids[:m]; returns m."""
     m = end - start
     for k in range(m):
         ids[k] = byte_ids[buf[start + k]]
-    for k in range(m - 1):
-        vals[k] = lookup_pair(pairs, pair_shift, ids[k], ids[k + 1])
+    for k in range(m - 1):  # byte pairs: a dense 256 x 256 table, no hashing
+        vals[k] = byte_pairs[buf[start + k], buf[start + k + 1]]
     while m > 1:
         best = _NO_PAIR
         at = -1
@@ -110,9 +112,9 @@ def merge_small(buf, start, end, byte_ids, pairs, pair_shift, ids, vals):
             vals[k] = vals[k + 1]
         m -= 1
         if at < m - 1:
-            vals[at] = lookup_pair(pairs, pair_shift, ids[at], ids[at + 1])
+            vals[at] = lookup_pair(pairs, ids[at], ids[at + 1])
         if at > 0:
-            vals[at - 1] = lookup_pair(pairs, pair_shift, ids[at - 1], ids[at])
+            vals[at - 1] = lookup_pair(pairs, ids[at - 1], ids[at])
     return m
 
 
@@ -150,7 +152,7 @@ def heap_pop(heap, size):
 
 
 @kernel
-def merge_long(buf, start, end, out, o, byte_ids, pairs, pair_shift):
+def merge_long(buf, start, end, out, o, byte_ids, byte_pairs, pairs):
     """Linked list + min-heap of (rank, position) with lazy deletion: O(n log n).
     Writes the ids to out[o:]; returns the new `o`."""
     n = end - start
@@ -165,7 +167,7 @@ def merge_long(buf, start, end, out, o, byte_ids, pairs, pair_shift):
         nxt[k] = k + 1
         prv[k] = k - 1
     for k in range(n - 1):
-        vals[k] = lookup_pair(pairs, pair_shift, ids[k], ids[k + 1])
+        vals[k] = byte_pairs[buf[start + k], buf[start + k + 1]]
         if vals[k] != _NO_PAIR:
             size = heap_push(heap, size, ((vals[k] >> 32) << 32) | k)
     vals[n - 1] = _NO_PAIR
@@ -182,14 +184,14 @@ def merge_long(buf, start, end, out, o, byte_ids, pairs, pair_shift):
         nxt[pos] = nxt[right]
         if nxt[pos] < n:
             prv[nxt[pos]] = pos
-            vals[pos] = lookup_pair(pairs, pair_shift, ids[pos], ids[nxt[pos]])
+            vals[pos] = lookup_pair(pairs, ids[pos], ids[nxt[pos]])
             if vals[pos] != _NO_PAIR:
                 size = heap_push(heap, size, ((vals[pos] >> 32) << 32) | pos)
         else:
             vals[pos] = _NO_PAIR
         before = prv[pos]
         if before >= 0:
-            vals[before] = lookup_pair(pairs, pair_shift, ids[before], ids[pos])
+            vals[before] = lookup_pair(pairs, ids[before], ids[pos])
             if vals[before] != _NO_PAIR:
                 size = heap_push(heap, size, ((vals[before] >> 32) << 32) | before)
     k = 0
@@ -231,14 +233,15 @@ def cache_slot(cache, buf, start, end, words):
 def merge_piece(buf, start, end, out, o, tables, scratch_ids, scratch_vals, cache, words):
     """Encode buf[start:end] (one piece) into out[o:]; return the new `o`.
 
-    `tables` = (byte_ids, pairs, pair_shift, tokens); a piece found in
+    `tables` = (byte_ids, byte_pairs, pairs, tokens) as built by
+    `fastload/tokenizer/tables.py`; a piece found in
     `tokens` is emitted as that token without merging (the builder puts
     only tokens there for which that is the right answer). Other short
     pieces go through `cache`, a direct-mapped table of recent pieces and
     their ids (entry: length, 3 words of bytes, id count, 6 ids as int32
     pairs); the piece bytes are compared in full, so a hit is exact.
     """
-    byte_ids, pairs, pair_shift, tokens = tables
+    byte_ids, byte_pairs, pairs, tokens = tables
     n = end - start
     if n == 1:
         out[o] = byte_ids[buf[start]]
@@ -248,7 +251,7 @@ def merge_piece(buf, start, end, out, o, tables, scratch_ids, scratch_vals, cach
         out[o] = t
         return o + 1
     if n > SMALL_PIECE:
-        return merge_long(buf, start, end, out, o, byte_ids, pairs, pair_shift)
+        return merge_long(buf, start, end, out, o, byte_ids, byte_pairs, pairs)
     use_cache = n <= CACHE_PIECE_BYTES and cache.shape[0] > 0
     if use_cache:
         s = cache_slot(cache, buf, start, end, words)
@@ -258,7 +261,7 @@ def merge_piece(buf, start, end, out, o, tables, scratch_ids, scratch_vals, cach
             for k in range(m):
                 out[o + k] = (cache[s, 5 + (k >> 1)] >> np.int64(32 * (k & 1))) & 0xFFFFFFFF
             return o + m
-    m = merge_small(buf, start, end, byte_ids, pairs, pair_shift, scratch_ids, scratch_vals)
+    m = merge_small(buf, start, end, byte_ids, byte_pairs, pairs, scratch_ids, scratch_vals)
     for k in range(m):
         out[o + k] = scratch_ids[k]
     if use_cache and m <= CACHE_IDS:

@@ -1,17 +1,20 @@
 """Open-addressing hash tables for the BPE kernels, in plain numpy arrays.
 
-What lives here: interleaved (key, value) int64 tables (key and value in
-one cache line; -1 marks an empty slot) with multiplicative hashing and
-linear probing; the merge-pair table `(left_id, right_id) -> rank << 32 |
-new_id`; the token index by bytes (tokens of up to 7 bytes keyed by the
-bytes themselves packed into an int64, longer ones by an FNV hash with the
-bytes compared on lookup); and `enumerate_splits`, which derives tiktoken's
-pair table from a rank file. What does not: merging (`bpe.py`).
+What lives here: the merge-pair table, packed one int64 per slot
+(`(left << id_bits | right) << rank_bits | rank`; tiktoken ranks are the new
+ids, HF ranks map to them through `rank_to_new`); the dense byte-pair table
+that merge loops start from; interleaved (key, value) int64 tables (key and
+value in one cache line) for the token index by bytes — tokens of up to 7
+bytes keyed by the bytes themselves packed into an int64, longer ones by an
+FNV hash with the bytes compared on lookup; and `enumerate_splits`, which
+derives tiktoken's pair table from a rank file. What does not: merging
+(`bpe.py`).
 
-Trade-off: tables are kept at most half full, so lookups rarely probe more
-than once, at twice the memory of a dense table (cl100k: 8 MB of pairs).
-Keys are never -1: pair keys are two non-negative int32, short keys carry a
-length of 1-7 in the top byte, and the FNV hash is shifted right by one.
+Trade-off: multiplicative hashing with linear probing, tables at most half
+full so lookups rarely probe twice, at twice the memory of a dense table
+(cl100k: 4 MB of pairs). -1 marks an empty slot and is never a key: packed
+pairs are non-negative, short keys carry a length of 1-7 in the top byte,
+and the FNV hash is shifted right by one.
 """
 
 from __future__ import annotations
@@ -23,8 +26,10 @@ from fastload.kernels.jit import kernel
 __all__ = [
     "table_capacity",
     "new_table",
+    "new_pair_table",
     "build_pair_table",
     "lookup_pair",
+    "byte_pair_table",
     "build_token_tables",
     "lookup_token",
     "enumerate_splits",
@@ -84,25 +89,71 @@ def find_key(table, shift, key):
         s = (s + np.int64(1)) & mask
 
 
-@kernel
-def pair_key(a, b):
-    return (np.int64(a) << 32) | np.int64(b)
+def new_pair_table(num_pairs: int, max_id: int, max_rank: int) -> tuple[np.ndarray, int, int, int]:
+    """An empty packed pair table: (table, shift, id_bits, rank_bits).
+
+    Each slot is one int64, `(left << id_bits | right) << rank_bits | rank`,
+    so a probe reads 8 bytes and the table is half the size of a (key,
+    value) table. Raises ValueError when ids and ranks do not fit 63 bits
+    (vocabularies above about 2 million tokens).
+    """
+    id_bits = max(1, int(max_id).bit_length())
+    rank_bits = 63 - 2 * id_bits
+    if rank_bits < 1 or int(max_rank) >= 1 << rank_bits:
+        raise ValueError(f"ids up to {max_id} and ranks up to {max_rank} do not fit a packed pair table")
+    capacity, shift = table_capacity(num_pairs)
+    return np.full(capacity, -1, dtype=np.int64), shift, id_bits, rank_bits
 
 
 @kernel
-def build_pair_table(left, right, rank, new_id, pairs, shift):
-    """Insert merges (a, b) -> rank << 32 | new_id (later duplicates win, as in HF)."""
+def build_pair_table(left, right, rank, table, shift, id_bits, rank_bits):
+    """Insert merges (a, b) -> rank (later duplicates win, as in HF); return the count stored."""
+    mask = np.int64(table.shape[0] - 1)
     stored = 0
     for k in range(left.shape[0]):
-        stored += insert_key(pairs, shift, pair_key(left[k], right[k]), (np.int64(rank[k]) << 32) | np.int64(new_id[k]))
+        key = (np.int64(left[k]) << np.int64(id_bits)) | np.int64(right[k])
+        s = slot_of(key, shift)
+        while table[s] != _EMPTY and (table[s] >> np.int64(rank_bits)) != key:
+            s = (s + np.int64(1)) & mask
+        if table[s] == _EMPTY:
+            stored += 1
+        table[s] = (key << np.int64(rank_bits)) | np.int64(rank[k])
     return stored
 
 
 @kernel
-def lookup_pair(pairs, shift, a, b):
-    """`rank << 32 | new_id` of the pair (a, b), or a value above every rank."""
-    v = find_key(pairs, shift, pair_key(a, b))
-    return NO_PAIR if v < 0 else v
+def lookup_pair(pairs, a, b):
+    """`rank << 32 | new_id` of the pair (a, b), or NO_PAIR (above every rank).
+
+    `pairs` = (table, shift, id_bits, rank_bits, rank_to_new, rank_is_id);
+    tiktoken vocabularies have rank == new id, HF ones map rank -> new id.
+    """
+    table, shift, id_bits, rank_bits, rank_to_new, rank_is_id = pairs
+    key = (np.int64(a) << np.int64(id_bits)) | np.int64(b)
+    mask = np.int64(table.shape[0] - 1)
+    s = slot_of(key, shift)
+    while True:
+        entry = table[s]
+        if entry == _EMPTY:
+            return NO_PAIR
+        if (entry >> np.int64(rank_bits)) == key:
+            rank = entry & ((np.int64(1) << np.int64(rank_bits)) - np.int64(1))
+            new_id = rank if rank_is_id else rank_to_new[rank]
+            return (rank << np.int64(32)) | new_id
+        s = (s + np.int64(1)) & mask
+
+
+@kernel
+def byte_pair_table(byte_ids, pairs, out):
+    """out[x, y] = lookup_pair of the single-byte tokens of bytes x and y.
+
+    Every merge loop starts from single bytes, so its first n - 1 lookups
+    hit this dense 512 KiB table (L2-resident) instead of the hash table.
+    """
+    for x in range(256):
+        for y in range(256):
+            out[x, y] = lookup_pair(pairs, byte_ids[x], byte_ids[y])
+    return 65536
 
 
 @kernel

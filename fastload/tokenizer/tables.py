@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from fastload.errors import TokenizerError
 from fastload.tokenizer.vocab import Vocab
 
 __all__ = ["KernelTables", "build_tables", "special_tables"]
@@ -30,14 +31,16 @@ __all__ = ["KernelTables", "build_tables", "special_tables"]
 
 @dataclass(frozen=True, eq=False)
 class KernelTables:
-    vocab: tuple  # (byte_ids, pairs, pair_shift, (short, short_shift, long, long_shift, tok_bytes, tok_offsets))
+    vocab: tuple  # (byte_ids, byte_pairs, pairs, tokens): see merge_piece in fastload/kernels/bpe.py
     num_pairs: int
     num_shortcuts: int  # tokens a piece may map to directly, without merging
 
 
 def _token_index(hashtable, vocab: Vocab, ids: np.ndarray) -> tuple:
-    short, short_shift = hashtable.new_table(len(ids))
-    long, long_shift = hashtable.new_table(len(ids))
+    lengths = vocab.tok_offsets[ids + 1] - vocab.tok_offsets[ids]
+    num_short = int(np.count_nonzero(lengths <= 7))
+    short, short_shift = hashtable.new_table(num_short)  # each table sized for its own keys
+    long, long_shift = hashtable.new_table(len(ids) - num_short)
     hashtable.build_token_tables(ids, vocab.tok_bytes, vocab.tok_offsets, short, short_shift, long, long_shift)
     return (short, short_shift, long, long_shift, vocab.tok_bytes, vocab.tok_offsets)
 
@@ -46,26 +49,39 @@ def build_tables(vocab: Vocab) -> KernelTables:
     from fastload.kernels import bpe, hashtable
 
     every_token = _token_index(hashtable, vocab, vocab.lookup_ids)
-    if vocab.merges.shape[0] or not vocab.whole_piece:
-        left, right, merged, rank = (np.ascontiguousarray(vocab.merges[:, k]) for k in range(4))
-    else:  # tiktoken: pair (a, b) merges into a + b with rank id(a + b)
+    tiktoken_style = vocab.whole_piece and not vocab.merges.shape[0]
+    if tiktoken_style:  # pair (a, b) merges into a + b with rank id(a + b)
         upper = max(int(vocab.tok_bytes.shape[0]), 1)
         left, right, merged = (np.empty(upper, dtype=np.int64) for _ in range(3))
         n = hashtable.enumerate_splits(vocab.lookup_ids, every_token, left, right, merged)
         left, right, merged = left[:n], right[:n], merged[:n]
         rank = merged
-    pairs, pair_shift = hashtable.new_table(left.shape[0])
-    stored = hashtable.build_pair_table(left, right, rank, merged, pairs, pair_shift)
+        rank_to_new = np.zeros(1, dtype=np.int64)  # unused: rank is the new id
+    else:
+        left, right, merged, rank = (np.ascontiguousarray(vocab.merges[:, k]) for k in range(4))
+        rank_to_new = np.zeros(int(rank.max()) + 1 if rank.shape[0] else 1, dtype=np.int64)
+        rank_to_new[rank] = merged
+    max_id = int(vocab.lookup_ids.max()) if vocab.lookup_ids.shape[0] else 255
+    max_id = max(max_id, int(vocab.byte_ids.max()))
+    max_rank = int(rank.max()) if rank.shape[0] else 0
+    try:
+        table, shift, id_bits, rank_bits = hashtable.new_pair_table(left.shape[0], max_id, max_rank)
+    except ValueError as exc:
+        raise TokenizerError(f"{vocab.source}: vocabulary too large for fastload's merge table: {exc}") from None
+    stored = hashtable.build_pair_table(left, right, rank, table, shift, id_bits, rank_bits)
+    pairs = (table, shift, id_bits, rank_bits, rank_to_new, bool(tiktoken_style))
+    byte_pairs = np.empty((256, 256), dtype=np.int64)
+    hashtable.byte_pair_table(vocab.byte_ids, pairs, byte_pairs)
 
     if vocab.whole_piece:  # tiktoken, HF ignore_merges: any piece that is a token is that token
         shortcuts, num_shortcuts = every_token, len(vocab.lookup_ids)
     else:  # HF merges: only where merging the token's bytes gives the token itself
         keep = np.zeros(len(vocab.lookup_ids), dtype=np.bool_)
         num_shortcuts = bpe.self_merging_tokens(vocab.lookup_ids, vocab.tok_bytes, vocab.tok_offsets,
-                                                vocab.byte_ids, pairs, pair_shift, keep)
+                                                vocab.byte_ids, byte_pairs, pairs, keep)
         shortcuts = _token_index(hashtable, vocab, vocab.lookup_ids[keep])
     return KernelTables(
-        vocab=(vocab.byte_ids, pairs, pair_shift, shortcuts),
+        vocab=(vocab.byte_ids, byte_pairs, pairs, shortcuts),
         num_pairs=int(stored),
         num_shortcuts=int(num_shortcuts),
     )
