@@ -28,6 +28,7 @@ import itertools
 import logging
 import multiprocessing
 import os
+import select
 import signal
 import time
 import warnings
@@ -68,6 +69,16 @@ class DataLoader(tud.DataLoader):
         self._resume_state: dict | None = None
         self._epoch_start: dict | None = None  # RNG and sampler state the current epoch started from
         self._skip_batches = 0  # read by the next iterator created: batches of indices to skip
+
+    def _buffer_pool(self, *, pin: bool) -> BufferPool:
+        """The loader's pool, kept across epochs: slots sized (and pinned) once, not every epoch."""
+        pool = getattr(self, "_pool", None)
+        if pool is None or pool.pin != pin:
+            if pool is not None:
+                pool.close()
+            pool = self._pool = BufferPool(pin=pin)
+            weakref.finalize(self, pool.close)
+        return pool
 
     # -- iteration -------------------------------------------------------------
 
@@ -179,10 +190,10 @@ class _PoolIterator(_BaseDataLoaderIter):
         self._prefetch_factor = loader.prefetch_factor
         self._in_order = loader.in_order
         self._max_tasks = self._prefetch_factor * self._num_workers
-        self._pool = BufferPool(pin=self._pin_memory and torch.cuda.is_available())
-        self._largest_batch = 0
+        self._pool = loader._buffer_pool(pin=self._pin_memory and torch.cuda.is_available())
         self._warned_holding = False
         self._shutdown = False
+        self._tasks: dict[int, tuple[int, tuple | None]] = {}  # task_id -> (worker_id, slot)
         self._start_workers(loader)
         self._reset(loader, first_iter=True)
 
@@ -193,7 +204,7 @@ class _PoolIterator(_BaseDataLoaderIter):
         if isinstance(context, str):
             context = multiprocessing.get_context(context)
         uses_default = loader.collate_fn is tud.default_collate or loader.collate_fn is tud._utils.collate.default_collate
-        self._workers, self._conns = [], []
+        self._workers, self._conns, self._pollers = [], [], []
         for worker_id in range(self._num_workers):
             parent, child = context.Pipe(duplex=True)
             config = protocol.WorkerConfig(
@@ -214,23 +225,28 @@ class _PoolIterator(_BaseDataLoaderIter):
             child.close()
             self._workers.append(process)
             self._conns.append(parent)
+            poller = select.poll()  # a registered poll object costs ~2 µs a call; Connection.poll ~30
+            poller.register(parent.fileno(), select.POLLIN)
+            self._pollers.append(poller)
         for worker_id in range(self._num_workers):
             message = self._receive_from(worker_id, timeout=None)
             if message[0] == protocol.ERROR:
                 self._shutdown_workers()
                 message[2].reraise()
+            self._send_arena(worker_id)  # slots sized by an earlier epoch of this loader
 
     def _receive_from(self, worker_id: int, timeout: float | None):
+        """The next message of one worker; raises if it dies or `timeout` passes first."""
         conn, process = self._conns[worker_id], self._workers[worker_id]
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
-            ready = wait([conn, process.sentinel], LIVENESS_S if deadline is None else max(0.0, min(LIVENESS_S, deadline - time.monotonic())))
-            if conn in ready:
+            budget = LIVENESS_S if deadline is None else max(0.0, min(LIVENESS_S, deadline - time.monotonic()))
+            if self._pollers[worker_id].poll(budget * 1000):  # readable: a message, or EOF if the worker died
                 try:
                     return conn.recv()
                 except (EOFError, OSError):  # the worker died with its end of the pipe
                     self._raise_worker_died([worker_id])
-            if process.sentinel in ready or not process.is_alive():
+            if not process.is_alive():
                 self._raise_worker_died([worker_id])
             if deadline is not None and time.monotonic() >= deadline:
                 raise RuntimeError(f"DataLoader timed out after {timeout} seconds")
@@ -264,7 +280,7 @@ class _PoolIterator(_BaseDataLoaderIter):
                     conn.send((protocol.RESET,))
         self._send_idx = 0
         self._rcvd_idx = 0
-        self._tasks: dict[int, tuple[int, tuple | None]] = {}  # task_id -> (worker_id, slot)
+        self._tasks = {}
         self._done: dict[int, object] = {}  # out-of-order arrivals, by task id
         self._active = [True] * self._num_workers
         self._next_worker = itertools.cycle(range(self._num_workers))
@@ -287,7 +303,7 @@ class _PoolIterator(_BaseDataLoaderIter):
         """Send the next task to a worker, if a slot (or permission to go without) is free."""
         if self._sampler_done or not any(self._active):
             return False
-        if not self._pool.arenas:  # no batch seen yet, so no slot size: the first batches bring their own
+        if self._pool.current_arena is None:  # no batch seen yet, so no slot size: the first batches bring their own
             slot = protocol.DEDICATED
         else:
             slot = self._pool.acquire()
@@ -378,18 +394,24 @@ class _PoolIterator(_BaseDataLoaderIter):
 
     def _grow_pool(self, batch_bytes: int) -> None:
         """Size (or resize) the pool after a batch that needed its own segment."""
-        if batch_bytes <= self._largest_batch:
+        if batch_bytes <= self._pool.largest_batch and self._pool.num_slots >= self._max_tasks + EXTRA_SLOTS:
             return
-        self._largest_batch = batch_bytes
-        slot_bytes = int(batch_bytes * SLOT_HEADROOM) + PAGE
-        arena_id = self._pool.add_arena(self._max_tasks + EXTRA_SLOTS, slot_bytes)
+        self._pool.largest_batch = max(batch_bytes, self._pool.largest_batch)
+        slot_bytes = int(self._pool.largest_batch * SLOT_HEADROOM) + PAGE
+        self._pool.add_arena(self._max_tasks + EXTRA_SLOTS, slot_bytes)
+        for worker_id in range(self._num_workers):
+            self._send_arena(worker_id)
+
+    def _send_arena(self, worker_id: int) -> None:
+        """Give a worker the pool's current arena. See NOTE [fastload worker protocol]."""
         from multiprocessing.reduction import send_handle
 
+        arena_id = self._pool.current_arena
+        if arena_id is None or not self._workers[worker_id].is_alive():
+            return
         arena = self._pool.arenas[arena_id]
-        for worker_id, conn in enumerate(self._conns):
-            if self._workers[worker_id].is_alive():
-                conn.send((protocol.ARENA, arena_id, self._pool.slot_bytes[arena_id], arena.num_bytes))
-                send_handle(conn, arena.fd, self._workers[worker_id].pid)
+        self._conns[worker_id].send((protocol.ARENA, arena_id, self._pool.slot_bytes[arena_id], arena.num_bytes))
+        send_handle(self._conns[worker_id], arena.fd, self._workers[worker_id].pid)
 
     def _next_data(self):
         while True:
@@ -418,8 +440,32 @@ class _PoolIterator(_BaseDataLoaderIter):
         if not self._tasks:
             self._dispatch(allow_dedicated=True)
         timeout = self._timeout if self._timeout > 0 else None
+        expected = self._tasks.get(self._rcvd_idx) if self._in_order else None
+        if expected is not None:
+            # In order, the next batch can only come from the worker that has its task: read
+            # that one pipe (a poll and a recv) instead of waiting on every pipe and sentinel.
+            worker_id = expected[0]
+            message = self._receive_from(worker_id, timeout=timeout)
+            self._handle(worker_id, message)
+            return
         if not self._receive_any(block=True, timeout=timeout):
             raise RuntimeError(f"DataLoader timed out after {self._timeout} seconds")
+
+    def __next__(self):
+        # torch's __next__ without its per-batch record_function when no profiler listens (~15 µs).
+        if torch.autograd.profiler._is_profiler_enabled:
+            return super().__next__()
+        data = self._next_data()
+        self._num_yielded += 1
+        length = self._IterableDataset_len_called
+        if self._dataset_kind == _DatasetKind.Iterable and length is not None and self._num_yielded > length:
+            warnings.warn(
+                f"Length of IterableDataset {self._dataset} was reported to be {length} (when accessing "
+                f"len(dataloader)), but {self._num_yielded} samples have been fetched. For multiprocessing data-loading, "
+                "this could be caused by not properly configuring the IterableDataset replica at each worker.",
+                stacklevel=2,
+            )
+        return data
 
     # -- shutdown --------------------------------------------------------------
 
@@ -441,7 +487,10 @@ class _PoolIterator(_BaseDataLoaderIter):
                 process.join(timeout=1.0)
         for conn in self._conns:
             conn.close()
-        self._pool.close()
+        for _, slot in self._tasks.values():  # tasks that never came back
+            if slot is not protocol.DEDICATED:
+                self._pool.release(slot)
+        self._tasks.clear()
 
     def __del__(self):
         if not getattr(self, "_shutdown", True):

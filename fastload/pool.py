@@ -118,10 +118,6 @@ class SharedArena:
         """A ctypes char array over [offset, offset + num_bytes) that keeps the mapping alive."""
         return (ctypes.c_char * num_bytes).from_buffer(self.mmap, offset)
 
-    def prefault(self) -> None:
-        """Touch every page once, so the first batches do not pay page faults on the hot path."""
-        np.frombuffer(self.mmap, np.uint8)[::PAGE] = 0
-
     def pin(self) -> bool:
         """Register the arena as page-locked memory with CUDA (once). False if CUDA refuses."""
         import torch
@@ -203,6 +199,9 @@ class BufferPool:
         self._leased: dict[int, int] = {}  # arena_id -> slots currently leased or in flight
         self._next_arena = 0
         self._lock = threading.Lock()
+        self.current_arena: int | None = None  # the arena new slots come from
+        self.num_slots = 0  # slots in the current arena
+        self.largest_batch = 0  # bytes of the largest batch seen; the loader sizes slots from it
 
     # -- arenas ----------------------------------------------------------------
 
@@ -210,7 +209,8 @@ class BufferPool:
         """A new arena of `num_slots` slots; returns its id. Older arenas are retired."""
         slot_bytes = _round_up(slot_bytes, PAGE)
         arena = SharedArena.create(num_slots * slot_bytes)
-        arena.prefault()
+        # Not prefaulted here: the workers' first writes fault the pages in, off the training
+        # loop's thread, and each slot is faulted once in its life (pinning faults them all).
         if self.pin:
             arena.pin()
         with self._lock:
@@ -222,6 +222,7 @@ class BufferPool:
             self.slot_bytes[arena_id] = slot_bytes
             self._leased[arena_id] = 0
             self._free.extend((arena_id, s) for s in range(num_slots))
+            self.current_arena, self.num_slots = arena_id, num_slots
         return arena_id
 
     def dedicated_arena(self, fd: int, num_bytes: int) -> int:
@@ -312,3 +313,4 @@ class BufferPool:
         with self._lock:
             for arena_id in list(self.arenas):
                 self._retire(arena_id)
+            self.current_arena, self.num_slots = None, 0

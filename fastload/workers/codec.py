@@ -24,7 +24,7 @@ from fastload.pool import ALIGN, SharedArena, SlotFull, SlotWriter
 
 __all__ = ["encode_batch", "decode_batch", "Leaf"]
 
-Leaf = tuple  # (offset, kind "torch"/"numpy", dtype name, shape, num_bytes)
+Leaf = tuple  # (byte offset, kind "torch"/"numpy", dtype name, shape, number of elements)
 
 
 def _is_leaf(obj) -> bool:
@@ -55,8 +55,8 @@ def _bytes_of(leaf) -> np.ndarray:
 
 def _describe(leaf, offset: int) -> Leaf:
     if isinstance(leaf, torch.Tensor):
-        return (offset, "torch", str(leaf.dtype).removeprefix("torch."), tuple(leaf.shape), leaf.numel() * leaf.element_size())
-    return (offset, "numpy", leaf.dtype.str, leaf.shape, leaf.nbytes)
+        return (offset, "torch", str(leaf.dtype).removeprefix("torch."), tuple(leaf.shape), leaf.numel())
+    return (offset, "numpy", leaf.dtype.str, leaf.shape, leaf.size)
 
 
 def _offset_in_slot(leaf, writer: SlotWriter, base: int) -> int | None:
@@ -115,11 +115,16 @@ class _LeafUnpickler(pickle.Unpickler):
         self.buffer = buffer
 
     def persistent_load(self, pid):
-        offset, kind, dtype, shape, num_bytes = self.leaves[pid]
-        raw = np.frombuffer(self.buffer, np.uint8, num_bytes, offset) if num_bytes else np.zeros(0, np.uint8)
+        offset, kind, dtype, shape, count = self.leaves[pid]
         if kind == "numpy":
-            return raw.view(np.dtype(dtype)).reshape(shape)
-        return torch.from_numpy(raw).view(getattr(torch, dtype)).view(shape)
+            if not count:
+                return np.zeros(shape, np.dtype(dtype))
+            return np.frombuffer(self.buffer, np.dtype(dtype), count, offset).reshape(shape)
+        dtype = getattr(torch, dtype)
+        if not count:
+            return torch.empty(shape, dtype=dtype)
+        # torch.frombuffer keeps `buffer` (the slot's lease) alive for as long as the tensor lives.
+        return torch.frombuffer(self.buffer, dtype=dtype, count=count, offset=offset).view(shape)
 
 
 def decode_batch(skeleton: bytes, leaves: list, buffer):
