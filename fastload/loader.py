@@ -64,8 +64,13 @@ class DataLoader(tud.DataLoader):
     once — `.clone()` what you keep for long.
     """
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
+    def __init__(self, dataset, batch_size=1, shuffle=None, sampler=None, batch_sampler=None, *args, **kwargs):
+        if batch_sampler is None and sampler is None and batch_size is not None and _is_fastload_dataset(dataset):
+            batch_sampler = _distributed_sampler(dataset, batch_size, bool(shuffle), kwargs.get("drop_last", False))
+            if batch_sampler is not None:
+                batch_size, shuffle = 1, None
+                kwargs["drop_last"] = False
+        super().__init__(dataset, batch_size, shuffle, sampler, batch_sampler, *args, **kwargs)
         self._resume_state: dict | None = None
         self._epoch_start: dict | None = None  # RNG and sampler state the current epoch started from
         self._skip_batches = 0  # read by the next iterator created: batches of indices to skip
@@ -84,14 +89,13 @@ class DataLoader(tud.DataLoader):
 
     def _get_iterator(self):
         if self.num_workers == 0:
-            iterator = _SingleProcessDataLoaderIter(self)
+            iterator = _SingleProcessIterator(self)
             if self._skip_batches:
                 iterator._sampler_iter = _primed(itertools.islice(iterator._sampler_iter, self._skip_batches, None))
                 self._skip_batches = 0
         else:
             self.check_worker_number_rationality()
             iterator = _PoolIterator(self)
-        self._current_iterator = weakref.ref(iterator)
         return iterator
 
     @property
@@ -108,8 +112,9 @@ class DataLoader(tud.DataLoader):
             "generator_state": self.generator.get_state() if self.generator is not None else None,
             "sampler_state": sampler.state_dict() if hasattr(sampler, "state_dict") else None,
         }
+        self._progress = _Progress()
         iterator = super().__iter__()
-        self._current_iterator = weakref.ref(iterator)
+        iterator._progress = self._progress
         return iterator
 
     def _resumed_iterator(self, state: dict):
@@ -146,20 +151,21 @@ class DataLoader(tud.DataLoader):
             for _ in range(skip):
                 next(iterator)
         iterator._num_yielded = skip
+        self._progress = _Progress(skip)
+        iterator._progress = self._progress
         return iterator
 
     # -- resumption (torchdata's StatefulDataLoader convention) -------------------
 
     def state_dict(self) -> dict:
         """Where the current epoch stands: batches delivered, and the state the epoch started from."""
-        ref = getattr(self, "_current_iterator", None)
-        iterator = ref() if ref is not None else None
+        progress = getattr(self, "_progress", None)
         start = self._epoch_start or {
             "rng_state": torch.get_rng_state(),
             "generator_state": self.generator.get_state() if self.generator is not None else None,
             "sampler_state": None,
         }
-        return {"batches_yielded": iterator._num_yielded if iterator is not None else 0, **start}
+        return {"batches_yielded": progress.batches if progress is not None else 0, **start}
 
     def load_state_dict(self, state: dict) -> None:
         """The next `iter(loader)` continues right after the batches `state` counted."""
@@ -167,6 +173,56 @@ class DataLoader(tud.DataLoader):
         if missing:
             raise ConfigError(f"not a fastload DataLoader state: it lacks {sorted(missing)}")
         self._resume_state = dict(state)
+
+
+class _Progress:
+    """Batches delivered in the current epoch; shared by a loader and its iterator.
+
+    The loader cannot keep its iterator alive to ask it (that would keep
+    workers running after a `break`), so the iterator counts here.
+    """
+
+    __slots__ = ("batches",)
+
+    def __init__(self, batches: int = 0):
+        self.batches = batches
+
+
+class _SingleProcessIterator(_SingleProcessDataLoaderIter):
+    """torch's single-process iteration, counting delivered batches for `state_dict()`."""
+
+    _progress: _Progress | None = None
+
+    def __next__(self):
+        data = super().__next__()
+        if self._progress is not None:
+            self._progress.batches += 1
+        return data
+
+
+def _is_fastload_dataset(dataset) -> bool:
+    from fastload.format.reader import Dataset
+
+    return isinstance(dataset, Dataset)
+
+
+def _distributed_sampler(dataset, batch_size: int, shuffle: bool, drop_last: bool):
+    """Under torch.distributed, a fastload Sampler that gives this rank its share of every global batch.
+
+    torch's own default would hand every rank the whole dataset; fastload's
+    sampler splits each global batch of `batch_size × world_size` samples so
+    ranks read disjoint data (and, with the default order, mostly disjoint
+    blocks) and all get the same number of batches. Seed 0; pass your own
+    `fastload.Sampler` as `batch_sampler=` for another seed or order.
+    """
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return None
+    from fastload.sampler import Sampler
+
+    world, rank = dist.get_world_size(), dist.get_rank()
+    return Sampler(dataset.block_rows, global_batch_size=batch_size * world, rank=rank, world_size=world, shuffle=shuffle, drop_last=drop_last)
 
 
 def _primed(indices):
@@ -184,6 +240,8 @@ class _WorkerDied(RuntimeError):
 
 class _PoolIterator(_BaseDataLoaderIter):
     """Multi-process iteration over the buffer pool. See NOTE [fastload worker protocol]."""
+
+    _progress: _Progress | None = None
 
     def __init__(self, loader: DataLoader):
         super().__init__(loader)
@@ -454,9 +512,14 @@ class _PoolIterator(_BaseDataLoaderIter):
     def __next__(self):
         # torch's __next__ without its per-batch record_function when no profiler listens (~15 µs).
         if torch.autograd.profiler._is_profiler_enabled:
-            return super().__next__()
+            data = super().__next__()
+            if self._progress is not None:
+                self._progress.batches += 1
+            return data
         data = self._next_data()
         self._num_yielded += 1
+        if self._progress is not None:
+            self._progress.batches += 1
         length = self._IterableDataset_len_called
         if self._dataset_kind == _DatasetKind.Iterable and length is not None and self._num_yielded > length:
             warnings.warn(

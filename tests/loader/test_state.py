@@ -94,3 +94,40 @@ def test_resuming_with_a_fastload_sampler_uses_its_arithmetic_state():
 def test_a_state_that_is_not_ours_is_refused():
     with pytest.raises(fastload.ConfigError, match="lacks"):
         fastload.DataLoader(Shapes()).load_state_dict({"epoch": 1})
+
+
+def test_under_torch_distributed_a_fastload_dataset_is_split_across_ranks(small_dataset, monkeypatch):
+    import torch.distributed as dist
+
+    monkeypatch.setattr(dist, "is_initialized", lambda: True)
+    monkeypatch.setattr(dist, "get_world_size", lambda: 2)
+    shares = []
+    for rank in range(2):
+        monkeypatch.setattr(dist, "get_rank", lambda rank=rank: rank)
+        loader = fastload.DataLoader(fastload.Dataset(small_dataset), batch_size=10, shuffle=True, collate_fn=lambda rows: [r["label"] for r in rows])
+        assert isinstance(loader.batch_sampler, fastload.Sampler)
+        shares.append([batch for batch in loader])
+    assert len(shares[0]) == len(shares[1]) == 30  # 600 rows / (10 per rank x 2 ranks)
+    seen = [label for share in shares for batch in share for label in batch]
+    assert sorted(seen) == list(range(600))  # disjoint, and everything once
+
+
+@pytest.mark.parametrize("num_workers", [0, 2])
+def test_state_after_breaking_out_of_the_loop_counts_the_batches_delivered(num_workers):
+    def make():
+        return fastload.DataLoader(Shapes(), batch_size=4, shuffle=True, num_workers=num_workers)
+
+    torch.manual_seed(1)
+    uninterrupted = _labels(make())
+    torch.manual_seed(1)
+    loader = make()
+    head = []
+    for batch in loader:
+        head.append(batch["label"].tolist())
+        if len(head) == 6:
+            break
+    state = loader.state_dict()  # the for loop's iterator is gone by now
+    assert state["batches_yielded"] == 6
+    resumed = make()
+    resumed.load_state_dict(state)
+    assert head + _labels(resumed) == uninterrupted
