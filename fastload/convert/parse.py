@@ -9,7 +9,6 @@ nothing for good error messages.
 
 from __future__ import annotations
 
-import io
 import json
 
 import numpy as np
@@ -19,12 +18,37 @@ import pyarrow.json as pajson
 
 from fastload.errors import ConvertError
 
-__all__ = ["parse_json_lines", "parse_text_lines", "rows_to_table"]
+__all__ = ["LineError", "count_lines", "parse_json_lines", "parse_text", "rows_to_table"]
 
 
-def _read_json(data: bytes) -> pa.Table:
+class LineError(Exception):
+    """A bad line, located by its offset inside a chunk.
+
+    Chunks are parsed in parallel before anyone has counted the lines in
+    front of them, so the parser reports an offset and the pipeline, which
+    sees chunks in order, turns it into the file's line number.
+    """
+
+    def __init__(self, offset: int, detail: str, *, last_offset: int | None = None):
+        super().__init__(detail)
+        self.offset, self.detail, self.last_offset = offset, detail, last_offset
+
+    def to_convert_error(self, source: str, first_line: int) -> ConvertError:
+        if self.last_offset is None:
+            where = f"line {first_line + self.offset}"
+        else:
+            where = f"lines {first_line + self.offset}-{first_line + self.last_offset}"
+        return ConvertError(f"{source}, {where}: {self.detail}")
+
+
+def count_lines(data) -> int:
+    """Newlines in `data` (bytes or memoryview), at memory speed."""
+    return int(np.count_nonzero(np.frombuffer(data, np.uint8) == 10))
+
+
+def _read_json(data) -> pa.Table:
     return pajson.read_json(
-        io.BytesIO(data),
+        pa.BufferReader(pa.py_buffer(data)),
         read_options=pajson.ReadOptions(use_threads=False, block_size=max(len(data) + 1, 1 << 16)),
     )
 
@@ -45,41 +69,41 @@ def _bad_json_lines(data: bytes) -> list[tuple[int, str]]:
     return bad
 
 
-def parse_json_lines(data: bytes, source: str, first_line: int, on_error: str) -> tuple[pa.Table, int]:
-    """JSON Lines bytes (whole lines) -> (table, number of lines skipped)."""
+def parse_json_lines(data, on_error: str) -> tuple[pa.Table, int]:
+    """JSON Lines (whole lines; bytes or memoryview) -> (table, lines skipped). Raises `LineError`."""
     try:
         return _read_json(data), 0
     except pa.ArrowInvalid as arrow_error:
+        data = bytes(data)
         bad = _bad_json_lines(data)
         if not bad:
             # Every line is a valid object, so pyarrow objected to types that change inside the chunk.
-            last = first_line + data.count(b"\n") - 1
-            raise ConvertError(
-                f"{source}, lines {first_line}-{last}: {arrow_error}. A field holds values of "
-                "different types (e.g. a number in one row, a string in another); make them consistent."
+            raise LineError(
+                0,
+                f"{arrow_error}. A field holds values of different types (e.g. a number in one row, "
+                "a string in another); make them consistent.",
+                last_offset=max(0, data.count(b"\n") - 1),
             ) from None
         if on_error != "skip":
             offset, message = bad[0]
             more = f" ({len(bad) - 1} more bad lines in this part of the file)" if len(bad) > 1 else ""
-            raise ConvertError(
-                f"{source}, line {first_line + offset}: {message}{more}. Fix the line, or pass "
-                "--on-error skip to drop bad lines and count them."
-            ) from None
+            raise LineError(offset, f"{message}{more}. Fix the line, or pass --on-error skip to drop bad lines and count them.") from None
     bad_offsets = {offset for offset, _ in bad}
     good = b"\n".join(line for i, line in enumerate(data.split(b"\n")) if i not in bad_offsets)
     if not good.strip():
         return pa.table({}), len(bad)
-    return parse_json_lines(good + b"\n", source, first_line, "fail")[0], len(bad)
+    return parse_json_lines(good + b"\n", "fail")[0], len(bad)
 
 
-def parse_text_lines(data: bytes, source: str, first_line: int, text_field: str, on_error: str, *, whole: bool = False) -> tuple[pa.Table, int]:
+def parse_text(data, source: str, text_field: str, on_error: str, *, whole: bool = False) -> tuple[pa.Table, int]:
     """Plain text -> a one-column table: one row per non-empty line, or (`whole`) one row for all of it.
 
     A trailing "\\r" is removed with the newline, so CRLF files give the same rows.
+    Raises `LineError` for a line that is not UTF-8.
     """
     if whole:
         try:
-            return pa.table({text_field: pa.array([data.decode("utf-8")], pa.string())}), 0
+            return pa.table({text_field: pa.array([bytes(data).decode("utf-8")], pa.string())}), 0
         except UnicodeDecodeError as exc:
             if on_error == "skip":
                 return pa.table({text_field: pa.array([], pa.string())}), 1
@@ -94,15 +118,14 @@ def parse_text_lines(data: bytes, source: str, first_line: int, text_field: str,
     try:
         lines.validate(full=True)
     except pa.ArrowInvalid:
+        data = bytes(data)
         keep = np.ones(len(ends), bool)
         for i, (start, end) in enumerate(zip(offsets[:-1], offsets[1:])):
             try:
                 data[start:end].decode("utf-8")
             except UnicodeDecodeError as exc:
                 if on_error != "skip":
-                    raise ConvertError(
-                        f"{source}, line {first_line + i}: not valid UTF-8 ({exc}); fix the file or pass --on-error skip"
-                    ) from None
+                    raise LineError(i, f"not valid UTF-8 ({exc}); fix the file or pass --on-error skip") from None
                 keep[i] = False
         skipped = int((~keep).sum())
         lines = pa.array([data[s:e].decode("utf-8") for s, e, k in zip(offsets[:-1], offsets[1:], keep) if k], pa.string())

@@ -34,6 +34,7 @@ from typing import Iterable, Iterator
 import pyarrow as pa
 
 from fastload.convert.normalize import TOKENS_COLUMN, prepare_table
+from fastload.convert.parse import LineError
 from fastload.convert.sources import COMPRESSED, Chunk, file_chunks, find_inputs, object_chunks
 from fastload.errors import ConfigError, ConvertError
 from fastload.format.index import INDEX_FILE, DatasetIndex
@@ -270,16 +271,24 @@ def convert(
     chunks, input_names, total = _chunks_of(source, input_format=input_format, on_error=on_error, text_field=text_field, text_lines=text_lines)
 
     def work(chunk: Chunk):
-        table, skipped = chunk.load()
+        try:
+            table, skipped, num_lines = chunk.load()
+        except LineError as error:  # located once the lines before this chunk are counted
+            return chunk, error, 0, 0
         prepared = prepare_table(table, source=chunk.source, columns=columns, text_field=text_field, tokenizer=tokenizer, keep_text=keep_text)
-        return chunk, prepared, skipped
+        return chunk, prepared, skipped, num_lines
 
     assembler = _Assembler(out, options, overwrite)
     bytes_in = skipped_rows = rows_in = 0
     progress = _progress(total, quiet)
     try:
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fastload-convert") as pool:
-            for chunk, prepared, skipped in _ordered(pool, work, chunks, depth=2 * workers):
+            lines_before: dict[str, int] = {}  # input lines of each source in the chunks done so far
+            for chunk, prepared, skipped, num_lines in _ordered(pool, work, chunks, depth=2 * workers):
+                first_line = chunk.first_line or lines_before.get(chunk.source, 0) + 1
+                lines_before[chunk.source] = lines_before.get(chunk.source, 0) + num_lines
+                if isinstance(prepared, LineError):
+                    raise prepared.to_convert_error(chunk.source, first_line)
                 bytes_in += chunk.num_bytes
                 skipped_rows += skipped
                 if prepared is not None:

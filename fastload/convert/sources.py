@@ -29,7 +29,7 @@ import pyarrow.csv as pacsv
 import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 
-from fastload.convert.parse import parse_json_lines, parse_text_lines
+from fastload.convert.parse import count_lines, parse_json_lines, parse_text
 from fastload.errors import ConvertError
 
 __all__ = ["Chunk", "FORMATS", "find_inputs", "file_chunks", "object_chunks"]
@@ -58,12 +58,12 @@ COMPRESSED = (".gz", ".zst", ".lz4")
 
 @dataclass(frozen=True)
 class Chunk:
-    """A unit of conversion work. `load()` runs in a worker and returns (table, rows skipped)."""
+    """A unit of conversion work. `load()` runs in a worker: (table, rows skipped, input lines in the chunk)."""
 
     source: str  # the file (or in-memory object) this chunk came from, for messages
-    first_line: int  # 1-based line of the chunk's first row in `source` (0 when lines do not apply)
+    first_line: int | None  # 1-based line (or item) of the chunk's first row; None: right after the previous chunk
     num_bytes: int  # input bytes, for the progress bar's MB/s
-    load: Callable[[], tuple[pa.Table, int]]
+    load: Callable[[], tuple[pa.Table, int, int]]
 
 
 def _format_of(path: Path) -> tuple[str | None, str | None]:
@@ -125,41 +125,53 @@ def _open_decompressed(path: Path, compression: str | None) -> io.BufferedIOBase
     return zstandard.ZstdDecompressor().stream_reader(open(path, "rb"), closefd=True)
 
 
-def _line_chunks(path: Path, compression: str | None) -> Iterator[tuple[bytes, int]]:
-    """Whole-line pieces of a file, about CHUNK_BYTES each, with their first line number."""
-    line = 1
+def _line_chunks(path: Path, compression: str | None) -> Iterator[memoryview]:
+    """Whole-line pieces of a file, about CHUNK_BYTES each, without copying them.
+
+    Each piece is read straight into a buffer of its own (workers parse
+    pieces in parallel, so none is reused) after the partial line left over
+    from the previous read.
+    """
     carry = b""
     with _open_decompressed(path, compression) as f:
         while True:
-            data = f.read(CHUNK_BYTES)
-            if not data:
+            buffer = bytearray(len(carry) + CHUNK_BYTES)
+            buffer[: len(carry)] = carry
+            n = f.readinto(memoryview(buffer)[len(carry) :])
+            end = len(carry) + (n or 0)
+            if not n:
                 break
-            data = carry + data
-            cut = data.rfind(b"\n") + 1
-            if cut == 0:
-                carry = data
+            cut = buffer.rfind(b"\n", 0, end) + 1
+            if cut == 0:  # a line longer than a chunk: keep reading until it ends
+                carry = bytes(buffer[:end])
                 continue
-            piece, carry = data[:cut], data[cut:]
-            yield piece, line
-            line += piece.count(b"\n")
+            carry = bytes(buffer[cut:end])
+            yield memoryview(buffer)[:cut]
     if carry:
-        yield carry + b"\n", line
+        yield memoryview(carry + b"\n")
+
+
+def _lines_loaded(parse, data) -> tuple[pa.Table, int, int]:
+    table, skipped = parse(data)
+    return table, skipped, count_lines(data)
 
 
 def file_chunks(path: Path, fmt: str, compression: str | None, *, on_error: str, text_field: str, text_lines: bool) -> Iterator[Chunk]:
     """The chunks of one input file, in order."""
     name = str(path)
     if fmt == "jsonl":
-        for data, line in _line_chunks(path, compression):
-            yield Chunk(name, line, len(data), lambda data=data, line=line: parse_json_lines(data, name, line, on_error))
+        parse = lambda data: parse_json_lines(data, on_error)  # noqa: E731
+        for data in _line_chunks(path, compression):
+            yield Chunk(name, None, len(data), lambda data=data: _lines_loaded(parse, data))
     elif fmt == "text" and text_lines:
-        for data, line in _line_chunks(path, compression):
-            yield Chunk(name, line, len(data), lambda data=data, line=line: parse_text_lines(data, name, line, text_field, on_error))
+        parse = lambda data: parse_text(data, name, text_field, on_error)  # noqa: E731
+        for data in _line_chunks(path, compression):
+            yield Chunk(name, None, len(data), lambda data=data: _lines_loaded(parse, data))
     elif fmt == "text":
-        def load_document() -> tuple[pa.Table, int]:
+        def load_document() -> tuple[pa.Table, int, int]:
             with _open_decompressed(path, compression) as f:
                 raw = f.read()
-            return parse_text_lines(raw, name, 1, text_field, on_error, whole=True)
+            return (*parse_text(raw, name, text_field, on_error, whole=True), 0)
 
         yield Chunk(name, 1, path.stat().st_size, load_document)
     elif fmt == "parquet":
@@ -170,7 +182,7 @@ def file_chunks(path: Path, fmt: str, compression: str | None, *, on_error: str,
             raise ConvertError(f"{name!r} is not a readable Parquet file: {exc}") from None
         for group in range(meta.num_row_groups):
             size = meta.metadata.row_group(group).total_byte_size
-            yield Chunk(name, 0, size, lambda group=group: (pq.ParquetFile(path).read_row_group(group), 0))
+            yield Chunk(name, 0, size, lambda group=group: (pq.ParquetFile(path).read_row_group(group), 0, 0))
     elif fmt == "arrow":
         _require_uncompressed(path, compression)
         yield from _arrow_file_chunks(path)
@@ -199,7 +211,7 @@ def _arrow_file_chunks(path: Path) -> Iterator[Chunk]:
             raise ConvertError(f"{name!r} is not an Arrow IPC / Feather file: {exc}") from None
     for batch in batches:
         table = pa.Table.from_batches([batch])
-        yield Chunk(name, 0, batch.nbytes, lambda table=table: (table, 0))
+        yield Chunk(name, 0, batch.nbytes, lambda table=table: (table, 0, 0))
 
 
 def _csv_chunks(path: Path, compression: str | None) -> Iterator[Chunk]:
@@ -215,7 +227,7 @@ def _csv_chunks(path: Path, compression: str | None) -> Iterator[Chunk]:
         )
         for batch in reader:
             table = pa.Table.from_batches([batch])
-            yield Chunk(name, 0, batch.nbytes, lambda table=table: (table, 0))
+            yield Chunk(name, 0, batch.nbytes, lambda table=table: (table, 0, 0))
     except pa.ArrowInvalid as exc:
         raise ConvertError(f"{name!r}: CSV parse error: {exc}") from None
 
@@ -234,7 +246,7 @@ def object_chunks(obj: object) -> Iterator[Chunk]:
     if isinstance(obj, pa.Table):
         for start in range(0, obj.num_rows, CHUNK_ROWS):
             piece = obj.slice(start, CHUNK_ROWS)
-            yield Chunk(name, start + 1, piece.nbytes, lambda piece=piece: (piece, 0))
+            yield Chunk(name, start + 1, piece.nbytes, lambda piece=piece: (piece, 0, 0))
         return
     if hasattr(obj, "to_batches") and hasattr(obj, "schema"):  # pyarrow.dataset.Dataset, Scanner
         batches: Iterable = obj.to_batches()
@@ -246,7 +258,7 @@ def object_chunks(obj: object) -> Iterator[Chunk]:
     row = 1
     for batch in batches:
         table = pa.Table.from_batches([batch])
-        yield Chunk(name, row, batch.nbytes, lambda table=table: (table, 0))
+        yield Chunk(name, row, batch.nbytes, lambda table=table: (table, 0, 0))
         row += batch.num_rows
 
 
@@ -265,8 +277,8 @@ def _dict_chunks(obj: object, name: str) -> Iterator[Chunk]:
     for item in iterator:
         rows.append(item)
         if len(rows) == CHUNK_ROWS:
-            yield Chunk(name, row, 0, lambda rows=rows, row=row: (rows_to_table(rows, name, row), 0))
+            yield Chunk(name, row, 0, lambda rows=rows, row=row: (rows_to_table(rows, name, row), 0, 0))
             row += len(rows)
             rows = []
     if rows:
-        yield Chunk(name, row, 0, lambda rows=rows, row=row: (rows_to_table(rows, name, row), 0))
+        yield Chunk(name, row, 0, lambda rows=rows, row=row: (rows_to_table(rows, name, row), 0, 0))

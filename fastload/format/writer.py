@@ -102,41 +102,83 @@ def _row_bytes(batch: pa.RecordBatch) -> np.ndarray:
     return sizes
 
 
+class _ChecksummingFile:
+    """A write-only file that keeps CRC-32s of what passes through: since the last block and overall.
+
+    pyarrow writes the shard through it (`pa.PythonFile`), so every byte is
+    checksummed once, on its way out, while it is still in cache — instead of
+    reading the finished shard back.
+    """
+
+    def __init__(self, path: Path):
+        self.file = open(path, "wb")
+        self.position = 0
+        self.block_crc = 0
+        self.file_crc = 0
+        self.closed = False
+
+    def write(self, data) -> int:
+        self.block_crc = zlib.crc32(data, self.block_crc)
+        self.file_crc = zlib.crc32(data, self.file_crc)
+        self.position += len(data)
+        return self.file.write(data)
+
+    def end_block(self) -> int:
+        crc, self.block_crc = self.block_crc, 0
+        return crc
+
+    def tell(self) -> int:
+        return self.position
+
+    def writable(self) -> bool:
+        return True
+
+    def flush(self) -> None:
+        self.file.flush()
+
+    def close(self) -> None:
+        if not self.closed:
+            self.file.flush()
+            os.fsync(self.file.fileno())
+            self.file.close()
+            self.closed = True
+
+
 class _ShardFile:
-    """One shard being written: an Arrow IPC file plus the byte range of each block."""
+    """One shard being written: an Arrow IPC file plus the byte range and CRC of each block."""
 
     def __init__(self, path: Path, arrow_schema: pa.Schema, compression: str):
         self.path = path
-        self.sink = pa.OSFile(str(path), "wb")
+        self.raw = _ChecksummingFile(path)
+        self.sink = pa.PythonFile(self.raw, mode="w")
         codec = None if compression == "none" else compression
         self.writer = ipc.new_file(self.sink, arrow_schema, options=ipc.IpcWriteOptions(compression=codec))
         self.block_rows: list[int] = []
         self.block_ends: list[int] = []
+        self.block_crc: list[int] = []
 
     def write(self, batch: pa.RecordBatch) -> int:
         self.writer.write_batch(batch)
         self.block_rows.append(batch.num_rows)
-        self.block_ends.append(self.sink.tell())
+        self.block_ends.append(self.raw.tell())
+        self.block_crc.append(self.raw.end_block())
         return self.block_ends[-1]
 
     def finish(self, final_name: str) -> ShardInfo:
         self.writer.close()
         self.sink.close()
-        data = self.path.read_bytes()
+        self.raw.close()  # flushes and fsyncs
         ends = np.asarray(self.block_ends, np.int64)
         starts = np.concatenate([[0], ends[:-1]])
-        block_crc = [zlib.crc32(memoryview(data)[s:e]) for s, e in zip(starts, ends)]
-        with open(self.path, "rb+") as f:
-            os.fsync(f.fileno())
         return ShardInfo(
             file=final_name,
             num_rows=int(sum(self.block_rows)),
-            num_bytes=len(data),
-            crc32=zlib.crc32(data),
+            num_bytes=self.raw.position,
+            crc32=self.raw.file_crc,
             block_rows=np.asarray(self.block_rows, np.int64),
             block_offsets=starts,
             block_bytes=ends - starts,
-            block_crc32=np.asarray(block_crc, np.uint32),
+            block_crc32=np.asarray(self.block_crc, np.uint32),
         )
 
     def abort(self) -> None:
@@ -145,6 +187,7 @@ class _ShardFile:
         except Exception:  # the file is being thrown away; its own error does not matter
             pass
         self.sink.close()
+        self.raw.file.close()
 
 
 class DatasetWriter:

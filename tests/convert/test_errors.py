@@ -131,3 +131,19 @@ def test_a_field_null_at_first_gets_its_type_from_later_input(tmp_path):
     b = _write_lines(tmp_path / "b.jsonl", [json.dumps({"text": "y", "label": 7})] * 2)
     fastload.convert([a, b], tmp_path / "out", quiet=True)
     assert [r["label"] for r in Dataset(tmp_path / "out")] == [None, None, None, 7, 7]
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_bad_line_deep_in_a_big_file_is_named_by_its_true_line_number(tmp_path, monkeypatch, workers):
+    from fastload.convert import sources
+
+    monkeypatch.setattr(sources, "CHUNK_BYTES", 4096)  # many chunks, parsed in parallel
+    lines = [json.dumps({"text": f"line {i} " + "x" * (i % 50)}) for i in range(3000)]
+    lines[2345] = '{"text": oops}'
+    path = _write_lines(tmp_path / "big.jsonl", lines)
+    with pytest.raises(ConvertError, match=r"big.jsonl, line 2346: invalid JSON"):
+        fastload.convert(path, tmp_path / "out", workers=workers, quiet=True)
+    lines[2345] = json.dumps({"text": "fixed"})
+    _write_lines(tmp_path / "big.jsonl", lines)
+    fastload.convert(path, tmp_path / "out", workers=workers, quiet=True)
+    assert [r["text"] for r in Dataset(tmp_path / "out")][2345] == "fixed"
