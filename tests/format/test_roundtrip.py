@@ -192,3 +192,13 @@ def test_a_tokenizer_other_than_the_one_used_is_refused_unless_allowed(small_dat
     with pytest.raises(FormatError, match="was tokenized with tokenizer aaaa.*allow_tokenizer_mismatch=True"):
         Dataset(small_dataset, tokenizer=Fake("b" * 64))
     Dataset(small_dataset, tokenizer=Fake("b" * 64), allow_tokenizer_mismatch=True)
+
+
+@given(a=st.binary(max_size=3000), b=st.binary(max_size=3000))
+@settings(max_examples=200, deadline=None)
+def test_crc32_combine_equals_the_crc_of_the_concatenation(a, b):
+    import zlib
+
+    from fastload.format.writer import crc32_combine
+
+    assert crc32_combine(zlib.crc32(a), zlib.crc32(b), len(b)) == zlib.crc32(a + b)
