@@ -55,7 +55,7 @@ def new_table(num_entries: int) -> tuple[np.ndarray, int]:
     return np.full((capacity, 2), -1, dtype=np.int64), shift
 
 
-@kernel
+@kernel(inline="always")
 def slot_of(key, shift):
     """Home slot of a 64-bit key in a table of 2**(64 - shift) slots."""
     return np.int64((np.uint64(key) * _GOLDEN) >> np.uint64(shift))
@@ -75,7 +75,7 @@ def insert_key(table, shift, key, value):
     return new
 
 
-@kernel
+@kernel(inline="always")
 def find_key(table, shift, key):
     """Value stored under `key`, or -1. Key and value share a cache line."""
     mask = np.int64(table.shape[0] - 1)
@@ -121,7 +121,7 @@ def build_pair_table(left, right, rank, table, shift, id_bits, rank_bits):
     return stored
 
 
-@kernel
+@kernel(inline="always")
 def lookup_pair(pairs, a, b):
     """`rank << 32 | new_id` of the pair (a, b), or NO_PAIR (above every rank).
 
@@ -156,7 +156,7 @@ def byte_pair_table(byte_ids, pairs, out):
     return 65536
 
 
-@kernel
+@kernel(inline="always")
 def short_key(buf, start, end):
     """A piece of 1-7 bytes packed into one int64 with its length in the top byte."""
     key = np.int64(end - start) << 56
@@ -165,7 +165,7 @@ def short_key(buf, start, end):
     return key
 
 
-@kernel
+@kernel(inline="always")
 def bytes_hash(buf, start, end):
     h = _FNV_OFFSET
     for i in range(start, end):
@@ -173,7 +173,7 @@ def bytes_hash(buf, start, end):
     return np.int64(h >> np.uint64(1))  # never -1 (the empty key)
 
 
-@kernel
+@kernel(inline="always")
 def same_bytes(buf, start, end, tok_bytes, tok_offsets, t):
     a = tok_offsets[t]
     if tok_offsets[t + 1] - a != end - start:
@@ -204,7 +204,7 @@ def build_token_tables(token_ids, tok_bytes, tok_offsets, short, short_shift, lo
     return 0
 
 
-@kernel
+@kernel(inline="always")
 def lookup_token(tokens, buf, start, end):
     """Id of the indexed token whose bytes are buf[start:end], or -1."""
     short, short_shift, long, long_shift, tok_bytes, tok_offsets = tokens
