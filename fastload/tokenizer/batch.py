@@ -34,7 +34,13 @@ class StringBatch:
     __slots__ = ("data", "offsets", "valid")
 
     def __init__(self, data: np.ndarray, offsets: np.ndarray, valid: np.ndarray):
-        self.data, self.offsets, self.valid = data, offsets, valid
+        # One array type for every source (Arrow buffers can be mutable or
+        # not): each distinct type would cost the kernel another compile.
+        data = data.view()
+        data.flags.writeable = False
+        self.data = data
+        self.offsets = np.ascontiguousarray(offsets, dtype=np.int64)
+        self.valid = np.ascontiguousarray(valid, dtype=np.uint8)
 
     @property
     def num_docs(self) -> int:

@@ -268,3 +268,16 @@ def test_encode_arrow_of_any_slice_with_nulls_matches_encoding_each_document(doc
     ids, offsets = tok.encode_arrow(arr, num_threads=threads)
     expected = [[] if t is None else tok.encode(t) for t in texts[min(cut, len(texts)):]]
     assert split(ids, offsets) == expected
+
+
+def test_every_entry_point_shares_one_compiled_encoder(tok):
+    # Each distinct argument type would cost a full compile of the encoder.
+    from fastload.kernels import bpe
+
+    tok.encode("x")
+    tok.encode_batch(["x", None])
+    tok.encode_arrow(pa.array(["x", None]))
+    tok.encode_arrow(pa.chunked_array([pa.array(["x"], type=pa.large_string())]), num_threads=2)
+    tok.encode("x<|endoftext|>", allowed_special="all")
+    Tokenizer.bytes().encode("x")
+    assert len(bpe.encode_documents.signatures) == 1
