@@ -150,6 +150,8 @@ def run_encoder(batch: StringBatch, run_kernel, *, out: np.ndarray | None, num_t
         done = run_kernel(batch, 0, n, ids, offsets)
         if done != n:
             raise TokenizerError(f"internal error: encoder stopped after {done} of {n} documents")
+        if out is None and 2 * offsets[-1] < ids.shape[0]:
+            return ids[: offsets[-1]].copy(), offsets  # don't keep the one-id-per-byte allocation alive
         return ids[: offsets[-1]], offsets
     # split by bytes so the threads get similar work
     cuts = np.searchsorted(batch.offsets, np.linspace(batch.offsets[0], batch.offsets[-1], num_threads + 1))

@@ -281,3 +281,8 @@ def test_every_entry_point_shares_one_compiled_encoder(tok):
     tok.encode("x<|endoftext|>", allowed_special="all")
     Tokenizer.bytes().encode("x")
     assert len(bpe.encode_documents.signatures) == 1
+
+
+def test_returned_ids_do_not_hold_the_worst_case_buffer(tok):
+    ids, _ = tok.encode_arrow(pa.array(["the the the the the the"] * 100))
+    assert ids.base is None or ids.base.nbytes <= 2 * ids.nbytes
