@@ -31,7 +31,6 @@ import importlib.util
 import json
 import os
 import pathlib
-import subprocess
 import sys
 import tempfile
 import time
@@ -58,7 +57,8 @@ VOCABS = ("default", "cl100k", "o200k")
 def build_corpus(path: pathlib.Path, max_mb: float) -> dict:
     import pyarrow as pa
 
-    spec = importlib.util.spec_from_file_location("build_default_vocab", DEFAULT_JSON.with_name("build_default_vocab.py"))
+    script = DEFAULT_JSON.with_name("build_default_vocab.py")
+    spec = importlib.util.spec_from_file_location("build_default_vocab", script)
     builder = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(builder)
     docs = list(builder.corpus_documents("heldout", max_bytes=int(max_mb * 1e6)))

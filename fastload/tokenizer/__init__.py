@@ -144,7 +144,9 @@ class Tokenizer:
     def encode(self, text: str, *, allowed_special: AllowedSpecial = frozenset()) -> list[int]:
         """Ids of `text` (encode_ordinary semantics unless `allowed_special`)."""
         if not isinstance(text, str):
-            raise TokenizerError(f"encode expects a str, found {type(text).__name__}; use encode_arrow for bytes columns")
+            raise TokenizerError(
+                f"encode expects a str, found {type(text).__name__}; use encode_arrow for Arrow string columns"
+            )
         try:
             raw = text.encode("utf-8")
         except UnicodeEncodeError:  # lone surrogates: U+FFFD, as tiktoken does
@@ -189,7 +191,10 @@ class Tokenizer:
         if len(batches) == 1:
             return self._encode_batch(batches[0], allowed_special, out=out, num_threads=num_threads)
         if out is not None and out.shape[0] < self.max_ids(arr):
-            raise ConfigError(f"out has room for {out.shape[0]:,} ids but this column may need up to {self.max_ids(arr):,}")
+            raise ConfigError(
+                f"out has room for {out.shape[0]:,} ids but this column may need up to {self.max_ids(arr):,} "
+                "(one per UTF-8 byte); pass a larger buffer"
+            )
         all_offsets, base, parts = [np.zeros(1, dtype=np.int64)], 0, []
         for batch in batches:
             part_out = None if out is None else out[base:]
@@ -248,7 +253,9 @@ class Tokenizer:
         if allowed_special == "all":
             allowed = frozenset(self._vocab.added)
         elif isinstance(allowed_special, str):
-            raise ConfigError(f"allowed_special must be 'all' or a collection of token strings, found {allowed_special!r}")
+            raise ConfigError(
+                f"allowed_special must be 'all' or a collection of token strings, found {allowed_special!r}"
+            )
         else:
             allowed = frozenset(allowed_special)
             unknown = sorted(allowed - set(self._vocab.added))
@@ -323,6 +330,11 @@ def load_tokenizer(spec: str | os.PathLike) -> Tokenizer:
         )
     if path.suffix == ".tiktoken":
         name = path.name.lower()
-        pattern = "o200k" if "o200k" in name else "gpt2" if any(k in name for k in ("r50k", "p50k", "gpt2")) else "cl100k"
+        if "o200k" in name:
+            pattern = "o200k"
+        elif any(k in name for k in ("r50k", "p50k", "gpt2")):
+            pattern = "gpt2"
+        else:
+            pattern = "cl100k"
         return Tokenizer.from_tiktoken(path, pattern=pattern)
     return Tokenizer.from_file(path)

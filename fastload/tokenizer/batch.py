@@ -132,7 +132,9 @@ def _repair_utf8(batch: StringBatch) -> StringBatch:
     return StringBatch(data, np.array(offsets, dtype=np.int64), batch.valid)
 
 
-def run_encoder(batch: StringBatch, run_kernel, *, out: np.ndarray | None, num_threads: int) -> tuple[np.ndarray, np.ndarray]:
+def run_encoder(
+    batch: StringBatch, run_kernel, *, out: np.ndarray | None, num_threads: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Encode every document of `batch`; `run_kernel(batch, start, stop, out, out_offsets)`."""
     n = batch.num_docs
     needed = int(batch.offsets[-1] - batch.offsets[0]) if n else 0  # one id per byte at most

@@ -136,10 +136,15 @@ def _check(condition: bool, where: str, part: str, found, supported: str) -> Non
 
 
 def _hf_pattern(pre, where: str) -> Pattern:
-    bytelevel = "a ByteLevel pre-tokenizer (add_prefix_space=false, use_regex=true), or a Sequence of a Split (Isolated, invert=false, with a GPT-2/cl100k/o200k regex) and a ByteLevel (add_prefix_space=false, use_regex=false)"
+    bytelevel = (
+        "a ByteLevel pre-tokenizer (add_prefix_space=false, use_regex=true), or a Sequence of a Split "
+        "(Isolated, invert=false, with a GPT-2/cl100k/o200k regex) and a ByteLevel (add_prefix_space=false, "
+        "use_regex=false)"
+    )
     _check(isinstance(pre, dict), where, "pre_tokenizer", pre, bytelevel)
     if pre.get("type") == "ByteLevel":
-        _check(not pre.get("add_prefix_space", True), where, "ByteLevel add_prefix_space", True, "add_prefix_space=false (GPT-2/tiktoken behaviour)")
+        _check(not pre.get("add_prefix_space", True), where, "ByteLevel add_prefix_space", True,
+               "add_prefix_space=false (GPT-2/tiktoken behaviour)")
         _check(pre.get("use_regex", True), where, "ByteLevel use_regex", False, bytelevel)
         return patterns.HF_BYTELEVEL
     _check(pre.get("type") == "Sequence", where, "pre_tokenizer type", pre.get("type"), bytelevel)
@@ -201,7 +206,9 @@ def read_hf_json(path: str | pathlib.Path) -> Vocab:
     for rank, entry in enumerate(model.get("merges", [])):
         left, right = entry.split(" ", 1) if isinstance(entry, str) else entry
         if left not in by_text or right not in by_text or left + right not in by_text:
-            raise TokenizerError(f"{where}: merge #{rank} {left!r} + {right!r} uses a token that is not in the vocabulary")
+            raise TokenizerError(
+                f"{where}: merge #{rank} {left!r} + {right!r} uses a token that is not in the vocabulary"
+            )
         merges.append((by_text[left], by_text[right], by_text[left + right], rank))
 
     added, special, stripping = {}, set(), set()
@@ -261,7 +268,9 @@ def read_tiktoken(path: str | pathlib.Path, *, pattern: str, special_tokens: dic
         special_tokens = OPENAI_SPECIALS.get((family, num_ranks), {"<|endoftext|>": max(tokens) + 1})
     for text, token_id in special_tokens.items():
         if token_id in tokens:
-            raise TokenizerError(f"{where}: special token {text!r} has id {token_id}, which is already a rank in the file")
+            raise TokenizerError(
+                f"{where}: special token {text!r} has id {token_id}, which is already a rank in the file"
+            )
         tokens[token_id] = text.encode("utf-8")
     tok_bytes, tok_offsets = _pack(tokens)
     return Vocab(
