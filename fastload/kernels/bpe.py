@@ -32,7 +32,7 @@ after inlining): pre-tokenization ~15% of the time, whole-token lookups
 The per-piece path (`merge_piece`, `merge_small`, the cache probe and the
 table lookups) is `inline="always"`: as separate Numba functions their call
 overhead was half the run time (cl100k, 5 MB: 14 MB/s called, 26 MB/s
-inlined), at the price of a ~25 s first compile, cached on disk after that.
+inlined), at the price of a ~20 s first compile, cached on disk after that.
 
 Every kernel writes into caller-provided buffers and returns how much it
 wrote; `bpe_reference.py` holds the readable twins.
