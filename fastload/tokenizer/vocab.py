@@ -106,7 +106,13 @@ class Vocab:
         return self._fingerprint[0]
 
 
-def _pack(tokens: dict[int, bytes]) -> tuple[np.ndarray, np.ndarray]:
+MAX_TOKEN_ID = (1 << 24) - 1  # 16.7M: far above any real vocabulary, keeps kernel arithmetic in range
+
+
+def _pack(tokens: dict[int, bytes], where: str = "vocabulary") -> tuple[np.ndarray, np.ndarray]:
+    if tokens and (min(tokens) < 0 or max(tokens) > MAX_TOKEN_ID):
+        bad = min(tokens) if min(tokens) < 0 else max(tokens)
+        raise TokenizerError(f"{where}: token id {bad} is outside 0..{MAX_TOKEN_ID:,}")
     size = max(tokens) + 1 if tokens else 0
     lengths = np.zeros(size, dtype=np.int64)
     for token_id, raw in tokens.items():
@@ -197,6 +203,8 @@ def read_hf_json(path: str | pathlib.Path) -> Vocab:
                 f"{where}: vocabulary entry {text!r} (id {token_id}) is not byte-level (its characters "
                 "are not GPT-2 byte stand-ins); fastload supports byte-level BPE vocabularies only"
             ) from None
+        if int(token_id) in tokens:
+            raise TokenizerError(f"{where}: id {token_id} is given to two vocabulary entries (the second is {text!r})")
         tokens[int(token_id)] = raw
         by_bytes.setdefault(raw, int(token_id))
         by_text[text] = int(token_id)
@@ -221,7 +229,7 @@ def read_hf_json(path: str | pathlib.Path) -> Vocab:
             special.add(content)
         if token_id not in tokens:
             tokens[token_id] = content.encode("utf-8")
-    tok_bytes, tok_offsets = _pack(tokens)
+    tok_bytes, tok_offsets = _pack(tokens, where)
     return Vocab(
         tok_bytes=tok_bytes,
         tok_offsets=tok_offsets,
@@ -272,7 +280,7 @@ def read_tiktoken(path: str | pathlib.Path, *, pattern: str, special_tokens: dic
                 f"{where}: special token {text!r} has id {token_id}, which is already a rank in the file"
             )
         tokens[token_id] = text.encode("utf-8")
-    tok_bytes, tok_offsets = _pack(tokens)
+    tok_bytes, tok_offsets = _pack(tokens, where)
     return Vocab(
         tok_bytes=tok_bytes,
         tok_offsets=tok_offsets,

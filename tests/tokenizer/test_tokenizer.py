@@ -223,6 +223,15 @@ def test_vocabulary_without_every_single_byte_raises(tmp_path):
         Tokenizer.from_file(_edited(tmp_path, drop_a_byte))
 
 
+def test_absurd_or_duplicate_ids_in_a_tokenizer_file_raise(tmp_path):
+    with pytest.raises(TokenizerError, match="outside"):
+        Tokenizer.from_file(_edited(tmp_path, lambda s: s["added_tokens"][0].update(id=-3)))
+    with pytest.raises(TokenizerError, match="outside"):
+        Tokenizer.from_file(_edited(tmp_path, lambda s: s["added_tokens"][0].update(id=2**40)))
+    with pytest.raises(TokenizerError, match="two vocabulary entries"):
+        Tokenizer.from_file(_edited(tmp_path, lambda s: s["model"]["vocab"].update({"zzqq": 5})))
+
+
 def test_rank_file_with_a_bad_line_names_the_line(tmp_path):
     path = tmp_path / "bad.tiktoken"
     path.write_text("IQ== 0\nnot base64 at all\n")
