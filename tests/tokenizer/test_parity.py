@@ -114,3 +114,16 @@ def test_real_openai_vocabularies_match_tiktoken(tmp_path_factory, name, pattern
     texts = ALL_TEXTS + ["a" * 20_000, "中文" * 5_000, "Hello" * 2_000, " " * 3_000 + "x"]
     assert ours.encode_batch(texts) == ref.encode_ordinary_batch(texts, num_threads=1)
     assert ours.encode("<|endoftext|>x", allowed_special="all") == ref.encode("<|endoftext|>x", allowed_special="all")
+
+
+@pytest.mark.parametrize("style", TIKTOKEN_STYLES)
+def test_readable_reference_pipeline_matches_the_kernels_on_every_corpus(tiktoken_pairs, style):
+    from fastload.kernels.bpe_reference import encode_reference, merge_by_ranks
+
+    ours, _ = tiktoken_pairs[style]
+    ranks = {ours.id_to_bytes(i): i for i in ours._vocab.lookup_ids.tolist()}
+    pattern = ours._vocab.pattern
+    for text in ALL_TEXTS:
+        expected = encode_reference(text, pattern_id=pattern.pattern_id, max_digits=pattern.max_digits,
+                                    ws_end_whole=pattern.ws_end_whole, merge=lambda piece: merge_by_ranks(piece, ranks))
+        assert ours.encode(text) == expected, text
