@@ -183,7 +183,11 @@ class Tokenizer:
 
         With `out` (uint32, at least `max_ids(arr)` long) the ids are written
         there and `ids` is a view of it. `num_threads` > 1 splits the documents
-        over threads (the kernel releases the GIL).
+        over threads (the kernel releases the GIL). A document that is not
+        valid UTF-8 (an array built without validation, a damaged file) is
+        encoded as `bytes.decode("utf-8", "replace")` reads it — each maximal
+        invalid subsequence becomes U+FFFD — which is the `str` HF tokenizers
+        and tiktoken would be given.
         """
         from fastload.tokenizer.batch import from_arrow
 
