@@ -1,7 +1,6 @@
 """Parallel conversion is deterministic; a killed conversion never looks complete."""
 
 import json
-import os
 import signal
 import subprocess
 import sys

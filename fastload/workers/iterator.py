@@ -1,0 +1,383 @@
+"""The main process's side of the worker protocol: `PoolIterator`.
+
+It is torch's `_BaseDataLoaderIter` (so sampler handling, seeds and
+`len()` are torch's) with torch's multiprocessing replaced by fastload's:
+it starts the workers, gives each task a free slot of the buffer pool,
+collects finished batches — reading only the pipe of the worker that holds
+the next task — and hands out tensors that view their slot. Everything it
+sends or receives follows NOTE [fastload worker protocol] in `protocol.py`.
+It needs from its loader only what torch's iterator needs, plus the
+loader's `_buffer_pool(pin=...)` (the pool outlives an epoch) and
+`_skip_batches` (batches of indices to skip when resuming).
+"""
+
+from __future__ import annotations
+
+import itertools
+import multiprocessing
+import os
+import select
+import signal
+import time
+import warnings
+from multiprocessing.connection import wait
+
+import torch
+import torch.utils.data as tud
+from torch.utils.data.dataloader import _BaseDataLoaderIter, _DatasetKind
+
+from fastload.pool import PAGE
+from fastload.workers import protocol
+from fastload.workers.codec import decode_batch
+from fastload.workers.loop import worker_main
+
+__all__ = ["PoolIterator", "Progress"]
+
+SLOT_HEADROOM = 1.25  # slots are sized to the largest batch seen so far, plus this margin
+EXTRA_SLOTS = 3  # beyond prefetch: the batch the loop variable holds, one more the user may keep, the one being handed over
+LIVENESS_S = 0.5  # how long the main process waits before re-checking that workers are alive
+
+
+class Progress:
+    """Batches delivered in the current epoch; shared by a loader and its iterator.
+
+    The loader cannot keep its iterator alive to ask it (that would keep
+    workers running after a `break`), so the iterator counts here.
+    """
+
+    __slots__ = ("batches",)
+
+    def __init__(self, batches: int = 0):
+        self.batches = batches
+
+
+class _WorkerDied(RuntimeError):
+    pass
+
+
+class PoolIterator(_BaseDataLoaderIter):
+    """Multi-process iteration over the buffer pool. See NOTE [fastload worker protocol]."""
+
+    _progress: Progress | None = None
+
+    def __init__(self, loader):
+        super().__init__(loader)
+        self._prefetch_factor = loader.prefetch_factor
+        self._in_order = loader.in_order
+        self._max_tasks = self._prefetch_factor * self._num_workers
+        self._pool = loader._buffer_pool(pin=self._pin_memory and torch.cuda.is_available())
+        self._warned_holding = False
+        self._shutdown = False
+        self._tasks: dict[int, tuple[int, tuple | None]] = {}  # task_id -> (worker_id, slot)
+        self._start_workers(loader)
+        self._reset(loader, first_iter=True)
+
+    # -- workers ---------------------------------------------------------------
+
+    def _start_workers(self, loader) -> None:
+        context = loader.multiprocessing_context or multiprocessing.get_context()
+        if isinstance(context, str):
+            context = multiprocessing.get_context(context)
+        uses_default = loader.collate_fn is tud.default_collate or loader.collate_fn is tud._utils.collate.default_collate
+        self._workers, self._conns, self._pollers = [], [], []
+        for worker_id in range(self._num_workers):
+            parent, child = context.Pipe(duplex=True)
+            config = protocol.WorkerConfig(
+                worker_id=worker_id,
+                num_workers=self._num_workers,
+                dataset=self._dataset,
+                dataset_kind=self._dataset_kind,
+                auto_collation=self._auto_collation,
+                collate_fn=loader.collate_fn,
+                uses_default_collate=uses_default and self._auto_collation,
+                drop_last=self._drop_last,
+                base_seed=self._base_seed,
+                worker_init_fn=loader.worker_init_fn,
+                parent_pid=os.getpid(),
+            )
+            process = context.Process(target=worker_main, args=(config, child), daemon=True, name=f"fastload-worker-{worker_id}")
+            process.start()
+            child.close()
+            self._workers.append(process)
+            self._conns.append(parent)
+            poller = select.poll()  # a registered poll object costs ~2 µs a call; Connection.poll ~30
+            poller.register(parent.fileno(), select.POLLIN)
+            self._pollers.append(poller)
+        for worker_id in range(self._num_workers):
+            message = self._receive_from(worker_id, timeout=None)
+            if message[0] == protocol.ERROR:
+                self._shutdown_workers()
+                message[2].reraise()
+            self._send_arena(worker_id)  # slots sized by an earlier epoch of this loader
+
+    def _receive_from(self, worker_id: int, timeout: float | None):
+        """The next message of one worker; raises if it dies or `timeout` passes first."""
+        conn, process = self._conns[worker_id], self._workers[worker_id]
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            budget = LIVENESS_S if deadline is None else max(0.0, min(LIVENESS_S, deadline - time.monotonic()))
+            if self._pollers[worker_id].poll(budget * 1000):  # readable: a message, or EOF if the worker died
+                try:
+                    return conn.recv()
+                except (EOFError, OSError):  # the worker died with its end of the pipe
+                    self._raise_worker_died([worker_id])
+            if not process.is_alive():
+                self._raise_worker_died([worker_id])
+            if deadline is not None and time.monotonic() >= deadline:
+                raise RuntimeError(f"DataLoader timed out after {timeout} seconds")
+
+    def _raise_worker_died(self, worker_ids: list[int]) -> None:
+        details = []
+        for worker_id in worker_ids:
+            process = self._workers[worker_id]
+            process.join(timeout=0.1)
+            code = process.exitcode
+            if code is not None and code < 0:
+                try:
+                    name = signal.Signals(-code).name
+                except ValueError:
+                    name = f"signal {-code}"
+                how = f"was killed by {name}" + (" (often the out-of-memory killer)" if -code == signal.SIGKILL else "")
+            else:
+                how = f"exited unexpectedly with code {code}"
+            details.append(f"DataLoader worker {worker_id} (pid {process.pid}) {how}")
+        self._shutdown_workers()
+        raise _WorkerDied("; ".join(details) + ". See the worker's output above for its last error, if any.")
+
+    # -- epochs ------------------------------------------------------------------
+
+    def _reset(self, loader, first_iter: bool = False) -> None:
+        super()._reset(loader, first_iter)
+        if not first_iter:
+            self._drain()
+            for conn in self._conns:
+                if self._dataset_kind == _DatasetKind.Iterable:
+                    conn.send((protocol.RESET,))
+        self._send_idx = 0
+        self._rcvd_idx = 0
+        self._tasks = {}
+        self._done: dict[int, object] = {}  # out-of-order arrivals, by task id
+        self._active = [True] * self._num_workers
+        self._next_worker = itertools.cycle(range(self._num_workers))
+        self._sampler_done = False
+        if loader._skip_batches:
+            self._sampler_iter = itertools.islice(self._sampler_iter, loader._skip_batches, None)
+        for _ in range(self._max_tasks):
+            if not self._dispatch():
+                break
+
+    def _drain(self) -> None:
+        """Collect what the workers still owe from the previous epoch, and drop it."""
+        while self._tasks:
+            self._receive_any(block=True)
+        self._done.clear()
+
+    # -- hand-off ------------------------------------------------------------------
+
+    def _dispatch(self, *, allow_dedicated: bool = False) -> bool:
+        """Send the next task to a worker, if a slot (or permission to go without) is free."""
+        if self._sampler_done or not any(self._active):
+            return False
+        if self._pool.current_arena is None:  # no batch seen yet, so no slot size: the first batches bring their own
+            slot = protocol.DEDICATED
+        else:
+            slot = self._pool.acquire()
+            if slot is None:  # every slot is in flight or held by the training loop
+                if not allow_dedicated:
+                    return False
+                self._warn_holding()
+                slot = protocol.DEDICATED
+        try:
+            index = self._next_index()
+        except StopIteration:
+            self._sampler_done = True
+            if slot is not protocol.DEDICATED:
+                self._pool.release(slot)
+            return False
+        worker_id = next(self._next_worker)
+        while not self._active[worker_id]:
+            worker_id = next(self._next_worker)
+        task_id = self._send_idx
+        try:
+            self._conns[worker_id].send((protocol.TASK, task_id, slot, index))
+        except OSError:
+            self._raise_worker_died([worker_id])
+        self._tasks[task_id] = (worker_id, slot)
+        self._send_idx += 1
+        return True
+
+    def _warn_holding(self) -> None:
+        if not self._warned_holding:
+            self._warned_holding = True
+            warnings.warn(
+                f"the training loop holds every one of this DataLoader's {self._max_tasks + EXTRA_SLOTS} shared-memory "
+                "batch slots (batches are views of them, and a slot is reused only when its batch is freed); the "
+                "workers waited, and now use slower one-off segments. Call .clone() on tensors you keep across "
+                "steps, or raise prefetch_factor.",
+                RuntimeWarning,
+                stacklevel=4,
+            )
+
+    def _receive_any(self, *, block: bool, timeout: float | None = None) -> bool:
+        """Handle one message from any worker; False if none came within the wait."""
+        waits = [c for c in self._conns] + [p.sentinel for p in self._workers]
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            budget = LIVENESS_S if deadline is None else max(0.0, min(LIVENESS_S, deadline - time.monotonic()))
+            ready = wait(waits, budget if block else 0)
+            conns = [c for c in ready if c in self._conns]
+            if conns:
+                worker_id = self._conns.index(conns[0])
+                try:
+                    message = conns[0].recv()
+                except (EOFError, OSError):  # the worker died with its end of the pipe
+                    self._raise_worker_died([worker_id])
+                self._handle(worker_id, message)
+                return True
+            dead = [i for i, p in enumerate(self._workers) if not p.is_alive()]
+            if dead:
+                self._raise_worker_died(dead)
+            if not block or (deadline is not None and time.monotonic() >= deadline):
+                return False
+
+    def _handle(self, worker_id: int, message) -> None:
+        """Turn one worker message into a finished task. See NOTE [fastload worker protocol]."""
+        kind, task_id = message[0], message[1]
+        assigned = self._tasks.pop(task_id, (worker_id, protocol.DEDICATED))[1]
+        if kind == protocol.BATCH:
+            _, _, slot, used, skeleton, leaves = message
+            if slot is protocol.DEDICATED:
+                from multiprocessing.reduction import recv_handle
+
+                fd = recv_handle(self._conns[worker_id])
+                if assigned is not protocol.DEDICATED:
+                    self._pool.release(assigned)
+                arena_id = self._pool.dedicated_arena(fd, used)
+                buffer = self._pool.lease_buffer(arena_id, -1, used)
+                self._grow_pool(used)
+            else:
+                buffer = self._pool.lease_buffer(slot[0], slot[1], used)
+            self._done[task_id] = decode_batch(skeleton, leaves, buffer)
+            return
+        if assigned is not protocol.DEDICATED:
+            self._pool.release(assigned)
+        if kind == protocol.END:
+            self._active[worker_id] = False  # its iterable is exhausted for this epoch
+            self._done[task_id] = _SKIP
+        elif kind == protocol.ERROR:
+            self._done[task_id] = message[2]
+
+    def _grow_pool(self, batch_bytes: int) -> None:
+        """Size (or resize) the pool after a batch that needed its own segment."""
+        if batch_bytes <= self._pool.largest_batch and self._pool.num_slots >= self._max_tasks + EXTRA_SLOTS:
+            return
+        self._pool.largest_batch = max(batch_bytes, self._pool.largest_batch)
+        slot_bytes = int(self._pool.largest_batch * SLOT_HEADROOM) + PAGE
+        self._pool.add_arena(self._max_tasks + EXTRA_SLOTS, slot_bytes)
+        for worker_id in range(self._num_workers):
+            self._send_arena(worker_id)
+
+    def _send_arena(self, worker_id: int) -> None:
+        """Give a worker the pool's current arena. See NOTE [fastload worker protocol]."""
+        from multiprocessing.reduction import send_handle
+
+        arena_id = self._pool.current_arena
+        if arena_id is None or not self._workers[worker_id].is_alive():
+            return
+        arena = self._pool.arenas[arena_id]
+        self._conns[worker_id].send((protocol.ARENA, arena_id, self._pool.slot_bytes[arena_id], arena.num_bytes))
+        send_handle(self._conns[worker_id], arena.fd, self._workers[worker_id].pid)
+
+    def _next_data(self):
+        while True:
+            if self._rcvd_idx >= self._send_idx and not self._dispatch(allow_dedicated=True):
+                if not self._persistent_workers:
+                    self._shutdown_workers()
+                raise StopIteration
+            if self._in_order:
+                while self._rcvd_idx not in self._done:
+                    self._wait_for_result()
+                data = self._done.pop(self._rcvd_idx)
+            else:
+                while not self._done:
+                    self._wait_for_result()
+                task_id = min(self._done)
+                data = self._done.pop(task_id)
+            self._rcvd_idx += 1
+            self._dispatch()
+            if data is _SKIP:
+                continue
+            if isinstance(data, torch._utils.ExceptionWrapper):
+                data.reraise()
+            return data
+
+    def _wait_for_result(self) -> None:
+        if not self._tasks:
+            self._dispatch(allow_dedicated=True)
+        timeout = self._timeout if self._timeout > 0 else None
+        expected = self._tasks.get(self._rcvd_idx) if self._in_order else None
+        if expected is not None:
+            # In order, the next batch can only come from the worker that has its task: read
+            # that one pipe (a poll and a recv) instead of waiting on every pipe and sentinel.
+            worker_id = expected[0]
+            message = self._receive_from(worker_id, timeout=timeout)
+            self._handle(worker_id, message)
+            return
+        if not self._receive_any(block=True, timeout=timeout):
+            raise RuntimeError(f"DataLoader timed out after {self._timeout} seconds")
+
+    def __next__(self):
+        # torch's __next__ without its per-batch record_function when no profiler listens (~15 µs).
+        if torch.autograd.profiler._is_profiler_enabled:
+            data = super().__next__()
+            if self._progress is not None:
+                self._progress.batches += 1
+            return data
+        data = self._next_data()
+        self._num_yielded += 1
+        if self._progress is not None:
+            self._progress.batches += 1
+        length = self._IterableDataset_len_called
+        if self._dataset_kind == _DatasetKind.Iterable and length is not None and self._num_yielded > length:
+            warnings.warn(
+                f"Length of IterableDataset {self._dataset} was reported to be {length} (when accessing "
+                f"len(dataloader)), but {self._num_yielded} samples have been fetched. For multiprocessing data-loading, "
+                "this could be caused by not properly configuring the IterableDataset replica at each worker.",
+                stacklevel=2,
+            )
+        return data
+
+    # -- shutdown --------------------------------------------------------------
+
+    def _shutdown_workers(self) -> None:
+        """Stop every worker and release the pool; safe to call twice. See NOTE [fastload worker protocol]."""
+        if self._shutdown:
+            return
+        self._shutdown = True
+        for conn in self._conns:
+            try:
+                conn.send((protocol.STOP,))
+            except (OSError, ValueError):
+                pass
+        deadline = time.monotonic() + 2.0
+        for process in self._workers:
+            process.join(timeout=max(0.0, deadline - time.monotonic()))
+            if process.is_alive():
+                process.kill()
+                process.join(timeout=1.0)
+        for conn in self._conns:
+            conn.close()
+        for _, slot in self._tasks.values():  # tasks that never came back
+            if slot is not protocol.DEDICATED:
+                self._pool.release(slot)
+        self._tasks.clear()
+
+    def __del__(self):
+        if not getattr(self, "_shutdown", True):
+            try:
+                self._shutdown_workers()
+            except Exception:  # interpreter teardown: modules may already be gone
+                pass
+
+
+_SKIP = object()  # a task that produced no batch (an exhausted iterable worker)
