@@ -199,6 +199,6 @@ def test_a_tokenizer_other_than_the_one_used_is_refused_unless_allowed(small_dat
 def test_crc32_combine_equals_the_crc_of_the_concatenation(a, b):
     import zlib
 
-    from fastload.format.writer import crc32_combine
+    from fastload.format.checksum import crc32_combine
 
     assert crc32_combine(zlib.crc32(a), zlib.crc32(b), len(b)) == zlib.crc32(a + b)
