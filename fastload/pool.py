@@ -36,13 +36,12 @@ import threading
 import warnings
 import weakref
 from collections import deque
-from dataclasses import dataclass
 
 import numpy as np
 
 from fastload.errors import ConfigError
 
-__all__ = ["SharedArena", "BufferPool", "SlotWriter", "SlotFull", "Lease", "available_memory_bytes"]
+__all__ = ["SharedArena", "BufferPool", "SlotWriter", "SlotFull", "available_memory_bytes"]
 
 log = logging.getLogger("fastload.pool")
 
@@ -173,14 +172,6 @@ class SlotWriter:
         return np.frombuffer(self.buffer, dtype, count, offset).reshape(shape), offset
 
 
-@dataclass(frozen=True)
-class Lease:
-    """The handle a batch keeps on its slot: (arena, slot) or a dedicated arena."""
-
-    arena_id: int
-    slot_id: int  # -1: the batch owns its dedicated arena
-
-
 class BufferPool:
     """Fixed-size slots in shared arenas, leased to batches. Lives in the main process.
 
@@ -194,7 +185,8 @@ class BufferPool:
         self.arenas: dict[int, SharedArena] = {}
         self.slot_bytes: dict[int, int] = {}
         self._free: deque[tuple[int, int]] = deque()
-        self._waiting_for_gpu: deque[tuple[tuple[int, int], object]] = deque()
+        self._returned: deque[tuple[tuple[int, int], object]] = deque()  # appended by finalizers, lock-free
+        self._waiting_for_gpu: deque[tuple[tuple[int, int], object]] = deque()  # in release order
         self._retired: set[int] = set()
         self._leased: dict[int, int] = {}  # arena_id -> slots currently leased or in flight
         self._next_arena = 0
@@ -214,6 +206,7 @@ class BufferPool:
         if self.pin:
             arena.pin()
         with self._lock:
+            self._collect_returned()
             arena_id = self._next_arena
             self._next_arena += 1
             for old in list(self.arenas):
@@ -258,7 +251,7 @@ class BufferPool:
     def acquire(self) -> tuple[int, int] | None:
         """A free (arena_id, slot_id), or None when every slot is leased or in flight."""
         with self._lock:
-            self._collect_gpu_released()
+            self._collect_returned()
             if not self._free:
                 return None
             slot = self._free.popleft()
@@ -266,19 +259,35 @@ class BufferPool:
             return slot
 
     def release(self, slot: tuple[int, int]) -> None:
-        """Return a slot (called by lease finalizers and for slots a failed batch never used)."""
+        """Return a slot (called by lease finalizers and for slots a failed batch never used).
+
+        Finalizers run wherever the garbage collector runs — on any thread, even
+        inside this pool's own locked code — so this takes no lock: it only
+        appends to a deque (atomic), which the next locked operation drains.
+        """
         event = None
-        if self.pin and slot[1] >= 0:
+        if self.pin:
             import torch
 
             if torch.cuda.is_initialized():
                 event = torch.cuda.Event()
                 event.record()  # copies queued from this slot so far finish before it is reused
-        with self._lock:
-            if event is not None:
-                self._waiting_for_gpu.append((slot, event))
-            else:
-                self._put_back(slot)
+        self._returned.append((slot, event))
+        # Usually nobody holds the lock: put the slot back now (and close a retired arena
+        # whose last batch this was). If the lock is taken — perhaps by this very thread,
+        # with the garbage collector running inside it — its holder drains the deque.
+        if self._lock.acquire(blocking=False):
+            try:
+                self._collect_returned()
+            finally:
+                self._lock.release()
+
+    def _collect_returned(self) -> None:
+        """Put returned slots back (lock held), those with pending GPU copies once the copies are done."""
+        while self._returned:
+            self._waiting_for_gpu.append(self._returned.popleft())
+        while self._waiting_for_gpu and (self._waiting_for_gpu[0][1] is None or self._waiting_for_gpu[0][1].query()):
+            self._put_back(self._waiting_for_gpu.popleft()[0])
 
     def _put_back(self, slot: tuple[int, int]) -> None:
         arena_id = slot[0]
@@ -291,10 +300,6 @@ class BufferPool:
         else:
             self._free.append(slot)
 
-    def _collect_gpu_released(self) -> None:
-        while self._waiting_for_gpu and self._waiting_for_gpu[0][1].query():
-            self._put_back(self._waiting_for_gpu.popleft()[0])
-
     def lease_buffer(self, arena_id: int, slot_id: int, used_bytes: int):
         """A buffer over the used part of a slot whose garbage collection releases the slot."""
         arena = self.arenas[arena_id]
@@ -306,11 +311,13 @@ class BufferPool:
     @property
     def num_free(self) -> int:
         with self._lock:
+            self._collect_returned()
             return len(self._free)
 
     def close(self) -> None:
         """Retire every arena; those still viewed by live batches close when the batches die."""
         with self._lock:
+            self._collect_returned()
             for arena_id in list(self.arenas):
                 self._retire(arena_id)
             self.current_arena, self.num_slots = None, 0

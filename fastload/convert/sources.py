@@ -238,7 +238,11 @@ def object_chunks(obj: object) -> Iterator[Chunk]:
     name = f"<{type(obj).__module__}.{type(obj).__name__}>"
     module = type(obj).__module__.split(".")[0]
     if module == "datasets" and hasattr(obj, "data") and hasattr(obj.data, "table"):
-        obj = obj.data.table  # a Hugging Face dataset is an Arrow table underneath
+        # A Hugging Face dataset is an Arrow table underneath, seen through an index mapping
+        # after filter/select/shuffle/train_test_split: materialise that view, not the table.
+        if getattr(obj, "_indices", None) is not None:
+            obj = obj.flatten_indices()
+        obj = obj.data.table
     if module == "pandas":
         obj = pa.Table.from_pandas(obj, preserve_index=False)
     if isinstance(obj, pa.RecordBatch):

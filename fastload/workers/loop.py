@@ -4,7 +4,10 @@
 [fastload worker protocol] in `protocol.py`: it seeds itself exactly as
 torch's workers do (so augmentations draw the same random numbers), exposes
 `torch.utils.data.get_worker_info()`, runs `worker_init_fn`, then serves
-tasks until STOP, until its parent dies, or until the pipe closes.
+tasks until STOP, until its parent dies, or until the pipe closes. (Not
+PR_SET_PDEATHSIG: Linux sends it when the parent *thread* exits, which
+would kill the workers of a loader iterated from a thread that has since
+ended; the pipe's EOF and a `getppid()` check catch a dead parent instead.)
 """
 
 from __future__ import annotations
@@ -13,7 +16,6 @@ import ctypes
 import os
 import random
 import signal
-import sys
 
 from fastload.pool import SharedArena, SlotWriter
 from fastload.workers import protocol
@@ -21,16 +23,6 @@ from fastload.workers.codec import encode_batch
 from fastload.workers.collate import current_slot, slot_collate
 
 __all__ = ["worker_main"]
-
-
-def _die_with_parent() -> None:
-    """Ask Linux to SIGKILL this process when its parent exits (no-op elsewhere)."""
-    if sys.platform.startswith("linux"):
-        try:
-            libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-        except (OSError, AttributeError):
-            pass
 
 
 def _seed_like_torch(config: protocol.WorkerConfig) -> int:
@@ -62,7 +54,6 @@ def worker_main(config: protocol.WorkerConfig, conn) -> None:
     import torch
     from torch._utils import ExceptionWrapper
 
-    _die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle
     torch.set_num_threads(1)
     arenas: dict[int, tuple[SharedArena, int]] = {}
@@ -114,7 +105,8 @@ def worker_main(config: protocol.WorkerConfig, conn) -> None:
             conn.send((protocol.END, task_id))
             continue
         except Exception:
-            conn.send((protocol.ERROR, task_id, ExceptionWrapper(where=f"in DataLoader worker process {config.worker_id}")))
+            where = f"in DataLoader worker process {config.worker_id} while loading batch {task_id} (indices {index!r:.200})"
+            conn.send((protocol.ERROR, task_id, ExceptionWrapper(where=where)))
             continue
         if fd is None:
             conn.send((protocol.BATCH, task_id, slot, used, skeleton, leaves))

@@ -23,9 +23,10 @@ shared memory (see `fastload/pool.py`).
           ── RESET ──────────────────────────────►  restart the dataset iterator
     shutdown
           ── STOP ───────────────────────────────►  exit 0
-    main dies: the worker gets SIGKILL (PR_SET_PDEATHSIG) and also notices its
-    parent changed within POLL_S. A worker that dies is seen by the main
-    process through its sentinel, at once, and raised as an error naming it.
+    main dies: the worker's pipe reaches EOF (or its parent pid changes, checked
+    every POLL_S) and it exits. A worker that dies is seen by the main process
+    through its pipe's EOF or its sentinel, at once, and raised as an error
+    naming it and the signal.
 
 Rules: the main process owns the pool — it creates every arena, decides
 which slot a task may use (a free one, or none), and returns a slot when the

@@ -104,6 +104,10 @@ def test_hugging_face_datasets_are_read_through_their_arrow_table(tmp_path):
     ds = datasets.Dataset.from_list(ROWS)
     fastload.convert(ds, tmp_path / "out", quiet=True)
     assert _rows(tmp_path / "out") == ROWS
+    # filter/select/shuffle give a view through an index mapping: the view is converted, not the table
+    view = ds.filter(lambda row: row["n"] % 3 == 0).shuffle(seed=0)
+    fastload.convert(view, tmp_path / "view", quiet=True)
+    assert _rows(tmp_path / "view") == view.to_list()
 
 
 def test_columns_option_keeps_only_the_named_fields(tmp_path):

@@ -55,6 +55,7 @@ def test_an_exception_in_getitem_is_raised_in_the_main_process_with_type_worker_
         list(b.clone() for b in loader)
     text = str(error.value)
     assert "no such item 13" in text and "in DataLoader worker process" in text and "Original Traceback" in text
+    assert "while loading batch 3 (indices [12, 13, 14, 15])" in text
     assert "__getitem__" in text
 
 
@@ -159,3 +160,15 @@ def test_an_error_in_worker_init_fn_is_raised_at_iteration_start():
     with pytest.raises(ValueError, match="bad init"):
         iter(loader)
     assert not multiprocessing.active_children()
+
+
+def test_workers_started_from_a_thread_that_has_ended_keep_serving():
+    import threading
+
+    loader = fastload.DataLoader(Shapes(32), batch_size=4, num_workers=2, persistent_workers=True)
+    first = []
+    thread = threading.Thread(target=lambda: first.extend(b["label"].clone() for b in loader))
+    thread.start()
+    thread.join()
+    second = [b["label"].clone() for b in loader]  # the same workers, after their starting thread ended
+    assert len(first) == len(second) == 8
