@@ -209,11 +209,11 @@ def _resolve_tokenizer(tokenizer):
     return load_tokenizer(str(tokenizer))
 
 
-def _chunks_of(source, *, input_format, on_error, text_field, text_lines) -> tuple[Iterator[Chunk], list[str], int | None]:
+def _chunks_of(source, *, input_format, on_error, text_field, text_lines, out: Path) -> tuple[Iterator[Chunk], list[str], int | None]:
     """(chunks, names of the inputs, total input bytes when known up front)."""
     if isinstance(source, (str, os.PathLike)) or (isinstance(source, (list, tuple)) and source and all(isinstance(s, (str, os.PathLike)) for s in source)):
         paths = [source] if isinstance(source, (str, os.PathLike)) else list(source)
-        files = find_inputs(paths, input_format=input_format)
+        files = find_inputs(paths, input_format=input_format, exclude=out.resolve())
         total = None if any(c in COMPRESSED for _, _, c in files) else sum(p.stat().st_size for p, _, _ in files)
 
         def generate() -> Iterator[Chunk]:
@@ -268,7 +268,7 @@ def convert(
     out = Path(out)
     created_folder = not out.exists()
     started = time.perf_counter()
-    chunks, input_names, total = _chunks_of(source, input_format=input_format, on_error=on_error, text_field=text_field, text_lines=text_lines)
+    chunks, input_names, total = _chunks_of(source, input_format=input_format, on_error=on_error, text_field=text_field, text_lines=text_lines, out=out)
 
     def work(chunk: Chunk):
         try:

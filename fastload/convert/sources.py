@@ -74,8 +74,13 @@ def _format_of(path: Path) -> tuple[str | None, str | None]:
     return (FORMATS.get(suffixes[-1]) if suffixes else None), compression
 
 
-def find_inputs(inputs: Iterable[str | os.PathLike], *, input_format: str | None = None) -> list[tuple[Path, str, str | None]]:
-    """Expand files, folders and globs into (path, format, compression), sorted within each folder/glob."""
+def find_inputs(inputs: Iterable[str | os.PathLike], *, input_format: str | None = None, exclude: Path | None = None) -> list[tuple[Path, str, str | None]]:
+    """Expand files, folders and globs into (path, format, compression), sorted within each folder/glob.
+
+    Files under `exclude` (the output folder) are left out, so an output placed
+    inside an input folder is never read back as input; naming such a file
+    explicitly is an error, since converting would overwrite it.
+    """
     found: list[tuple[Path, str, str | None]] = []
     for item in inputs:
         text = str(item)
@@ -95,6 +100,11 @@ def find_inputs(inputs: Iterable[str | os.PathLike], *, input_format: str | None
             paths = [Path(text)]
         else:
             raise ConvertError(f"input {text!r} does not exist")
+        if exclude is not None:
+            inside = [p for p in paths if p.resolve().is_relative_to(exclude)]
+            if inside and Path(text).is_file():
+                raise ConvertError(f"input {text!r} lies inside the output folder {str(exclude)!r}; choose another output folder")
+            paths = [p for p in paths if p not in inside]
         for path in paths:
             fmt, compression = _format_of(path)
             fmt = input_format or fmt

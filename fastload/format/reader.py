@@ -39,6 +39,10 @@ from fastload.format.schema import Schema, column_from_arrow_field
 
 __all__ = ["Dataset", "Block", "Ragged"]
 
+# What pyarrow raises on damaged bytes: its own errors, and for a damaged footer also
+# OSError ("Invalid Block in IPC file footer") or a failed UTF-8 decode of a field name.
+_DAMAGE = (pa.ArrowException, OSError, UnicodeDecodeError, ValueError)
+
 _VERIFY_HINT = "Run 'fastload verify {folder}' to list every damaged shard, then re-create the dataset with 'fastload convert'."
 
 
@@ -148,7 +152,8 @@ class _Shard:
         try:
             self.mmap = pa.memory_map(str(path))
             self.reader = ipc.open_file(self.mmap)
-        except (OSError, pa.ArrowException) as exc:
+            arrow_schema = self.reader.schema
+        except _DAMAGE as exc:
             raise FormatError(
                 f"shard {info.file!r} cannot be opened as an Arrow IPC file ({exc}). "
                 + _VERIFY_HINT.format(folder=folder)
@@ -159,7 +164,7 @@ class _Shard:
                 f"{info.num_blocks}. " + _VERIFY_HINT.format(folder=folder)
             )
         try:
-            found = Schema(tuple(column_from_arrow_field(f) for f in self.reader.schema))
+            found = Schema(tuple(column_from_arrow_field(f) for f in arrow_schema))
         except FormatError as exc:
             raise FormatError(f"shard {info.file!r}: {exc}. " + _VERIFY_HINT.format(folder=folder)) from None
         if found != schema:
@@ -307,7 +312,7 @@ class Dataset:
             batch = shard.reader.get_batch(local)
             if self.check_blocks and not shard.checked[local]:
                 batch.validate(full=True)
-        except pa.ArrowException as exc:
+        except _DAMAGE as exc:
             raise FormatError(
                 f"block {local} of shard {info.file!r} cannot be decoded ({exc}). " + _VERIFY_HINT.format(folder=self.path)
             ) from None

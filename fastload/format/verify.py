@@ -73,6 +73,6 @@ def _verify_shard(folder: Path, info: ShardInfo, index: DatasetIndex) -> list[st
                 problems.append(
                     f"shard {info.file!r} block {block_id}: {batch.num_rows:,} rows, index.json records {int(info.block_rows[block_id]):,}"
                 )
-    except (pa.ArrowException, FormatError) as exc:
+    except (pa.ArrowException, FormatError, OSError, UnicodeDecodeError, ValueError) as exc:
         problems.append(f"shard {info.file!r}: not a readable Arrow IPC file ({exc})")
     return problems

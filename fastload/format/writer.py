@@ -24,6 +24,7 @@ rare and costs one extra pass over those shards only.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -80,6 +81,14 @@ class WriteOptions:
 
 def shard_file_name(shard_id: int) -> str:
     return f"shard-{shard_id:05d}.arrow"
+
+
+_SHARD_NAME = re.compile(r"shard-\d{5}\.arrow")
+
+
+def _written_by_fastload(name: str) -> bool:
+    """Whether a file name in a dataset folder is one fastload writes (index, shards, temporaries)."""
+    return name == INDEX_FILE or bool(_SHARD_NAME.fullmatch(name)) or name.startswith(".tmp-")
 
 
 def _tmp_name(name: str) -> str:
@@ -173,22 +182,29 @@ class DatasetWriter:
     def _prepare_folder(self, overwrite: bool) -> None:
         if self.folder.exists() and not self.folder.is_dir():
             raise ConfigError(f"output {str(self.folder)!r} exists and is not a folder; choose another output path")
-        if self.folder.is_dir() and any(self.folder.iterdir()):
-            is_dataset = (self.folder / INDEX_FILE).exists() or any(self.folder.glob("*.arrow")) or any(self.folder.glob(".tmp-*"))
-            if not overwrite:
-                raise ConfigError(
-                    f"output folder {str(self.folder)!r} is not empty; pass --overwrite (overwrite=True) to "
-                    "replace the dataset in it, or choose another folder"
-                )
-            if not is_dataset:
-                raise ConfigError(
-                    f"output folder {str(self.folder)!r} holds files that are not a fastload dataset; "
-                    "refusing to overwrite it. Choose an empty or new folder."
-                )
-            # The index goes first, so a crash from here on leaves a folder that does not open as complete.
-            (self.folder / INDEX_FILE).unlink(missing_ok=True)
-            for path in list(self.folder.glob("*.arrow")) + list(self.folder.glob(".tmp-*")):
-                path.unlink()
+        entries = list(self.folder.iterdir()) if self.folder.is_dir() else []
+        if not entries:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            return
+        if not overwrite:
+            raise ConfigError(
+                f"output folder {str(self.folder)!r} is not empty; pass --overwrite (overwrite=True) to "
+                "replace the dataset in it, or choose another folder"
+            )
+        # Only a folder that holds nothing but what fastload writes may be overwritten:
+        # a user's own files (their raw .arrow input, notes) are never deleted.
+        foreign = [p.name for p in entries if not _written_by_fastload(p.name)]
+        if foreign:
+            raise ConfigError(
+                f"output folder {str(self.folder)!r} holds files fastload did not write "
+                f"({', '.join(sorted(foreign)[:5])}{', ...' if len(foreign) > 5 else ''}); refusing to "
+                "overwrite it. Choose an empty or new folder."
+            )
+        # The index goes first, so a crash from here on leaves a folder that does not open as complete.
+        (self.folder / INDEX_FILE).unlink(missing_ok=True)
+        for path in entries:
+            if path.name != INDEX_FILE:
+                path.unlink(missing_ok=True)
         self.folder.mkdir(parents=True, exist_ok=True)
 
     # -- writing ---------------------------------------------------------------

@@ -87,7 +87,7 @@ def test_overwrite_refuses_a_folder_that_is_not_a_dataset(tmp_path):
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "precious.txt").write_text("keep me")
     path = _write_lines(tmp_path / "a.jsonl", [json.dumps({"v": 1})])
-    with pytest.raises(fastload.ConfigError, match="not a fastload dataset"):
+    with pytest.raises(fastload.ConfigError, match=r"holds files fastload did not write \(precious.txt\)"):
         fastload.convert(path, tmp_path / "out", overwrite=True, quiet=True)
     assert (tmp_path / "out" / "precious.txt").read_text() == "keep me"
 
@@ -147,3 +147,28 @@ def test_a_bad_line_deep_in_a_big_file_is_named_by_its_true_line_number(tmp_path
     _write_lines(tmp_path / "big.jsonl", lines)
     fastload.convert(path, tmp_path / "out", workers=workers, quiet=True)
     assert [r["text"] for r in Dataset(tmp_path / "out")][2345] == "fixed"
+
+
+def test_overwrite_never_deletes_files_fastload_did_not_write(tmp_path):
+    import pyarrow as pa
+    import pyarrow.feather as feather
+
+    work = tmp_path / "work"
+    work.mkdir()
+    feather.write_feather(pa.table({"text": ["a", "b"]}), work / "raw.arrow")
+    (work / "notes.txt").write_text("mine")
+    with pytest.raises(ConvertError, match="inside the output folder"):
+        fastload.convert(work / "raw.arrow", work, overwrite=True, quiet=True)
+    source = _write_lines(tmp_path / "in.jsonl", [json.dumps({"text": "x"})])
+    with pytest.raises(fastload.ConfigError, match=r"files fastload did not write \(notes.txt, raw.arrow\)"):
+        fastload.convert(source, work, overwrite=True, quiet=True)
+    assert sorted(p.name for p in work.iterdir()) == ["notes.txt", "raw.arrow"]
+
+
+def test_an_output_folder_inside_the_input_folder_is_not_read_back(tmp_path):
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    _write_lines(corpus / "a.jsonl", [json.dumps({"text": f"t{i}"}) for i in range(5)])
+    for _ in range(2):
+        fastload.convert(corpus, corpus / "ds", overwrite=True, quiet=True)
+        assert [r["text"] for r in Dataset(corpus / "ds")] == [f"t{i}" for i in range(5)]
