@@ -58,6 +58,7 @@ class DataLoader(tud.DataLoader):
         self._resume_state: dict | None = None
         self._epoch_start: dict | None = None  # RNG and sampler state the current epoch started from
         self._skip_batches = 0  # read by the next iterator created: batches of indices to skip
+        self._resume_seeds: dict | None = None  # read by the next PoolIterator: base seed and RNG to resume with
 
     def _buffer_pool(self, *, pin: bool) -> BufferPool:
         """The loader's pool, kept across epochs: slots sized (and pinned) once, not every epoch."""
@@ -91,15 +92,30 @@ class DataLoader(tud.DataLoader):
         if resume is not None:
             return self._resumed_iterator(resume)
         sampler = self._index_sampler_object
+        self._rewind_interrupted_sampler(sampler)
+        fresh_workers = not (self.persistent_workers and self.num_workers > 0 and getattr(self, "_iterator", None) is not None)
         self._epoch_start = {
             "rng_state": torch.get_rng_state(),
             "generator_state": self.generator.get_state() if self.generator is not None else None,
             "sampler_state": sampler.state_dict() if hasattr(sampler, "state_dict") else None,
+            "fresh_workers": fresh_workers,
         }
         self._progress = Progress()
         iterator = super().__iter__()
         iterator._progress = self._progress
+        self._epoch_start["base_seed"] = int(iterator._base_seed)
         return iterator
+
+    def _rewind_interrupted_sampler(self, sampler) -> None:
+        """A stateful sampler (fastload's) that the prefetcher ran ahead of, in an epoch left by a
+        `break`, goes back to the first batch not delivered, so none is lost."""
+        progress, start = getattr(self, "_progress", None), self._epoch_start
+        if progress is None or start is None or start.get("sampler_state") is None or not hasattr(sampler, "samples_consumed"):
+            return
+        if progress.batches < len(self):
+            state = dict(start["sampler_state"])
+            state["samples_consumed"] += progress.batches * sampler.global_batch_size
+            sampler.load_state_dict(state)
 
     def _resumed_iterator(self, state: dict):
         """An iterator positioned right after the batches `state` says were delivered.
@@ -114,14 +130,26 @@ class DataLoader(tud.DataLoader):
         """
         skip = int(state["batches_yielded"])
         sampler = self._index_sampler_object
+        if self._dataset_kind == _DatasetKind.Map and skip >= len(self):
+            # Taken after the last batch of an epoch: what comes next is the next epoch.
+            if state.get("sampler_state") is not None and hasattr(sampler, "load_state_dict"):
+                sampler.load_state_dict({**state["sampler_state"], "epoch": state["sampler_state"]["epoch"] + 1, "samples_consumed": 0})
+            self._progress = None
+            return self.__iter__()
         if state.get("sampler_state") is not None and hasattr(sampler, "load_state_dict"):
             sampler.load_state_dict(state["sampler_state"])
         current = torch.get_rng_state()
-        torch.set_rng_state(state["rng_state"])
-        if state.get("generator_state") is not None and self.generator is not None:
-            self.generator.set_state(state["generator_state"])
-        self._epoch_start = {k: state.get(k) for k in ("rng_state", "generator_state", "sampler_state")}
+        reuse_workers = not state.get("fresh_workers", True) and self.persistent_workers and self.num_workers > 0
+        self._epoch_start = {k: state.get(k) for k in ("rng_state", "generator_state", "sampler_state", "fresh_workers", "base_seed")}
         try:
+            if reuse_workers:
+                # The original epoch reused its workers, so it drew no base seed: the new workers
+                # get the saved one, and the RNG is restored only for the sampler's draw.
+                self._resume_seeds = state
+            else:
+                torch.set_rng_state(state["rng_state"])
+                if state.get("generator_state") is not None and self.generator is not None:
+                    self.generator.set_state(state["generator_state"])
             if self.persistent_workers and self.num_workers > 0:
                 self._iterator = None  # a resumed epoch starts fresh workers, seeded as the original ones
             self._skip_batches = skip if self._dataset_kind == _DatasetKind.Map else 0
@@ -130,6 +158,7 @@ class DataLoader(tud.DataLoader):
                 self._iterator = iterator
         finally:
             self._skip_batches = 0
+            self._resume_seeds = None
             torch.set_rng_state(current)
         if self._dataset_kind == _DatasetKind.Iterable:
             for _ in range(skip):
@@ -143,6 +172,11 @@ class DataLoader(tud.DataLoader):
 
     def state_dict(self) -> dict:
         """Where the current epoch stands: batches delivered, and the state the epoch started from."""
+        if not self.in_order and self.num_workers > 0:
+            raise ConfigError(
+                "state_dict() needs in_order=True: with out-of-order delivery the batches delivered so far "
+                "are not the first ones of the epoch, so no count of them can say where to resume"
+            )
         progress = getattr(self, "_progress", None)
         start = self._epoch_start or {
             "rng_state": torch.get_rng_state(),

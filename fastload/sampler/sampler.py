@@ -100,24 +100,36 @@ class Sampler:
             yield plan.rank_batch(b, self.rank, self.world_size)
 
     def __iter__(self) -> Iterator[list[int]]:
-        """The rest of the current epoch, counting what is consumed; then the next epoch begins."""
+        """The current epoch from its resume point; once it is exhausted, the next epoch begins.
+
+        Iterating does not move the resume point: a loader prefetches batches
+        it may never deliver (a `break`), so only the caller knows what was
+        consumed — `fastload.DataLoader.state_dict()` counts delivered batches,
+        and `state_dict(batches_done=k)` adds k batches by hand. Iterating again
+        without exhausting the epoch starts from the same point, as torch's
+        samplers start over.
+        """
         plan = self.plan()
         for b in range(self.samples_consumed // self.global_batch_size, plan.num_batches):
-            batch = plan.rank_batch(b, self.rank, self.world_size)
-            self.samples_consumed = (b + 1) * self.global_batch_size
-            yield batch.tolist()
+            yield plan.rank_batch(b, self.rank, self.world_size).tolist()
         self.epoch, self.samples_consumed = self.epoch + 1, 0
 
     # -- resumption -------------------------------------------------------------
 
-    def state_dict(self) -> dict:
+    def state_dict(self, *, batches_done: int = 0) -> dict:
+        """The resume point (plus `batches_done` global batches delivered since it), and what fixes the order."""
         return {
             "version": STATE_VERSION,
             "seed": self.options.seed,
             "epoch": self.epoch,
-            "samples_consumed": self.samples_consumed,
+            "samples_consumed": self.samples_consumed + batches_done * self.global_batch_size,
             "global_batch_size": self.global_batch_size,
             "order": self.options.order,
+            "window_blocks": self.options.window_blocks,
+            "num_partitions": self.plan().num_partitions,
+            "drop_last": self.options.drop_last,
+            "num_blocks": len(self.block_rows),
+            "num_samples": int(self.block_rows.sum()),
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -127,15 +139,14 @@ class Sampler:
                 raise ConfigError(f"sampler state {key!r} must be a non-negative integer, found {state.get(key)!r}")
         if state.get("version", STATE_VERSION) > STATE_VERSION:
             raise ConfigError("this sampler state was written by a newer fastload; upgrade fastload to resume from it")
-        mismatched = [
-            f"{key} {state[key]!r} (now {mine!r})"
-            for key, mine in (("seed", self.options.seed), ("global_batch_size", self.global_batch_size), ("order", self.options.order))
-            if key in state and state[key] != mine
-        ]
+        mine = self.state_dict()
+        fixed = ("seed", "global_batch_size", "order", "window_blocks", "num_partitions", "drop_last", "num_blocks", "num_samples")
+        mismatched = [f"{key} {state[key]!r} (now {mine[key]!r})" for key in fixed if key in state and state[key] != mine[key]]
         if mismatched:
             raise ConfigError(
                 "cannot resume: the saved sampler state differs in " + ", ".join(mismatched)
-                + "; resuming needs the same seed, order and global batch size (any number of ranks or workers is fine)"
+                + "; resuming needs the same dataset, seed, order options and global batch size "
+                "(any number of ranks or workers is fine)"
             )
         if state["samples_consumed"] % self.global_batch_size:
             raise ConfigError(

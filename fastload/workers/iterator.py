@@ -62,6 +62,12 @@ class PoolIterator(_BaseDataLoaderIter):
 
     def __init__(self, loader):
         super().__init__(loader)
+        resume = loader._resume_seeds
+        if resume is not None:  # resuming an epoch whose workers were reused: see DataLoader._resumed_iterator
+            self._base_seed = int(resume["base_seed"])
+            torch.set_rng_state(resume["rng_state"])
+            if resume.get("generator_state") is not None and loader.generator is not None:
+                loader.generator.set_state(resume["generator_state"])
         self._prefetch_factor = loader.prefetch_factor
         self._in_order = loader.in_order
         self._max_tasks = self._prefetch_factor * self._num_workers

@@ -131,3 +131,52 @@ def test_state_after_breaking_out_of_the_loop_counts_the_batches_delivered(num_w
     resumed = make()
     resumed.load_state_dict(state)
     assert head + _labels(resumed) == uninterrupted
+
+
+@pytest.mark.parametrize("epoch", [0, 1, 2])
+def test_resuming_later_epochs_with_persistent_workers_gives_the_same_batches(epoch):
+    def make():
+        return fastload.DataLoader(Shapes(40), batch_size=4, shuffle=True, num_workers=2, persistent_workers=True)
+
+    torch.manual_seed(5)
+    reference = make()
+    epochs = [_labels(reference) for _ in range(epoch + 1)]
+    torch.manual_seed(5)
+    first = make()
+    for _ in range(epoch):
+        _labels(first)
+    iterator = iter(first)
+    head = _labels(_take(iterator, 3))
+    state = first.state_dict()
+    del iterator
+    resumed = make()
+    resumed.load_state_dict(state)
+    assert head + _labels(resumed) == epochs[epoch]
+
+
+@pytest.mark.parametrize("num_workers", [0, 2])
+def test_a_state_taken_at_the_end_of_an_epoch_resumes_into_the_next_epoch(num_workers):
+    loader = fastload.DataLoader(Shapes(16), batch_size=4, shuffle=True, num_workers=num_workers)
+    assert len(_labels(loader)) == 4
+    resumed = fastload.DataLoader(Shapes(16), batch_size=4, shuffle=True, num_workers=num_workers)
+    resumed.load_state_dict(loader.state_dict())
+    assert len(_labels(resumed)) == 4
+
+
+def test_state_dict_is_refused_with_out_of_order_delivery():
+    loader = fastload.DataLoader(Shapes(16), batch_size=4, num_workers=2, in_order=False)
+    next(iter(loader))
+    with pytest.raises(fastload.ConfigError, match="needs in_order=True"):
+        loader.state_dict()
+
+
+def test_breaking_out_and_iterating_again_loses_no_batch_of_a_fastload_sampler():
+    rows = np.full(4, 16)
+    loader = fastload.DataLoader(Shapes(64), batch_sampler=fastload.Sampler(rows, global_batch_size=4, shuffle=False), num_workers=2)
+    seen = []
+    for i, batch in enumerate(loader):
+        seen.extend(batch["label"].tolist())
+        if i == 1:
+            break
+    seen.extend(label for batch in loader for label in batch["label"].tolist())
+    assert sorted(seen) == sorted([i % 7 for i in range(64)]) and len(seen) == 64
