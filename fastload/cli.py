@@ -96,7 +96,7 @@ def _run_inspect(args) -> int:
         out.pop("shards")
         out["shards"] = [{k: v for k, v in s.to_json().items() if k != "blocks"} | {"num_blocks": s.num_blocks} for s in index.shards]
         out["sample_rows"] = [{k: _jsonable(v) for k, v in row.items()} for row in samples]
-        print(json.dumps(out, indent=2, ensure_ascii=False))
+        print(json.dumps(out, indent=2, ensure_ascii=False, allow_nan=False))
         return 0
     print(f"dataset      {ds.path}")
     print(f"rows         {ds.num_rows:,}   blocks {ds.num_blocks:,}   shards {len(index.shards):,}")
@@ -154,10 +154,18 @@ def _preview(value, limit: int = 60):
 
 
 def _jsonable(value):
+    import math
+
     import numpy as np
 
     if isinstance(value, np.ndarray):
-        return value.tolist()
+        value = value.tolist()
+    if isinstance(value, list):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None  # JSON has no NaN or infinity
     if isinstance(value, bytes):
         return value.hex()
     return value

@@ -58,3 +58,15 @@ def test_sizes_accept_units():
 def test_console_script_is_installed():
     result = subprocess.run([sys.executable, "-m", "fastload.cli", "--help"], capture_output=True, text=True, check=True)
     assert "convert" in result.stdout and "verify" in result.stdout
+
+
+def test_inspect_json_is_valid_json_even_with_nan_and_numpy_values(tmp_path, capsys):
+    import numpy as np
+
+    import fastload
+
+    rows = [{"x": float("nan"), "v": np.array([1.0, float("inf")], np.float32), "n": 3}]
+    fastload.convert(rows, tmp_path / "out", quiet=True)
+    assert main(["inspect", str(tmp_path / "out"), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["sample_rows"][0] == {"x": None, "v": [1.0, None], "n": 3}

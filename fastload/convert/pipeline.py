@@ -36,7 +36,7 @@ import pyarrow as pa
 from fastload.convert.normalize import TOKENS_COLUMN, prepare_table
 from fastload.convert.parse import LineError
 from fastload.convert.sources import COMPRESSED, Chunk, file_chunks, find_inputs, object_chunks
-from fastload.errors import ConfigError, ConvertError
+from fastload.errors import ConfigError, ConvertError, FormatError
 from fastload.format.index import INDEX_FILE, DatasetIndex
 from fastload.format.schema import Column, Schema, TypeMismatch, promote_column
 from fastload.format.writer import DatasetWriter, WriteOptions
@@ -120,6 +120,14 @@ class _Columns:
                     "leave it out with --columns."
                 ) from None
 
+    def unfit(self, name: str, source: str, exc: Exception) -> ConvertError:
+        column = self.columns[name]
+        return ConvertError(
+            f"field {name!r}: values in {source} do not fit {column.kind} ({column.dtype}), the type the field "
+            f"has across the inputs ({self.origin.get(name, 'the first input')} set it): {exc}. Make the "
+            "field's type consistent (e.g. all integers below 2**53 or all floats), or leave it out with --columns."
+        )
+
     def _first_source(self) -> str:
         return next(iter(self.origin.values()), "the first input")
 
@@ -130,7 +138,7 @@ class _Columns:
     def schema(self) -> Schema:
         return Schema(tuple(c for c in self.columns.values() if c is not None))
 
-    def conform(self, table: pa.Table) -> pa.Table:
+    def conform(self, table: pa.Table, source: str) -> pa.Table:
         """`table` with exactly the current typed columns, in order (missing fields become nulls)."""
         arrays = []
         for name, column in self.columns.items():
@@ -138,7 +146,10 @@ class _Columns:
                 continue
             if name in table.column_names:
                 array = table.column(name)
-                arrays.append(array if array.type == column.arrow_type else array.cast(column.arrow_type))
+                try:
+                    arrays.append(array if array.type == column.arrow_type else array.cast(column.arrow_type))
+                except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+                    raise self.unfit(name, source, exc) from None
             else:
                 arrays.append(pa.nulls(table.num_rows, column.arrow_type))
         return pa.Table.from_arrays(arrays, schema=self.schema().arrow_schema())
@@ -155,12 +166,12 @@ class _Assembler:
         self.out, self.options, self.overwrite = out, options, overwrite
         self.known = _Columns()
         self.writer: DatasetWriter | None = None
-        self.held: list[pa.Table] = []
+        self.held: list[tuple[pa.Table, str]] = []
         self.held_bytes = 0
 
     def add(self, table: pa.Table, kinds: dict, *, source: str) -> None:
         self.known.merge(kinds, source)
-        self.held.append(table)
+        self.held.append((table, source))
         self.held_bytes += table.nbytes
         if self.writer is not None or self.known.complete or self.held_bytes >= _MAX_HELD_BYTES:
             self._flush()
@@ -176,9 +187,13 @@ class _Assembler:
                 f"{_MAX_HELD_BYTES >> 20} MiB of input and got a type only later; put a file where they "
                 "are set first, or leave them out with --columns"
             )
-        self.writer.promote(schema)
-        for table in self.held:
-            self.writer.write(self.known.conform(table))
+        try:
+            self.writer.promote(schema)
+        except FormatError as exc:  # rows already written do not fit the widened type
+            name = next((c.name for c in schema if c != self.writer.schema[c.name]), "?")
+            raise self.known.unfit(name, "earlier input", exc) from None
+        for table, source in self.held:
+            self.writer.write(self.known.conform(table, source))
         self.held, self.held_bytes = [], 0
 
     def finish_held(self) -> bool:
@@ -305,13 +320,16 @@ def convert(
         dropped = assembler.dropped_columns
         for name in dropped:
             log.warning("field %r is null in every row and was left out of the dataset", name)
-        index = assembler.writer.close(
-            source={"inputs": input_names, "dropped_columns": dropped},
-            tokenizer=_tokenizer_record(tokenizer, text_field),
-            num_skipped_rows=skipped_rows,
-            options={"columns": list(columns) if columns else None, "text_field": text_field, "keep_text": keep_text, "on_error": on_error},
-            created_by=f"fastload {_version()}",
-        )
+        try:
+            index = assembler.writer.close(
+                source={"inputs": input_names, "dropped_columns": dropped},
+                tokenizer=_tokenizer_record(tokenizer, text_field),
+                num_skipped_rows=skipped_rows,
+                options={"columns": list(columns) if columns else None, "text_field": text_field, "keep_text": keep_text, "on_error": on_error},
+                created_by=f"fastload {_version()}",
+            )
+        except FormatError as exc:  # shards rewritten for a promotion hold values the wider type cannot
+            raise ConvertError(f"{exc}. A field changed type between inputs in a way that loses values; make it consistent, or leave it out with --columns.") from None
     except BaseException:
         assembler.abort()
         if created_folder and out.is_dir() and not (out / INDEX_FILE).exists():

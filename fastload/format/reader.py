@@ -14,7 +14,7 @@ The CRC runs at several GB/s, a small price next to everything else done
 with a block; `check_blocks=False` skips both checks for trusted data.
 
 `Dataset` is also a plain map-style dataset: `len(ds)` and `ds[i]` (a dict of
-numpy arrays, str, bytes and Python scalars) work with
+numpy arrays, numpy scalars, str and bytes) work with
 `torch.utils.data.DataLoader`. It pickles as its path and options, and each
 process maps the shards itself.
 """
@@ -103,7 +103,7 @@ class Block:
             elif view.ndim > 1:
                 out[name] = view[i].copy()
             else:
-                out[name] = view[i].item() if view.dtype != object else view[i]
+                out[name] = view[i]  # a numpy scalar: its dtype survives collation (float32 stays float32)
         return out
 
 

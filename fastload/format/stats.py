@@ -50,7 +50,7 @@ class _Moments:
         nan = np.isnan(values)
         count = finite.sum(axis=0)
         safe = np.where(finite, values, 0.0)
-        with np.errstate(invalid="ignore", divide="ignore"):
+        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
             mean = np.where(count > 0, safe.sum(axis=0) / np.maximum(count, 1), 0.0)
             m2 = np.where(finite, (safe - mean) ** 2, 0.0).sum(axis=0)
         other = _Moments(len(count))
@@ -62,11 +62,11 @@ class _Moments:
 
     def merge(self, other: "_Moments") -> None:
         n = self.count + other.count
-        delta = other.mean - self.mean
-        with np.errstate(invalid="ignore", divide="ignore"):
+        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+            delta = other.mean - self.mean
             w = np.where(n > 0, other.count / np.maximum(n, 1), 0.0)
-        self.mean = self.mean + delta * w
-        self.m2 = self.m2 + other.m2 + delta**2 * self.count * w
+            self.mean = self.mean + delta * w
+            self.m2 = self.m2 + other.m2 + delta**2 * self.count * w
         self.count = n
         self.min = np.minimum(self.min, other.min)
         self.max = np.maximum(self.max, other.max)
@@ -77,11 +77,16 @@ class _Moments:
         return {
             "count": count,
             "nan_count": int(self.nan_count[i]),
-            "mean": float(self.mean[i]) if count else None,
-            "std": float(math.sqrt(self.m2[i] / count)) if count else None,
+            # Finite values near the float64 limit can overflow the mean or variance: null, not inf.
+            "mean": _finite_or_none(self.mean[i]) if count else None,
+            "std": _finite_or_none(math.sqrt(self.m2[i] / count)) if count and math.isfinite(self.m2[i]) else None,
             "min": _json_number(self.min[i]) if count else None,
             "max": _json_number(self.max[i]) if count else None,
         }
+
+
+def _finite_or_none(x: float) -> float | None:
+    return float(x) if math.isfinite(x) else None
 
 
 def _json_number(x: float) -> float | int:

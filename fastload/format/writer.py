@@ -244,10 +244,11 @@ class DatasetWriter:
             return
         if schema.names != self.schema.names:
             raise FormatError(f"promotion cannot change columns: {self.schema.names} -> {schema.names}")
-        self._finish_shard()
         expected = schema.arrow_schema()
+        pending = [self._conform(b, expected) for b in self._pending]  # raises before anything changes
+        self._finish_shard()
         self.schema = schema
-        self._pending = [self._conform(b, expected) for b in self._pending]
+        self._pending = pending
 
     def _flush_full_blocks(self, final: bool = False) -> None:
         if not self._pending:
@@ -344,7 +345,12 @@ class DatasetWriter:
                 reader = ipc.open_file(source)
                 for i in range(reader.num_record_batches):
                     batch = reader.get_batch(i)
-                    shard.write(pa.RecordBatch.from_arrays([c.cast(f.type) for c, f in zip(batch.columns, target)], schema=target))
+                    try:
+                        columns = [c.cast(f.type) for c, f in zip(batch.columns, target)]
+                    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+                        shard.abort()
+                        raise FormatError(f"rows written earlier do not fit the widened schema {self.schema.to_json()}: {exc}") from None
+                    shard.write(pa.RecordBatch.from_arrays(columns, schema=target))
             self._shards[shard_id] = shard.finish(info.file)
             os.replace(new_path, old_path)
 
