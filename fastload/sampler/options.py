@@ -38,6 +38,14 @@ class SamplerOptions:
     drop_last: drop the last, incomplete global batch (True) or complete it
         by repeating samples from the start of the epoch (False, torch's
         default; every rank still gets the same number of batches).
+
+    The locality these options promise (each block read once per rank, from
+    a bounded window) is a property of the *order*; a reader realises it
+    only if it keeps the live blocks decoded: about 2 × window_blocks × the
+    partitions it serves. The fast path's workers do (its issue); reading
+    `fastload.Dataset` rows through `ds[i]` with this sampler needs
+    `Dataset(path, cache_blocks=...)` that large, or uncompressed shards,
+    whose repeated reads hit the page cache instead of decompressing again.
     """
 
     order: str = "block_window"

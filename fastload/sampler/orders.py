@@ -212,12 +212,41 @@ class BlockWindowPlan(EpochPlan):
         """Virtual positions of stream index `stream` of each partition, after the window shuffle."""
         linear = self.partition_starts[partitions] + stream
         windows = np.searchsorted(self.window_starts, linear, side="right") - 1
+        order = np.argsort(windows, kind="stable")  # group positions by window: O(n), not O(n × windows)
+        sorted_windows = windows[order]
+        cuts = np.flatnonzero(np.diff(sorted_windows)) + 1
         out = np.empty_like(linear)
-        for w in np.unique(windows):
-            mask = windows == w
+        for lo, hi in zip(np.concatenate([[0], cuts]), np.concatenate([cuts, [len(order)]])):
+            w = int(sorted_windows[lo])
             start = self.window_starts[w]
-            out[mask] = start + self._window(int(w))[linear[mask] - start]
+            idx = order[lo:hi]
+            out[idx] = start + self._window(w)[linear[idx] - start]
         return out
+
+    def rank_batch(self, batch: int, rank: int, world_size: int) -> np.ndarray:
+        """One rank's share of a batch: per partition a contiguous run of its stream, so slices of
+        the cached window permutations rather than a lookup per sample."""
+        lo, hi = self.rank_columns(rank, world_size)
+        bounds = self.column_bounds
+        first = int(np.searchsorted(bounds, lo, side="right")) - 1
+        pieces = []
+        for p in range(first, self.num_partitions):
+            c0, c1 = int(bounds[p]), int(bounds[p + 1])
+            if c0 >= hi:
+                break
+            a, z = max(lo, c0), min(hi, c1)
+            if a >= z:
+                continue
+            quota = c1 - c0
+            linear = int(self.partition_starts[p]) + batch * quota + (a - c0)
+            end = linear + (z - a)
+            while linear < end:  # a run crosses at most a window boundary or two
+                w = int(np.searchsorted(self.window_starts, linear, side="right")) - 1
+                start, stop = int(self.window_starts[w]), min(end, int(self.window_starts[w + 1]))
+                pieces.append(start + self._window(w)[linear - start : stop - start])
+                linear = stop
+        virtual = np.concatenate(pieces).astype(np.int64) if pieces else np.zeros(0, np.int64)
+        return self.virtual_to_samples(virtual)
 
     def virtual_to_samples(self, virtual: np.ndarray) -> np.ndarray:
         k = np.searchsorted(self.virtual_starts, virtual, side="right") - 1
