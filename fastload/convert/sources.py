@@ -191,7 +191,8 @@ def file_chunks(path: Path, fmt: str, compression: str | None, *, on_error: str,
         except (OSError, pa.ArrowException) as exc:
             raise ConvertError(f"{name!r} is not a readable Parquet file: {exc}") from None
         for group in range(meta.num_row_groups):
-            size = meta.metadata.row_group(group).total_byte_size
+            row_group = meta.metadata.row_group(group)  # bytes on disk, as the progress bar's total counts them
+            size = sum(row_group.column(c).total_compressed_size for c in range(row_group.num_columns))
             yield Chunk(name, 0, size, lambda group=group: (pq.ParquetFile(path).read_row_group(group), 0, 0))
     elif fmt == "arrow":
         _require_uncompressed(path, compression)

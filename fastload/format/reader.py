@@ -35,7 +35,7 @@ import pyarrow.ipc as ipc
 
 from fastload.errors import FormatError
 from fastload.format.index import DatasetIndex, ShardInfo, read_index
-from fastload.format.schema import Schema, column_from_arrow_field
+from fastload.format.schema import Schema, column_from_arrow_field, offsets_of
 
 __all__ = ["Dataset", "Block", "Ragged"]
 
@@ -112,7 +112,7 @@ def _ragged(array: pa.Array, value_dtype: np.dtype) -> Ragged:
         array = array.combine_chunks()
     buffers = array.buffers()
     n = len(array)
-    offsets = np.frombuffer(buffers[1], np.int32, n + 1, array.offset * 4) if buffers[1] is not None else np.zeros(n + 1, np.int32)
+    offsets = offsets_of(array)
     if pa.types.is_list(array.type):
         data = array.values.buffers()[1] if len(array.values) else None
         child_offset = array.values.offset

@@ -35,6 +35,7 @@ from fastload.errors import FormatError
 
 __all__ = [
     "KINDS",
+    "offsets_of",
     "Column",
     "Schema",
     "infer_column",
@@ -323,3 +324,11 @@ def column_from_arrow_field(f: pa.Field) -> Column:
     if inferred.kind == "tokens":
         inferred = Column(f.name, "tokens", _numpy_name(f.type.value_type) or "?")
     return inferred
+
+
+def offsets_of(array: pa.Array) -> np.ndarray:
+    """The int32 offsets of a list/string/binary array as a zero-copy numpy view (length + 1 entries)."""
+    buffer = array.buffers()[1]
+    if buffer is None:  # an empty or all-null array may have no offsets buffer
+        return np.zeros(len(array) + 1, np.int32)
+    return np.frombuffer(buffer, np.int32, len(array) + 1, array.offset * 4)

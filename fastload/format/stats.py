@@ -23,7 +23,7 @@ import math
 import numpy as np
 import pyarrow as pa
 
-from fastload.format.schema import Column
+from fastload.format.schema import Column, offsets_of
 
 __all__ = ["ColumnStats", "new_stats"]
 
@@ -160,7 +160,7 @@ class LengthStats(ColumnStats):
     def _add(self, array: pa.Array) -> None:
         if len(array) == 0:
             return
-        offsets = np.frombuffer(array.buffers()[1], np.int32, len(array) + 1, array.offset * 4)
+        offsets = offsets_of(array)
         lengths = np.diff(offsets).astype(np.int64)
         if array.null_count:
             lengths = lengths[array.is_valid().to_numpy(zero_copy_only=False)]

@@ -35,7 +35,7 @@ import pyarrow.ipc as ipc
 from fastload.errors import ConfigError, FormatError
 from fastload.format.checksum import ChecksummingFile
 from fastload.format.index import COMPRESSIONS, INDEX_FILE, DatasetIndex, ShardInfo, write_index
-from fastload.format.schema import Schema
+from fastload.format.schema import Schema, offsets_of
 from fastload.format.stats import new_stats
 
 __all__ = ["WriteOptions", "DatasetWriter", "shard_file_name"]
@@ -102,7 +102,7 @@ def _row_bytes(batch: pa.RecordBatch) -> np.ndarray:
         t = array.type
         if pa.types.is_list(t) or pa.types.is_string(t) or pa.types.is_binary(t):
             item = t.value_type.bit_width // 8 if pa.types.is_list(t) else 1
-            offsets = np.frombuffer(array.buffers()[1], np.int32, len(array) + 1, array.offset * 4)
+            offsets = offsets_of(array)
             sizes += np.diff(offsets).astype(np.int64) * item + 4
         elif pa.types.is_fixed_size_list(t):
             sizes += t.list_size * t.value_type.bit_width // 8

@@ -216,3 +216,9 @@ def test_torch_style_shuffle_flag_picks_block_window_or_sequential():
     assert next(iter(sequential)) == [0, 1, 2, 3]  # iterating again starts over, as torch's samplers do
     with pytest.raises(ConfigError, match="shuffle= .* or order="):
         Sampler(rows, global_batch_size=4, shuffle=True, order="uniform")
+
+
+def test_the_registry_of_orders_names_exactly_the_implemented_orders():
+    from fastload.sampler import options, orders
+
+    assert set(options.ORDERS) == set(orders.ORDERS)
