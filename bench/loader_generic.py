@@ -1,6 +1,6 @@
 """Generic loader benchmark: the same map-style dataset through torch's DataLoader and fastload's.
 
-    python bench/loader_generic.py [--repeats 3] [--json bench/results/loader_generic.json]
+    python bench/loader_generic.py [--rounds 3] [--repeats 3] [--json bench/results/loader_generic.json]
 
 Two workloads, as in the loader issue, with `pin_memory=True` (a no-op with
 a warning on machines without CUDA, for both loaders):
@@ -11,14 +11,16 @@ so the table measures the loaders: worker start, collation, hand-off, and the
 main process's share.
 
 Every (workload, loader, num_workers) runs in a fresh child process (see
-`_harness.run_child`). In it: one warm-up epoch, then `--repeats` timed
-epochs, each a fresh iterator (workers start each epoch, as they do by
-default). Reported: batches/s (median of the epochs, min–max), time to the
+`_harness.run_child`), `--rounds` times, the cases in a rotating order. In
+a child: one warm-up epoch, then `--repeats` timed epochs, each a fresh
+iterator (workers start each epoch, as they do by default). Figures are
+medians over rounds of the per-child medians; min–max spans every epoch. Reported: batches/s (median of the epochs, min–max), time to the
 first batch, main-process CPU time inside `next()` per batch (the time the
 training loop's thread spends on loading — `time.thread_time`, so waiting
 for workers is not counted) and its wall time, and the peak of the summed
 proportional set size (PSS) of the main process and its workers, which
-counts shared memory once rather than once per process.
+counts shared memory once rather than once per process (sampled every
+0.1 s; the sampling time is not counted in batches/s).
 """
 
 from __future__ import annotations
@@ -81,7 +83,8 @@ def _child(workload: str, loader_name: str, num_workers: int, repeats: int) -> d
         started = time.perf_counter()
         iterator = iter(loader)
         first_batch_s = None
-        cpu_s = wall_in_next_s = 0.0
+        cpu_s = wall_in_next_s = sampling_s = 0.0
+        last_sample = started - 1.0  # sample at the first batch, then every 0.1 s
         batches = 0
         while True:
             c0, w0 = time.thread_time(), time.perf_counter()
@@ -94,12 +97,15 @@ def _child(workload: str, loader_name: str, num_workers: int, repeats: int) -> d
             if first_batch_s is None:
                 first_batch_s = time.perf_counter() - started
             batches += 1
-            if batches % 10 == 0:
+            if time.perf_counter() - last_sample >= 0.1:  # reading smaps costs ~ms: sample by time, off the clock
+                sample_started = time.perf_counter()
                 workers = getattr(iterator, "_workers", [])
                 pss = _pss_bytes(os.getpid()) + sum(_pss_bytes(p.pid) for p in workers)
                 peak_pss = max(peak_pss, pss)
+                last_sample = time.perf_counter()
+                sampling_s += last_sample - sample_started
             del batch
-        elapsed = time.perf_counter() - started
+        elapsed = time.perf_counter() - started - sampling_s
         if epoch:  # epoch 0 warms up
             epochs.append(
                 {
@@ -116,9 +122,22 @@ def _child(workload: str, loader_name: str, num_workers: int, repeats: int) -> d
     return summary
 
 
+def _median_of_runs(runs: list[dict]) -> dict:
+    """The median of each figure over the children's runs (each itself a median of epochs)."""
+    good = [r for r in runs if "error" not in r]
+    if not good:
+        return {"error": runs[0]["error"]}
+    out = {key: statistics.median(r[key] for r in good) for key in good[0]}
+    out["batches_per_s_min"] = min(r["batches_per_s_min"] for r in good)
+    out["batches_per_s_max"] = max(r["batches_per_s_max"] for r in good)
+    out["peak_pss_mb"] = max(r["peak_pss_mb"] for r in good)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=3, help="timed epochs per child process")
+    parser.add_argument("--rounds", type=int, default=3, help="child processes per case, in rotating order")
     parser.add_argument("--workers", default="0,2")
     parser.add_argument("--workloads", default="images,tokens")
     parser.add_argument("--json", type=Path)
@@ -129,14 +148,15 @@ def main() -> None:
         child_main(lambda: _child(workload, loader_name, int(workers), args.repeats))
         return
 
-    results = []
-    for workload in args.workloads.split(","):
-        for workers in (int(w) for w in args.workers.split(",")):
-            for loader_name in ("torch", "fastload"):
-                argv = [sys.executable, __file__, "--repeats", str(args.repeats), "--child", workload, loader_name, str(workers)]
-                result = run_child(argv, timeout_s=900)
-                results.append({"workload": workload, "workers": workers, "loader": loader_name, **result})
-                print(f"  measured {workload:<7} {loader_name:<9} workers={workers}", file=sys.stderr, flush=True)
+    configs = [(w, int(k), name) for w in args.workloads.split(",") for k in args.workers.split(",") for name in ("torch", "fastload")]
+    runs: dict[tuple, list[dict]] = {c: [] for c in configs}
+    for round_id in range(args.rounds):  # rounds rotate the order, so drifts of a shared machine hit every case
+        shift = round_id % len(configs)
+        for workload, workers, loader_name in configs[shift:] + configs[:shift]:
+            argv = [sys.executable, __file__, "--repeats", str(args.repeats), "--child", workload, loader_name, str(workers)]
+            runs[(workload, workers, loader_name)].append(run_child(argv, timeout_s=900))
+            print(f"  round {round_id + 1}: {workload:<7} {loader_name:<9} workers={workers}", file=sys.stderr, flush=True)
+    results = [{"workload": w, "workers": k, "loader": name, **_median_of_runs(runs[(w, k, name)])} for w, k, name in configs]
 
     rows = []
     for r in results:
@@ -159,7 +179,7 @@ def main() -> None:
             ]
         )
     header = ["workload", "workers", "loader", "batches/s (min-max)", "vs torch", "first batch ms", "main CPU µs/batch", "main wall µs/batch", "peak PSS MB"]
-    print(f"median of {args.repeats} epochs after a warm-up; pin_memory=True; machine: {machine_info()}")
+    print(f"median over {args.rounds} rounds of the median of {args.repeats} epochs after a warm-up; pin_memory=True; machine: {machine_info()}")
     print(format_table(header, rows))
     if args.json:
         write_json(args.json, {"machine": machine_info(), "results": results})
