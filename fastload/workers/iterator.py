@@ -124,7 +124,7 @@ class PoolIterator(_BaseDataLoaderIter):
             budget = LIVENESS_S if deadline is None else max(0.0, min(LIVENESS_S, deadline - time.monotonic()))
             if self._pollers[worker_id].poll(budget * 1000):  # readable: a message, or EOF if the worker died
                 try:
-                    return conn.recv()
+                    return protocol.receive(conn)
                 except (EOFError, OSError):  # the worker died with its end of the pipe
                     self._raise_worker_died([worker_id])
             if not process.is_alive():
@@ -158,7 +158,7 @@ class PoolIterator(_BaseDataLoaderIter):
             self._drain()
             for conn in self._conns:
                 if self._dataset_kind == _DatasetKind.Iterable:
-                    conn.send((protocol.RESET,))
+                    protocol.send(conn, (protocol.RESET,))
         self._send_idx = 0
         self._rcvd_idx = 0
         self._tasks = {}
@@ -205,7 +205,7 @@ class PoolIterator(_BaseDataLoaderIter):
             worker_id = next(self._next_worker)
         task_id = self._send_idx
         try:
-            self._conns[worker_id].send((protocol.TASK, task_id, slot, index))
+            protocol.send(self._conns[worker_id], (protocol.TASK, task_id, slot, index))
         except OSError:
             self._raise_worker_died([worker_id])
         self._tasks[task_id] = (worker_id, slot)
@@ -235,7 +235,7 @@ class PoolIterator(_BaseDataLoaderIter):
             if conns:
                 worker_id = self._conns.index(conns[0])
                 try:
-                    message = conns[0].recv()
+                    message = protocol.receive(conns[0])
                 except (EOFError, OSError):  # the worker died with its end of the pipe
                     self._raise_worker_died([worker_id])
                 self._handle(worker_id, message)
@@ -291,7 +291,7 @@ class PoolIterator(_BaseDataLoaderIter):
         if arena_id is None or not self._workers[worker_id].is_alive():
             return
         arena = self._pool.arenas[arena_id]
-        self._conns[worker_id].send((protocol.ARENA, arena_id, self._pool.slot_bytes[arena_id], arena.num_bytes))
+        protocol.send(self._conns[worker_id], (protocol.ARENA, arena_id, self._pool.slot_bytes[arena_id], arena.num_bytes))
         send_handle(self._conns[worker_id], arena.fd, self._workers[worker_id].pid)
 
     def _next_data(self):
@@ -362,7 +362,7 @@ class PoolIterator(_BaseDataLoaderIter):
         self._shutdown = True
         for conn in self._conns:
             try:
-                conn.send((protocol.STOP,))
+                protocol.send(conn, (protocol.STOP,))
             except (OSError, ValueError):
                 pass
         deadline = time.monotonic() + 2.0

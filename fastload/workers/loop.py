@@ -63,16 +63,16 @@ def worker_main(config: protocol.WorkerConfig, conn) -> None:
             config.worker_init_fn(config.worker_id)
         fetcher = _make_fetcher(config)
     except Exception:
-        conn.send((protocol.ERROR, None, ExceptionWrapper(where=f"in DataLoader worker process {config.worker_id}")))
+        protocol.send(conn, (protocol.ERROR, None, ExceptionWrapper(where=f"in DataLoader worker process {config.worker_id}")))
         return
-    conn.send((protocol.READY, config.worker_id))
+    protocol.send(conn, (protocol.READY, config.worker_id))
     while True:
         if not conn.poll(protocol.POLL_S):
             if os.getppid() != config.parent_pid:
                 return  # the main process is gone
             continue
         try:
-            message = conn.recv()
+            message = protocol.receive(conn)
         except (EOFError, OSError):
             return
         kind = message[0]
@@ -102,15 +102,15 @@ def worker_main(config: protocol.WorkerConfig, conn) -> None:
             skeleton, leaves, used, fd = encode_batch(batch, writer, slot_address or 0)
             del batch
         except StopIteration:
-            conn.send((protocol.END, task_id))
+            protocol.send(conn, (protocol.END, task_id))
             continue
         except Exception:
             where = f"in DataLoader worker process {config.worker_id} while loading batch {task_id} (indices {index!r:.200})"
-            conn.send((protocol.ERROR, task_id, ExceptionWrapper(where=where)))
+            protocol.send(conn, (protocol.ERROR, task_id, ExceptionWrapper(where=where)))
             continue
         if fd is None:
-            conn.send((protocol.BATCH, task_id, slot, used, skeleton, leaves))
+            protocol.send(conn, (protocol.BATCH, task_id, slot, used, skeleton, leaves))
         else:
-            conn.send((protocol.BATCH, task_id, protocol.DEDICATED, used, skeleton, leaves))
+            protocol.send(conn, (protocol.BATCH, task_id, protocol.DEDICATED, used, skeleton, leaves))
             send_handle(conn, fd, os.getppid())
             os.close(fd)

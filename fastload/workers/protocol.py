@@ -37,10 +37,11 @@ messages says so with "See NOTE [fastload worker protocol]".
 
 from __future__ import annotations
 
+import pickle
 from dataclasses import dataclass
 from typing import Any, Callable
 
-__all__ = ["READY", "ARENA", "TASK", "BATCH", "ERROR", "END", "RESET", "STOP", "DEDICATED", "POLL_S", "WorkerConfig"]
+__all__ = ["READY", "ARENA", "TASK", "BATCH", "ERROR", "END", "RESET", "STOP", "DEDICATED", "POLL_S", "WorkerConfig", "send", "receive"]
 
 READY, ARENA, TASK, BATCH, ERROR, END, RESET, STOP = "ready", "arena", "task", "batch", "error", "end", "reset", "stop"
 DEDICATED = None  # the slot of a batch that travels in its own segment
@@ -62,3 +63,13 @@ class WorkerConfig:
     base_seed: int
     worker_init_fn: Callable | None
     parent_pid: int
+
+
+def send(conn, message: tuple) -> None:
+    """Send one protocol message: plain pickle (multiprocessing's ForkingPickler costs ~1.5 µs more a message)."""
+    conn.send_bytes(pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL))
+
+
+def receive(conn) -> tuple:
+    """Receive one protocol message sent with `send`; EOFError/OSError when the other end is gone."""
+    return pickle.loads(conn.recv_bytes())
