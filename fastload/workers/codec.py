@@ -108,25 +108,32 @@ def encode_batch(batch, writer: SlotWriter | None, slot_address: int = 0):
     return skeleton, leaves, max(total, 1), fd
 
 
-class _LeafUnpickler(pickle.Unpickler):
-    def __init__(self, file, leaves, buffer):
-        super().__init__(file)
-        self.leaves = leaves
-        self.buffer = buffer
-
-    def persistent_load(self, pid):
-        offset, kind, dtype, shape, count = self.leaves[pid]
-        if kind == "numpy":
-            if not count:
-                return np.zeros(shape, np.dtype(dtype))
-            return np.frombuffer(self.buffer, np.dtype(dtype), count, offset).reshape(shape)
-        dtype = getattr(torch, dtype)
+def _leaf(leaf: Leaf, buffer):
+    """The array or tensor a leaf describes, viewing `buffer` (the slot's lease) in place."""
+    offset, kind, dtype, shape, count = leaf
+    if kind == "numpy":
         if not count:
-            return torch.empty(shape, dtype=dtype)
-        # torch.frombuffer keeps `buffer` (the slot's lease) alive for as long as the tensor lives.
-        return torch.frombuffer(self.buffer, dtype=dtype, count=count, offset=offset).view(shape)
+            return np.zeros(shape, np.dtype(dtype))
+        return np.frombuffer(buffer, np.dtype(dtype), count, offset).reshape(shape)
+    if not count:
+        return torch.empty(shape, dtype=getattr(torch, dtype))
+    numpy_dtype = _NUMPY_DTYPES.get(dtype)
+    if numpy_dtype is not None:
+        # An ndarray over the slot, wrapped without a copy (~1 µs; frombuffer + view ~2.3 µs).
+        # Its base is `buffer`, the slot's lease, which so lives as long as the tensor.
+        return torch.from_numpy(np.ndarray(shape, numpy_dtype, buffer=buffer, offset=offset))
+    # bfloat16 and other dtypes numpy lacks; torch.frombuffer keeps `buffer` alive too.
+    return torch.frombuffer(buffer, dtype=getattr(torch, dtype), count=count, offset=offset).view(shape)
+
+
+_NUMPY_DTYPES = {
+    name: np.dtype(name)
+    for name in ("bool", "uint8", "int8", "int16", "int32", "int64", "float16", "float32", "float64", "complex64", "complex128")
+}
 
 
 def decode_batch(skeleton: bytes, leaves: list, buffer):
     """The batch, its tensors viewing `buffer` (a leased slot) in place."""
-    return _LeafUnpickler(io.BytesIO(skeleton), leaves, buffer).load()
+    unpickler = pickle.Unpickler(io.BytesIO(skeleton))  # the C unpickler, with a per-call hook: ~1 µs less than a subclass
+    unpickler.persistent_load = lambda pid: _leaf(leaves[pid], buffer)
+    return unpickler.load()
