@@ -49,8 +49,6 @@ def _make_fetcher(config: protocol.WorkerConfig):
 
 def worker_main(config: protocol.WorkerConfig, conn) -> None:
     """Serve tasks on `conn`. See NOTE [fastload worker protocol]."""
-    from multiprocessing.reduction import recv_handle, send_handle
-
     import torch
     from torch._utils import ExceptionWrapper
 
@@ -79,38 +77,54 @@ def worker_main(config: protocol.WorkerConfig, conn) -> None:
         if kind == protocol.STOP:
             return
         if kind == protocol.ARENA:
-            _, arena_id, slot_bytes, num_bytes = message
-            fd = recv_handle(conn)
-            arenas[arena_id] = (SharedArena.attach(fd, num_bytes), slot_bytes)
-            for old in [a for a in arenas if a < arena_id]:
-                arenas.pop(old)[0].close()
-            continue
-        if kind == protocol.RESET:
+            _attach_arena(conn, message, arenas)
+        elif kind == protocol.RESET:
             fetcher = _make_fetcher(config)
-            continue
-        _, task_id, slot, index = message
-        writer = slot_address = None
-        if slot is not protocol.DEDICATED and slot[0] in arenas:
-            arena, slot_bytes = arenas[slot[0]]
-            view = arena.view(slot[1] * slot_bytes, slot_bytes)
-            writer, slot_address = SlotWriter(view, slot_bytes), ctypes.addressof(view)
         else:
-            slot = protocol.DEDICATED
-        try:
-            with current_slot(writer if config.uses_default_collate else None):
-                batch = fetcher.fetch(index)
-            skeleton, leaves, used, fd = encode_batch(batch, writer, slot_address or 0)
-            del batch
-        except StopIteration:
-            protocol.send(conn, (protocol.END, task_id))
-            continue
-        except Exception:
-            where = f"in DataLoader worker process {config.worker_id} while loading batch {task_id} (indices {index!r:.200})"
-            protocol.send(conn, (protocol.ERROR, task_id, ExceptionWrapper(where=where)))
-            continue
-        if fd is None:
-            protocol.send(conn, (protocol.BATCH, task_id, slot, used, skeleton, leaves))
-        else:
-            protocol.send(conn, (protocol.BATCH, task_id, protocol.DEDICATED, used, skeleton, leaves))
-            send_handle(conn, fd, os.getppid())
-            os.close(fd)
+            _run_task(config, fetcher, conn, message, arenas)
+
+
+def _attach_arena(conn, message: tuple, arenas: dict) -> None:
+    """Map the pool's new arena and drop older ones: no later task names them. See NOTE [fastload worker protocol]."""
+    from multiprocessing.reduction import recv_handle
+
+    _, arena_id, slot_bytes, num_bytes = message
+    fd = recv_handle(conn)
+    arenas[arena_id] = (SharedArena.attach(fd, num_bytes), slot_bytes)
+    for old in [a for a in arenas if a < arena_id]:
+        arenas.pop(old)[0].close()
+
+
+def _run_task(config: protocol.WorkerConfig, fetcher, conn, message: tuple, arenas: dict) -> None:
+    """Fetch and collate one batch into its slot (or a segment of its own) and announce it.
+
+    See NOTE [fastload worker protocol].
+    """
+    from multiprocessing.reduction import send_handle
+
+    from torch._utils import ExceptionWrapper
+
+    _, task_id, slot, index = message
+    writer = slot_address = None
+    if slot is not protocol.DEDICATED and slot[0] in arenas:
+        arena, slot_bytes = arenas[slot[0]]
+        view = arena.view(slot[1] * slot_bytes, slot_bytes)
+        writer, slot_address = SlotWriter(view, slot_bytes), ctypes.addressof(view)
+    try:
+        with current_slot(writer if config.uses_default_collate else None):
+            batch = fetcher.fetch(index)
+        skeleton, leaves, used, fd = encode_batch(batch, writer, slot_address or 0)
+        del batch
+    except StopIteration:
+        protocol.send(conn, (protocol.END, task_id))
+        return
+    except Exception:
+        where = f"in DataLoader worker process {config.worker_id} while loading batch {task_id} (indices {index!r:.200})"
+        protocol.send(conn, (protocol.ERROR, task_id, ExceptionWrapper(where=where)))
+        return
+    if fd is None:
+        protocol.send(conn, (protocol.BATCH, task_id, slot, used, skeleton, leaves))
+    else:
+        protocol.send(conn, (protocol.BATCH, task_id, protocol.DEDICATED, used, skeleton, leaves))
+        send_handle(conn, fd, os.getppid())
+        os.close(fd)
