@@ -20,6 +20,10 @@ is never refilled under a live tensor. When the pool is pinned (CUDA and
 `pin_memory=True`), a released slot is reused only after the CUDA work queued
 on the current stream at release time has finished, so an asynchronous
 `.to("cuda", non_blocking=True)` from the slot is never overwritten mid-copy.
+(The event is recorded on the current stream of the thread that frees the
+batch. A copy enqueued on another stream is not covered: keep the batch
+alive until that stream has been synchronised — as with torch's own pinned
+memory, whose caching allocator has the same rule for `record_stream`.)
 
 Arenas are registered with CUDA once (`cudaHostRegister`), so copies from a
 slot are true async DMA with no extra pinning copy.
