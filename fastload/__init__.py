@@ -24,6 +24,10 @@ def __getattr__(name: str):
         from fastload.loader import DataLoader
 
         return DataLoader
+    if name == "PackedDataset":  # its kernels compile with Numba, which is heavy to import
+        from fastload.packing import PackedDataset
+
+        return PackedDataset
     if name == "get_worker_info":
         from fastload.workers import get_worker_info
 
@@ -40,6 +44,7 @@ __all__ = [
     "Dataset",
     "FastloadError",
     "FormatError",
+    "PackedDataset",
     "Sampler",
     "SamplerOptions",
     "Schema",

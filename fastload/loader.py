@@ -49,7 +49,17 @@ class DataLoader(tud.DataLoader):
     """
 
     def __init__(self, dataset, batch_size=1, shuffle=None, sampler=None, batch_sampler=None, *args, **kwargs):
-        if batch_sampler is None and sampler is None and batch_size is not None and _is_fastload_dataset(dataset):
+        if _computes_batches(dataset) and sampler is None and batch_sampler is None and batch_size is not None:
+            # A PackedDataset makes whole batches in the workers: the sampler yields one key per
+            # batch and torch's auto-batching is off (batch_size=None); see packing/dataset.py.
+            if args:
+                raise ConfigError("pass DataLoader options after batch_sampler as keywords when loading a PackedDataset")
+            if kwargs.pop("drop_last", False) and dataset.remainder == "pad":
+                raise ConfigError("drop_last=True contradicts the PackedDataset's remainder='pad'; pick one")
+            rank, world = _rank_and_world()
+            sampler = dataset.batch_sampler(batch_size * world, rank=rank, world_size=world, shuffle=bool(shuffle))
+            batch_size, shuffle = None, None
+        elif batch_sampler is None and sampler is None and batch_size is not None and _is_fastload_dataset(dataset):
             batch_sampler = _distributed_sampler(dataset, batch_size, bool(shuffle), kwargs.get("drop_last", False))
             if batch_sampler is not None:
                 batch_size, shuffle = 1, None
@@ -209,6 +219,20 @@ def _is_fastload_dataset(dataset) -> bool:
     from fastload.format.reader import Dataset
 
     return isinstance(dataset, Dataset)
+
+
+def _computes_batches(dataset) -> bool:
+    from fastload.packing import PackedDataset
+
+    return isinstance(dataset, PackedDataset)
+
+
+def _rank_and_world() -> tuple[int, int]:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
 
 
 def _distributed_sampler(dataset, batch_size: int, shuffle: bool, drop_last: bool):

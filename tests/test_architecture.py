@@ -16,6 +16,7 @@ LAYERS = {
     "kernels": 3,
     "tokenizer": 3,
     "convert": 4,
+    "packing": 4,
     "demo": 4,
     "pool": 5,
     "workers": 5,
@@ -24,7 +25,7 @@ LAYERS = {
     "cli": 7,
     "__init__": 7,
 }
-NO_TORCH = ("format", "sampler", "kernels", "tokenizer", "convert")
+NO_TORCH = ("format", "sampler", "kernels", "tokenizer", "convert", "packing")
 
 
 def _modules():

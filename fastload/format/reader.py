@@ -37,7 +37,7 @@ from fastload.errors import FormatError
 from fastload.format.index import DatasetIndex, ShardInfo, read_index
 from fastload.format.schema import Schema, column_from_arrow_field, offsets_of
 
-__all__ = ["Dataset", "Block", "Ragged"]
+__all__ = ["Dataset", "Block", "Ragged", "column_view"]
 
 # What pyarrow raises on damaged bytes: its own errors, and for a damaged footer also
 # OSError ("Invalid Block in IPC file footer") or a failed UTF-8 decode of a field name.
@@ -141,6 +141,12 @@ def block_views(batch: pa.RecordBatch, schema: Schema) -> dict:
             values = array.to_numpy(zero_copy_only=array.null_count == 0 and column.dtype != "bool")
             views[column.name] = values
     return views
+
+
+def column_view(batch: pa.RecordBatch, schema: Schema, name: str):
+    """numpy view of one column of a record batch (a `Ragged` for tokens, text and bytes)."""
+    column = schema[name]
+    return block_views(batch.select([name]), Schema((column,)))[name]
 
 
 class _Shard:
@@ -338,6 +344,40 @@ class Dataset:
             while len(self._cache) > self.cache_blocks:
                 self._cache.popitem(last=False)
         return block
+
+    def row_lengths(self, column: str) -> np.ndarray:
+        """(num_rows,) int64 length of every row of a tokens, text or bytes column, from the offsets only.
+
+        Reads the offsets buffer of each block (with compression, Arrow
+        decompresses the block) without checking CRCs: this is for planning,
+        and the data itself is checked when a block is read. Offsets that go
+        backwards raise `FormatError`.
+        """
+        kind = self.schema[column].kind
+        if kind not in ("tokens", "text", "bytes"):
+            raise FormatError(f"column {column!r} is of kind {kind!r}; row lengths exist for tokens, text and bytes columns")
+        position = self.schema.names.index(column)
+        lengths = np.empty(self.num_rows, np.int64)
+        for block_id in range(self.num_blocks):
+            shard = self._shard(int(self.block_shard[block_id]))
+            local = int(self.block_local[block_id])
+            try:
+                array = shard.reader.get_batch(local).column(position)
+            except _DAMAGE as exc:
+                raise FormatError(
+                    f"block {local} of shard {shard.info.file!r} cannot be decoded ({exc}). " + _VERIFY_HINT.format(folder=self.path)
+                ) from None
+            start, stop = int(self.block_starts[block_id]), int(self.block_starts[block_id + 1])
+            if len(array) != stop - start:
+                raise FormatError(
+                    f"block {local} of shard {shard.info.file!r} has {len(array):,} rows but index.json records "
+                    f"{stop - start:,}. " + _VERIFY_HINT.format(folder=self.path)
+                )
+            offsets = offsets_of(array)
+            np.subtract(offsets[1:], offsets[:-1], out=lengths[start:stop])
+        if len(lengths) and lengths.min() < 0:
+            raise FormatError(f"column {column!r} of {str(self.path)!r} has offsets that go backwards. " + _VERIFY_HINT.format(folder=self.path))
+        return lengths
 
     def iter_blocks(self) -> Iterator[Block]:
         for block_id in range(self.num_blocks):

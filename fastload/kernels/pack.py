@@ -26,11 +26,13 @@ import numpy as np
 from fastload.errors import FormatError
 from fastload.kernels.jit import kernel
 
-__all__ = ["pack_documents", "pack_reference", "cu_seqlens", "PackCursor"]
+__all__ = ["pack_documents", "pack_reference", "cu_seqlens", "PackCursor", "fill_packed_run", "fill_padding", "IGNORE_INDEX"]
 
 # Codes the kernel returns instead of raising (Numba raises only constant messages;
 # the wrapper turns these into errors that name the document).
 _OK, _BAD_OFFSETS, _BAD_ORDER = 0, 1, 2
+_BAD_RUN, _BAD_SOURCE = 3, 4
+IGNORE_INDEX = -100  # the label of padding: torch's cross_entropy ignores it by default
 
 
 @kernel
@@ -147,3 +149,117 @@ def cu_seqlens(segments: np.ndarray, seq_len: int) -> np.ndarray:
     starts[:, 1:] = inputs[:, 1:] != inputs[:, :-1]
     flat = np.flatnonzero(starts.reshape(-1))
     return np.concatenate([flat, [inputs.size]]).astype(np.int32)
+
+
+# -- packed batches from a plan's windows (fastload.packing) ------------------------------
+#
+# A *run* is a stretch of one window's stream that fills consecutive positions of a
+# rank's batch, seen flat as (rows, seq_len + 1). Each stream token at row position c
+# is an input (c < seq_len) and the label of position c - 1 (c >= 1), so inputs and
+# labels are written once each, contiguous, with no shifted copy afterwards.
+
+
+@kernel
+def _fill_run_kernel(sources, src, off, ntok, cum, begin, end, out_start, eos_id, input_ids, labels, positions, segments):
+    rows, seq_len = input_ids.shape
+    row_tokens = seq_len + 1
+    num_units = cum.shape[0] - 1
+    if begin < 0 or begin > end or end > cum[num_units] or out_start < 0 or out_start + (end - begin) > rows * row_tokens:
+        return _BAD_RUN, 0
+    u = np.searchsorted(cum, begin, side="right") - 1
+    row = out_start // row_tokens
+    col = out_start % row_tokens
+    segment = 0
+    if col > 0:  # a run starts at a unit boundary: a new segment after what the row already holds
+        segment = segments[row, col - 1] + 1
+    position = 0
+    x = begin
+    while x < end:
+        s = src[u]
+        if s < 0 or s >= len(sources):
+            return _BAD_SOURCE, u
+        data = sources[s]
+        first = off[u]
+        real = ntok[u]
+        if first < 0 or real < 0 or first + real > data.shape[0]:
+            return _BAD_OFFSETS, u
+        unit_len = cum[u + 1] - cum[u]
+        k = x - cum[u]
+        k_first = k
+        stop = min(unit_len, k + (end - x))
+        while k < stop:
+            value = data[first + k] if k < real else eos_id
+            if col < seq_len:
+                input_ids[row, col] = value
+                positions[row, col] = position
+                segments[row, col] = segment
+            if col > 0:
+                labels[row, col - 1] = value
+            k += 1
+            position += 1
+            col += 1
+            if col == row_tokens:
+                row += 1
+                col = 0
+                segment = 0
+                position = 0
+        x += k - k_first
+        if k == unit_len:
+            u += 1
+            if col != 0:
+                segment += 1
+                position = 0
+    return _OK, 0
+
+
+def fill_packed_run(sources, src, off, ntok, cum, begin: int, end: int, out_start: int, *, eos_id: int, input_ids, labels, positions, segments) -> None:
+    """Copy window stream positions [begin, end) into a packed batch, from flat position `out_start`.
+
+    The window is given as units in stream order: unit u takes `ntok[u]`
+    tokens of `sources[src[u]]` from `off[u]`, then an EOS when its stream
+    length `cum[u + 1] - cum[u]` is one more. Every index is checked against
+    the arrays: data from disk that disagrees raises `FormatError`.
+    """
+    status, detail = _fill_run_kernel(sources, src, off, ntok, cum, begin, end, out_start, eos_id, input_ids, labels, positions, segments)
+    if status == _BAD_RUN:
+        raise ValueError(f"run [{begin}, {end}) at {out_start} does not fit the window ({int(cum[-1])} tokens) or the batch")
+    if status == _BAD_SOURCE:
+        raise FormatError(f"unit {detail} of a packing window names source {int(src[detail])}, outside the {len(sources)} blocks loaded")
+    if status == _BAD_OFFSETS:
+        raise FormatError(
+            f"unit {detail} of a packing window reads tokens [{int(off[detail])}, {int(off[detail]) + int(ntok[detail])}) "
+            f"of a block of {len(sources[int(src[detail])])} tokens; the block is corrupt"
+        )
+
+
+@kernel
+def _fill_padding_kernel(count, out_start, pad_id, input_ids, labels, positions, segments):
+    rows, seq_len = input_ids.shape
+    row_tokens = seq_len + 1
+    if count < 0 or out_start < 0 or out_start + count > rows * row_tokens:
+        return _BAD_RUN
+    row = out_start // row_tokens
+    col = out_start % row_tokens
+    segment = segments[row, col - 1] + 1 if col > 0 else 0
+    position = 0
+    for _ in range(count):
+        if col < seq_len:
+            input_ids[row, col] = pad_id
+            positions[row, col] = position
+            segments[row, col] = segment
+        if col > 0:
+            labels[row, col - 1] = IGNORE_INDEX
+        position += 1
+        col += 1
+        if col == row_tokens:
+            row += 1
+            col = 0
+            segment = 0
+            position = 0
+    return _OK
+
+
+def fill_padding(count: int, out_start: int, *, pad_id: int, input_ids, labels, positions, segments) -> None:
+    """Fill `count` flat positions from `out_start` with padding: `pad_id` inputs, ignored labels, one segment."""
+    if _fill_padding_kernel(count, out_start, pad_id, input_ids, labels, positions, segments) != _OK:
+        raise ValueError(f"{count} padding positions at {out_start} do not fit the batch")

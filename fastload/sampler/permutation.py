@@ -22,6 +22,7 @@ __all__ = ["generator", "FeistelPermutation"]
 BLOCK_ORDER = 1
 WINDOW = 2
 UNIFORM = 3
+PACK_WINDOW = 4  # the document order inside a packing window (fastload.packing)
 
 
 def generator(seed: int, epoch: int, purpose: int, index: int = 0) -> np.random.Generator:

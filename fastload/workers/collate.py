@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import threading
 
+import numpy as np
 import torch
 from torch.utils.data._utils.collate import collate, collate_tensor_fn, default_collate_fn_map
 
 from fastload.pool import SlotFull, SlotWriter
 
-__all__ = ["slot_collate", "current_slot"]
+__all__ = ["slot_collate", "current_slot", "slot_array"]
 
 _state = threading.local()
 
@@ -56,6 +57,24 @@ def _collate_tensor_into_slot(batch, *, collate_fn_map=None):
     flat = torch.frombuffer(writer.buffer, dtype=torch.uint8, count=numel * elem.element_size(), offset=offset) if numel else torch.empty(0, dtype=torch.uint8)
     out = flat.view(elem.dtype).view(len(batch), *elem.shape)
     return torch.stack(batch, 0, out=out)
+
+
+def slot_array(shape: tuple, dtype) -> np.ndarray:
+    """An uninitialised array carved out of the current slot (ordinary memory if there is none, or no room).
+
+    The allocator a dataset's `__fastload_batch__` writes its batch into.
+    """
+    dtype = np.dtype(dtype)
+    nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    writer = getattr(_state, "writer", None)
+    if writer is None or nbytes == 0:
+        return np.empty(shape, dtype)
+    try:
+        offset = writer.allocate(nbytes)
+    except SlotFull:
+        _state.writer = None
+        return np.empty(shape, dtype)
+    return np.frombuffer(writer.buffer, dtype, nbytes // dtype.itemsize, offset).reshape(shape)
 
 
 _SLOT_COLLATE_MAP = {**default_collate_fn_map, torch.Tensor: _collate_tensor_into_slot}

@@ -20,7 +20,7 @@ import signal
 from fastload.pool import SharedArena, SlotWriter
 from fastload.workers import protocol
 from fastload.workers.codec import encode_batch
-from fastload.workers.collate import current_slot, slot_collate
+from fastload.workers.collate import current_slot, slot_array, slot_collate
 
 __all__ = ["worker_main"]
 
@@ -40,9 +40,32 @@ def _seed_like_torch(config: protocol.WorkerConfig) -> int:
     return seed
 
 
+class _BatchWritingFetcher:
+    """For datasets that compute whole batches (`__fastload_batch__`, e.g. `PackedDataset`):
+    the dataset writes the batch's arrays straight into the slot; they become tensors in place."""
+
+    writes_into_slot = True
+
+    def __init__(self, dataset):
+        self.dataset = dataset
+
+    def fetch(self, key):
+        from torch.utils.data import default_convert
+
+        return default_convert(self.dataset.__fastload_batch__(key, slot_array))
+
+
 def _make_fetcher(config: protocol.WorkerConfig):
+    from torch.utils.data import default_convert
     from torch.utils.data.dataloader import _DatasetKind
 
+    if (
+        config.dataset_kind == _DatasetKind.Map
+        and not config.auto_collation
+        and hasattr(config.dataset, "__fastload_batch__")
+        and config.collate_fn is default_convert
+    ):
+        return _BatchWritingFetcher(config.dataset)
     collate_fn = slot_collate if config.uses_default_collate else config.collate_fn
     return _DatasetKind.create_fetcher(config.dataset_kind, config.dataset, config.auto_collation, collate_fn, config.drop_last)
 
@@ -111,7 +134,7 @@ def _run_task(config: protocol.WorkerConfig, fetcher, conn, message: tuple, aren
         view = arena.view(slot[1] * slot_bytes, slot_bytes)
         writer, slot_address = SlotWriter(view, slot_bytes), ctypes.addressof(view)
     try:
-        with current_slot(writer if config.uses_default_collate else None):
+        with current_slot(writer if config.uses_default_collate or getattr(fetcher, "writes_into_slot", False) else None):
             batch = fetcher.fetch(index)
         skeleton, leaves, used, fd = encode_batch(batch, writer, slot_address or 0)
         del batch

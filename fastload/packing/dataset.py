@@ -1,0 +1,338 @@
+"""`PackedDataset`: a fastload dataset seen as packed language-model batches.
+
+    packed = fastload.PackedDataset("data/corpus", seq_len=1024)
+    loader = fastload.DataLoader(packed, batch_size=16, num_workers=2, shuffle=True)
+    for batch in loader:      # input_ids, labels, position_ids, document_ids: (16, 1024) each
+        ...
+
+With `fastload.DataLoader` each batch is computed whole inside a worker (see
+`plan.py` for which tokens go where and `fill.py` for how): the loader's
+sampler is a `PackedBatchSampler` that yields one small `BatchKey` per batch,
+and the worker writes the four arrays straight into a shared-memory slot.
+
+It is also an ordinary map-style dataset, for torch's DataLoader or a plain
+loop: `len(packed)` rows of the storage-order stream, `packed[i]` the i-th
+(a dict of (seq_len,) arrays). torch's shuffling then picks random rows of
+that one fixed packing; fastload's re-packs every epoch in a new order.
+
+A dataset with a `tokens` column is packed as stored. A dataset with only
+text is tokenized on the fly with the `tokenizer` given: the plan needs
+every document's token count, so the first use tokenizes the whole column
+once to count (in parallel threads; `doc_lengths` can be saved with
+`save_lengths` and passed back to skip it), then each worker tokenizes the
+blocks it reads. Batches equal those of the same data converted with
+`fastload convert --tokenizer` and packed.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import NamedTuple
+
+import numpy as np
+
+from fastload.errors import ConfigError
+from fastload.format.reader import Dataset
+from fastload.packing.fill import BatchFiller
+from fastload.packing.plan import REMAINDERS, PackPlan
+from fastload.sampler import SamplerOptions
+
+__all__ = ["PackedDataset", "PackedBatchSampler", "BatchKey"]
+
+STATE_VERSION = 1
+
+
+class BatchKey(NamedTuple):
+    """What a worker needs to compute one batch: everything that fixes the plan, and where in it."""
+
+    epoch: int
+    batch: int
+    rank: int
+    world_size: int
+    global_batch_size: int
+    order: str
+    seed: int
+    window_blocks: int
+    num_partitions: int | None
+
+
+class PackedDataset:
+    """Documents of a fastload dataset packed into rows of `seq_len + 1` tokens.
+
+    dataset: a `fastload.Dataset` or the path of one.
+    seq_len: tokens of input per row (each row holds seq_len + 1 tokens: labels are shifted by one).
+    column: the column to pack; default `tokens` if the dataset has it, else
+        the text column (then `tokenizer` is required).
+    tokenizer: a `fastload.Tokenizer` to tokenize a text column on the fly.
+    eos_id: the token appended after every document; default the tokenizer's
+        (or the one recorded when the dataset was converted). `add_eos=False`
+        packs documents back to back.
+    pad_id: input id of padding (default eos_id, else 0); padding labels are -100.
+    remainder: "drop" the tokens that do not fill a last batch, or "pad" it.
+    seed, window_blocks, num_partitions: the shuffle (see `SamplerOptions`);
+        the loader's `shuffle=True` picks the `block_window` order, False the storage order.
+    """
+
+    def __init__(
+        self,
+        dataset: Dataset | str | os.PathLike,
+        *,
+        seq_len: int,
+        column: str | None = None,
+        tokenizer=None,
+        eos_id: int | None = None,
+        pad_id: int | None = None,
+        add_eos: bool = True,
+        remainder: str = "drop",
+        seed: int = 0,
+        window_blocks: int = 8,
+        num_partitions: int | None = None,
+        doc_lengths: np.ndarray | None = None,
+    ):
+        self.dataset = dataset if isinstance(dataset, Dataset) else Dataset(dataset)
+        if type(seq_len) is not int or seq_len < 1:
+            raise ConfigError(f"seq_len must be a positive integer, found {seq_len!r}")
+        if remainder not in REMAINDERS:
+            raise ConfigError(f"remainder must be one of {REMAINDERS}, found {remainder!r}")
+        self.seq_len, self.add_eos, self.remainder = seq_len, bool(add_eos), remainder
+        self.column, self.tokenizer = self._resolve_column(column, tokenizer)
+        self.eos_id = self._resolve_eos(eos_id)
+        self.pad_id = pad_id if pad_id is not None else (self.eos_id if self.eos_id is not None else 0)
+        SamplerOptions(seed=seed, window_blocks=window_blocks, num_partitions=num_partitions)  # validates them now
+        self.seed, self.window_blocks, self.num_partitions = seed, window_blocks, num_partitions
+        self._doc_lengths = None if doc_lengths is None else self._check_lengths(doc_lengths)
+        self._reset_process_state()
+
+    def _reset_process_state(self) -> None:
+        self._plans: dict[tuple, PackPlan] = {}
+        self._filler: BatchFiller | None = None
+
+    # -- configuration -------------------------------------------------------------
+
+    def _resolve_column(self, column: str | None, tokenizer):
+        schema = self.dataset.schema
+        kinds = {c.name: c.kind for c in schema}
+        if column is None:
+            tokens = [name for name, kind in kinds.items() if kind == "tokens"]
+            texts = [name for name, kind in kinds.items() if kind == "text"]
+            if tokenizer is None and tokens:
+                column = "tokens" if "tokens" in tokens else tokens[0]
+            elif tokenizer is not None and texts:
+                column = "text" if "text" in texts else texts[0]
+            elif tokens:
+                column = "tokens" if "tokens" in tokens else tokens[0]
+            else:
+                raise ConfigError(
+                    f"{self.dataset!r} has no tokens column to pack; pass tokenizer= to tokenize its text column on the "
+                    "fly, or convert it with 'fastload convert --tokenizer'"
+                )
+        if column not in kinds:
+            raise ConfigError(f"{self.dataset!r} has no column {column!r}; its columns are {', '.join(kinds)}")
+        kind = kinds[column]
+        if kind == "text":
+            if tokenizer is None:
+                raise ConfigError(f"column {column!r} holds text: pass tokenizer= to tokenize it on the fly")
+            return column, tokenizer
+        if kind != "tokens":
+            raise ConfigError(f"column {column!r} is of kind {kind!r}; packing needs a tokens column, or a text column and a tokenizer")
+        if tokenizer is not None and not self.dataset.allow_tokenizer_mismatch:
+            self.dataset._check_tokenizer(tokenizer)
+        return column, None  # already token ids: the tokenizer, if any, only supplied the EOS id
+
+    def _resolve_eos(self, eos_id: int | None) -> int | None:
+        if eos_id is None and self.tokenizer is not None:
+            eos_id = self.tokenizer.eos_id
+        if eos_id is None:
+            eos_id = (self.dataset.index.tokenizer or {}).get("eos_id")
+        if self.add_eos and eos_id is None:
+            raise ConfigError(
+                "no EOS token id is known for this dataset (none recorded at conversion, and no tokenizer with one "
+                "given): pass eos_id=, or add_eos=False to pack documents back to back"
+            )
+        if eos_id is not None and (type(eos_id) is not int or eos_id < 0):
+            raise ConfigError(f"eos_id must be a non-negative integer, found {eos_id!r}")
+        return eos_id
+
+    @property
+    def token_dtype(self) -> np.dtype:
+        if self.tokenizer is not None:
+            return np.dtype(np.uint32)  # what the tokenizer emits
+        return np.dtype(self.dataset.schema[self.column].numpy_dtype)
+
+    # -- document lengths ----------------------------------------------------------
+
+    def _check_lengths(self, lengths) -> np.ndarray:
+        lengths = np.asarray(lengths)
+        if lengths.shape != (self.dataset.num_rows,) or lengths.dtype.kind not in "iu" or (len(lengths) and lengths.min() < 0):
+            raise ConfigError(f"doc_lengths must be {self.dataset.num_rows:,} non-negative integers, one per row of the dataset")
+        return lengths.astype(np.int64)
+
+    @property
+    def doc_lengths(self) -> np.ndarray:
+        """Tokens of every document (storage order): read from offsets, or counted by tokenizing once."""
+        if self._doc_lengths is None:
+            if self.tokenizer is None:
+                self._doc_lengths = self.dataset.row_lengths(self.column)
+            else:
+                self._doc_lengths = self._count_tokens()
+        return self._doc_lengths
+
+    def _count_tokens(self) -> np.ndarray:
+        lengths = np.empty(self.dataset.num_rows, np.int64)
+        threads = os.cpu_count() or 1
+        for block_id in range(self.dataset.num_blocks):
+            batch = self.dataset.read_block(block_id)
+            _, offsets = self.tokenizer.encode_arrow(batch.column(self.column), num_threads=threads)
+            start, stop = int(self.dataset.block_starts[block_id]), int(self.dataset.block_starts[block_id + 1])
+            np.subtract(offsets[1:], offsets[:-1], out=lengths[start:stop])
+        return lengths
+
+    def save_lengths(self, path: str | os.PathLike) -> None:
+        """Save the document lengths (`np.save`), to pass back as `doc_lengths=np.load(path)`."""
+        np.save(path, self.doc_lengths)
+
+    # -- plans ---------------------------------------------------------------------
+
+    def plan(self, epoch: int, global_batch_size: int, options: SamplerOptions) -> PackPlan:
+        key = (epoch, global_batch_size, options)
+        plan = self._plans.get(key)
+        if plan is None:
+            if len(self._plans) >= 4:  # current and next epoch, for a loader or two
+                self._plans.pop(next(iter(self._plans)))
+            plan = PackPlan(
+                self.doc_lengths, self.dataset.block_rows, seq_len=self.seq_len, global_batch_size=global_batch_size,
+                options=options, epoch=epoch, add_eos=self.add_eos, remainder=self.remainder,
+            )
+            self._plans[key] = plan
+        return plan
+
+    def options(self, order: str) -> SamplerOptions:
+        return SamplerOptions(order=order, seed=self.seed, window_blocks=self.window_blocks, num_partitions=self.num_partitions)
+
+    def batch_sampler(self, global_batch_size: int, *, rank: int = 0, world_size: int = 1, shuffle: bool = True, order: str | None = None) -> "PackedBatchSampler":
+        """The sampler `fastload.DataLoader` uses: one `BatchKey` per batch of this rank."""
+        options = self.options(order or ("block_window" if shuffle else "sequential"))
+        return PackedBatchSampler(self, global_batch_size, rank=rank, world_size=world_size, options=options)
+
+    # -- batches -------------------------------------------------------------------
+
+    def _batch_filler(self) -> BatchFiller:
+        if self._filler is None:
+            self._filler = BatchFiller(
+                self.dataset, self.column, doc_lengths=self.doc_lengths, token_dtype=self.token_dtype,
+                tokenizer=self.tokenizer, eos_id=self.eos_id if self.eos_id is not None else 0, pad_id=self.pad_id,
+            )
+        return self._filler
+
+    def __fastload_batch__(self, key: BatchKey, allocate) -> dict:
+        """Batch `key` as a dict of arrays from `allocate(shape, dtype)` (a worker passes its slot's)."""
+        options = SamplerOptions(order=key.order, seed=key.seed, window_blocks=key.window_blocks, num_partitions=key.num_partitions)
+        plan = self.plan(key.epoch, key.global_batch_size, options)
+        plan_key = (key.epoch, key.global_batch_size, options)
+        return self._batch_filler().fill(plan, plan_key, key.batch, key.rank, key.world_size, allocate).as_dict()
+
+    def __len__(self) -> int:
+        """Rows of the storage-order stream (what `packed[i]` indexes)."""
+        return self.plan(0, 1, self.options("sequential")).num_batches
+
+    def __getitem__(self, index):
+        if isinstance(index, BatchKey):
+            return self.__fastload_batch__(index, lambda shape, dtype: np.empty(shape, dtype))
+        if not isinstance(index, (int, np.integer)):
+            raise TypeError(f"PackedDataset indices are integers (rows) or BatchKeys, not {type(index).__name__}")
+        n = len(self)
+        i = int(index) + n if index < 0 else int(index)
+        if not 0 <= i < n:
+            raise IndexError(f"row {index} out of range for {n:,} packed rows")
+        options = self.options("sequential")
+        batch = self._batch_filler().fill(self.plan(0, 1, options), (0, 1, options), i, 0, 1)
+        return {name: array[0] for name, array in batch.as_dict().items()}
+
+    def __repr__(self) -> str:
+        source = f"tokenized on the fly from {self.column!r}" if self.tokenizer is not None else f"column {self.column!r}"
+        return f"PackedDataset({str(self.dataset.path)!r}, seq_len={self.seq_len}, {source}, eos_id={self.eos_id}, remainder={self.remainder!r})"
+
+    # -- pickling: configuration and lengths travel, blocks and plans are per process --
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state["_plans"], state["_filler"] = {}, None
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._reset_process_state()
+
+
+class PackedBatchSampler:
+    """One rank's batches of a `PackedDataset`, epoch after epoch, as `BatchKey`s; resumable.
+
+    The same bookkeeping as `fastload.Sampler` (epoch, rows consumed by the
+    whole job, `state_dict()`), so `fastload.DataLoader` resumes it the same
+    way; rows play the part of samples.
+    """
+
+    def __init__(self, packed: PackedDataset, global_batch_size: int, *, rank: int = 0, world_size: int = 1, options: SamplerOptions):
+        if type(world_size) is not int or world_size < 1 or type(rank) is not int or not 0 <= rank < world_size:
+            raise ConfigError(f"rank must be in [0, world_size), found rank={rank!r}, world_size={world_size!r}")
+        if type(global_batch_size) is not int or global_batch_size < 1 or global_batch_size % world_size:
+            raise ConfigError(f"the global batch of {global_batch_size!r} rows must be a positive multiple of the world size {world_size}")
+        self.packed, self.global_batch_size, self.options = packed, global_batch_size, options
+        self.rank, self.world_size = rank, world_size
+        self.epoch = 0
+        self.samples_consumed = 0  # rows, by the whole job, in the current epoch
+        self.packed.plan(0, global_batch_size, options)  # errors (too few tokens) now, not at the first batch
+
+    def __len__(self) -> int:
+        return self.packed.plan(self.epoch, self.global_batch_size, self.options).num_batches
+
+    def set_epoch(self, epoch: int) -> None:
+        if type(epoch) is not int or epoch < 0:
+            raise ConfigError(f"epoch must be a non-negative integer, found {epoch!r}")
+        if epoch != self.epoch:
+            self.epoch, self.samples_consumed = epoch, 0
+
+    def __iter__(self):
+        """The current epoch from its resume point, then the next epoch begins (see `Sampler.__iter__`)."""
+        o = self.options
+        for b in range(self.samples_consumed // self.global_batch_size, len(self)):
+            yield BatchKey(self.epoch, b, self.rank, self.world_size, self.global_batch_size, o.order, o.seed, o.window_blocks, o.num_partitions)
+        self.epoch, self.samples_consumed = self.epoch + 1, 0
+
+    def state_dict(self, *, batches_done: int = 0) -> dict:
+        plan = self.packed.plan(self.epoch, self.global_batch_size, self.options)
+        return {
+            "version": STATE_VERSION,
+            "kind": "packed",
+            "epoch": self.epoch,
+            "samples_consumed": self.samples_consumed + batches_done * self.global_batch_size,
+            "global_batch_size": self.global_batch_size,
+            "seq_len": self.packed.seq_len,
+            "order": self.options.order,
+            "seed": self.options.seed,
+            "window_blocks": self.options.window_blocks,
+            "num_partitions": plan.num_partitions,
+            "num_tokens": plan.num_tokens,
+            "remainder": self.packed.remainder,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        if state.get("kind") != "packed":
+            raise ConfigError("this state was not written by a packed loader; it cannot position a PackedDataset")
+        if state.get("version", STATE_VERSION) > STATE_VERSION:
+            raise ConfigError("this state was written by a newer fastload; upgrade fastload to resume from it")
+        for key in ("epoch", "samples_consumed"):
+            if type(state.get(key)) is not int or state[key] < 0:
+                raise ConfigError(f"packed sampler state {key!r} must be a non-negative integer, found {state.get(key)!r}")
+        mine = self.state_dict()
+        fixed = ("global_batch_size", "seq_len", "order", "seed", "window_blocks", "num_partitions", "num_tokens", "remainder")
+        mismatched = [f"{key} {state[key]!r} (now {mine[key]!r})" for key in fixed if key in state and state[key] != mine[key]]
+        if mismatched:
+            raise ConfigError(
+                "cannot resume: the saved packing state differs in " + ", ".join(mismatched)
+                + "; resuming needs the same dataset, seq_len, seed, order options and global batch size "
+                "(any number of ranks or workers is fine)"
+            )
+        if state["samples_consumed"] % self.global_batch_size:
+            raise ConfigError(f"saved samples_consumed={state['samples_consumed']} is not a whole number of global batches of {self.global_batch_size}")
+        self.epoch, self.samples_consumed = state["epoch"], state["samples_consumed"]

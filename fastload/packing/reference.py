@@ -1,0 +1,67 @@
+"""The slow, obvious twin of packed batches, for the tests.
+
+It takes a plan's windows as given (which documents, in which order: that
+is the plan's job, tested on its own) and does everything else token by
+token in plain Python: partition streams, padding, rows, shifted labels,
+segments and positions.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from fastload.kernels.pack import IGNORE_INDEX
+from fastload.packing.plan import PackPlan
+
+__all__ = ["packed_epoch_reference"]
+
+
+def _partition_streams(plan: PackPlan, documents: list, eos_id: int) -> list[list[tuple[int, bool]]]:
+    """Per partition, its stream as (token, starts_a_unit) pairs, padding included as token None."""
+    streams = []
+    for p in range(plan.num_partitions):
+        a, e = int(plan.partition_starts[p]), int(plan.partition_starts[p + 1])
+        stream: list[tuple[int | None, bool]] = []
+        for w in range(plan.num_windows):
+            units = plan.window(w)
+            if not a <= units.start < e:
+                continue
+            for doc, skip, take in zip(units.doc.tolist(), units.skip.tolist(), units.take.tolist()):
+                full = list(documents[doc]) + ([eos_id] if plan.add_eos else [])
+                piece = full[skip : skip + take]
+                stream.extend((token, i == 0) for i, token in enumerate(piece))
+        del stream[e - a :]  # with remainder="drop", the last window runs on past the last batch
+        padding = (e - a) - len(stream)
+        stream.extend((None, i == 0) for i in range(padding))
+        streams.append(stream)
+    return streams
+
+
+def packed_epoch_reference(plan: PackPlan, documents: list, *, eos_id: int, pad_id: int) -> dict:
+    """Every global batch of the epoch: arrays of shape (num_batches, global_batch_size, seq_len)."""
+    L, L1, B = plan.seq_len, plan.row_tokens, plan.global_batch_size
+    shape = (plan.num_batches, B, L)
+    out = {
+        "input_ids": np.zeros(shape, np.int64),
+        "labels": np.zeros(shape, np.int64),
+        "position_ids": np.zeros(shape, np.int64),
+        "document_ids": np.zeros(shape, np.int32),
+    }
+    bounds = plan.column_bounds
+    for p, stream in enumerate(_partition_streams(plan, documents, eos_id)):
+        quota = int(bounds[p + 1] - bounds[p])
+        for k in range(len(stream) // L1):
+            row = stream[k * L1 : (k + 1) * L1]
+            b, c = k // quota, int(bounds[p]) + k % quota
+            segment = position = 0
+            for col, (token, starts_unit) in enumerate(row):
+                if col > 0 and starts_unit:
+                    segment, position = segment + 1, 0
+                if col < L:
+                    out["input_ids"][b, c, col] = pad_id if token is None else token
+                    out["position_ids"][b, c, col] = position
+                    out["document_ids"][b, c, col] = segment
+                if col > 0:
+                    out["labels"][b, c, col - 1] = IGNORE_INDEX if token is None else token
+                position += 1
+    return out
