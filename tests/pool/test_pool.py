@@ -55,6 +55,20 @@ def test_a_new_arena_retires_the_old_one_which_closes_when_its_last_batch_dies()
     assert old not in pool.arenas
 
 
+def test_a_batch_that_outlives_its_closed_pool_still_closes_the_arena_fd_when_it_dies():
+    pool = BufferPool()
+    arena_id = pool.add_arena(num_slots=2, slot_bytes=4096)
+    fd = pool.arenas[arena_id].fd
+    held = pool.lease_buffer(*pool.acquire(), used_bytes=8)
+    pool.close()  # what the loader's finalizer does when the loader is dropped
+    del pool
+    gc.collect()
+    assert os.path.exists(f"/proc/self/fd/{fd}")  # the live batch keeps its arena open
+    del held
+    gc.collect()
+    assert not os.path.exists(f"/proc/self/fd/{fd}") or not _fd_is_memfd(fd)
+
+
 def test_the_slot_writer_aligns_and_refuses_what_does_not_fit():
     arena = SharedArena.create(4096)
     writer = SlotWriter(arena.view(0, 4096), 4096)
