@@ -25,8 +25,9 @@ import numpy as np
 
 from fastload.errors import FormatError
 from fastload.kernels.jit import kernel
+from fastload.kernels.pointers import view_at
 
-__all__ = ["pack_documents", "pack_reference", "cu_seqlens", "PackCursor", "fill_packed_run", "fill_padding", "IGNORE_INDEX"]
+__all__ = ["pack_documents", "pack_reference", "cu_seqlens", "PackCursor", "fill_packed_batch", "IGNORE_INDEX"]
 
 # Codes the kernel returns instead of raising (Numba raises only constant messages;
 # the wrapper turns these into errors that name the document).
@@ -154,112 +155,103 @@ def cu_seqlens(segments: np.ndarray, seq_len: int) -> np.ndarray:
 # -- packed batches from a plan's windows (fastload.packing) ------------------------------
 #
 # A *run* is a stretch of one window's stream that fills consecutive positions of a
-# rank's batch, seen flat as (rows, seq_len + 1). Each stream token at row position c
-# is an input (c < seq_len) and the label of position c - 1 (c >= 1), so inputs and
-# labels are written once each, contiguous, with no shifted copy afterwards.
+# rank's batch, seen flat as (rows, seq_len + 1); run_table[r] < 0 marks padding.
+# Each stream token at row position c is an input (c < seq_len) and the label of
+# position c - 1 (c >= 1), so inputs and labels are each written once, contiguous,
+# with no shifted copy afterwards. The loops below are split at row and document
+# ends so that each is a plain strided copy or fill that LLVM vectorises.
 
 
 @kernel
-def _fill_run_kernel(sources, src, off, ntok, cum, begin, end, out_start, eos_id, input_ids, labels, positions, segments):
+def _fill_batch_kernel(sources, tables, run_table, run_begin, run_end, run_out, eos_id, pad_id, input_ids, labels, positions, segments):
+    source_address, source_length, token = sources
+    table_address, table_units = tables
     rows, seq_len = input_ids.shape
     row_tokens = seq_len + 1
-    num_units = cum.shape[0] - 1
-    if begin < 0 or begin > end or end > cum[num_units] or out_start < 0 or out_start + (end - begin) > rows * row_tokens:
-        return _BAD_RUN, 0
-    u = np.searchsorted(cum, begin, side="right") - 1
-    row = out_start // row_tokens
-    col = out_start % row_tokens
-    segment = 0
-    if col > 0:  # a run starts at a unit boundary: a new segment after what the row already holds
-        segment = segments[row, col - 1] + 1
-    position = 0
-    x = begin
-    while x < end:
-        s = src[u]
-        if s < 0 or s >= len(sources):
-            return _BAD_SOURCE, u
-        data = sources[s]
-        first = off[u]
-        real = ntok[u]
-        if first < 0 or real < 0 or first + real > data.shape[0]:
-            return _BAD_OFFSETS, u
-        unit_len = cum[u + 1] - cum[u]
-        k = x - cum[u]
-        k_first = k
-        stop = min(unit_len, k + (end - x))
-        while k < stop:
-            value = data[first + k] if k < real else eos_id
-            if col < seq_len:
-                input_ids[row, col] = value
-                positions[row, col] = position
-                segments[row, col] = segment
-            if col > 0:
-                labels[row, col - 1] = value
-            k += 1
-            position += 1
-            col += 1
-            if col == row_tokens:
-                row += 1
-                col = 0
-                segment = 0
-                position = 0
-        x += k - k_first
-        if k == unit_len:
-            u += 1
-            if col != 0:
-                segment += 1
-                position = 0
+    for r in range(run_table.shape[0]):
+        t, x, end, out = run_table[r], run_begin[r], run_end[r], run_out[r]
+        if out < 0 or x > end or out + (end - x) > rows * row_tokens:
+            return _BAD_RUN, r
+        row = out // row_tokens
+        col = out % row_tokens
+        segment = segments[row, col - 1] + 1 if col > 0 else 0  # a run starts at a document boundary
+        position = 0
+        if t < 0:  # padding: one segment of pad_id inputs whose labels are ignored
+            for _ in range(end - x):
+                if col < seq_len:
+                    input_ids[row, col] = pad_id
+                    positions[row, col] = position
+                    segments[row, col] = segment
+                if col > 0:
+                    labels[row, col - 1] = IGNORE_INDEX
+                position += 1
+                col += 1
+                if col == row_tokens:
+                    row, col, segment, position = row + 1, 0, 0, 0
+            continue
+        if t >= table_address.shape[0] or table_address[t] == 0:
+            return _BAD_RUN, r
+        num_units = table_units[t]
+        table = view_at(table_address[t], (4, num_units + 1), np.int64)  # source, first token, real tokens, stream offset
+        cum = table[3]
+        if x < 0 or end > cum[num_units]:
+            return _BAD_RUN, r
+        u = np.searchsorted(cum, x, side="right") - 1
+        while x < end:
+            s, first, real = table[0, u], table[1, u], table[2, u]
+            if s < 0 or s >= source_address.shape[0]:
+                return _BAD_SOURCE, u
+            data = view_at(source_address[s], (source_length[s],), token.dtype)
+            if first < 0 or real < 0 or first + real > data.shape[0]:
+                return _BAD_OFFSETS, u
+            k = x - cum[u]
+            stop = min(cum[u + 1] - cum[u], k + (end - x))
+            while k < stop:
+                n = min(stop - k, row_tokens - col)  # tokens k..k+n-1 land in columns col..col+n-1
+                n_real = max(0, min(k + n, real) - k)  # the first n_real are data, the rest (one) the EOS
+                n_in = max(0, min(n, seq_len - col))
+                for i in range(min(n_in, n_real)):
+                    input_ids[row, col + i] = data[first + k + i]
+                for i in range(n_real, n_in):
+                    input_ids[row, col + i] = eos_id
+                for i in range(n_in):
+                    positions[row, col + i] = position + i
+                    segments[row, col + i] = segment
+                i0 = 1 if col == 0 else 0
+                for i in range(i0, n_real):
+                    labels[row, col + i - 1] = data[first + k + i]
+                for i in range(max(i0, n_real), n):
+                    labels[row, col + i - 1] = eos_id
+                k += n
+                x += n
+                position += n
+                col += n
+                if col == row_tokens:
+                    row, col, segment, position = row + 1, 0, 0, 0
+            if k == cum[u + 1] - cum[u]:  # the unit is done: the next one starts a new segment
+                u += 1
+                if col != 0:
+                    segment += 1
+                    position = 0
     return _OK, 0
 
 
-def fill_packed_run(sources, src, off, ntok, cum, begin: int, end: int, out_start: int, *, eos_id: int, input_ids, labels, positions, segments) -> None:
-    """Copy window stream positions [begin, end) into a packed batch, from flat position `out_start`.
+def fill_packed_batch(sources, tables, run_table, run_begin, run_end, run_out, *, eos_id: int, pad_id: int, input_ids, labels, positions, segments) -> None:
+    """Write a packed batch from its runs (see the comment above), every index checked.
 
-    The window is given as units in stream order: unit u takes `ntok[u]`
-    tokens of `sources[src[u]]` from `off[u]`, then an EOS when its stream
-    length `cum[u + 1] - cum[u]` is one more. Every index is checked against
-    the arrays: data from disk that disagrees raises `FormatError`.
+    `sources` = (addresses, lengths, an empty array of the token dtype): the
+    token arrays of the loaded blocks, by address (see `pointers.py`).
+    `tables` = (addresses, unit counts): table t is a window as a
+    (4, units + 1) int64 array: unit u copies `table[2, u]` tokens of source
+    `table[0, u]` from token `table[1, u]`, then an EOS when its stream
+    length (`table[3, u + 1] - table[3, u]`) is one more. Run begins and
+    ends are offsets in their window's stream. Data from disk that disagrees
+    with the tables raises `FormatError`, never reads out of bounds.
     """
-    status, detail = _fill_run_kernel(sources, src, off, ntok, cum, begin, end, out_start, eos_id, input_ids, labels, positions, segments)
+    status, detail = _fill_batch_kernel(sources, tables, run_table, run_begin, run_end, run_out, eos_id, pad_id, input_ids, labels, positions, segments)
     if status == _BAD_RUN:
-        raise ValueError(f"run [{begin}, {end}) at {out_start} does not fit the window ({int(cum[-1])} tokens) or the batch")
+        raise ValueError(f"run {detail} ([{int(run_begin[detail])}, {int(run_end[detail])}) of table {int(run_table[detail])}) does not fit its window or the batch")
     if status == _BAD_SOURCE:
-        raise FormatError(f"unit {detail} of a packing window names source {int(src[detail])}, outside the {len(sources)} blocks loaded")
+        raise FormatError(f"unit {detail} of a packing window names a source outside the {len(sources[0])} blocks loaded")
     if status == _BAD_OFFSETS:
-        raise FormatError(
-            f"unit {detail} of a packing window reads tokens [{int(off[detail])}, {int(off[detail]) + int(ntok[detail])}) "
-            f"of a block of {len(sources[int(src[detail])])} tokens; the block is corrupt"
-        )
-
-
-@kernel
-def _fill_padding_kernel(count, out_start, pad_id, input_ids, labels, positions, segments):
-    rows, seq_len = input_ids.shape
-    row_tokens = seq_len + 1
-    if count < 0 or out_start < 0 or out_start + count > rows * row_tokens:
-        return _BAD_RUN
-    row = out_start // row_tokens
-    col = out_start % row_tokens
-    segment = segments[row, col - 1] + 1 if col > 0 else 0
-    position = 0
-    for _ in range(count):
-        if col < seq_len:
-            input_ids[row, col] = pad_id
-            positions[row, col] = position
-            segments[row, col] = segment
-        if col > 0:
-            labels[row, col - 1] = IGNORE_INDEX
-        position += 1
-        col += 1
-        if col == row_tokens:
-            row += 1
-            col = 0
-            segment = 0
-            position = 0
-    return _OK
-
-
-def fill_padding(count: int, out_start: int, *, pad_id: int, input_ids, labels, positions, segments) -> None:
-    """Fill `count` flat positions from `out_start` with padding: `pad_id` inputs, ignored labels, one segment."""
-    if _fill_padding_kernel(count, out_start, pad_id, input_ids, labels, positions, segments) != _OK:
-        raise ValueError(f"{count} padding positions at {out_start} do not fit the batch")
+        raise FormatError(f"unit {detail} of a packing window reads past the end of its block; the block is corrupt")

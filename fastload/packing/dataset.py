@@ -105,6 +105,7 @@ class PackedDataset:
 
     def _reset_process_state(self) -> None:
         self._plans: dict[tuple, PackPlan] = {}
+        self._plans_by_key: dict[tuple, PackPlan] = {}  # the same plans, by the plain tuple a BatchKey carries
         self._filler: BatchFiller | None = None
 
     # -- configuration -------------------------------------------------------------
@@ -226,9 +227,13 @@ class PackedDataset:
 
     def __fastload_batch__(self, key: BatchKey, allocate) -> dict:
         """Batch `key` as a dict of arrays from `allocate(shape, dtype)` (a worker passes its slot's)."""
-        options = SamplerOptions(order=key.order, seed=key.seed, window_blocks=key.window_blocks, num_partitions=key.num_partitions)
-        plan = self.plan(key.epoch, key.global_batch_size, options)
-        plan_key = (key.epoch, key.global_batch_size, options)
+        plan_key = (key.epoch, key.global_batch_size, key.order, key.seed, key.window_blocks, key.num_partitions)
+        plan = self._plans_by_key.get(plan_key)
+        if plan is None:
+            options = SamplerOptions(order=key.order, seed=key.seed, window_blocks=key.window_blocks, num_partitions=key.num_partitions)
+            plan = self._plans_by_key[plan_key] = self.plan(key.epoch, key.global_batch_size, options)
+            if len(self._plans_by_key) > 4:
+                self._plans_by_key.pop(next(iter(self._plans_by_key)))
         return self._batch_filler().fill(plan, plan_key, key.batch, key.rank, key.world_size, allocate).as_dict()
 
     def __len__(self) -> int:
@@ -245,7 +250,8 @@ class PackedDataset:
         if not 0 <= i < n:
             raise IndexError(f"row {index} out of range for {n:,} packed rows")
         options = self.options("sequential")
-        batch = self._batch_filler().fill(self.plan(0, 1, options), (0, 1, options), i, 0, 1)
+        plan_key = (0, 1, "sequential", self.seed, self.window_blocks, self.num_partitions)
+        batch = self._batch_filler().fill(self.plan(0, 1, options), plan_key, i, 0, 1)
         return {name: array[0] for name, array in batch.as_dict().items()}
 
     def __repr__(self) -> str:
@@ -256,7 +262,7 @@ class PackedDataset:
 
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
-        state["_plans"], state["_filler"] = {}, None
+        state["_plans"], state["_plans_by_key"], state["_filler"] = {}, {}, None
         return state
 
     def __setstate__(self, state: dict) -> None:

@@ -16,14 +16,14 @@ tokenized here, block by block, with the Numba tokenizer.
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
 
 from fastload.errors import FormatError
 from fastload.format.reader import Dataset, column_view
-from fastload.kernels.pack import fill_packed_run, fill_padding
+from fastload.kernels.pack import fill_packed_batch
+from fastload.kernels.pointers import address_of
 from fastload.packing.plan import PackPlan
 
 __all__ = ["BatchFiller", "PackedArrays"]
@@ -42,15 +42,12 @@ class PackedArrays:
         return {"input_ids": self.input_ids, "labels": self.labels, "position_ids": self.position_ids, "document_ids": self.document_ids}
 
 
-@dataclass(frozen=True)
+@dataclass
 class _WindowTable:
-    """A window's units, resolved to loaded blocks: unit u copies ntok[u] tokens of sources[src[u]] from off[u]."""
+    """A window's units resolved to loaded blocks, as the kernel reads them (see `fill_packed_batch`)."""
 
-    start: int
-    src: np.ndarray
-    off: np.ndarray
-    ntok: np.ndarray
-    cum: np.ndarray
+    slot: int  # its index in BatchFiller.tables
+    start: int  # the window's first stream position
     blocks: tuple[int, ...]
 
 
@@ -58,22 +55,50 @@ def _allocate_empty(shape: tuple, dtype) -> np.ndarray:
     return np.empty(shape, dtype)
 
 
+class _AddressBook:
+    """Arrays kept alive by slot, with their addresses and sizes as int64 arrays a kernel reads
+    (see `kernels/pointers.py`). A dropped slot reads as address 0, size 0."""
+
+    def __init__(self):
+        self.arrays: list[np.ndarray | None] = []
+        self.address = np.zeros(16, np.int64)
+        self.size = np.zeros(16, np.int64)
+        self._free: list[int] = []
+
+    def put(self, array: np.ndarray, size: int) -> int:
+        if self._free:
+            slot = self._free.pop()
+            self.arrays[slot] = array
+        else:
+            slot = len(self.arrays)
+            self.arrays.append(array)
+            if slot == len(self.address):
+                self.address = np.concatenate([self.address, np.zeros(slot, np.int64)])
+                self.size = np.concatenate([self.size, np.zeros(slot, np.int64)])
+        self.address[slot], self.size[slot] = address_of(array), size
+        return slot
+
+    def drop(self, slot: int) -> None:
+        self.address[slot] = self.size[slot] = 0
+        self.arrays[slot] = None
+        self._free.append(slot)
+
+
 class BatchFiller:
     """Fills packed batches from one dataset column in this process. Not shared between processes."""
 
     def __init__(self, dataset: Dataset, column: str, *, doc_lengths: np.ndarray, token_dtype, tokenizer=None, eos_id: int, pad_id: int):
-        from numba import from_dtype, typed, types
-
         self.dataset, self.column, self.tokenizer = dataset, column, tokenizer
         self.doc_lengths = doc_lengths
         self.token_dtype = np.dtype(token_dtype)
         self.eos_id, self.pad_id = eos_id, pad_id
-        self._empty = np.zeros(0, self.token_dtype)
-        self._empty.setflags(write=False)
-        self.sources = typed.List.empty_list(types.Array(from_dtype(self.token_dtype), 1, "C", readonly=True))
-        self._free: list[int] = []
-        self._blocks: dict[int, list] = {}  # block id -> [slot, token offsets (int64), windows using it]
-        self._tables: OrderedDict[tuple, _WindowTable] = OrderedDict()
+        self._sources = _AddressBook()  # token arrays of the loaded blocks
+        self._token = np.zeros(0, self.token_dtype)  # tells the kernel the token dtype
+        self._blocks: dict[int, list] = {}  # block id -> [source slot, token offsets (int64), windows using it]
+        self._tables_book = _AddressBook()  # window tables, (4, units + 1) int64 each
+        self._tables: dict[tuple, _WindowTable] = {}  # (plan key, window) -> its table
+        self._window_slots: dict[tuple, tuple] = {}  # plan key -> (table slot of each window or -1, its last use)
+        self._uses = 0  # batches filled: the clock of least-recently-used
         self.blocks_loaded = 0  # blocks read (and tokenized) by this process: a measure of locality
 
     # -- blocks --------------------------------------------------------------------
@@ -91,24 +116,14 @@ class BatchFiller:
                 f"block {block_id} of {str(self.dataset.path)!r} holds documents of other lengths than when the packing "
                 "plan was made: the dataset changed since it was opened (or the tokenizer differs). Open it again."
             )
-        values = np.ascontiguousarray(values, dtype=self.token_dtype)
-        if values.flags.writeable:
-            values = values.view()
-            values.setflags(write=False)
-        return values, offsets
+        return np.ascontiguousarray(values, dtype=self.token_dtype), offsets
 
     def _acquire(self, block_id: int) -> list:
         entry = self._blocks.get(block_id)
         if entry is None:
             values, offsets = self._block_tokens(block_id)
             self.blocks_loaded += 1
-            if self._free:
-                slot = self._free.pop()
-                self.sources[slot] = values
-            else:
-                slot = len(self.sources)
-                self.sources.append(values)
-            entry = self._blocks[block_id] = [slot, offsets, 0]
+            entry = self._blocks[block_id] = [self._sources.put(values, len(values)), offsets, 0]
         entry[2] += 1
         return entry
 
@@ -117,36 +132,57 @@ class BatchFiller:
         entry[2] -= 1
         if entry[2] == 0:
             del self._blocks[block_id]
-            self.sources[entry[0]] = self._empty
-            self._free.append(entry[0])
+            self._sources.drop(entry[0])
 
     # -- windows -------------------------------------------------------------------
 
-    def _table(self, plan: PackPlan, plan_key: tuple, w: int) -> _WindowTable:
-        key = (plan_key, w)
-        table = self._tables.get(key)
-        if table is not None:
-            self._tables.move_to_end(key)
-            return table
+    def _window_table(self, plan: PackPlan, w: int) -> _WindowTable:
         units = plan.window(w)
         starts = self.dataset.block_starts
         block_of = np.searchsorted(starts, units.doc, side="right") - 1
         blocks = np.unique(block_of)
-        src = np.empty(len(units.doc), np.int64)
-        off = np.empty(len(units.doc), np.int64)
+        n = len(units.doc)
+        table = np.zeros((4, n + 1), np.int64)  # source, first token, real tokens, stream offset
         for block_id in blocks.tolist():
             slot, offsets, _ = self._acquire(block_id)
             mine = block_of == block_id
-            src[mine] = slot
-            off[mine] = offsets[units.doc[mine] - starts[block_id]] + units.skip[mine]
-        ntok = np.clip(self.doc_lengths[units.doc] - units.skip, 0, units.take)  # real tokens; the rest is the EOS
-        table = _WindowTable(units.start, src, off, ntok, units.cum, tuple(blocks.tolist()))
-        self._tables[key] = table
-        while len(self._tables) > 2 * plan.num_partitions + 2:
-            _, old = self._tables.popitem(last=False)
-            for block_id in old.blocks:
-                self._release(block_id)
-        return table
+            table[0, :n][mine] = slot
+            table[1, :n][mine] = offsets[units.doc[mine] - starts[block_id]] + units.skip[mine]
+        table[2, :n] = np.clip(self.doc_lengths[units.doc] - units.skip, 0, units.take)  # real tokens; the rest is the EOS
+        table[3] = units.cum
+        slot = self._tables_book.put(table, n)
+        return _WindowTable(slot, units.start, tuple(blocks.tolist()))
+
+    def _drop_table(self, plan_key: tuple, w: int) -> None:
+        table = self._tables.pop((plan_key, w))
+        self._window_slots[plan_key][0][w] = -1
+        self._tables_book.drop(table.slot)
+        for block_id in table.blocks:
+            self._release(block_id)
+
+    def _tables_for(self, plan: PackPlan, plan_key: tuple, windows: np.ndarray) -> np.ndarray:
+        """Table slots of `windows` (-1 stays -1: padding), building the missing ones."""
+        per_plan = self._window_slots.get(plan_key)
+        if per_plan is None:  # (table slot or -1, last batch that used it) of every window
+            per_plan = self._window_slots[plan_key] = (np.full(plan.num_windows, -1, np.int64), np.zeros(plan.num_windows, np.int64))
+        slots, last_used = per_plan
+        self._uses += 1
+        real = windows[windows >= 0]
+        last_used[real] = self._uses
+        missing = real[slots[real] < 0]
+        if len(missing):
+            for w in np.unique(missing).tolist():
+                table = self._tables[(plan_key, w)] = self._window_table(plan, w)
+                slots[w] = table.slot
+            # A partition has at most two windows live: drop the least recently used beyond that
+            # (never one this batch uses: they are the most recent).
+            excess = len(self._tables) - (2 * plan.num_partitions + 2)
+            if excess > 0:
+                by_age = sorted(self._tables, key=lambda key: self._window_slots[key[0]][1][key[1]])
+                for key in by_age[:excess]:
+                    if self._window_slots[key[0]][1][key[1]] < self._uses:
+                        self._drop_table(*key)
+        return np.where(windows >= 0, slots[np.maximum(windows, 0)], -1)
 
     # -- batches -------------------------------------------------------------------
 
@@ -154,11 +190,13 @@ class BatchFiller:
         """Rank `rank`'s rows of global batch `batch`, in arrays from `allocate(shape, dtype)`."""
         shape = (plan.global_batch_size // world_size, plan.seq_len)
         out = PackedArrays(allocate(shape, np.int64), allocate(shape, np.int64), allocate(shape, np.int64), allocate(shape, np.int32))
-        arrays = dict(input_ids=out.input_ids, labels=out.labels, positions=out.position_ids, segments=out.document_ids)
-        for run in plan.rank_runs(batch, rank, world_size):
-            if run.window < 0:
-                fill_padding(run.end - run.begin, run.out_start, pad_id=self.pad_id, **arrays)
-                continue
-            t = self._table(plan, plan_key, run.window)
-            fill_packed_run(self.sources, t.src, t.off, t.ntok, t.cum, run.begin - t.start, run.end - t.start, run.out_start, eos_id=self.eos_id, **arrays)
+        windows, begin, end, run_out = plan.rank_runs(batch, rank, world_size)
+        slots = self._tables_for(plan, plan_key, windows)
+        window_start = plan.window_starts[np.maximum(windows, 0)]
+        begin, end = begin - window_start, end - window_start  # tables count from their window's start
+        fill_packed_batch(
+            (self._sources.address, self._sources.size, self._token), (self._tables_book.address, self._tables_book.size),
+            slots, begin, end, run_out, eos_id=self.eos_id, pad_id=self.pad_id,
+            input_ids=out.input_ids, labels=out.labels, positions=out.position_ids, segments=out.document_ids,
+        )
         return out

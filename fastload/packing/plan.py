@@ -45,7 +45,7 @@ from fastload.errors import ConfigError
 from fastload.sampler import SamplerOptions
 from fastload.sampler import permutation
 
-__all__ = ["PackPlan", "Units", "RowRun", "REMAINDERS"]
+__all__ = ["PackPlan", "Units", "REMAINDERS"]
 
 REMAINDERS = ("drop", "pad")
 DEFAULT_MAX_PARTITIONS = 64
@@ -60,20 +60,6 @@ class Units:
     skip: np.ndarray
     take: np.ndarray
     cum: np.ndarray  # cum[i] = window-relative stream offset where unit i starts; cum[-1] = window length
-
-
-@dataclass(frozen=True)
-class RowRun:
-    """Stream positions [begin, end) that fill output positions [out_start, out_start + end - begin).
-
-    Output positions count over a rank's batch flattened as (rows, seq_len + 1).
-    `window` is the window holding the run, or -1 for padding past the end of the stream.
-    """
-
-    window: int
-    begin: int
-    end: int
-    out_start: int
 
 
 class PackPlan:
@@ -134,6 +120,8 @@ class PackPlan:
         self.column_bounds = (np.arange(P + 1, dtype=np.int64) * B) // P
         self.partition_starts = self.num_batches * self.row_tokens * self.column_bounds
         self.window_starts = self._window_starts(window_blocks)
+        self._starts_with_padding = np.concatenate([self.window_starts, [np.iinfo(np.int64).max]])  # window num_windows: padding
+        self._geometry: dict[tuple[int, int], tuple] = {}
         self._windows: OrderedDict[int, Units] = OrderedDict()
         self._cached_windows = 2 * P + 2  # a partition has at most two windows live (see sampler/orders.py)
 
@@ -201,32 +189,47 @@ class PackPlan:
         share = self.global_batch_size // world_size
         return rank * share, (rank + 1) * share
 
-    def rank_runs(self, batch: int, rank: int = 0, world_size: int = 1) -> list[RowRun]:
-        """The stream runs that fill rank `rank`'s rows of global batch `batch`, in output order."""
+    def _rank_geometry(self, rank: int, world_size: int) -> tuple[np.ndarray, ...]:
+        """Per partition serving this rank: (first stream position, stride per batch, tokens, flat output start)."""
+        key = (rank, world_size)
+        cached = self._geometry.get(key)
+        if cached is None:
+            lo, hi = self.rank_columns(rank, world_size)
+            c0, c1 = self.column_bounds[:-1], self.column_bounds[1:]
+            a, z = np.maximum(lo, c0), np.minimum(hi, c1)
+            mine = np.flatnonzero(a < z)
+            L1 = self.row_tokens
+            base = self.partition_starts[mine] + (a[mine] - c0[mine]) * L1
+            stride = (c1[mine] - c0[mine]) * L1
+            cached = self._geometry[key] = (base, stride, (z[mine] - a[mine]) * L1, (a[mine] - lo) * L1)
+        return cached
+
+    def rank_runs(self, batch: int, rank: int = 0, world_size: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The runs that fill rank `rank`'s rows of global batch `batch`, in output order.
+
+        Four int64 arrays: window (-1: padding past the end of the stream),
+        begin and end (stream positions), and where each run starts in the
+        rank's batch seen flat as (rows, seq_len + 1).
+        """
         if not 0 <= batch < self.num_batches:
             raise IndexError(f"batch {batch} out of range: this epoch has {self.num_batches} batches")
-        lo, hi = self.rank_columns(rank, world_size)
-        L1, T = self.row_tokens, self.num_tokens
-        bounds = self.column_bounds
-        runs = []
-        p = int(np.searchsorted(bounds, lo, side="right")) - 1
-        while p < self.num_partitions and bounds[p] < hi:
-            c0, c1 = int(bounds[p]), int(bounds[p + 1])
-            a, z = max(lo, c0), min(hi, c1)
-            if a < z:
-                begin = int(self.partition_starts[p]) + (batch * (c1 - c0) + a - c0) * L1
-                end, out = begin + (z - a) * L1, (a - lo) * L1
-                while begin < end:  # split where windows (or the stream) end
-                    if begin >= T:
-                        runs.append(RowRun(-1, begin, end, out))
-                        break
-                    w = int(np.searchsorted(self.window_starts, begin, side="right")) - 1
-                    stop = min(end, int(self.window_starts[w + 1]))
-                    runs.append(RowRun(w, begin, stop, out))
-                    out += stop - begin
-                    begin = stop
-            p += 1
-        return runs
+        base, stride, length, out = self._rank_geometry(rank, world_size)
+        begin = base + batch * stride
+        end = begin + length
+        starts = self._starts_with_padding
+        first = np.searchsorted(starts, begin, side="right") - 1
+        last = np.searchsorted(starts, end - 1, side="right") - 1
+        pieces = last - first + 1
+        if int(pieces.max()) == 1:  # the usual case: no partition's rows cross a window's end
+            windows, run_begin, run_end, run_out = first, begin, end, out
+        else:
+            owner = np.repeat(np.arange(len(begin)), pieces)
+            windows = np.repeat(first, pieces) + (np.arange(int(pieces.sum())) - np.repeat(np.cumsum(pieces) - pieces, pieces))
+            run_begin = np.maximum(begin[owner], starts[windows])
+            run_end = np.minimum(end[owner], starts[windows + 1])
+            run_out = out[owner] + (run_begin - begin[owner])
+        windows = np.where(windows >= self.num_windows, -1, windows)
+        return windows, run_begin, run_end, run_out
 
     def blocks_of_window(self, w: int) -> np.ndarray:
         """Block ids (storage numbering) that window `w` reads."""

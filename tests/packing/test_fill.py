@@ -1,0 +1,134 @@
+"""Packed batches from the kernels equal the slow reference, and bad data is an error, not a crash."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from fastload.errors import ConfigError, FormatError
+from fastload.kernels.pack import IGNORE_INDEX, fill_packed_batch
+from fastload.packing import BatchKey, PackedDataset
+from fastload.packing.reference import packed_epoch_reference
+from tests.packing.conftest import distinct_documents, write_documents
+
+EOS, PAD = 0, 999_999
+
+
+def _key(packed, plan, b, rank, world, order):
+    return BatchKey(plan.epoch, b, rank, world, plan.global_batch_size, order, packed.seed, packed.window_blocks, packed.num_partitions)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    seed=st.integers(0, 2**16),
+    num_docs=st.integers(1, 80),
+    max_len=st.integers(0, 60),
+    block_rows=st.integers(1, 9),
+    seq_len=st.integers(1, 24),
+    batch=st.sampled_from([1, 2, 4]),
+    order=st.sampled_from(["block_window", "uniform", "sequential"]),
+    remainder=st.sampled_from(["drop", "pad"]),
+    add_eos=st.booleans(),
+    window_blocks=st.integers(1, 3),
+    compression=st.sampled_from(["none", "lz4"]),
+)
+def test_batches_equal_the_reference(tmp_path_factory, seed, num_docs, max_len, block_rows, seq_len, batch, order, remainder, add_eos, window_blocks, compression):
+    rng = np.random.default_rng(seed)
+    documents = distinct_documents(rng, num_docs, max_len)
+    path = tmp_path_factory.mktemp("ds") / "ds"
+    write_documents(path, documents, block_rows=block_rows, compression=compression)
+    packed = PackedDataset(path, seq_len=seq_len, eos_id=EOS, pad_id=PAD, add_eos=add_eos, remainder=remainder, window_blocks=window_blocks, seed=seed)
+    try:
+        plan = packed.plan(1, batch * 2, packed.options(order))
+    except ConfigError:
+        return  # fewer tokens than one batch (checked in test_plan)
+    expected = packed_epoch_reference(plan, documents, eos_id=EOS, pad_id=PAD)
+    for b in range(plan.num_batches):
+        for world in (1, 2):
+            for rank in range(world):
+                got = packed[_key(packed, plan, b, rank, world, order)]
+                rows = slice(rank * 2 * batch // world, (rank + 1) * 2 * batch // world)
+                for name, array in expected.items():
+                    assert np.array_equal(got[name], array[b, rows]), (name, b, rank, world)
+
+
+def test_labels_are_inputs_shifted_by_one_and_positions_restart_per_document(tmp_path):
+    documents = distinct_documents(np.random.default_rng(0), 300, 40)
+    write_documents(tmp_path / "ds", documents, block_rows=25)
+    packed = PackedDataset(tmp_path / "ds", seq_len=32, eos_id=EOS)
+    plan = packed.plan(0, 8, packed.options("block_window"))
+    for b in range(plan.num_batches):
+        batch = packed[_key(packed, plan, b, 0, 1, "block_window")]
+        ids, labels, positions, docs = batch["input_ids"], batch["labels"], batch["position_ids"], batch["document_ids"]
+        assert np.array_equal(labels[:, :-1], ids[:, 1:])
+        new_doc = np.ones_like(docs, dtype=bool)
+        new_doc[:, 1:] = docs[:, 1:] != docs[:, :-1]
+        assert np.all(positions[new_doc] == 0)
+        assert np.all(positions[:, 1:][~new_doc[:, 1:]] == positions[:, :-1][~new_doc[:, 1:]] + 1)
+        # A token right after an EOS starts a new document (unless a row starts there).
+        after_eos = ids[:, :-1] == EOS
+        assert np.all(new_doc[:, 1:][after_eos])
+
+
+def test_padding_has_ignored_labels(tmp_path):
+    write_documents(tmp_path / "ds", [[1, 2, 3], [4, 5]], block_rows=2)
+    packed = PackedDataset(tmp_path / "ds", seq_len=4, eos_id=EOS, pad_id=PAD, remainder="pad")
+    assert len(packed) == 2
+    rows = [packed[i] for i in range(len(packed))]
+    # Rows are consecutive windows of seq_len + 1 = 5 stream tokens: 1 2 3 EOS 4 | 5 EOS pad pad pad.
+    assert rows[0]["input_ids"].tolist() == [1, 2, 3, EOS]
+    assert rows[0]["labels"].tolist() == [2, 3, EOS, 4]
+    assert rows[1]["input_ids"].tolist() == [5, EOS, PAD, PAD]
+    assert rows[1]["labels"].tolist() == [EOS, IGNORE_INDEX, IGNORE_INDEX, IGNORE_INDEX]
+    assert rows[1]["document_ids"].tolist() == [0, 0, 1, 1]
+    assert rows[1]["position_ids"].tolist() == [0, 1, 0, 1]
+
+
+def test_each_block_is_read_once_per_epoch_per_process(tmp_path):
+    documents = distinct_documents(np.random.default_rng(1), 2000, 50)
+    write_documents(tmp_path / "ds", documents, block_rows=40)
+    packed = PackedDataset(tmp_path / "ds", seq_len=63, eos_id=EOS)
+    sampler = packed.batch_sampler(8, shuffle=True)
+    for key in sampler:
+        packed[key]
+    assert packed._filler.blocks_loaded == packed.dataset.num_blocks
+
+
+def test_a_table_that_points_past_its_block_is_a_format_error_not_a_crash():
+    tokens = np.arange(10, dtype=np.uint16)
+    table = np.array([[0, 0], [5, 0], [8, 0], [0, 8]], np.int64)  # reads tokens 5..12 of a 10-token block
+    out = [np.zeros((1, 7), np.int64) for _ in range(3)] + [np.zeros((1, 7), np.int32)]
+    run = [np.array([v], np.int64) for v in (0, 0, 8, 0)]
+    with pytest.raises(FormatError, match="corrupt"):
+        fill_packed_batch(
+            (np.array([tokens.ctypes.data]), np.array([10]), tokens[:0]), (np.array([table.ctypes.data]), np.array([1])),
+            *run, eos_id=0, pad_id=0, input_ids=out[0], labels=out[1], positions=out[2], segments=out[3],
+        )
+    with pytest.raises(FormatError, match="outside"):
+        table[0, 0] = 3
+        fill_packed_batch(
+            (np.array([tokens.ctypes.data]), np.array([10]), tokens[:0]), (np.array([table.ctypes.data]), np.array([1])),
+            *run, eos_id=0, pad_id=0, input_ids=out[0], labels=out[1], positions=out[2], segments=out[3],
+        )
+
+
+def test_a_dataset_changed_under_the_plan_is_a_format_error(tmp_path):
+    write_documents(tmp_path / "ds", [[1, 2, 3], [4, 5], [6]], block_rows=2)
+    packed = PackedDataset(tmp_path / "ds", seq_len=2, eos_id=EOS, doc_lengths=np.array([3, 2, 2]))
+    with pytest.raises(FormatError, match="changed since it was opened"):
+        packed[0]
+
+
+def test_configuration_errors_say_what_to_do(tmp_path):
+    write_documents(tmp_path / "ds", [[1, 2, 3], [4, 5]], block_rows=2)
+    with pytest.raises(ConfigError, match="pass eos_id="):
+        PackedDataset(tmp_path / "ds", seq_len=2)
+    assert PackedDataset(tmp_path / "ds", seq_len=2, add_eos=False)[0]["input_ids"].tolist() == [1, 2]
+    with pytest.raises(ConfigError, match="no column 'text'"):
+        PackedDataset(tmp_path / "ds", seq_len=2, eos_id=0, column="text")
+    with pytest.raises(ConfigError, match="seq_len"):
+        PackedDataset(tmp_path / "ds", seq_len=0, eos_id=0)
+    with pytest.raises(ConfigError, match="doc_lengths"):
+        PackedDataset(tmp_path / "ds", seq_len=2, eos_id=0, doc_lengths=[1])
