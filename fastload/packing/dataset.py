@@ -33,6 +33,7 @@ import numpy as np
 
 from fastload.errors import ConfigError
 from fastload.format.reader import Dataset
+from fastload.packing.documents import TokenDocuments
 from fastload.packing.fill import BatchFiller
 from fastload.packing.plan import REMAINDERS, PackPlan
 from fastload.sampler import SamplerOptions
@@ -56,7 +57,7 @@ class BatchKey(NamedTuple):
     num_partitions: int | None
 
 
-class PackedDataset:
+class PackedDataset(TokenDocuments):
     """Documents of a fastload dataset packed into rows of `seq_len + 1` tokens.
 
     dataset: a `fastload.Dataset` or the path of one.
@@ -89,108 +90,17 @@ class PackedDataset:
         num_partitions: int | None = None,
         doc_lengths: np.ndarray | None = None,
     ):
-        self.dataset = dataset if isinstance(dataset, Dataset) else Dataset(dataset)
-        if type(seq_len) is not int or seq_len < 1:
-            raise ConfigError(f"seq_len must be a positive integer, found {seq_len!r}")
         if remainder not in REMAINDERS:
             raise ConfigError(f"remainder must be one of {REMAINDERS}, found {remainder!r}")
-        self.seq_len, self.add_eos, self.remainder = seq_len, bool(add_eos), remainder
-        self.column, self.tokenizer = self._resolve_column(column, tokenizer)
-        self.eos_id = self._resolve_eos(eos_id)
-        self.pad_id = pad_id if pad_id is not None else (self.eos_id if self.eos_id is not None else 0)
         SamplerOptions(seed=seed, window_blocks=window_blocks, num_partitions=num_partitions)  # validates them now
-        self.seed, self.window_blocks, self.num_partitions = seed, window_blocks, num_partitions
-        self._doc_lengths = None if doc_lengths is None else self._check_lengths(doc_lengths)
-        self._reset_process_state()
+        self.remainder, self.seed, self.window_blocks, self.num_partitions = remainder, seed, window_blocks, num_partitions
+        super().__init__(dataset, seq_len=seq_len, column=column, tokenizer=tokenizer, eos_id=eos_id, pad_id=pad_id, add_eos=add_eos, doc_lengths=doc_lengths)
 
     def _reset_process_state(self) -> None:
+        super()._reset_process_state()
         self._plans: dict[tuple, PackPlan] = {}
         self._plans_by_key: dict[tuple, PackPlan] = {}  # the same plans, by the plain tuple a BatchKey carries
         self._filler: BatchFiller | None = None
-
-    # -- configuration -------------------------------------------------------------
-
-    def _resolve_column(self, column: str | None, tokenizer):
-        schema = self.dataset.schema
-        kinds = {c.name: c.kind for c in schema}
-        if column is None:
-            tokens = [name for name, kind in kinds.items() if kind == "tokens"]
-            texts = [name for name, kind in kinds.items() if kind == "text"]
-            if tokenizer is None and tokens:
-                column = "tokens" if "tokens" in tokens else tokens[0]
-            elif tokenizer is not None and texts:
-                column = "text" if "text" in texts else texts[0]
-            elif tokens:
-                column = "tokens" if "tokens" in tokens else tokens[0]
-            else:
-                raise ConfigError(
-                    f"{self.dataset!r} has no tokens column to pack; pass tokenizer= to tokenize its text column on the "
-                    "fly, or convert it with 'fastload convert --tokenizer'"
-                )
-        if column not in kinds:
-            raise ConfigError(f"{self.dataset!r} has no column {column!r}; its columns are {', '.join(kinds)}")
-        kind = kinds[column]
-        if kind == "text":
-            if tokenizer is None:
-                raise ConfigError(f"column {column!r} holds text: pass tokenizer= to tokenize it on the fly")
-            return column, tokenizer
-        if kind != "tokens":
-            raise ConfigError(f"column {column!r} is of kind {kind!r}; packing needs a tokens column, or a text column and a tokenizer")
-        if tokenizer is not None and not self.dataset.allow_tokenizer_mismatch:
-            self.dataset._check_tokenizer(tokenizer)
-        return column, None  # already token ids: the tokenizer, if any, only supplied the EOS id
-
-    def _resolve_eos(self, eos_id: int | None) -> int | None:
-        if eos_id is None and self.tokenizer is not None:
-            eos_id = self.tokenizer.eos_id
-        if eos_id is None:
-            eos_id = (self.dataset.index.tokenizer or {}).get("eos_id")
-        if self.add_eos and eos_id is None:
-            raise ConfigError(
-                "no EOS token id is known for this dataset (none recorded at conversion, and no tokenizer with one "
-                "given): pass eos_id=, or add_eos=False to pack documents back to back"
-            )
-        if eos_id is not None and (type(eos_id) is not int or eos_id < 0):
-            raise ConfigError(f"eos_id must be a non-negative integer, found {eos_id!r}")
-        return eos_id
-
-    @property
-    def token_dtype(self) -> np.dtype:
-        if self.tokenizer is not None:
-            return np.dtype(np.uint32)  # what the tokenizer emits
-        return np.dtype(self.dataset.schema[self.column].numpy_dtype)
-
-    # -- document lengths ----------------------------------------------------------
-
-    def _check_lengths(self, lengths) -> np.ndarray:
-        lengths = np.asarray(lengths)
-        if lengths.shape != (self.dataset.num_rows,) or lengths.dtype.kind not in "iu" or (len(lengths) and lengths.min() < 0):
-            raise ConfigError(f"doc_lengths must be {self.dataset.num_rows:,} non-negative integers, one per row of the dataset")
-        return lengths.astype(np.int64)
-
-    @property
-    def doc_lengths(self) -> np.ndarray:
-        """Tokens of every document (storage order): read from offsets, or counted by tokenizing once."""
-        if self._doc_lengths is None:
-            if self.tokenizer is None:
-                self._doc_lengths = self.dataset.row_lengths(self.column)
-            else:
-                self._doc_lengths = self._count_tokens()
-        return self._doc_lengths
-
-    def _count_tokens(self) -> np.ndarray:
-        lengths = np.empty(self.dataset.num_rows, np.int64)
-        threads = os.cpu_count() or 1
-        for block_id in range(self.dataset.num_blocks):
-            batch = self.dataset.read_block(block_id)
-            _, offsets = self.tokenizer.encode_arrow(batch.column(self.column), num_threads=threads)
-            start, stop = int(self.dataset.block_starts[block_id]), int(self.dataset.block_starts[block_id + 1])
-            np.subtract(offsets[1:], offsets[:-1], out=lengths[start:stop])
-        return lengths
-
-    def save_lengths(self, path: str | os.PathLike) -> None:
-        """Save the document lengths (`np.save`), to pass back as `doc_lengths=np.load(path)`."""
-        np.save(path, self.doc_lengths)
 
     # -- plans ---------------------------------------------------------------------
 
@@ -219,10 +129,8 @@ class PackedDataset:
 
     def _batch_filler(self) -> BatchFiller:
         if self._filler is None:
-            self._filler = BatchFiller(
-                self.dataset, self.column, doc_lengths=self.doc_lengths, token_dtype=self.token_dtype,
-                tokenizer=self.tokenizer, eos_id=self.eos_id if self.eos_id is not None else 0, pad_id=self.pad_id,
-            )
+            eos_id = self.eos_id if self.eos_id is not None else 0  # unused without add_eos
+            self._filler = BatchFiller(self._token_blocks(), eos_id=eos_id, pad_id=self.pad_id)
         return self._filler
 
     def __fastload_batch__(self, key: BatchKey, allocate) -> dict:
@@ -258,16 +166,7 @@ class PackedDataset:
         source = f"tokenized on the fly from {self.column!r}" if self.tokenizer is not None else f"column {self.column!r}"
         return f"PackedDataset({str(self.dataset.path)!r}, seq_len={self.seq_len}, {source}, eos_id={self.eos_id}, remainder={self.remainder!r})"
 
-    # -- pickling: configuration and lengths travel, blocks and plans are per process --
-
-    def __getstate__(self) -> dict:
-        state = dict(self.__dict__)
-        state["_plans"], state["_plans_by_key"], state["_filler"] = {}, {}, None
-        return state
-
-    def __setstate__(self, state: dict) -> None:
-        self.__dict__.update(state)
-        self._reset_process_state()
+    _PROCESS_STATE = ("_blocks", "_plans", "_plans_by_key", "_filler")
 
 
 class PackedBatchSampler:

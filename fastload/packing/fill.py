@@ -9,9 +9,9 @@ shared-memory slot). No per-document Python runs.
 Blocks stay loaded while a cached window uses them and are dropped after:
 with the `block_window` order a partition has at most two windows live, so
 a worker holds about 2 × window_blocks blocks per partition it serves and
-reads each block once per epoch. Loaded blocks are zero-copy views of the
-shard (uncompressed) or decompressed once (lz4/zstd); a dataset of text is
-tokenized here, block by block, with the Numba tokenizer.
+reads each block once per epoch (`blocks.py` loads them: zero-copy views of
+the shard when uncompressed, decompressed once with lz4/zstd, tokenized
+here, block by block, when the dataset holds text).
 """
 
 from __future__ import annotations
@@ -20,10 +20,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fastload.errors import FormatError
-from fastload.format.reader import Dataset, column_view
 from fastload.kernels.pack import fill_packed_batch
-from fastload.kernels.pointers import address_of
+from fastload.packing.blocks import AddressBook, TokenBlocks
 from fastload.packing.plan import PackPlan
 
 __all__ = ["BatchFiller", "PackedArrays"]
@@ -55,96 +53,29 @@ def _allocate_empty(shape: tuple, dtype) -> np.ndarray:
     return np.empty(shape, dtype)
 
 
-class _AddressBook:
-    """Arrays kept alive by slot, with their addresses and sizes as int64 arrays a kernel reads
-    (see `kernels/pointers.py`). A dropped slot reads as address 0, size 0."""
-
-    def __init__(self):
-        self.arrays: list[np.ndarray | None] = []
-        self.address = np.zeros(16, np.int64)
-        self.size = np.zeros(16, np.int64)
-        self._free: list[int] = []
-
-    def put(self, array: np.ndarray, size: int) -> int:
-        if self._free:
-            slot = self._free.pop()
-            self.arrays[slot] = array
-        else:
-            slot = len(self.arrays)
-            self.arrays.append(array)
-            if slot == len(self.address):
-                self.address = np.concatenate([self.address, np.zeros(slot, np.int64)])
-                self.size = np.concatenate([self.size, np.zeros(slot, np.int64)])
-        self.address[slot], self.size[slot] = address_of(array), size
-        return slot
-
-    def drop(self, slot: int) -> None:
-        self.address[slot] = self.size[slot] = 0
-        self.arrays[slot] = None
-        self._free.append(slot)
-
-
 class BatchFiller:
     """Fills packed batches from one dataset column in this process. Not shared between processes."""
 
-    def __init__(self, dataset: Dataset, column: str, *, doc_lengths: np.ndarray, token_dtype, tokenizer=None, eos_id: int, pad_id: int):
-        self.dataset, self.column, self.tokenizer = dataset, column, tokenizer
-        self.doc_lengths = doc_lengths
-        self.token_dtype = np.dtype(token_dtype)
+    def __init__(self, blocks: TokenBlocks, *, eos_id: int, pad_id: int):
+        self.blocks = blocks
+        self.doc_lengths = blocks.doc_lengths
         self.eos_id, self.pad_id = eos_id, pad_id
-        self._sources = _AddressBook()  # token arrays of the loaded blocks
-        self._token = np.zeros(0, self.token_dtype)  # tells the kernel the token dtype
-        self._blocks: dict[int, list] = {}  # block id -> [source slot, token offsets (int64), windows using it]
-        self._tables_book = _AddressBook()  # window tables, (4, units + 1) int64 each
+        self._tables_book = AddressBook()  # window tables, (4, units + 1) int64 each
         self._tables: dict[tuple, _WindowTable] = {}  # (plan key, window) -> its table
         self._window_slots: dict[tuple, tuple] = {}  # plan key -> (table slot of each window or -1, its last use)
         self._uses = 0  # batches filled: the clock of least-recently-used
-        self.blocks_loaded = 0  # blocks read (and tokenized) by this process: a measure of locality
-
-    # -- blocks --------------------------------------------------------------------
-
-    def _block_tokens(self, block_id: int) -> tuple[np.ndarray, np.ndarray]:
-        batch = self.dataset.read_block(block_id)
-        if self.tokenizer is None:
-            ragged = column_view(batch, self.dataset.schema, self.column)
-            values, offsets = ragged.values, np.asarray(ragged.offsets, np.int64)
-        else:
-            values, offsets = self.tokenizer.encode_arrow(batch.column(self.column))
-        first, last = int(self.dataset.block_starts[block_id]), int(self.dataset.block_starts[block_id + 1])
-        if len(offsets) != last - first + 1 or not np.array_equal(np.diff(offsets), self.doc_lengths[first:last]):
-            raise FormatError(
-                f"block {block_id} of {str(self.dataset.path)!r} holds documents of other lengths than when the packing "
-                "plan was made: the dataset changed since it was opened (or the tokenizer differs). Open it again."
-            )
-        return np.ascontiguousarray(values, dtype=self.token_dtype), offsets
-
-    def _acquire(self, block_id: int) -> list:
-        entry = self._blocks.get(block_id)
-        if entry is None:
-            values, offsets = self._block_tokens(block_id)
-            self.blocks_loaded += 1
-            entry = self._blocks[block_id] = [self._sources.put(values, len(values)), offsets, 0]
-        entry[2] += 1
-        return entry
-
-    def _release(self, block_id: int) -> None:
-        entry = self._blocks[block_id]
-        entry[2] -= 1
-        if entry[2] == 0:
-            del self._blocks[block_id]
-            self._sources.drop(entry[0])
 
     # -- windows -------------------------------------------------------------------
 
     def _window_table(self, plan: PackPlan, w: int) -> _WindowTable:
         units = plan.window(w)
-        starts = self.dataset.block_starts
+        starts = self.blocks.dataset.block_starts
         block_of = np.searchsorted(starts, units.doc, side="right") - 1
         blocks = np.unique(block_of)
         n = len(units.doc)
         table = np.zeros((4, n + 1), np.int64)  # source, first token, real tokens, stream offset
         for block_id in blocks.tolist():
-            slot, offsets, _ = self._acquire(block_id)
+            slot, offsets = self.blocks.acquire(block_id)
             mine = block_of == block_id
             table[0, :n][mine] = slot
             table[1, :n][mine] = offsets[units.doc[mine] - starts[block_id]] + units.skip[mine]
@@ -158,7 +89,7 @@ class BatchFiller:
         self._window_slots[plan_key][0][w] = -1
         self._tables_book.drop(table.slot)
         for block_id in table.blocks:
-            self._release(block_id)
+            self.blocks.release(block_id)
 
     def _tables_for(self, plan: PackPlan, plan_key: tuple, windows: np.ndarray) -> np.ndarray:
         """Table slots of `windows` (-1 stays -1: padding), building the missing ones."""
@@ -195,7 +126,7 @@ class BatchFiller:
         window_start = plan.window_starts[np.maximum(windows, 0)]
         begin, end = begin - window_start, end - window_start  # tables count from their window's start
         fill_packed_batch(
-            (self._sources.address, self._sources.size, self._token), (self._tables_book.address, self._tables_book.size),
+            self.blocks.sources, (self._tables_book.address, self._tables_book.size),
             slots, begin, end, run_out, eos_id=self.eos_id, pad_id=self.pad_id,
             input_ids=out.input_ids, labels=out.labels, positions=out.position_ids, segments=out.document_ids,
         )

@@ -93,7 +93,7 @@ def test_each_block_is_read_once_per_epoch_per_process(tmp_path):
     sampler = packed.batch_sampler(8, shuffle=True)
     for key in sampler:
         packed[key]
-    assert packed._filler.blocks_loaded == packed.dataset.num_blocks
+    assert packed._blocks.blocks_loaded == packed.dataset.num_blocks
 
 
 def test_a_table_that_points_past_its_block_is_a_format_error_not_a_crash():

@@ -1,0 +1,153 @@
+"""`TokenDocuments`: what packed and padded datasets share — documents of token ids.
+
+Which column holds the documents (a tokens column, or text tokenized on the
+fly with a `Tokenizer`), the EOS and padding ids, every document's length
+(read from the offsets, or counted by tokenizing once), and the blocks this
+process has loaded. Subclasses decide how documents become rows.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from fastload.errors import ConfigError
+from fastload.format.reader import Dataset
+from fastload.packing.blocks import TokenBlocks
+
+__all__ = ["TokenDocuments"]
+
+
+class TokenDocuments:
+    """Documents of token ids from a fastload dataset; see `PackedDataset` for the arguments."""
+
+    def __init__(
+        self,
+        dataset: Dataset | str | os.PathLike,
+        *,
+        seq_len: int,
+        column: str | None = None,
+        tokenizer=None,
+        eos_id: int | None = None,
+        pad_id: int | None = None,
+        add_eos: bool = True,
+        doc_lengths: np.ndarray | None = None,
+    ):
+        self.dataset = dataset if isinstance(dataset, Dataset) else Dataset(dataset)
+        if type(seq_len) is not int or seq_len < 1:
+            raise ConfigError(f"seq_len must be a positive integer, found {seq_len!r}")
+        self.seq_len, self.add_eos = seq_len, bool(add_eos)
+        self.column, self.tokenizer = self._resolve_column(column, tokenizer)
+        self.eos_id = self._resolve_eos(eos_id)
+        self.pad_id = pad_id if pad_id is not None else (self.eos_id if self.eos_id is not None else 0)
+        self._doc_lengths = None if doc_lengths is None else self._check_lengths(doc_lengths)
+        self._reset_process_state()
+
+    def _reset_process_state(self) -> None:
+        self._blocks: TokenBlocks | None = None
+
+    def _token_blocks(self, keep_unused: int = 0) -> TokenBlocks:
+        if self._blocks is None:
+            self._blocks = TokenBlocks(
+                self.dataset, self.column, doc_lengths=self.doc_lengths, token_dtype=self.token_dtype,
+                tokenizer=self.tokenizer, keep_unused=keep_unused,
+            )
+        return self._blocks
+
+    def _resolve_column(self, column: str | None, tokenizer):
+        schema = self.dataset.schema
+        kinds = {c.name: c.kind for c in schema}
+        if column is None:
+            tokens = [name for name, kind in kinds.items() if kind == "tokens"]
+            texts = [name for name, kind in kinds.items() if kind == "text"]
+            if tokenizer is None and tokens:
+                column = "tokens" if "tokens" in tokens else tokens[0]
+            elif tokenizer is not None and texts:
+                column = "text" if "text" in texts else texts[0]
+            elif tokens:
+                column = "tokens" if "tokens" in tokens else tokens[0]
+            else:
+                raise ConfigError(
+                    f"{self.dataset!r} has no tokens column to pack; pass tokenizer= to tokenize its text column on the "
+                    "fly, or convert it with 'fastload convert --tokenizer'"
+                )
+        if column not in kinds:
+            raise ConfigError(f"{self.dataset!r} has no column {column!r}; its columns are {', '.join(kinds)}")
+        kind = kinds[column]
+        if kind == "text":
+            if tokenizer is None:
+                raise ConfigError(f"column {column!r} holds text: pass tokenizer= to tokenize it on the fly")
+            return column, tokenizer
+        if kind != "tokens":
+            raise ConfigError(f"column {column!r} is of kind {kind!r}; packing needs a tokens column, or a text column and a tokenizer")
+        if tokenizer is not None and not self.dataset.allow_tokenizer_mismatch:
+            self.dataset._check_tokenizer(tokenizer)
+        return column, None  # already token ids: the tokenizer, if any, only supplied the EOS id
+
+    def _resolve_eos(self, eos_id: int | None) -> int | None:
+        if eos_id is None and self.tokenizer is not None:
+            eos_id = self.tokenizer.eos_id
+        if eos_id is None:
+            eos_id = (self.dataset.index.tokenizer or {}).get("eos_id")
+        if self.add_eos and eos_id is None:
+            raise ConfigError(
+                "no EOS token id is known for this dataset (none recorded at conversion, and no tokenizer with one "
+                "given): pass eos_id=, or add_eos=False to pack documents back to back"
+            )
+        if eos_id is not None and (type(eos_id) is not int or eos_id < 0):
+            raise ConfigError(f"eos_id must be a non-negative integer, found {eos_id!r}")
+        return eos_id
+
+    @property
+    def token_dtype(self) -> np.dtype:
+        if self.tokenizer is not None:
+            return np.dtype(np.uint32)  # what the tokenizer emits
+        return np.dtype(self.dataset.schema[self.column].numpy_dtype)
+
+    # -- document lengths ----------------------------------------------------------
+
+    def _check_lengths(self, lengths) -> np.ndarray:
+        lengths = np.asarray(lengths)
+        if lengths.shape != (self.dataset.num_rows,) or lengths.dtype.kind not in "iu" or (len(lengths) and lengths.min() < 0):
+            raise ConfigError(f"doc_lengths must be {self.dataset.num_rows:,} non-negative integers, one per row of the dataset")
+        return lengths.astype(np.int64)
+
+    @property
+    def doc_lengths(self) -> np.ndarray:
+        """Tokens of every document (storage order): read from offsets, or counted by tokenizing once."""
+        if self._doc_lengths is None:
+            if self.tokenizer is None:
+                self._doc_lengths = self.dataset.row_lengths(self.column)
+            else:
+                self._doc_lengths = self._count_tokens()
+        return self._doc_lengths
+
+    def _count_tokens(self) -> np.ndarray:
+        lengths = np.empty(self.dataset.num_rows, np.int64)
+        threads = os.cpu_count() or 1
+        for block_id in range(self.dataset.num_blocks):
+            batch = self.dataset.read_block(block_id)
+            _, offsets = self.tokenizer.encode_arrow(batch.column(self.column), num_threads=threads)
+            start, stop = int(self.dataset.block_starts[block_id]), int(self.dataset.block_starts[block_id + 1])
+            np.subtract(offsets[1:], offsets[:-1], out=lengths[start:stop])
+        return lengths
+
+    def save_lengths(self, path: str | os.PathLike) -> None:
+        """Save the document lengths (`np.save`), to pass back as `doc_lengths=np.load(path)`."""
+        np.save(path, self.doc_lengths)
+
+    # -- pickling: configuration and lengths travel, blocks and plans are per process --
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        for name in list(state):
+            if name in self._PROCESS_STATE:
+                state[name] = None
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._reset_process_state()
+
+    _PROCESS_STATE = ("_blocks",)
