@@ -24,10 +24,10 @@ def __getattr__(name: str):
         from fastload.loader import DataLoader
 
         return DataLoader
-    if name == "PackedDataset":  # its kernels compile with Numba, which is heavy to import
-        from fastload.packing import PackedDataset
+    if name in ("PackedDataset", "PaddedDataset"):  # their kernels compile with Numba, which is heavy to import
+        import fastload.packing
 
-        return PackedDataset
+        return getattr(fastload.packing, name)
     if name == "get_worker_info":
         from fastload.workers import get_worker_info
 
@@ -45,6 +45,7 @@ __all__ = [
     "FastloadError",
     "FormatError",
     "PackedDataset",
+    "PaddedDataset",
     "Sampler",
     "SamplerOptions",
     "Schema",

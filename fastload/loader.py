@@ -50,14 +50,12 @@ class DataLoader(tud.DataLoader):
 
     def __init__(self, dataset, batch_size=1, shuffle=None, sampler=None, batch_sampler=None, *args, **kwargs):
         if _computes_batches(dataset) and sampler is None and batch_sampler is None and batch_size is not None:
-            # A PackedDataset makes whole batches in the workers: the sampler yields one key per
-            # batch and torch's auto-batching is off (batch_size=None); see packing/dataset.py.
+            # Packed and padded datasets make whole batches in the workers: the sampler yields one
+            # key per batch and torch's auto-batching is off (batch_size=None); see fastload/packing.
             if args:
-                raise ConfigError("pass DataLoader options after batch_sampler as keywords when loading a PackedDataset")
-            if kwargs.pop("drop_last", False) and dataset.remainder == "pad":
-                raise ConfigError("drop_last=True contradicts the PackedDataset's remainder='pad'; pick one")
+                raise ConfigError(f"pass DataLoader options after batch_sampler as keywords when loading a {type(dataset).__name__}")
             rank, world = _rank_and_world()
-            sampler = dataset.batch_sampler(batch_size * world, rank=rank, world_size=world, shuffle=bool(shuffle))
+            sampler = dataset.batch_sampler(batch_size * world, rank=rank, world_size=world, shuffle=bool(shuffle), drop_last=kwargs.pop("drop_last", False))
             batch_size, shuffle = None, None
         elif batch_sampler is None and sampler is None and batch_size is not None and _is_fastload_dataset(dataset):
             batch_sampler = _distributed_sampler(dataset, batch_size, bool(shuffle), kwargs.get("drop_last", False))
@@ -222,9 +220,9 @@ def _is_fastload_dataset(dataset) -> bool:
 
 
 def _computes_batches(dataset) -> bool:
-    from fastload.packing import PackedDataset
+    from fastload.packing import PackedDataset, PaddedDataset
 
-    return isinstance(dataset, PackedDataset)
+    return isinstance(dataset, (PackedDataset, PaddedDataset))
 
 
 def _rank_and_world() -> tuple[int, int]:

@@ -27,7 +27,7 @@ from fastload.errors import FormatError
 from fastload.kernels.jit import kernel
 from fastload.kernels.pointers import view_at
 
-__all__ = ["pack_documents", "pack_reference", "cu_seqlens", "PackCursor", "fill_packed_batch", "IGNORE_INDEX"]
+__all__ = ["pack_documents", "pack_reference", "cu_seqlens", "PackCursor", "fill_packed_batch", "fill_padded_batch", "IGNORE_INDEX"]
 
 # Codes the kernel returns instead of raising (Numba raises only constant messages;
 # the wrapper turns these into errors that name the document).
@@ -255,3 +255,55 @@ def fill_packed_batch(sources, tables, run_table, run_begin, run_end, run_out, *
         raise FormatError(f"unit {detail} of a packing window names a source outside the {len(sources[0])} blocks loaded")
     if status == _BAD_OFFSETS:
         raise FormatError(f"unit {detail} of a packing window reads past the end of its block; the block is corrupt")
+
+
+# -- one document per row (fastload.packing.PaddedDataset) ---------------------------------
+
+
+@kernel
+def _fill_padded_kernel(sources, src, off, ntok, add_eos, eos_id, pad_id, input_ids, labels, attention_mask, positions):
+    source_address, source_length, token = sources
+    rows, seq_len = input_ids.shape
+    if src.shape[0] != rows or off.shape[0] != rows or ntok.shape[0] != rows:
+        return _BAD_RUN, 0
+    for r in range(rows):
+        s, first, real = src[r], off[r], ntok[r]
+        if s < 0 or s >= source_address.shape[0]:
+            return _BAD_SOURCE, r
+        if first < 0 or real < 0 or first + real > source_length[s]:
+            return _BAD_OFFSETS, r
+        data = view_at(source_address[s], (source_length[s],), token.dtype)
+        n = min(real + add_eos, seq_len + 1)  # the row's tokens: the document, its EOS, cut to seq_len + 1
+        n_real = min(real, n)
+        n_in = min(n, seq_len)
+        for j in range(min(n_real, n_in)):
+            input_ids[r, j] = data[first + j]
+        for j in range(n_real, n_in):
+            input_ids[r, j] = eos_id
+        for j in range(n_in, seq_len):
+            input_ids[r, j] = pad_id
+        for j in range(max(0, min(n_real, seq_len + 1) - 1)):
+            labels[r, j] = data[first + j + 1]
+        for j in range(max(0, n_real - 1), n - 1):
+            labels[r, j] = eos_id
+        for j in range(max(0, n - 1), seq_len):
+            labels[r, j] = IGNORE_INDEX
+        for j in range(seq_len):
+            attention_mask[r, j] = 1 if j < n_in else 0
+            positions[r, j] = j if j < n_in else 0
+    return _OK, 0
+
+
+def fill_padded_batch(sources, src, off, ntok, *, add_eos: bool, eos_id: int, pad_id: int, input_ids, labels, attention_mask, positions) -> None:
+    """Write one document per row: row r is `ntok[r]` tokens of source `src[r]` from `off[r]`,
+    then an EOS if `add_eos`, cut to seq_len + 1 tokens; inputs padded with `pad_id`, labels with -100.
+
+    `sources` as for `fill_packed_batch`. Offsets outside their block raise `FormatError`.
+    """
+    status, detail = _fill_padded_kernel(sources, src, off, ntok, int(add_eos), eos_id, pad_id, input_ids, labels, attention_mask, positions)
+    if status == _BAD_RUN:
+        raise ValueError(f"{len(src)} documents given for {input_ids.shape[0]} rows")
+    if status == _BAD_SOURCE:
+        raise FormatError(f"row {detail} names a source outside the {len(sources[0])} blocks loaded")
+    if status == _BAD_OFFSETS:
+        raise FormatError(f"row {detail} reads past the end of its block; the block is corrupt")

@@ -7,7 +7,7 @@ counts who uses it, and keeps a bounded number of unused blocks around in
 case they are wanted again. Loading a block checks it (CRC and Arrow
 validation, in `Dataset.read_block`), tokenizes it when the dataset holds
 text, and checks its document lengths against the ones the batches were
-planned with.
+planned with (when the caller knows them).
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ class AddressBook:
 class TokenBlocks:
     """Loaded blocks of one tokens (or text, tokenized here) column, by block id. One per process."""
 
-    def __init__(self, dataset: Dataset, column: str, *, doc_lengths: np.ndarray, token_dtype, tokenizer=None, keep_unused: int = 0):
+    def __init__(self, dataset: Dataset, column: str, *, doc_lengths: np.ndarray | None, token_dtype, tokenizer=None, keep_unused: int = 0):
         self.dataset, self.column, self.tokenizer = dataset, column, tokenizer
         self.doc_lengths = doc_lengths
         self.book = AddressBook()
@@ -80,7 +80,9 @@ class TokenBlocks:
         else:
             values, offsets = self.tokenizer.encode_arrow(batch.column(self.column))
         first, last = int(self.dataset.block_starts[block_id]), int(self.dataset.block_starts[block_id + 1])
-        if len(offsets) != last - first + 1 or not np.array_equal(np.diff(offsets), self.doc_lengths[first:last]):
+        if len(offsets) != last - first + 1:
+            raise FormatError(f"block {block_id} of {str(self.dataset.path)!r} holds {len(offsets) - 1} documents, not {last - first}")
+        if self.doc_lengths is not None and not np.array_equal(np.diff(offsets), self.doc_lengths[first:last]):
             raise FormatError(
                 f"block {block_id} of {str(self.dataset.path)!r} holds documents of other lengths than when the batches "
                 "were planned: the dataset changed since it was opened (or the tokenizer differs). Open it again."

@@ -120,8 +120,15 @@ class PackedDataset(TokenDocuments):
     def options(self, order: str) -> SamplerOptions:
         return SamplerOptions(order=order, seed=self.seed, window_blocks=self.window_blocks, num_partitions=self.num_partitions)
 
-    def batch_sampler(self, global_batch_size: int, *, rank: int = 0, world_size: int = 1, shuffle: bool = True, order: str | None = None) -> "PackedBatchSampler":
-        """The sampler `fastload.DataLoader` uses: one `BatchKey` per batch of this rank."""
+    def batch_sampler(
+        self, global_batch_size: int, *, rank: int = 0, world_size: int = 1, shuffle: bool = True, drop_last: bool = False, order: str | None = None
+    ) -> "PackedBatchSampler":
+        """The sampler `fastload.DataLoader` uses: one `BatchKey` per batch of this rank.
+
+        Incomplete batches follow `remainder` (drop_last=True agrees with the default "drop").
+        """
+        if drop_last and self.remainder == "pad":
+            raise ConfigError("drop_last=True contradicts the PackedDataset's remainder='pad'; pick one")
         options = self.options(order or ("block_window" if shuffle else "sequential"))
         return PackedBatchSampler(self, global_batch_size, rank=rank, world_size=world_size, options=options)
 

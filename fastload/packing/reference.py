@@ -13,7 +13,7 @@ import numpy as np
 from fastload.kernels.pack import IGNORE_INDEX
 from fastload.packing.plan import PackPlan
 
-__all__ = ["packed_epoch_reference"]
+__all__ = ["packed_epoch_reference", "padded_rows_reference"]
 
 
 def _partition_streams(plan: PackPlan, documents: list, eos_id: int) -> list[list[tuple[int, bool]]]:
@@ -65,3 +65,16 @@ def packed_epoch_reference(plan: PackPlan, documents: list, *, eos_id: int, pad_
                     out["labels"][b, c, col - 1] = IGNORE_INDEX if token is None else token
                 position += 1
     return out
+
+
+def padded_rows_reference(documents: list, sample_ids, *, seq_len: int, eos_id: int, pad_id: int, add_eos: bool) -> dict:
+    """One document per row, the obvious way: tokens (+ EOS) cut to seq_len + 1, then shifted and padded."""
+    rows = {name: [] for name in ("input_ids", "labels", "attention_mask", "position_ids")}
+    for i in sample_ids:
+        tokens = (list(documents[i]) + ([eos_id] if add_eos else []))[: seq_len + 1]
+        inputs, labels = tokens[:seq_len], tokens[1:]
+        rows["input_ids"].append(inputs + [pad_id] * (seq_len - len(inputs)))
+        rows["labels"].append(labels + [IGNORE_INDEX] * (seq_len - len(labels)))
+        rows["attention_mask"].append([1] * len(inputs) + [0] * (seq_len - len(inputs)))
+        rows["position_ids"].append(list(range(len(inputs))) + [0] * (seq_len - len(inputs)))
+    return {name: np.array(values, np.int64).reshape(len(rows["input_ids"]), seq_len) for name, values in rows.items()}

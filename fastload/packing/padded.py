@@ -1,0 +1,115 @@
+"""`PaddedDataset`: one document per row, cut to `seq_len + 1` tokens and padded, with an attention mask.
+
+    padded = fastload.PaddedDataset("data/corpus", seq_len=512)
+    loader = fastload.DataLoader(padded, batch_size=32, num_workers=2, shuffle=True)
+    for batch in loader:      # input_ids, labels, attention_mask, position_ids: (32, 512) each
+        ...
+
+For fine-tuning and classification-style data where a row must hold one
+document. The rows of a batch are the sample ids a `fastload.Sampler` picks
+(so the `block_window` shuffle, distributed splitting and resumption are
+the sampler's); a worker loads their blocks and one kernel writes the batch
+into its slot. Row r holds document tokens, then EOS (`add_eos`), cut to
+seq_len + 1: inputs are the first seq_len (padded with `pad_id`), labels the
+last seq_len (-100 past the document), `attention_mask` 1 on real inputs.
+Documents longer than seq_len + 1 tokens lose their tail; use
+`PackedDataset` to keep every token.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from fastload.format.reader import Dataset
+from fastload.kernels.pack import fill_padded_batch
+from fastload.packing.documents import TokenDocuments
+from fastload.sampler import Sampler, SamplerOptions
+
+__all__ = ["PaddedDataset"]
+
+
+class PaddedDataset(TokenDocuments):
+    """Documents of a fastload dataset, one per row; arguments as `PackedDataset` (no remainder:
+    the loader's `drop_last` drops an incomplete last batch, else it is completed from the start)."""
+
+    def __init__(
+        self,
+        dataset: Dataset | str | os.PathLike,
+        *,
+        seq_len: int,
+        column: str | None = None,
+        tokenizer=None,
+        eos_id: int | None = None,
+        pad_id: int | None = None,
+        add_eos: bool = True,
+        seed: int = 0,
+        window_blocks: int = 8,
+        num_partitions: int | None = None,
+    ):
+        SamplerOptions(seed=seed, window_blocks=window_blocks, num_partitions=num_partitions)  # validates them now
+        self.seed, self.window_blocks, self.num_partitions = seed, window_blocks, num_partitions
+        super().__init__(dataset, seq_len=seq_len, column=column, tokenizer=tokenizer, eos_id=eos_id, pad_id=pad_id, add_eos=add_eos)
+
+    def _blocks_for_batches(self):
+        # No plan needs the lengths here; they are checked only when already known (a tokens column).
+        known = self.dataset.row_lengths(self.column) if self.tokenizer is None and self._doc_lengths is None else self._doc_lengths
+        self._doc_lengths = known
+        # Keep what the default order has live: two windows of blocks for each partition.
+        partitions = self.num_partitions or min(64, self.dataset.num_blocks)
+        return self._token_blocks(keep_unused=2 * self.window_blocks * partitions)
+
+    def batch_sampler(self, global_batch_size: int, *, rank: int = 0, world_size: int = 1, shuffle: bool = True, drop_last: bool = False) -> Sampler:
+        """The sampler `fastload.DataLoader` uses: a `fastload.Sampler` over documents."""
+        options = SamplerOptions.for_shuffle(shuffle, seed=self.seed, window_blocks=self.window_blocks, num_partitions=self.num_partitions, drop_last=drop_last)
+        return Sampler(self.dataset.block_rows, global_batch_size=global_batch_size, rank=rank, world_size=world_size, options=options)
+
+    def __fastload_batch__(self, sample_ids, allocate) -> dict:
+        """The rows of `sample_ids` as a dict of arrays from `allocate(shape, dtype)`."""
+        ids = np.asarray(sample_ids, np.int64)
+        blocks = self._blocks if self._blocks is not None else self._blocks_for_batches()
+        starts = self.dataset.block_starts
+        if len(ids) and (ids.min() < 0 or ids.max() >= self.dataset.num_rows):
+            raise IndexError(f"document ids must be in [0, {self.dataset.num_rows:,})")
+        block_of = np.searchsorted(starts, ids, side="right") - 1
+        src, off, ntok = np.empty_like(ids), np.empty_like(ids), np.empty_like(ids)
+        used = np.unique(block_of).tolist()
+        for block_id in used:
+            slot, offsets = blocks.acquire(block_id)
+            mine = block_of == block_id
+            local = ids[mine] - starts[block_id]
+            src[mine], off[mine], ntok[mine] = slot, offsets[local], offsets[local + 1] - offsets[local]
+        shape = (len(ids), self.seq_len)
+        out = {
+            "input_ids": allocate(shape, np.int64),
+            "labels": allocate(shape, np.int64),
+            "attention_mask": allocate(shape, np.int64),
+            "position_ids": allocate(shape, np.int64),
+        }
+        try:
+            fill_padded_batch(
+                blocks.sources, src, off, ntok, add_eos=self.add_eos, eos_id=self.eos_id if self.eos_id is not None else 0,
+                pad_id=self.pad_id, input_ids=out["input_ids"], labels=out["labels"], attention_mask=out["attention_mask"], positions=out["position_ids"],
+            )
+        finally:
+            for block_id in used:
+                blocks.release(block_id)
+        return out
+
+    def __len__(self) -> int:
+        return self.dataset.num_rows
+
+    def __getitem__(self, index):
+        if isinstance(index, (int, np.integer)):
+            n = len(self)
+            i = int(index) + n if index < 0 else int(index)
+            if not 0 <= i < n:
+                raise IndexError(f"row {index} out of range for {n:,} documents")
+            batch = self.__fastload_batch__([i], lambda shape, dtype: np.empty(shape, dtype))
+            return {name: array[0] for name, array in batch.items()}
+        return self.__fastload_batch__(index, lambda shape, dtype: np.empty(shape, dtype))
+
+    def __repr__(self) -> str:
+        source = f"tokenized on the fly from {self.column!r}" if self.tokenizer is not None else f"column {self.column!r}"
+        return f"PaddedDataset({str(self.dataset.path)!r}, seq_len={self.seq_len}, {source}, eos_id={self.eos_id}, pad_id={self.pad_id})"
