@@ -1,0 +1,777 @@
+"""Token loaders: shuffled, packed batches of 16 x 1025 token ids from a ~200 MB real-text corpus.
+
+    python bench/loader_tokens.py [--repeats 3] [--batches 300] [--quick] [--only memmap,litdata-2]
+                                  [--json bench/results/loader_tokens.json]
+
+The task every contender does: deliver shuffled batches of 16 rows of 1025
+token ids (a 1024-token training window plus the next token for the labels),
+as int64 tensors, from `bench/.cache/corpus-200mb.jsonl` (built by
+`fastload/assets/build_demo_corpus.py` through `bench/convert.py`'s
+`ensure_corpus`), with 0 and 2 workers. Every contender uses the same
+vocabulary, fastload's shipped `fastload/assets/tokenizer/tokenizer.json`
+(16,384 ids, `<|endoftext|>` = 0 after each document), so token counts match.
+
+  naive      torch DataLoader over the JSON Lines: a map-style dataset of line
+             offsets, `json.loads` + HF `tokenizers` `encode` in `__getitem__`,
+             and a packing `collate_fn` that concatenates documents + EOS into
+             16 rows of 1025. The sampler gives it 3 documents per step (the
+             mean document is ~5,200 tokens: 0.95 of a batch); it tops up
+             with random documents when short, and the rest carries over to
+             the next batch of the same worker.
+  memmap     nanoGPT: the corpus tokenized once into a flat uint16 `.bin`;
+             item i is `torch.from_numpy(data[s:s + 1025].astype(np.int64))`
+             with s = 1025 * i (the same non-overlapping rows as every other
+             contender; shuffle=True makes the windows random).
+  litdata    `litdata.optimize` of the token stream into chunks,
+             `StreamingDataset(item_loader=TokensLoader(block_size=1025),
+             shuffle=True, transform=<uint16 -> int64>)` + `StreamingDataLoader`.
+  hf         Hugging Face `datasets`: 1025-token rows (a fixed-size list of
+             uint16) saved with `save_to_disk`, `load_from_disk(...)
+             .with_format("torch")` (which gives int64), torch DataLoader.
+  mds        MosaicML Streaming: MDS shards of `ndarray:uint16:1025` rows,
+             a `StreamingDataset(shuffle=True)` whose `__getitem__` returns
+             the row as int64, torch DataLoader.
+  fastload   `fastload.convert(corpus, out, tokenizer=Tokenizer.default())`
+             (uncompressed, and lz4), then
+             `fastload.DataLoader(fastload.Dataset(out).pack(seq_len=1024),
+             batch_size=16, num_workers=W, shuffle=True)`; and on-the-fly:
+             a text-only conversion packed with
+             `.pack(seq_len=1024, tokenizer=Tokenizer.default())`. Its batch is
+             a dict; `input_ids` (16, 1024) and `labels` hold the same
+             1025-token windows.
+  write-ref  one core writing the same int64 batches from a uint16 stream in
+             RAM: `out[r] = tokens[s:s + 1025]` into a preallocated (16, 1025)
+             int64 buffer, 16 random rows per batch. An upper bound for any
+             loader that hands over int64 batches.
+
+Preparation (tokenizing, converting) is not timed and is cached in
+`bench/.cache/` beside a `*.stamp.json` that records the corpus size and
+mtime and the tokenizer file's hash; a changed corpus or vocabulary rebuilds
+it. The token stream is made with fastload's tokenizer (HF-identical ids, ten
+times faster than HF's for this one-off step); the naive contender tokenizes
+with HF `tokenizers` at run time, as its users would.
+
+What is measured, per contender, in a child process of its own
+(`_harness.run_child`), after one untimed warm-up run (which also warms the
+page cache), `--repeats` times; the table gives the median and min-max:
+  - M tokens/s: `--batches` batches after the first, 16 x 1025 tokens each
+    (the window of every row, for fastload as for the others), over the
+    wall-clock time of the `next()` calls that delivered them;
+  - first batch s: from constructing the dataset object and the loader to the
+    first batch in hand (workers start, files open, shuffles are planned);
+  - main CPU / wall ms per batch: the training loop's share, as in
+    `loader_generic.py`: `time.thread_time` (CPU of the calling thread; waiting
+    for workers is not counted) and wall time spent inside `next()`, per batch,
+    over `--consumer-batches` batches while the consumer sleeps 20 ms after each
+    batch (a stand-in for a GPU step: the main thread waits, the cores are free);
+  - peak PSS and peak RSS, MB: summed over the child and all its descendants
+    (workers, their helpers), sampled about every 0.1 s off the clock. PSS
+    counts pages shared between processes (a memory map, shared memory) once;
+    RSS counts them once per process, so RSS overstates what mapped files cost.
+
+MosaicML Streaming imports torchvision, which cannot load against the CPU
+torch 2.13 here; as in `bench/convert.py`, the mds child stands in an empty
+torchvision (the row says so). `StreamingDataset` never touches it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import statistics
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+_BENCH = str(Path(__file__).resolve().parent)
+sys.path.insert(0, _BENCH)
+from _harness import child_main, format_table, machine_info, run_child, write_json  # noqa: E402
+from convert import CACHE, CORPUS_MB, REPO, _import_streaming, ensure_corpus  # noqa: E402
+
+# bench/ holds modules named like the packages the peers import (bench/tokenizers.py vs HF `tokenizers`)
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(_BENCH)]
+
+BATCH_SIZE = 16  # the issue: batches of 16 x 1025
+SEQ_LEN = 1024
+ROW_LEN = SEQ_LEN + 1  # a window and the token after it, for the labels
+TOKENS_PER_BATCH = BATCH_SIZE * ROW_LEN
+CONSUMER_STEP_S = 0.020  # the issue: a consumer spending 20 ms per step
+TOKENIZER_JSON = REPO / "fastload" / "assets" / "tokenizer" / "tokenizer.json"
+EOS_ID = 0  # `<|endoftext|>` in the shipped vocabulary
+CHILD_TIMEOUT_S = 1800  # preparation of a cold cache (tokenize, optimize) runs in the child too
+MEMORY_SAMPLE_S = 0.1
+
+
+# ---------------------------------------------------------------- preparation (untimed, cached)
+
+
+def _stamp(corpus: Path) -> dict:
+    st = corpus.stat()
+    return {
+        "corpus": corpus.name,
+        "corpus_bytes": st.st_size,
+        "corpus_mtime_ns": st.st_mtime_ns,
+        "tokenizer_sha256": hashlib.sha256(TOKENIZER_JSON.read_bytes()).hexdigest(),
+    }
+
+
+def _cached(path: Path, corpus: Path, build: Callable[[Path], dict | None]) -> dict:
+    """`path`, built by `build(tmp)` into a temporary path and renamed, unless its stamp matches the corpus."""
+    stamp_path = path.with_name(path.name + ".stamp.json")
+    stamp = _stamp(corpus)
+    if path.exists() and stamp_path.exists():
+        recorded = json.loads(stamp_path.read_text())
+        if all(recorded.get(k) == v for k, v in stamp.items()):
+            return recorded
+    tmp = path.with_name(f".tmp-{path.name}")
+    for stale in (tmp, path):
+        shutil.rmtree(stale, ignore_errors=True) if stale.is_dir() else stale.unlink(missing_ok=True)
+    print(f"preparing {path.name} ...", file=sys.stderr, flush=True)
+    started = time.perf_counter()
+    extra = build(tmp) or {}
+    tmp.rename(path)
+    recorded = {**stamp, **extra, "prep_s": round(time.perf_counter() - started, 1)}
+    stamp_path.write_text(json.dumps(recorded, indent=2) + "\n")
+    return recorded
+
+
+def token_stream(corpus: Path) -> tuple[Path, dict]:
+    """The corpus as one flat uint16 array: each document's ids, then EOS (nanoGPT's `train.bin`)."""
+    path = CACHE / f"{corpus.stem}.tokens-u16.bin"
+
+    def build(tmp: Path) -> dict:
+        import numpy as np
+        import pyarrow.json as pa_json
+
+        import fastload
+
+        tokenizer = fastload.Tokenizer.default()
+        if tokenizer.eos_id != EOS_ID or tokenizer.vocab_size > 1 << 16:
+            raise RuntimeError(f"the shipped vocabulary changed: eos_id {tokenizer.eos_id}, {tokenizer.vocab_size} ids")
+        text = pa_json.read_json(corpus).column("text")
+        ids, offsets = tokenizer.encode_arrow(text, num_threads=2)
+        num_docs = len(offsets) - 1
+        out = np.empty(len(ids) + num_docs, dtype=np.uint16)
+        ends = offsets[1:] + np.arange(1, num_docs + 1)  # each document's EOS position + 1
+        keep = np.ones(len(out), dtype=bool)
+        keep[ends - 1] = False
+        out[keep] = ids
+        out[ends - 1] = EOS_ID
+        out.tofile(tmp)
+        return {"num_tokens": int(len(out)), "num_docs": int(num_docs)}
+
+    return path, _cached(path, corpus, build)
+
+
+def line_offsets(corpus: Path) -> Path:
+    """Byte offsets of the corpus's lines (the naive dataset's index)."""
+    path = CACHE / f"{corpus.stem}.line-offsets.npy"
+
+    def build(tmp: Path) -> dict:
+        import numpy as np
+
+        offsets, position = [], 0
+        with open(corpus, "rb") as f:
+            for line in f:
+                offsets.append(position)
+                position += len(line)
+        with open(tmp, "wb") as f:
+            np.save(f, np.asarray(offsets, dtype=np.int64))
+        return {"num_docs": len(offsets)}
+
+    _cached(path, corpus, build)
+    return path
+
+
+def _rows(tokens_bin: Path):
+    import numpy as np
+
+    data = np.fromfile(tokens_bin, dtype=np.uint16)
+    num_rows = len(data) // ROW_LEN
+    return data[: num_rows * ROW_LEN].reshape(num_rows, ROW_LEN)  # (rows, 1025)
+
+
+def litdata_chunks(corpus: Path) -> Path:
+    path = CACHE / f"{corpus.stem}.litdata"
+    tokens_bin, meta = token_stream(corpus)
+
+    def build(tmp: Path) -> None:
+        import functools
+
+        from litdata import TokensLoader, optimize
+
+        piece = 8 * 1 << 20  # tokens per input piece
+        inputs = [(start, min(start + piece, meta["num_tokens"])) for start in range(0, meta["num_tokens"], piece)]
+        optimize(
+            fn=functools.partial(_token_piece, str(tokens_bin)),
+            inputs=inputs,
+            output_dir=str(tmp),
+            chunk_size=ROW_LEN * 8192,  # tokens per chunk (~16 MB), as in LitData's TokensLoader recipe
+            item_loader=TokensLoader(),
+            num_workers=1,
+            verbose=False,
+        )
+
+    _cached(path, corpus, build)
+    return path
+
+
+def _token_piece(tokens_bin: str, token_range: tuple[int, int]):
+    """A LitData `fn`: one uint16 array of the token stream (module-level, so it pickles)."""
+    import numpy as np
+
+    start, stop = token_range
+    yield np.fromfile(tokens_bin, dtype=np.uint16, count=stop - start, offset=2 * start)
+
+
+def hf_rows(corpus: Path) -> Path:
+    path = CACHE / f"{corpus.stem}.hf-datasets"
+    tokens_bin, _ = token_stream(corpus)
+
+    def build(tmp: Path) -> None:
+        import datasets
+        import pyarrow as pa
+
+        rows = _rows(tokens_bin)
+        column = pa.FixedSizeListArray.from_arrays(pa.array(rows.reshape(-1)), ROW_LEN)
+        datasets.Dataset(pa.table({"input_ids": column})).save_to_disk(str(tmp))
+
+    _cached(path, corpus, build)
+    return path
+
+
+def mds_shards(corpus: Path) -> Path:
+    path = CACHE / f"{corpus.stem}.mds"
+    tokens_bin, _ = token_stream(corpus)
+
+    def build(tmp: Path) -> None:
+        from streaming import MDSWriter
+
+        with MDSWriter(out=str(tmp), columns={"input_ids": f"ndarray:uint16:{ROW_LEN}"}) as writer:
+            for row in _rows(tokens_bin):
+                writer.write({"input_ids": row})
+
+    _cached(path, corpus, build)
+    return path
+
+
+def fastload_dataset(corpus: Path, *, tokenized: bool, compression: str = "none") -> Path:
+    name = f"{corpus.stem}.fastload-" + (f"tokens-{compression}" if tokenized else "text")
+    path = CACHE / name
+
+    def build(tmp: Path) -> dict:
+        import fastload
+
+        tokenizer = fastload.Tokenizer.default() if tokenized else None
+        result = fastload.convert(corpus, tmp, columns=["text"], tokenizer=tokenizer, compression=compression, workers=2, quiet=True)
+        return {"num_rows": result.num_rows, "num_tokens": result.num_tokens}
+
+    _cached(path, corpus, build)
+    try:  # fastload is changing under this benchmark: a dataset its reader no longer accepts is rebuilt once
+        import fastload
+
+        fastload.Dataset(path)
+    except fastload.FastloadError as exc:
+        print(f"rebuilding {path.name}: {exc}", file=sys.stderr, flush=True)
+        path.with_name(path.name + ".stamp.json").unlink()
+        _cached(path, corpus, build)
+    return path
+
+
+# ---------------------------------------------------------------- the contenders (built in the child)
+
+
+def _naive(corpus: Path, workers: int) -> Callable[[], object]:
+    import numpy as np
+    import torch
+
+    offsets_path = line_offsets(corpus)
+    _, meta = token_stream(corpus)
+    docs_per_batch = max(1, int(TOKENS_PER_BATCH / (meta["num_tokens"] / meta["num_docs"])))
+
+    class JsonlDocs(torch.utils.data.Dataset):
+        """Document i: its JSON line, parsed and tokenized with HF `tokenizers`, + EOS, as int64 ids."""
+
+        def __init__(self):
+            self.offsets = np.load(offsets_path)
+            self._file = self._tokenizer = None  # opened in the process that reads (after the fork)
+
+        def __len__(self):
+            return len(self.offsets)
+
+        def __getitem__(self, i):
+            if self._file is None:
+                from tokenizers import Tokenizer
+
+                self._file = open(corpus, "rb")
+                self._tokenizer = Tokenizer.from_file(str(TOKENIZER_JSON))
+            self._file.seek(int(self.offsets[i]))
+            text = json.loads(self._file.readline())["text"]
+            ids = self._tokenizer.encode(text).ids
+            ids.append(EOS_ID)
+            return np.asarray(ids, dtype=np.int64)
+
+    class PackingCollate:
+        """Concatenate carry-over + documents into one (16, 1025) batch; top up with random documents when short."""
+
+        def __init__(self, dataset):
+            self.dataset = dataset
+            self.carry = np.zeros(0, dtype=np.int64)
+            self.rng = None
+
+        def __call__(self, docs):
+            if self.rng is None:
+                info = torch.utils.data.get_worker_info()
+                self.rng = np.random.default_rng(1 + (info.id if info else 0))
+            parts, have = [self.carry, *docs], len(self.carry) + sum(len(d) for d in docs)
+            while have < TOKENS_PER_BATCH:
+                doc = self.dataset[int(self.rng.integers(len(self.dataset)))]
+                parts.append(doc)
+                have += len(doc)
+            flat = np.concatenate(parts)
+            self.carry = flat[TOKENS_PER_BATCH:]
+            return torch.from_numpy(flat[:TOKENS_PER_BATCH].reshape(BATCH_SIZE, ROW_LEN))  # (16, 1025)
+
+    def make():
+        dataset = JsonlDocs()
+        return torch.utils.data.DataLoader(dataset, batch_size=docs_per_batch, shuffle=True, num_workers=workers, collate_fn=PackingCollate(dataset))
+
+    return make
+
+
+def _memmap(corpus: Path, workers: int) -> Callable[[], object]:
+    import numpy as np
+    import torch
+
+    tokens_bin, meta = token_stream(corpus)
+
+    class Windows(torch.utils.data.Dataset):
+        def __init__(self):
+            self.num_rows = meta["num_tokens"] // ROW_LEN
+            self.data = None  # mapped in the process that reads
+
+        def __len__(self):
+            return self.num_rows
+
+        def __getitem__(self, i):
+            if self.data is None:
+                self.data = np.memmap(tokens_bin, dtype=np.uint16, mode="r")
+            start = i * ROW_LEN
+            return torch.from_numpy(self.data[start : start + ROW_LEN].astype(np.int64))  # (1025,)
+
+    def make():
+        return torch.utils.data.DataLoader(Windows(), batch_size=BATCH_SIZE, shuffle=True, num_workers=workers)
+
+    return make
+
+
+def _to_int64(row):
+    import numpy as np
+    import torch
+
+    return torch.from_numpy(np.asarray(row).astype(np.int64))
+
+
+def _litdata(corpus: Path, workers: int) -> Callable[[], object]:
+    from litdata import StreamingDataLoader, StreamingDataset, TokensLoader
+
+    chunks = litdata_chunks(corpus)
+
+    def make():
+        dataset = StreamingDataset(str(chunks), item_loader=TokensLoader(block_size=ROW_LEN), shuffle=True, transform=_to_int64)
+        return StreamingDataLoader(dataset, batch_size=BATCH_SIZE, num_workers=workers)
+
+    return make
+
+
+def _hf(corpus: Path, workers: int) -> Callable[[], object]:
+    import datasets
+    import torch
+
+    rows = hf_rows(corpus)
+
+    def make():
+        dataset = datasets.load_from_disk(str(rows)).with_format("torch")
+        return torch.utils.data.DataLoader(dataset, batch_size=BATCH_SIZE, shuffle=True, num_workers=workers)
+
+    return make
+
+
+def _mds(corpus: Path, workers: int) -> Callable[[], object]:
+    import torch
+
+    note = _import_streaming()
+    _NOTES.append(note and note.replace("MDSWriter does not use it", "StreamingDataset does not use it"))
+    from streaming import StreamingDataset
+    from streaming.base.util import clean_stale_shared_memory
+
+    shards = mds_shards(corpus)
+    clean_stale_shared_memory()
+
+    class TokenRows(StreamingDataset):
+        def __getitem__(self, idx):
+            return _to_int64(super().__getitem__(idx)["input_ids"])  # (1025,)
+
+    previous = []
+
+    def make():
+        while previous:  # one StreamingDataset per local folder at a time: drop the last repeat's first
+            previous.pop()
+        dataset = TokenRows(local=str(shards), shuffle=True, batch_size=BATCH_SIZE)
+        previous.append(dataset)
+        return torch.utils.data.DataLoader(dataset, batch_size=BATCH_SIZE, num_workers=workers)
+
+    return make
+
+
+def _fastload(corpus: Path, workers: int, *, tokenized: bool, compression: str = "none") -> Callable[[], object]:
+    import fastload
+
+    folder = fastload_dataset(corpus, tokenized=tokenized, compression=compression)
+
+    def make():
+        dataset = fastload.Dataset(folder)
+        packed = dataset.pack(seq_len=SEQ_LEN) if tokenized else dataset.pack(seq_len=SEQ_LEN, tokenizer=fastload.Tokenizer.default())
+        return fastload.DataLoader(packed, batch_size=BATCH_SIZE, num_workers=workers, shuffle=True)
+
+    return make
+
+
+@dataclass(frozen=True)
+class Contender:
+    label: str
+    workers: int
+    build: Callable[[Path, int], Callable[[], object]]  # (corpus, workers) -> make_loader; runs the preparation
+    family: str
+
+
+def _contenders() -> dict[str, Contender]:
+    import functools
+
+    families = {
+        "naive": ("naive: JSONL + HF tokenizers + packing collate", _naive),
+        "memmap": ("memmap (nanoGPT .bin)", _memmap),
+        "litdata": ("LitData TokensLoader", _litdata),
+        "hf": ("HF datasets (with_format torch)", _hf),
+        "mds": ("MosaicML StreamingDataset (MDS)", _mds),
+        "fastload": ("fastload pre-tokenized", functools.partial(_fastload, tokenized=True)),
+        "fastload-lz4": ("fastload pre-tokenized, lz4", functools.partial(_fastload, tokenized=True, compression="lz4")),
+        "fastload-otf": ("fastload on-the-fly tokenization", functools.partial(_fastload, tokenized=False)),
+    }
+    return {f"{family}-{w}": Contender(label, w, build, family) for family, (label, build) in families.items() for w in (0, 2)}
+
+
+CONTENDERS = _contenders()
+REFERENCE = "write-ref"
+_NOTES: list[str | None] = []  # filled in the child: what it had to do to run (a stubbed import)
+
+
+# ---------------------------------------------------------------- measuring (in the child)
+
+
+def _process_tree(pid: int) -> list[int]:
+    found, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        found.append(p)
+        try:
+            for tid in os.listdir(f"/proc/{p}/task"):
+                with open(f"/proc/{p}/task/{tid}/children") as f:
+                    todo.extend(int(c) for c in f.read().split())
+        except OSError:  # the process ended while we looked
+            continue
+    return found
+
+
+def _memory_bytes() -> tuple[int, int]:
+    """(PSS, RSS) summed over this process and its descendants."""
+    pss = rss = 0
+    for pid in _process_tree(os.getpid()):
+        try:
+            with open(f"/proc/{pid}/smaps_rollup") as f:
+                for line in f:
+                    if line.startswith("Pss:"):
+                        pss += int(line.split()[1]) * 1024
+                    elif line.startswith("Rss:"):
+                        rss += int(line.split()[1]) * 1024
+        except OSError:
+            continue
+    return pss, rss
+
+
+class _Peak:
+    def __init__(self):
+        self.pss = self.rss = 0
+        self.last = 0.0
+
+    def maybe_sample(self) -> float:
+        """Sample if 0.1 s have passed; returns the seconds spent sampling (to take off the clock)."""
+        now = time.perf_counter()
+        if now - self.last < MEMORY_SAMPLE_S:
+            return 0.0
+        pss, rss = _memory_bytes()
+        self.pss, self.rss = max(self.pss, pss), max(self.rss, rss)
+        self.last = time.perf_counter()
+        return self.last - now
+
+
+def _ids(batch):
+    """The (B, T) int64 token tensor of a batch: the batch itself, or a dict's `input_ids` (fastload, HF datasets)."""
+    return batch["input_ids"] if isinstance(batch, dict) else batch
+
+
+def _check(batch, name: str) -> str:
+    import torch
+
+    ids = _ids(batch)
+    shape = tuple(ids.shape)
+    expected = (BATCH_SIZE, SEQ_LEN) if name.startswith("fastload") else (BATCH_SIZE, ROW_LEN)
+    if shape != expected or ids.dtype != torch.int64:
+        raise RuntimeError(f"{name}: a batch is {shape} {ids.dtype}, expected {expected} int64")
+    if int(ids.min()) < 0 or int(ids.max()) >= 1 << 14:
+        raise RuntimeError(f"{name}: token ids outside the 16,384-id vocabulary: [{int(ids.min())}, {int(ids.max())}]")
+    return f"{tuple(shape)} {ids.dtype}"
+
+
+def _one_run(make: Callable[[], object], name: str, *, batches: int, consumer_batches: int) -> dict:
+    peak = _Peak()
+    started = time.perf_counter()
+    loader = make()
+    iterator = iter(loader)
+    batch = next(iterator)
+    first_batch_s = time.perf_counter() - started
+    shape = _check(batch, name)
+    del batch
+    peak.maybe_sample()
+    sampling_s = 0.0
+    started = time.perf_counter()
+    for _ in range(batches):
+        batch = next(iterator)
+        del batch
+        sampling_s += peak.maybe_sample()
+    elapsed = time.perf_counter() - started - sampling_s
+
+    cpu_s = wall_s = 0.0
+    for _ in range(consumer_batches):
+        c0, w0 = time.thread_time(), time.perf_counter()
+        batch = next(iterator)
+        cpu_s += time.thread_time() - c0
+        wall_s += time.perf_counter() - w0
+        step_ends = time.perf_counter() + CONSUMER_STEP_S  # the training step: the main thread waits
+        del batch
+        peak.maybe_sample()
+        time.sleep(max(0.0, step_ends - time.perf_counter()))
+    peak.last = 0.0
+    peak.maybe_sample()
+    del iterator, loader  # shuts the workers down before the next run
+    return {
+        "tokens_per_s": batches * TOKENS_PER_BATCH / elapsed,
+        "first_batch_s": first_batch_s,
+        "main_cpu_ms_per_batch": 1e3 * cpu_s / max(1, consumer_batches),
+        "main_wall_ms_per_batch": 1e3 * wall_s / max(1, consumer_batches),
+        "peak_pss_mb": peak.pss / 2**20,
+        "peak_rss_mb": peak.rss / 2**20,
+        "batch": shape,
+    }
+
+
+def _summary(runs: list[dict]) -> dict:
+    out = {key: statistics.median(r[key] for r in runs) for key in runs[0] if isinstance(runs[0][key], float)}
+    out["tokens_per_s_min"] = min(r["tokens_per_s"] for r in runs)
+    out["tokens_per_s_max"] = max(r["tokens_per_s"] for r in runs)
+    out["peak_pss_mb"] = max(r["peak_pss_mb"] for r in runs)
+    out["peak_rss_mb"] = max(r["peak_rss_mb"] for r in runs)
+    out["batch"] = runs[0]["batch"]
+    out["runs"] = runs
+    return out
+
+
+def child(name: str, corpus: Path, *, warmup: int, repeats: int, batches: int, consumer_batches: int) -> dict:
+    import gc
+    import warnings
+
+    warnings.filterwarnings("ignore", message=".*pin_memory.*")
+    if name == REFERENCE:
+        return _write_reference(corpus, repeats=repeats)
+    contender = CONTENDERS[name]
+    make = contender.build(corpus, contender.workers)  # preparation, untimed
+    runs = []
+    for i in range(warmup + repeats):
+        run = _one_run(make, name, batches=batches, consumer_batches=consumer_batches)
+        gc.collect()
+        if i >= warmup:
+            runs.append(run)
+    notes = [n for n in _NOTES if n]
+    return {**_summary(runs), "note": "; ".join(notes) or None, "versions": _versions()}
+
+
+def _write_reference(corpus: Path, *, repeats: int, num_batches: int = 20_000) -> dict:
+    """One core: (16, 1025) int64 batches written from random rows of the uint16 stream held in RAM."""
+    import numpy as np
+
+    tokens_bin, meta = token_stream(corpus)
+    data = np.fromfile(tokens_bin, dtype=np.uint16)
+    num_rows = meta["num_tokens"] // ROW_LEN
+    starts = np.random.default_rng(0).integers(0, num_rows, size=(num_batches, BATCH_SIZE)) * ROW_LEN
+    out = np.empty((BATCH_SIZE, ROW_LEN), dtype=np.int64)  # (16, 1025)
+    samples = []
+    for i in range(repeats + 1):
+        started = time.perf_counter()
+        for batch_starts in starts.tolist():
+            for r, s in enumerate(batch_starts):
+                out[r] = data[s : s + ROW_LEN]
+        if i:  # the first pass warms up
+            samples.append(num_batches * TOKENS_PER_BATCH / (time.perf_counter() - started))
+    return {"tokens_per_s": statistics.median(samples), "tokens_per_s_min": min(samples), "tokens_per_s_max": max(samples), "note": None}
+
+
+def _versions() -> dict:
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {}
+    for name in ("fastload", "torch", "numpy", "tokenizers", "litdata", "datasets", "mosaicml-streaming"):
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            pass
+    return found
+
+
+# ---------------------------------------------------------------- the parent
+
+
+def _select(only: str | None) -> list[str]:
+    names = list(CONTENDERS) + [REFERENCE]
+    if not only:
+        return names
+    chosen = []
+    for item in (s.strip() for s in only.split(",") if s.strip()):
+        matches = [n for n in names if n == item or (n in CONTENDERS and CONTENDERS[n].family == item)]
+        if not matches:
+            families = sorted({c.family for c in CONTENDERS.values()})
+            raise SystemExit(f"--only: unknown name {item!r}; valid: {', '.join(names)} (or a family: {', '.join(families)})")
+        chosen += [m for m in matches if m not in chosen]
+    return chosen
+
+
+def _table(results: list[dict]) -> str:
+    memmap = {r["workers"]: r["tokens_per_s"] for r in results if r["name"].startswith("memmap-") and "tokens_per_s" in r}
+    notes: list[str] = []
+
+    def mark(text: str) -> str:
+        if text not in notes:
+            notes.append(text)
+        return f"[{notes.index(text) + 1}]"
+
+    rows = []
+    for r in results:
+        workers = "" if r["workers"] is None else str(r["workers"])
+        if "error" in r:  # the error goes to a footnote; a fastload row fails while its API is not there yet
+            status = "not available" if r["name"].startswith("fastload") else "FAILED"
+            rows.append([r["label"], workers, status, "", "", "", "", "", "", mark(_one_line(r["error"]))])
+            continue
+        mtok = f"{r['tokens_per_s'] / 1e6:.2f} ({r['tokens_per_s_min'] / 1e6:.2f}-{r['tokens_per_s_max'] / 1e6:.2f})"
+        note = mark(r["note"]) if r.get("note") else ""
+        if r["name"] == REFERENCE:
+            rows.append([r["label"], "", mtok, "", "", "", "", "", "", note])
+            continue
+        rows.append(
+            [
+                r["label"],
+                workers,
+                mtok,
+                _ratio(r["tokens_per_s"] / memmap[r["workers"]]) if r["workers"] in memmap else "",
+                f"{r['first_batch_s']:.2f}",
+                f"{r['main_cpu_ms_per_batch']:.2f}",
+                f"{r['main_wall_ms_per_batch']:.2f}",
+                f"{r['peak_pss_mb']:.0f}",
+                f"{r['peak_rss_mb']:.0f}",
+                note,
+            ]
+        )
+    header = ["contender", "workers", "M tok/s (min-max)", "vs memmap", "first batch s", "main CPU ms/batch", "main wall ms/batch", "peak PSS MB", "peak RSS MB", "note"]
+    table = format_table(header, rows, align="lrrrrrrrrl")
+    if notes:
+        table += "\n\n" + "\n".join(f"[{i + 1}] {n}" for i, n in enumerate(notes))
+    return table
+
+
+def _ratio(x: float) -> str:
+    return f"{x:.2f}x" if x >= 0.1 else f"{x:.3f}x"
+
+
+def _one_line(text: str, limit: int = 200) -> str:
+    text = " | ".join(part.strip() for part in text.splitlines() if part.strip())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs per contender, after a warm-up run")
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--batches", type=int, default=300, help="batches timed for M tok/s, after the first")
+    parser.add_argument("--consumer-batches", type=int, default=50, help="batches with a 20 ms consumer step, for main ms/batch")
+    parser.add_argument("--quick", action="store_true", help="40 batches, 20 consumer batches, 1 repeat (about 3 minutes, warm cache)")
+    parser.add_argument("--only", default=None, help=f"comma-separated names or families: {', '.join(list(CONTENDERS) + [REFERENCE])}")
+    parser.add_argument("--corpus", type=Path, default=None, help=f"JSON Lines with a 'text' field (default: build bench/.cache/corpus-{CORPUS_MB}mb.jsonl)")
+    parser.add_argument("--json", type=Path, default=None, help="where to write the results (default: bench/results/loader_tokens[-quick].json)")
+    parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.quick:
+        args.batches, args.consumer_batches, args.repeats = 40, 20, 1
+    if args.repeats < 1 or args.warmup < 0 or args.batches < 1 or args.consumer_batches < 0:
+        parser.error("need --repeats >= 1, --warmup >= 0, --batches >= 1, --consumer-batches >= 0")
+    corpus = args.corpus or CACHE / f"corpus-{CORPUS_MB}mb.jsonl"
+
+    if args.child:
+        child_main(lambda: child(args.child, corpus, warmup=args.warmup, repeats=args.repeats, batches=args.batches, consumer_batches=args.consumer_batches))
+        return
+
+    names = _select(args.only)
+    if args.corpus is None:
+        ensure_corpus(corpus, CORPUS_MB)
+    env = {
+        **os.environ,
+        "LITDATA_DISABLE_VERSION_CHECK": "1",  # no network call in a timing
+        "TOKENIZERS_PARALLELISM": "false",  # HF tokenizers in forked workers: one thread each, no warning
+        "HF_HOME": str(CACHE / "hf-home"),
+        "HF_DATASETS_OFFLINE": "1",
+    }
+    machine = machine_info()
+    print(f"corpus {corpus} ({corpus.stat().st_size / 1e6:.1f} MB); batches {BATCH_SIZE} x {ROW_LEN}; warm-up {args.warmup}, "
+          f"repeats {args.repeats}, {args.batches} batches timed, {args.consumer_batches} with a 20 ms consumer; "
+          f"{machine['cpus']} CPUs, load average {machine['load_average_1m']}", file=sys.stderr, flush=True)
+    results = []
+    for name in names:
+        argv = [sys.executable, str(Path(__file__).resolve()), "--child", name, "--corpus", str(corpus), "--warmup", str(args.warmup),
+                "--repeats", str(args.repeats), "--batches", str(args.batches), "--consumer-batches", str(args.consumer_batches)]
+        started = time.perf_counter()
+        result = run_child(argv, timeout_s=CHILD_TIMEOUT_S, env=env)
+        contender = CONTENDERS.get(name)
+        label = contender.label if contender else "one core: int64 batches from uint16 in RAM"
+        results.append({"name": name, "label": label, "workers": contender.workers if contender else None, **result})
+        status = "FAILED" if "error" in result else f"{result['tokens_per_s'] / 1e6:.2f} M tok/s"
+        print(f"  {name:<16} {status} ({time.perf_counter() - started:.0f} s)", file=sys.stderr, flush=True)
+
+    machine["load_average_1m_at_end"] = round(os.getloadavg()[0], 2)
+    stamp = CACHE / f"{corpus.stem}.tokens-u16.bin.stamp.json"
+    meta = json.loads(stamp.read_text()) if stamp.exists() else {}
+    print(f"\nloader_tokens: shuffled (16, 1025) int64 batches from {corpus.name}"
+          + (f" ({meta['num_tokens']:,} tokens, {meta['num_docs']:,} documents)" if meta.get("num_tokens") else "")
+          + f"; median of {args.repeats} after {args.warmup} warm-up; M tok/s over {args.batches} batches after the first; "
+          f"main ms/batch over {args.consumer_batches} batches with a 20 ms consumer step; peak memory summed over the process tree\n")
+    print(_table(results))
+    print(f"\nload average (1 min) {machine['load_average_1m']} at the start, {machine['load_average_1m_at_end']} at the end on {machine['cpus']} CPUs")
+    out = args.json or REPO / "bench" / "results" / ("loader_tokens-quick.json" if args.quick else "loader_tokens.json")
+    write_json(out, {"benchmark": "loader_tokens", "machine": machine, "corpus": str(corpus), "tokens": meta, "repeats": args.repeats,
+                     "warmup": args.warmup, "batches": args.batches, "consumer_batches": args.consumer_batches, "results": results})
+    print(f"\nwrote {out}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
