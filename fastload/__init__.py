@@ -28,6 +28,10 @@ def __getattr__(name: str):
         import fastload.packing
 
         return getattr(fastload.packing, name)
+    if name in ("ArrayDataset", "NormalizeImage", "Standardize"):
+        import fastload.arrays
+
+        return getattr(fastload.arrays, name)
     if name == "get_worker_info":
         from fastload.workers import get_worker_info
 
@@ -36,6 +40,7 @@ def __getattr__(name: str):
 
 
 __all__ = [
+    "ArrayDataset",
     "Column",
     "ConfigError",
     "ConvertError",
@@ -44,10 +49,12 @@ __all__ = [
     "Dataset",
     "FastloadError",
     "FormatError",
+    "NormalizeImage",
     "PackedDataset",
     "PaddedDataset",
     "Sampler",
     "SamplerOptions",
+    "Standardize",
     "Schema",
     "Tokenizer",
     "TokenizerError",

@@ -34,6 +34,7 @@ from torch.utils.data.dataloader import _DatasetKind, _SingleProcessDataLoaderIt
 
 from fastload.errors import ConfigError
 from fastload.pool import BufferPool
+from fastload.workers.collate import ComputedBatchCollate
 from fastload.workers.iterator import PoolIterator, Progress
 
 __all__ = ["DataLoader"]
@@ -57,6 +58,8 @@ class DataLoader(tud.DataLoader):
             rank, world = _rank_and_world()
             sampler = dataset.batch_sampler(batch_size * world, rank=rank, world_size=world, shuffle=bool(shuffle), drop_last=kwargs.pop("drop_last", False))
             batch_size, shuffle = None, None
+            if kwargs.get("collate_fn") is None:
+                kwargs["collate_fn"] = ComputedBatchCollate(getattr(dataset, "tensor_dtypes", None))
         elif batch_sampler is None and sampler is None and batch_size is not None and _is_fastload_dataset(dataset):
             batch_sampler = _distributed_sampler(dataset, batch_size, bool(shuffle), kwargs.get("drop_last", False))
             if batch_sampler is not None:
@@ -220,9 +223,11 @@ def _is_fastload_dataset(dataset) -> bool:
 
 
 def _computes_batches(dataset) -> bool:
+    """Packed, padded and array datasets compute whole batches (see `__fastload_batch__`)."""
+    from fastload.arrays import ArrayDataset
     from fastload.packing import PackedDataset, PaddedDataset
 
-    return isinstance(dataset, (PackedDataset, PaddedDataset))
+    return isinstance(dataset, (PackedDataset, PaddedDataset, ArrayDataset))
 
 
 def _rank_and_world() -> tuple[int, int]:

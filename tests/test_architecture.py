@@ -17,6 +17,7 @@ LAYERS = {
     "tokenizer": 3,
     "convert": 4,
     "packing": 4,
+    "arrays": 4,
     "demo": 4,
     "pool": 5,
     "workers": 5,
@@ -25,7 +26,7 @@ LAYERS = {
     "cli": 7,
     "__init__": 7,
 }
-NO_TORCH = ("format", "sampler", "kernels", "tokenizer", "convert", "packing")
+NO_TORCH = ("format", "sampler", "kernels", "tokenizer", "convert", "packing", "arrays")
 
 
 def _modules():

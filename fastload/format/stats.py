@@ -10,7 +10,8 @@ What is gathered:
 - numeric (`scalar`, `ndarray`): count of non-null values, NaN count, mean,
   std (population), min, max over finite values; for ndarrays also the same
   per channel along the first and the last axis when that axis is short
-  (<= `MAX_CHANNELS`), which is what image normalisation needs in CHW or HWC.
+  (<= `MAX_CHANNELS`), which is what image normalisation needs in CHW or HWC
+  and feature standardisation needs for vectors.
 - `tokens`: documents, total tokens, min/max/mean length, a histogram of
   lengths in power-of-two buckets.
 - `text` / `bytes`: documents, total bytes, min/max length, the same histogram.
@@ -121,8 +122,8 @@ class NumericStats(ColumnStats):
         super().__init__(column)
         self.overall = _Moments()
         self.axes: dict[int, _Moments] = {}
-        if column.kind == "ndarray" and len(column.shape) >= 2:
-            for axis in (0, len(column.shape) - 1):
+        if column.kind == "ndarray":
+            for axis in sorted({0, len(column.shape) - 1}):
                 if column.shape[axis] <= MAX_CHANNELS:
                     self.axes[axis] = _Moments(column.shape[axis])
 

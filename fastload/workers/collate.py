@@ -20,7 +20,7 @@ from torch.utils.data._utils.collate import collate, collate_tensor_fn, default_
 
 from fastload.pool import SlotFull, SlotWriter
 
-__all__ = ["slot_collate", "current_slot", "slot_array"]
+__all__ = ["slot_collate", "current_slot", "slot_array", "ComputedBatchCollate"]
 
 _state = threading.local()
 
@@ -75,6 +75,24 @@ def slot_array(shape: tuple, dtype) -> np.ndarray:
         _state.writer = None
         return np.empty(shape, dtype)
     return np.frombuffer(writer.buffer, dtype, nbytes // dtype.itemsize, offset).reshape(shape)
+
+
+class ComputedBatchCollate:
+    """The collate_fn for datasets that compute whole batches (`__fastload_batch__`).
+
+    Their batch is a dict of numpy arrays, already in the slot: each becomes
+    a tensor over the same memory, and columns the dataset names in
+    `tensor_dtypes` are viewed as that dtype (bfloat16 travels as uint16 bits).
+    """
+
+    def __init__(self, tensor_dtypes: dict[str, str] | None = None):
+        self.tensor_dtypes = dict(tensor_dtypes or {})
+
+    def __call__(self, batch: dict) -> dict:
+        out = {name: torch.from_numpy(array) for name, array in batch.items()}
+        for name, dtype in self.tensor_dtypes.items():
+            out[name] = out[name].view(getattr(torch, dtype))
+        return out
 
 
 _SLOT_COLLATE_MAP = {**default_collate_fn_map, torch.Tensor: _collate_tensor_into_slot}

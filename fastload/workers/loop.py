@@ -20,7 +20,7 @@ import signal
 from fastload.pool import SharedArena, SlotWriter
 from fastload.workers import protocol
 from fastload.workers.codec import encode_batch
-from fastload.workers.collate import current_slot, slot_array, slot_collate
+from fastload.workers.collate import ComputedBatchCollate, current_slot, slot_array, slot_collate
 
 __all__ = ["worker_main"]
 
@@ -46,26 +46,23 @@ class _BatchWritingFetcher:
 
     writes_into_slot = True
 
-    def __init__(self, dataset):
-        self.dataset = dataset
+    def __init__(self, dataset, collate_fn: ComputedBatchCollate):
+        self.dataset, self.collate_fn = dataset, collate_fn
 
     def fetch(self, key):
-        from torch.utils.data import default_convert
-
-        return default_convert(self.dataset.__fastload_batch__(key, slot_array))
+        return self.collate_fn(self.dataset.__fastload_batch__(key, slot_array))
 
 
 def _make_fetcher(config: protocol.WorkerConfig):
-    from torch.utils.data import default_convert
     from torch.utils.data.dataloader import _DatasetKind
 
     if (
         config.dataset_kind == _DatasetKind.Map
         and not config.auto_collation
         and hasattr(config.dataset, "__fastload_batch__")
-        and config.collate_fn is default_convert
+        and isinstance(config.collate_fn, ComputedBatchCollate)
     ):
-        return _BatchWritingFetcher(config.dataset)
+        return _BatchWritingFetcher(config.dataset, config.collate_fn)
     collate_fn = slot_collate if config.uses_default_collate else config.collate_fn
     return _DatasetKind.create_fetcher(config.dataset_kind, config.dataset, config.auto_collation, collate_fn, config.drop_last)
 
