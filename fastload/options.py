@@ -8,8 +8,9 @@ side effects and tests can change a variable between calls.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
-__all__ = ["jit_disabled", "env_flag"]
+__all__ = ["jit_disabled", "env_flag", "cache_dir"]
 
 
 def env_flag(name: str, default: bool = False) -> bool:
@@ -23,3 +24,15 @@ def env_flag(name: str, default: bool = False) -> bool:
 def jit_disabled() -> bool:
     """`FASTLOAD_DISABLE_JIT=1` runs every kernel as plain Python (debugging)."""
     return env_flag("FASTLOAD_DISABLE_JIT")
+
+
+def cache_dir() -> Path | None:
+    """Where fastload may keep derived data (document token counts): `FASTLOAD_CACHE_DIR`, else
+    `$XDG_CACHE_HOME/fastload` or `~/.cache/fastload`. `FASTLOAD_CACHE_DIR=off` disables it (None)."""
+    explicit = os.environ.get("FASTLOAD_CACHE_DIR", "").strip()
+    if explicit.lower() in {"off", "none", "0", "false"}:
+        return None
+    if explicit:
+        return Path(explicit)
+    base = os.environ.get("XDG_CACHE_HOME", "").strip()
+    return (Path(base) if base else Path.home() / ".cache") / "fastload"

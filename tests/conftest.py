@@ -46,3 +46,17 @@ def small_dataset(tmp_path):
         for k in range(6):
             writer.write(all_kinds_batch(rng, 100, start=100 * k))
     return path
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_cache_dir(tmp_path_factory):
+    """Caches the tests fill (document token counts) go to a temporary folder, not the user's home."""
+    import os
+
+    previous = os.environ.get("FASTLOAD_CACHE_DIR")
+    os.environ["FASTLOAD_CACHE_DIR"] = str(tmp_path_factory.mktemp("fastload-cache"))
+    yield
+    if previous is None:
+        os.environ.pop("FASTLOAD_CACHE_DIR", None)
+    else:
+        os.environ["FASTLOAD_CACHE_DIR"] = previous

@@ -8,12 +8,15 @@ process has loaded. Subclasses decide how documents become rows.
 
 from __future__ import annotations
 
+import hashlib
 import os
+from pathlib import Path
 
 import numpy as np
 
 from fastload.errors import ConfigError
 from fastload.format.reader import Dataset
+from fastload.options import cache_dir
 from fastload.packing.blocks import TokenBlocks
 
 __all__ = ["TokenDocuments"]
@@ -124,6 +127,19 @@ class TokenDocuments:
         return self._doc_lengths
 
     def _count_tokens(self) -> np.ndarray:
+        """Tokenize the column once to count, or read the counts cached by an earlier run."""
+        cached = _counts_path(self.dataset, self.column, self.tokenizer)
+        if cached is not None and cached.is_file():
+            try:
+                return self._check_lengths(np.load(cached))
+            except (OSError, ValueError, ConfigError):
+                pass  # unreadable or stale: count again and overwrite it
+        lengths = self._tokenize_to_count()
+        if cached is not None:
+            _save_quietly(cached, lengths)
+        return lengths
+
+    def _tokenize_to_count(self) -> np.ndarray:
         lengths = np.empty(self.dataset.num_rows, np.int64)
         threads = os.cpu_count() or 1
         for block_id in range(self.dataset.num_blocks):
@@ -151,3 +167,29 @@ class TokenDocuments:
         self._reset_process_state()
 
     _PROCESS_STATE = ("_blocks",)
+
+
+def _counts_path(dataset: Dataset, column: str, tokenizer) -> Path | None:
+    """The cache file of a column's token counts: named by the index (which holds every block's
+    CRC, so changed data gets a new name), the column and the tokenizer's fingerprint."""
+    root = cache_dir()
+    if root is None:
+        return None
+    try:
+        index = (dataset.path / "index.json").read_bytes()
+    except OSError:
+        return None
+    key = hashlib.sha256(index + b"\0" + column.encode() + b"\0" + tokenizer.fingerprint.encode()).hexdigest()[:32]
+    return root / "token-counts" / f"{key}.npy"
+
+
+def _save_quietly(path: Path, lengths: np.ndarray) -> None:
+    """Write atomically; a cache that cannot be written (read-only home) only costs a recount next time."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        with open(tmp, "wb") as f:
+            np.save(f, lengths.astype(np.int64))
+        os.replace(tmp, path)
+    except OSError:
+        pass

@@ -135,3 +135,21 @@ def test_loader_arguments_that_contradict_packing_are_refused(packed_path):
     packed = fastload.PackedDataset(packed_path, seq_len=31, eos_id=EOS, remainder="pad")
     with pytest.raises(ConfigError, match="remainder='pad'"):
         fastload.DataLoader(packed, batch_size=4, drop_last=True)
+
+
+def test_token_counts_of_a_text_dataset_are_cached_between_runs(tmp_path, monkeypatch):
+    from fastload.packing.documents import TokenDocuments
+
+    tokenizer = fastload.Tokenizer.default()
+    fastload.convert([{"text": f"document number {i} " * (i % 7)} for i in range(120)], tmp_path / "text", block_rows=25, quiet=True)
+    first = fastload.PackedDataset(tmp_path / "text", seq_len=15, tokenizer=tokenizer).doc_lengths
+    assert first.tolist() == [len(tokenizer.encode(f"document number {i} " * (i % 7))) for i in range(120)]
+
+    def fail(self):
+        raise AssertionError("counted again instead of reading the cache")
+
+    monkeypatch.setattr(TokenDocuments, "_tokenize_to_count", fail)
+    assert np.array_equal(fastload.PackedDataset(tmp_path / "text", seq_len=15, tokenizer=tokenizer).doc_lengths, first)
+    monkeypatch.setenv("FASTLOAD_CACHE_DIR", "off")
+    with pytest.raises(AssertionError, match="counted again"):
+        fastload.PackedDataset(tmp_path / "text", seq_len=15, tokenizer=tokenizer).doc_lengths
