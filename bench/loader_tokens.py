@@ -33,10 +33,12 @@ vocabulary, fastload's shipped `fastload/assets/tokenizer/tokenizer.json`
              the row as int64, torch DataLoader.
   fastload   `fastload.convert(corpus, out, tokenizer=Tokenizer.default())`
              (uncompressed, and lz4), then
-             `fastload.DataLoader(fastload.Dataset(out).pack(seq_len=1024),
+             `fastload.DataLoader(fastload.PackedDataset(out, seq_len=1024),
              batch_size=16, num_workers=W, shuffle=True)`; and on-the-fly:
              a text-only conversion packed with
-             `.pack(seq_len=1024, tokenizer=Tokenizer.default())`. Its batch is
+             `PackedDataset(out, seq_len=1024, tokenizer=Tokenizer.default())`
+             (its token counts come from fastload's cache after the warm-up
+             run; the first run ever tokenizes the corpus once to count). Its batch is
              a dict; `input_ids` (16, 1024) and `labels` hold the same
              1025-token windows.
   write-ref  one core writing the same int64 batches from a uint16 stream in
@@ -435,8 +437,8 @@ def _fastload(corpus: Path, workers: int, *, tokenized: bool, compression: str =
     folder = fastload_dataset(corpus, tokenized=tokenized, compression=compression)
 
     def make():
-        dataset = fastload.Dataset(folder)
-        packed = dataset.pack(seq_len=SEQ_LEN) if tokenized else dataset.pack(seq_len=SEQ_LEN, tokenizer=fastload.Tokenizer.default())
+        tokenizer = None if tokenized else fastload.Tokenizer.default()
+        packed = fastload.PackedDataset(folder, seq_len=SEQ_LEN, tokenizer=tokenizer)
         return fastload.DataLoader(packed, batch_size=BATCH_SIZE, num_workers=workers, shuffle=True)
 
     return make

@@ -159,7 +159,8 @@ def cu_seqlens(segments: np.ndarray, seq_len: int) -> np.ndarray:
 # Each stream token at row position c is an input (c < seq_len) and the label of
 # position c - 1 (c >= 1), so inputs and labels are each written once, contiguous,
 # with no shifted copy afterwards. The loops below are split at row and document
-# ends so that each is a plain strided copy or fill that LLVM vectorises.
+# ends, and each runs over 1-d slices: indexing the 2-d outputs directly, LLVM
+# does not vectorise them (measured: 55 µs a 16 x 1024 batch, against 7 µs).
 
 
 @kernel
@@ -210,18 +211,24 @@ def _fill_batch_kernel(sources, tables, run_table, run_begin, run_end, run_out, 
                 n = min(stop - k, row_tokens - col)  # tokens k..k+n-1 land in columns col..col+n-1
                 n_real = max(0, min(k + n, real) - k)  # the first n_real are data, the rest (one) the EOS
                 n_in = max(0, min(n, seq_len - col))
-                for i in range(min(n_in, n_real)):
-                    input_ids[row, col + i] = data[first + k + i]
-                for i in range(n_real, n_in):
-                    input_ids[row, col + i] = eos_id
+                src = data[first + k : first + k + n_real]
+                dst_in = input_ids[row, col : col + n_in]
+                m = min(n_in, n_real)
+                for i in range(m):
+                    dst_in[i] = src[i]
+                for i in range(m, n_in):
+                    dst_in[i] = eos_id
+                dst_pos = positions[row, col : col + n_in]
+                dst_seg = segments[row, col : col + n_in]
                 for i in range(n_in):
-                    positions[row, col + i] = position + i
-                    segments[row, col + i] = segment
+                    dst_pos[i] = position + i
+                    dst_seg[i] = segment
                 i0 = 1 if col == 0 else 0
-                for i in range(i0, n_real):
-                    labels[row, col + i - 1] = data[first + k + i]
-                for i in range(max(i0, n_real), n):
-                    labels[row, col + i - 1] = eos_id
+                dst_lab = labels[row, col + i0 - 1 : col + n - 1]
+                for i in range(max(0, n_real - i0)):
+                    dst_lab[i] = src[i0 + i]
+                for i in range(max(0, n_real - i0), n - i0):
+                    dst_lab[i] = eos_id
                 k += n
                 x += n
                 position += n
@@ -272,25 +279,29 @@ def _fill_padded_kernel(sources, src, off, ntok, add_eos, eos_id, pad_id, input_
             return _BAD_SOURCE, r
         if first < 0 or real < 0 or first + real > source_length[s]:
             return _BAD_OFFSETS, r
-        data = view_at(source_address[s], (source_length[s],), token.dtype)
         n = min(real + add_eos, seq_len + 1)  # the row's tokens: the document, its EOS, cut to seq_len + 1
         n_real = min(real, n)
         n_in = min(n, seq_len)
+        tokens = view_at(source_address[s], (source_length[s],), token.dtype)[first : first + n_real]
+        row_in, row_labels, row_mask, row_positions = input_ids[r], labels[r], attention_mask[r], positions[r]  # 1-d: vectorised
         for j in range(min(n_real, n_in)):
-            input_ids[r, j] = data[first + j]
+            row_in[j] = tokens[j]
         for j in range(n_real, n_in):
-            input_ids[r, j] = eos_id
+            row_in[j] = eos_id
         for j in range(n_in, seq_len):
-            input_ids[r, j] = pad_id
-        for j in range(max(0, min(n_real, seq_len + 1) - 1)):
-            labels[r, j] = data[first + j + 1]
+            row_in[j] = pad_id
+        for j in range(max(0, n_real - 1)):
+            row_labels[j] = tokens[j + 1]
         for j in range(max(0, n_real - 1), n - 1):
-            labels[r, j] = eos_id
+            row_labels[j] = eos_id
         for j in range(max(0, n - 1), seq_len):
-            labels[r, j] = IGNORE_INDEX
-        for j in range(seq_len):
-            attention_mask[r, j] = 1 if j < n_in else 0
-            positions[r, j] = j if j < n_in else 0
+            row_labels[j] = IGNORE_INDEX
+        for j in range(n_in):
+            row_mask[j] = 1
+            row_positions[j] = j
+        for j in range(n_in, seq_len):
+            row_mask[j] = 0
+            row_positions[j] = 0
     return _OK, 0
 
 
