@@ -22,7 +22,7 @@ import torch
 
 from fastload.pool import ALIGN, SharedArena, SlotFull, SlotWriter
 
-__all__ = ["encode_batch", "decode_batch", "Leaf"]
+__all__ = ["encode_batch", "encode_computed_batch", "decode_batch", "Leaf"]
 
 Leaf = tuple  # (byte offset, kind "torch"/"numpy", dtype name, shape, number of elements)
 
@@ -106,6 +106,51 @@ def encode_batch(batch, writer: SlotWriter | None, slot_address: int = 0):
     arena.close()
     leaves = [_describe(leaf, offset) for leaf, offset in zip(pickler.leaves, offsets)]
     return skeleton, leaves, max(total, 1), fd
+
+
+class _Placeholder:
+    """Stands for leaf i while a computed batch's skeleton is pickled once."""
+
+    def __init__(self, i: int):
+        self.i = i
+
+
+class _PlaceholderPickler(pickle.Pickler):
+    def persistent_id(self, obj):
+        return obj.i if isinstance(obj, _Placeholder) else None
+
+
+_SKELETONS: dict[tuple, bytes] = {}
+
+
+def _computed_skeleton(names: tuple) -> bytes:
+    """The pickled {name: leaf i} dict, made once per set of names (every batch of a dataset has the same)."""
+    skeleton = _SKELETONS.get(names)
+    if skeleton is None:
+        buffer = io.BytesIO()
+        _PlaceholderPickler(buffer, protocol=pickle.HIGHEST_PROTOCOL).dump({name: _Placeholder(i) for i, name in enumerate(names)})
+        skeleton = _SKELETONS[names] = buffer.getvalue()
+    return skeleton
+
+
+def encode_computed_batch(batch: dict, tensor_dtypes: dict, writer: SlotWriter, slot_address: int):
+    """`encode_batch` for a dict of numpy arrays a dataset wrote into the slot itself (`__fastload_batch__`).
+
+    Skips the generic pickling walk: the skeleton is cached and each leaf is
+    described from where its array lies. They decode as tensors, viewed as
+    `tensor_dtypes[name]` where given (bfloat16). None if any array is not
+    in the slot (it did not fit): the caller then takes the generic path.
+    """
+    names = tuple(batch)
+    leaves = []
+    for name in names:
+        array = batch[name]
+        start = array.__array_interface__["data"][0] - slot_address
+        if not array.flags.c_contiguous or start < 0 or start + array.nbytes > writer.used:
+            return None
+        dtype = tensor_dtypes.get(name) or array.dtype.name
+        leaves.append((start, "torch", dtype, array.shape, array.size))
+    return _computed_skeleton(names), leaves, writer.used, None
 
 
 def _leaf(leaf: Leaf, buffer):

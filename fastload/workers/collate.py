@@ -12,6 +12,7 @@ identical to torch's.
 
 from __future__ import annotations
 
+import math
 import threading
 
 import numpy as np
@@ -65,7 +66,7 @@ def slot_array(shape: tuple, dtype) -> np.ndarray:
     The allocator a dataset's `__fastload_batch__` writes its batch into.
     """
     dtype = np.dtype(dtype)
-    nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    nbytes = math.prod(shape) * dtype.itemsize
     writer = getattr(_state, "writer", None)
     if writer is None or nbytes == 0:
         return np.empty(shape, dtype)
@@ -74,7 +75,7 @@ def slot_array(shape: tuple, dtype) -> np.ndarray:
     except SlotFull:
         _state.writer = None
         return np.empty(shape, dtype)
-    return np.frombuffer(writer.buffer, dtype, nbytes // dtype.itemsize, offset).reshape(shape)
+    return np.ndarray(shape, dtype, buffer=writer.buffer, offset=offset)
 
 
 class ComputedBatchCollate:

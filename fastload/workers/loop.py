@@ -15,11 +15,12 @@ from __future__ import annotations
 import ctypes
 import os
 import random
+import select
 import signal
 
 from fastload.pool import SharedArena, SlotWriter
 from fastload.workers import protocol
-from fastload.workers.codec import encode_batch
+from fastload.workers.codec import encode_batch, encode_computed_batch
 from fastload.workers.collate import ComputedBatchCollate, current_slot, slot_array, slot_collate
 
 __all__ = ["worker_main"]
@@ -50,7 +51,7 @@ class _BatchWritingFetcher:
         self.dataset, self.collate_fn = dataset, collate_fn
 
     def fetch(self, key):
-        return self.collate_fn(self.dataset.__fastload_batch__(key, slot_array))
+        return self.dataset.__fastload_batch__(key, slot_array)  # numpy arrays; see _encode
 
 
 def _make_fetcher(config: protocol.WorkerConfig):
@@ -84,8 +85,10 @@ def worker_main(config: protocol.WorkerConfig, conn) -> None:
         protocol.send(conn, (protocol.ERROR, None, ExceptionWrapper(where=f"in DataLoader worker process {config.worker_id}")))
         return
     protocol.send(conn, (protocol.READY, config.worker_id))
+    poller = select.poll()  # registered once: Connection.poll builds a selector every call (~15 µs a task)
+    poller.register(conn.fileno(), select.POLLIN)
     while True:
-        if not conn.poll(protocol.POLL_S):
+        if not poller.poll(protocol.POLL_S * 1000):
             if os.getppid() != config.parent_pid:
                 return  # the main process is gone
             continue
@@ -133,7 +136,7 @@ def _run_task(config: protocol.WorkerConfig, fetcher, conn, message: tuple, aren
     try:
         with current_slot(writer if config.uses_default_collate or getattr(fetcher, "writes_into_slot", False) else None):
             batch = fetcher.fetch(index)
-        skeleton, leaves, used, fd = encode_batch(batch, writer, slot_address or 0)
+        skeleton, leaves, used, fd = _encode(fetcher, batch, writer, slot_address or 0)
         del batch
     except StopIteration:
         protocol.send(conn, (protocol.END, task_id))
@@ -148,3 +151,15 @@ def _run_task(config: protocol.WorkerConfig, fetcher, conn, message: tuple, aren
         protocol.send(conn, (protocol.BATCH, task_id, protocol.DEDICATED, used, skeleton, leaves))
         send_handle(conn, fd, os.getppid())
         os.close(fd)
+
+
+def _encode(fetcher, batch, writer, slot_address: int):
+    """A computed batch already lies in its slot: describe it directly (~20 µs less than the generic
+    pickling walk); anything else, or a computed batch that did not fit, goes the generic way."""
+    if isinstance(fetcher, _BatchWritingFetcher):
+        if writer is not None:
+            encoded = encode_computed_batch(batch, fetcher.collate_fn.tensor_dtypes, writer, slot_address)
+            if encoded is not None:
+                return encoded
+        batch = fetcher.collate_fn(batch)
+    return encode_batch(batch, writer, slot_address)
