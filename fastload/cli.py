@@ -190,7 +190,8 @@ def _run_demo(args) -> int:
 
     out = Path(args.out)
     print(f"converting the shipped demo corpus ({demo_corpus_path().name}) into {out} ...")
-    result = convert(demo_corpus_path(), out, overwrite=True, workers=args.workers, quiet=False, tokenizer=args.tokenizer)
+    tokenizer = None if args.tokenizer == "none" else args.tokenizer
+    result = convert(demo_corpus_path(), out, overwrite=True, workers=args.workers, quiet=False, tokenizer=tokenizer, keep_text=True)
     print(result)
     return 0
 
@@ -208,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("demo", help="convert the shipped demo corpus (the README's first command)")
     p.add_argument("--out", default="demo/corpus", help="where to write the demo dataset")
     p.add_argument("--workers", type=int)
-    p.add_argument("--tokenizer", help="tokenize while converting ('default' once available)")
+    p.add_argument("--tokenizer", default="default", help="tokenizer for the `tokens` column ('default', a path, or 'none'); the text is kept too")
     args = parser.parse_args(argv)
     runners = {"convert": _run_convert, "inspect": _run_inspect, "verify": _run_verify, "demo": _run_demo}
     try:
