@@ -32,7 +32,7 @@ __all__ = ["pack_documents", "pack_reference", "cu_seqlens", "PackCursor", "fill
 # Codes the kernel returns instead of raising (Numba raises only constant messages;
 # the wrapper turns these into errors that name the document).
 _OK, _BAD_OFFSETS, _BAD_ORDER = 0, 1, 2
-_BAD_RUN, _BAD_SOURCE = 3, 4
+_BAD_RUN, _BAD_SOURCE, _MISSING_BLOCK = 3, 4, 5
 IGNORE_INDEX = -100  # the label of padding: torch's cross_entropy ignores it by default
 
 
@@ -164,7 +164,7 @@ def cu_seqlens(segments: np.ndarray, seq_len: int) -> np.ndarray:
 
 
 @kernel
-def _fill_batch_kernel(sources, tables, run_table, run_begin, run_end, run_out, eos_id, pad_id, input_ids, labels, positions, segments):
+def _fill_batch_kernel(sources, block_slots, tables, run_table, run_begin, run_end, run_out, eos_id, pad_id, input_ids, labels, positions, segments):
     source_address, source_length, token = sources
     table_address, table_units = tables
     rows, seq_len = input_ids.shape
@@ -172,7 +172,7 @@ def _fill_batch_kernel(sources, tables, run_table, run_begin, run_end, run_out, 
     for r in range(run_table.shape[0]):
         t, x, end, out = run_table[r], run_begin[r], run_end[r], run_out[r]
         if out < 0 or x > end or out + (end - x) > rows * row_tokens:
-            return _BAD_RUN, r
+            return _BAD_RUN, r, r
         row = out // row_tokens
         col = out % row_tokens
         segment = segments[row, col - 1] + 1 if col > 0 else 0  # a run starts at a document boundary
@@ -191,20 +191,25 @@ def _fill_batch_kernel(sources, tables, run_table, run_begin, run_end, run_out, 
                     row, col, segment, position = row + 1, 0, 0, 0
             continue
         if t >= table_address.shape[0] or table_address[t] == 0:
-            return _BAD_RUN, r
+            return _BAD_RUN, r, r
         num_units = table_units[t]
         table = view_at(table_address[t], (4, num_units + 1), np.int64)  # source, first token, real tokens, stream offset
         cum = table[3]
         if x < 0 or end > cum[num_units]:
-            return _BAD_RUN, r
+            return _BAD_RUN, r, r
         u = np.searchsorted(cum, x, side="right") - 1
         while x < end:
-            s, first, real = table[0, u], table[1, u], table[2, u]
-            if s < 0 or s >= source_address.shape[0]:
-                return _BAD_SOURCE, u
+            block, first, real = table[0, u], table[1, u], table[2, u]
+            if block < 0 or block >= block_slots.shape[0]:
+                return _BAD_SOURCE, u, r
+            s = block_slots[block]
+            if s < 0:  # not loaded yet: the caller loads it and calls again (the batch is rewritten whole)
+                return _MISSING_BLOCK, block, r
+            if s >= source_address.shape[0]:
+                return _BAD_SOURCE, u, r
             data = view_at(source_address[s], (source_length[s],), token.dtype)
             if first < 0 or real < 0 or first + real > data.shape[0]:
-                return _BAD_OFFSETS, u
+                return _BAD_OFFSETS, u, r
             k = x - cum[u]
             stop = min(cum[u + 1] - cum[u], k + (end - x))
             while k < stop:
@@ -240,28 +245,36 @@ def _fill_batch_kernel(sources, tables, run_table, run_begin, run_end, run_out, 
                 if col != 0:
                     segment += 1
                     position = 0
-    return _OK, 0
+    return _OK, 0, 0
 
 
-def fill_packed_batch(sources, tables, run_table, run_begin, run_end, run_out, *, eos_id: int, pad_id: int, input_ids, labels, positions, segments) -> None:
+def fill_packed_batch(sources, block_slots, tables, run_table, run_begin, run_end, run_out, *, eos_id: int, pad_id: int, input_ids, labels, positions, segments) -> tuple[int, int] | None:
     """Write a packed batch from its runs (see the comment above), every index checked.
 
     `sources` = (addresses, lengths, an empty array of the token dtype): the
-    token arrays of the loaded blocks, by address (see `pointers.py`).
-    `tables` = (addresses, unit counts): table t is a window as a
-    (4, units + 1) int64 array: unit u copies `table[2, u]` tokens of source
-    `table[0, u]` from token `table[1, u]`, then an EOS when its stream
-    length (`table[3, u + 1] - table[3, u]`) is one more. Run begins and
-    ends are offsets in their window's stream. Data from disk that disagrees
-    with the tables raises `FormatError`, never reads out of bounds.
+    token arrays of the loaded blocks, by address (see `pointers.py`);
+    `block_slots[b]` is where block b is in them, or -1. `tables` =
+    (addresses, unit counts): table t is a window as a (4, units + 1) int64
+    array: unit u copies `table[2, u]` tokens of block `table[0, u]` from
+    token `table[1, u]`, then an EOS when its stream length
+    (`table[3, u + 1] - table[3, u]`) is one more. Run begins and ends are
+    offsets in their window's stream.
+
+    Returns None when the batch is written, or (block, run) when run `run`
+    needs `block`, which is not loaded: load it and call again. Data from
+    disk that disagrees with the tables raises `FormatError`, never reads
+    out of bounds.
     """
-    status, detail = _fill_batch_kernel(sources, tables, run_table, run_begin, run_end, run_out, eos_id, pad_id, input_ids, labels, positions, segments)
+    status, detail, run = _fill_batch_kernel(sources, block_slots, tables, run_table, run_begin, run_end, run_out, eos_id, pad_id, input_ids, labels, positions, segments)
+    if status == _MISSING_BLOCK:
+        return int(detail), int(run)
     if status == _BAD_RUN:
         raise ValueError(f"run {detail} ([{int(run_begin[detail])}, {int(run_end[detail])}) of table {int(run_table[detail])}) does not fit its window or the batch")
     if status == _BAD_SOURCE:
-        raise FormatError(f"unit {detail} of a packing window names a source outside the {len(sources[0])} blocks loaded")
+        raise FormatError(f"unit {detail} of a packing window names a block that does not exist or is not loaded")
     if status == _BAD_OFFSETS:
         raise FormatError(f"unit {detail} of a packing window reads past the end of its block; the block is corrupt")
+    return None
 
 
 # -- one document per row (fastload.packing.PaddedDataset) ---------------------------------

@@ -64,6 +64,7 @@ class TokenBlocks:
         self.token = np.zeros(0, np.dtype(token_dtype))  # tells a kernel the token dtype
         self.keep_unused = keep_unused
         self._entries: dict[int, list] = {}  # block id -> [slot, token offsets (int64), users]
+        self.slot_of_block = np.full(dataset.num_blocks, -1, np.int64)  # for kernels: where each loaded block is
         self._unused: OrderedDict[int, None] = OrderedDict()  # loaded, no users, oldest first
         self.blocks_loaded = 0  # blocks read (and tokenized) by this process: a measure of locality
 
@@ -87,7 +88,9 @@ class TokenBlocks:
                 f"block {block_id} of {str(self.dataset.path)!r} holds documents of other lengths than when the batches "
                 "were planned: the dataset changed since it was opened (or the tokenizer differs). Open it again."
             )
-        return np.ascontiguousarray(values, dtype=self.token.dtype), np.asarray(offsets, np.int64)
+        offsets = np.asarray(offsets, np.int64)
+        values = np.ascontiguousarray(values[offsets[0] :], dtype=self.token.dtype)
+        return values, offsets - offsets[0]  # a block's first document starts at token 0
 
     def acquire(self, block_id: int) -> tuple[int, np.ndarray]:
         """(slot, token offsets of its documents) of a block, loading it if needed; one more user."""
@@ -96,6 +99,7 @@ class TokenBlocks:
             values, offsets = self._load(block_id)
             self.blocks_loaded += 1
             entry = self._entries[block_id] = [self.book.put(values, len(values)), offsets, 0]
+            self.slot_of_block[block_id] = entry[0]
         elif entry[2] == 0:
             del self._unused[block_id]
         entry[2] += 1
@@ -110,3 +114,4 @@ class TokenBlocks:
             while len(self._unused) > self.keep_unused:
                 old, _ = self._unused.popitem(last=False)
                 self.book.drop(self._entries.pop(old)[0])
+                self.slot_of_block[old] = -1

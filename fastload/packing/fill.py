@@ -6,7 +6,9 @@ windows' blocks are loaded, and hands the runs to the Numba kernels, which
 write straight into the output arrays (in a worker: the batch's
 shared-memory slot). No per-document Python runs.
 
-Blocks stay loaded while a cached window uses them and are dropped after:
+A window's table is built from document lengths alone; a block is loaded
+the first time a batch reaches into it, then stays while its window's table
+is cached, and is dropped after:
 with the `block_window` order a partition has at most two windows live, so
 a worker holds about 2 × window_blocks blocks per partition it serves and
 reads each block once per epoch (`blocks.py` loads them: zero-copy views of
@@ -46,7 +48,7 @@ class _WindowTable:
 
     slot: int  # its index in BatchFiller.tables
     start: int  # the window's first stream position
-    blocks: tuple[int, ...]
+    blocks: list[int]  # the blocks this table holds loaded (taken as its batches first reach them)
 
 
 def _allocate_empty(shape: tuple, dtype) -> np.ndarray:
@@ -60,8 +62,15 @@ class BatchFiller:
         self.blocks = blocks
         self.doc_lengths = blocks.doc_lengths
         self.eos_id, self.pad_id = eos_id, pad_id
+        # Where each document starts in its block's tokens, from the lengths alone: window tables are
+        # built without reading a block, and a block is loaded when a batch first reaches into it.
+        starts = blocks.dataset.block_starts
+        cum = np.concatenate([[0], np.cumsum(self.doc_lengths)])
+        self._doc_offset = cum[:-1] - np.repeat(cum[starts[:-1]], np.diff(starts))
+        self._block_of_doc = np.repeat(np.arange(len(starts) - 1), np.diff(starts))
         self._tables_book = AddressBook()  # window tables, (4, units + 1) int64 each
         self._tables: dict[tuple, _WindowTable] = {}  # (plan key, window) -> its table
+        self._table_at: dict[int, _WindowTable] = {}  # table slot -> its table
         self._window_slots: dict[tuple, tuple] = {}  # plan key -> (table slot of each window or -1, its last use)
         self._uses = 0  # batches filled: the clock of least-recently-used
 
@@ -69,25 +78,21 @@ class BatchFiller:
 
     def _window_table(self, plan: PackPlan, w: int) -> _WindowTable:
         units = plan.window(w)
-        starts = self.blocks.dataset.block_starts
-        block_of = np.searchsorted(starts, units.doc, side="right") - 1
-        blocks = np.unique(block_of)
         n = len(units.doc)
-        table = np.zeros((4, n + 1), np.int64)  # source, first token, real tokens, stream offset
-        for block_id in blocks.tolist():
-            slot, offsets = self.blocks.acquire(block_id)
-            mine = block_of == block_id
-            table[0, :n][mine] = slot
-            table[1, :n][mine] = offsets[units.doc[mine] - starts[block_id]] + units.skip[mine]
+        table = np.zeros((4, n + 1), np.int64)  # block, first token in it, real tokens, stream offset
+        table[0, :n] = self._block_of_doc[units.doc]
+        table[1, :n] = self._doc_offset[units.doc] + units.skip
         table[2, :n] = np.clip(self.doc_lengths[units.doc] - units.skip, 0, units.take)  # real tokens; the rest is the EOS
         table[3] = units.cum
         slot = self._tables_book.put(table, n)
-        return _WindowTable(slot, units.start, tuple(blocks.tolist()))
+        self._table_at[slot] = _WindowTable(slot, units.start, [])
+        return self._table_at[slot]
 
     def _drop_table(self, plan_key: tuple, w: int) -> None:
         table = self._tables.pop((plan_key, w))
         self._window_slots[plan_key][0][w] = -1
         self._tables_book.drop(table.slot)
+        del self._table_at[table.slot]
         for block_id in table.blocks:
             self.blocks.release(block_id)
 
@@ -125,9 +130,13 @@ class BatchFiller:
         slots = self._tables_for(plan, plan_key, windows)
         window_start = plan.window_starts[np.maximum(windows, 0)]
         begin, end = begin - window_start, end - window_start  # tables count from their window's start
-        fill_packed_batch(
-            self.blocks.sources, (self._tables_book.address, self._tables_book.size),
-            slots, begin, end, run_out, eos_id=self.eos_id, pad_id=self.pad_id,
-            input_ids=out.input_ids, labels=out.labels, positions=out.position_ids, segments=out.document_ids,
-        )
-        return out
+        arrays = dict(eos_id=self.eos_id, pad_id=self.pad_id, input_ids=out.input_ids, labels=out.labels, positions=out.position_ids, segments=out.document_ids)
+        tables = (self._tables_book.address, self._tables_book.size)
+        for _ in range(len(self.blocks.slot_of_block) + 1):
+            missing = fill_packed_batch(self.blocks.sources, self.blocks.slot_of_block, tables, slots, begin, end, run_out, **arrays)
+            if missing is None:
+                return out
+            block_id, run = missing  # load it for the table that reached it, and write the batch again
+            self.blocks.acquire(block_id)
+            self._table_at[int(slots[run])].blocks.append(block_id)
+        raise RuntimeError("packing kept asking for blocks that were just loaded")  # pragma: no cover - a bug, not data

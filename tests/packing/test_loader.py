@@ -8,6 +8,8 @@ import json
 import numpy as np
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import fastload
 from fastload.errors import ConfigError
@@ -153,3 +155,18 @@ def test_token_counts_of_a_text_dataset_are_cached_between_runs(tmp_path, monkey
     monkeypatch.setenv("FASTLOAD_CACHE_DIR", "off")
     with pytest.raises(AssertionError, match="counted again"):
         fastload.PackedDataset(tmp_path / "text", seq_len=15, tokenizer=tokenizer).doc_lengths
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(done=st.integers(0, 40), world=st.sampled_from([1, 2, 4]), new_world=st.sampled_from([1, 2, 4]), epoch=st.integers(0, 2))
+def test_a_saved_position_continues_with_the_next_global_batch_for_any_world_size(packed_path, done, world, new_world, epoch):
+    packed = fastload.PackedDataset(packed_path, seq_len=31, eos_id=EOS)
+    sampler = packed.batch_sampler(8, rank=0, world_size=world)
+    sampler.set_epoch(epoch)
+    done = min(done, len(sampler))
+    state = sampler.state_dict(batches_done=done)
+    resumed = packed.batch_sampler(8, rank=0, world_size=new_world)
+    resumed.load_state_dict(state)
+    keys = list(resumed)
+    assert [k.batch for k in keys] == list(range(done, len(sampler)))
+    assert all(k.epoch == epoch and k.world_size == new_world for k in keys)
