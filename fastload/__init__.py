@@ -24,7 +24,7 @@ def __getattr__(name: str):
         from fastload.loader import DataLoader
 
         return DataLoader
-    if name in ("PackedDataset", "PaddedDataset"):  # their kernels compile with Numba, which is heavy to import
+    if name in ("PackedDataset", "PaddedDataset", "split_blocks"):  # their kernels compile with Numba, which is heavy to import
         import fastload.packing
 
         return getattr(fastload.packing, name)
@@ -61,5 +61,6 @@ __all__ = [
     "convert",
     "get_worker_info",
     "load_tokenizer",
+    "split_blocks",
     "verify_dataset",
 ]

@@ -6,8 +6,8 @@ which row (no data read), `fill.py` writes batches with the kernels of
 `fastload/kernels/pack.py`.
 """
 
-from fastload.packing.dataset import BatchKey, PackedBatchSampler, PackedDataset
+from fastload.packing.dataset import BatchKey, PackedBatchSampler, PackedDataset, split_blocks
 from fastload.packing.padded import PaddedDataset
 from fastload.packing.plan import PackPlan
 
-__all__ = ["PackedDataset", "PaddedDataset", "PackedBatchSampler", "BatchKey", "PackPlan"]
+__all__ = ["PackedDataset", "PaddedDataset", "PackedBatchSampler", "BatchKey", "PackPlan", "split_blocks"]

@@ -38,7 +38,7 @@ from fastload.packing.fill import BatchFiller
 from fastload.packing.plan import REMAINDERS, PackPlan
 from fastload.sampler import SamplerOptions
 
-__all__ = ["PackedDataset", "PackedBatchSampler", "BatchKey"]
+__all__ = ["PackedDataset", "PackedBatchSampler", "BatchKey", "split_blocks"]
 
 STATE_VERSION = 1
 
@@ -72,6 +72,7 @@ class PackedDataset(TokenDocuments):
     remainder: "drop" the tokens that do not fill a last batch, or "pad" it.
     seed, window_blocks, num_partitions: the shuffle (see `SamplerOptions`);
         the loader's `shuffle=True` picks the `block_window` order, False the storage order.
+    blocks: use only these blocks (a split: see `split_blocks`); None for all.
     """
 
     def __init__(
@@ -88,12 +89,14 @@ class PackedDataset(TokenDocuments):
         seed: int = 0,
         window_blocks: int = 8,
         num_partitions: int | None = None,
+        blocks=None,
         doc_lengths: np.ndarray | None = None,
     ):
         if remainder not in REMAINDERS:
             raise ConfigError(f"remainder must be one of {REMAINDERS}, found {remainder!r}")
         SamplerOptions(seed=seed, window_blocks=window_blocks, num_partitions=num_partitions)  # validates them now
         self.remainder, self.seed, self.window_blocks, self.num_partitions = remainder, seed, window_blocks, num_partitions
+        self.blocks = None if blocks is None else np.unique(np.asarray(blocks, np.int64))
         super().__init__(dataset, seq_len=seq_len, column=column, tokenizer=tokenizer, eos_id=eos_id, pad_id=pad_id, add_eos=add_eos, doc_lengths=doc_lengths)
 
     def _reset_process_state(self) -> None:
@@ -112,7 +115,7 @@ class PackedDataset(TokenDocuments):
                 self._plans.pop(next(iter(self._plans)))
             plan = PackPlan(
                 self.doc_lengths, self.dataset.block_rows, seq_len=self.seq_len, global_batch_size=global_batch_size,
-                options=options, epoch=epoch, add_eos=self.add_eos, remainder=self.remainder,
+                options=options, epoch=epoch, add_eos=self.add_eos, remainder=self.remainder, blocks=self.blocks,
             )
             self._plans[key] = plan
         return plan
@@ -225,6 +228,7 @@ class PackedBatchSampler:
             "window_blocks": self.options.window_blocks,
             "num_partitions": plan.num_partitions,
             "num_tokens": plan.num_tokens,
+            "num_blocks": len(plan.blocks),
             "remainder": self.packed.remainder,
         }
 
@@ -237,7 +241,7 @@ class PackedBatchSampler:
             if type(state.get(key)) is not int or state[key] < 0:
                 raise ConfigError(f"packed sampler state {key!r} must be a non-negative integer, found {state.get(key)!r}")
         mine = self.state_dict()
-        fixed = ("global_batch_size", "seq_len", "order", "seed", "window_blocks", "num_partitions", "num_tokens", "remainder")
+        fixed = ("global_batch_size", "seq_len", "order", "seed", "window_blocks", "num_partitions", "num_tokens", "num_blocks", "remainder")
         mismatched = [f"{key} {state[key]!r} (now {mine[key]!r})" for key in fixed if key in state and state[key] != mine[key]]
         if mismatched:
             raise ConfigError(
@@ -248,3 +252,19 @@ class PackedBatchSampler:
         if state["samples_consumed"] % self.global_batch_size:
             raise ConfigError(f"saved samples_consumed={state['samples_consumed']} is not a whole number of global batches of {self.global_batch_size}")
         self.epoch, self.samples_consumed = state["epoch"], state["samples_consumed"]
+
+
+def split_blocks(dataset: Dataset | str | os.PathLike, *, validation: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(train, validation) block ids: a random `validation` fraction of the blocks (at least one), disjoint.
+
+    Splitting by blocks keeps both sides block-local (each reads only its own
+    blocks) and never puts a document on both sides. Pass each to
+    `PackedDataset(..., blocks=...)`.
+    """
+    opened = dataset if isinstance(dataset, Dataset) else Dataset(dataset)
+    n = opened.num_blocks
+    if not 0 < validation < 1 or n < 2:
+        raise ConfigError(f"validation must be a fraction in (0, 1) of a dataset of at least 2 blocks; found {validation!r} of {n} blocks")
+    held_out = min(n - 1, max(1, round(validation * n)))
+    order = np.random.default_rng([seed, 0x5B1F]).permutation(n)
+    return np.sort(order[held_out:]), np.sort(order[:held_out])

@@ -28,6 +28,9 @@ document and its EOS, or — at a partition boundary — part of it. Units are
 (doc, skip, take): tokens [skip, skip + take) of the document's stream,
 where position `length` is its EOS.
 
+A plan may use a subset of the blocks (`blocks=`: a train/validation
+split by blocks, see `split_blocks`); the others are never read.
+
 Remainder: `drop` (default) leaves out the last T mod (B·(seq_len+1))
 tokens of the virtual stream (the end of the last blocks of this epoch's
 order — different ones every epoch); `pad` adds one more batch, filled past
@@ -77,6 +80,7 @@ class PackPlan:
         epoch: int,
         add_eos: bool = True,
         remainder: str = "drop",
+        blocks: np.ndarray | None = None,
     ):
         _check(seq_len, global_batch_size, epoch, remainder)
         self.doc_lengths = np.asarray(doc_lengths, np.int64)
@@ -88,10 +92,11 @@ class PackPlan:
         self.global_batch_size, self.options, self.epoch = global_batch_size, options, epoch
         self.add_eos, self.remainder = add_eos, remainder
         self.stream_lengths = self.doc_lengths + int(add_eos)  # each document's tokens in the stream
-        num_blocks = len(self.block_rows)
-        block_tokens = np.add.reduceat(self.stream_lengths, self.block_starts[:-1]) if len(self.doc_lengths) else np.zeros(num_blocks, np.int64)
+        block_tokens = np.add.reduceat(self.stream_lengths, self.block_starts[:-1]) if len(self.doc_lengths) else np.zeros(len(self.block_rows), np.int64)
         block_tokens[self.block_rows == 0] = 0  # reduceat repeats a value for empty ranges
-        self.num_tokens = int(block_tokens.sum())  # T: the virtual stream's length
+        self.blocks = _check_blocks(blocks, len(self.block_rows))  # the blocks this plan uses (a split), storage order
+        num_blocks = len(self.blocks)
+        self.num_tokens = int(block_tokens[self.blocks].sum())  # T: the virtual stream's length
         batch_tokens = global_batch_size * self.row_tokens
         if remainder == "drop":
             self.num_batches = self.num_tokens // batch_tokens
@@ -105,14 +110,14 @@ class PackPlan:
         order = options.order
         if order == "block_window":
             rng = permutation.generator(options.seed, epoch, permutation.BLOCK_ORDER)
-            self.block_order = rng.permutation(num_blocks)
+            self.block_order = self.blocks[rng.permutation(num_blocks)]
             self.num_partitions = options.num_partitions or min(DEFAULT_MAX_PARTITIONS, num_blocks)
             window_blocks, self.shuffled = options.window_blocks, True
         elif order == "uniform":
-            self.block_order = np.arange(num_blocks)
+            self.block_order = self.blocks
             self.num_partitions, window_blocks, self.shuffled = 1, num_blocks, True
         elif order == "sequential":
-            self.block_order = np.arange(num_blocks)
+            self.block_order = self.blocks
             self.num_partitions, window_blocks, self.shuffled = 1, options.window_blocks, False
         else:
             raise ConfigError(f"unknown order {order!r}; packing supports block_window, uniform and sequential")
@@ -223,6 +228,18 @@ class PackPlan:
         k0 = int(np.searchsorted(self.virtual_starts, s, side="right")) - 1
         k1 = int(np.searchsorted(self.virtual_starts, t, side="left"))
         return self.block_order[k0:k1]
+
+
+def _check_blocks(blocks, num_blocks: int) -> np.ndarray:
+    if blocks is None:
+        return np.arange(num_blocks, dtype=np.int64)
+    blocks = np.asarray(blocks)
+    if blocks.ndim != 1 or len(blocks) == 0 or blocks.dtype.kind not in "iu":
+        raise ConfigError("blocks must be a non-empty sequence of block ids")
+    blocks = np.unique(blocks.astype(np.int64))
+    if blocks[0] < 0 or blocks[-1] >= num_blocks:
+        raise ConfigError(f"block ids must be in [0, {num_blocks}), found {int(blocks[0])}..{int(blocks[-1])}")
+    return blocks
 
 
 def _check(seq_len: int, global_batch_size: int, epoch: int, remainder: str) -> None:

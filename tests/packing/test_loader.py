@@ -170,3 +170,13 @@ def test_a_saved_position_continues_with_the_next_global_batch_for_any_world_siz
     keys = list(resumed)
     assert [k.batch for k in keys] == list(range(done, len(sampler)))
     assert all(k.epoch == epoch and k.world_size == new_world for k in keys)
+
+
+def test_split_blocks_gives_disjoint_train_and_validation_batches(packed_path):
+    train_blocks, validation_blocks = fastload.split_blocks(packed_path, validation=0.2, seed=1)
+    assert not set(train_blocks) & set(validation_blocks) and len(train_blocks) + len(validation_blocks) == fastload.Dataset(packed_path).num_blocks
+    train = fastload.PackedDataset(packed_path, seq_len=31, eos_id=EOS, blocks=train_blocks)
+    validation = fastload.PackedDataset(packed_path, seq_len=31, eos_id=EOS, blocks=validation_blocks)
+    seen = [torch.cat([b["input_ids"].flatten() for b in fastload.DataLoader(d, batch_size=4, shuffle=True)]) for d in (train, validation)]
+    a, b = (set(t[t != EOS].tolist()) for t in seen)
+    assert a and b and not a & b

@@ -12,10 +12,10 @@ from fastload.packing import PackPlan
 from fastload.sampler import SamplerOptions
 
 
-def _plan(lengths, block_rows, *, order="block_window", seq_len=7, batch=4, epoch=0, remainder="drop", add_eos=True, **options):
+def _plan(lengths, block_rows, *, order="block_window", seq_len=7, batch=4, epoch=0, remainder="drop", add_eos=True, blocks=None, **options):
     return PackPlan(
         np.asarray(lengths), np.asarray(block_rows), seq_len=seq_len, global_batch_size=batch,
-        options=SamplerOptions(order=order, **options), epoch=epoch, add_eos=add_eos, remainder=remainder,
+        options=SamplerOptions(order=order, **options), epoch=epoch, add_eos=add_eos, remainder=remainder, blocks=blocks,
     )
 
 
@@ -149,3 +149,17 @@ def test_too_few_tokens_for_one_batch_is_a_config_error_that_says_what_to_do():
 def test_bad_arguments_are_refused(bad):
     with pytest.raises(ConfigError):
         _plan([3, 4], [2], **bad)
+
+
+def test_a_plan_over_some_blocks_reads_only_them():
+    rng = np.random.default_rng(4)
+    rows = [10] * 20
+    lengths = rng.integers(1, 40, 200)
+    subset = [1, 4, 5, 9, 17]
+    for order in ("block_window", "sequential", "uniform"):
+        plan = _plan(lengths, rows, order=order, batch=2, seq_len=15, blocks=subset)
+        docs = np.concatenate([plan.window(w).doc for w in range(plan.num_windows)])
+        assert set((docs // 10).tolist()) <= set(subset)
+        assert plan.num_tokens == sum(int(lengths[b * 10 : (b + 1) * 10].sum()) + 10 for b in subset)
+    with pytest.raises(ConfigError, match="block ids"):
+        _plan(lengths, rows, blocks=[3, 20])
