@@ -1,0 +1,100 @@
+"""The trainer's data: a block-disjoint train/validation split, the training loader, and the validation batches.
+
+Training batches come from `fastload.DataLoader` over a `PackedDataset` of
+the training blocks: shuffled every epoch, computed in the workers into
+shared memory (pinned when training on CUDA, so the host-to-device copy is
+non-blocking), split across ranks under torch.distributed, and resumable
+from `loader.state_dict()`. The loader draws its worker seeds from a
+generator of its own, so creating or resuming it leaves the global torch
+RNG (dropout's) untouched and resumption is exact.
+
+Validation batches are read once, at the start, from the held-out blocks
+(`split_blocks`: no document on both sides) in storage order, and kept: every
+evaluation scores the same rows, and evaluating never waits for data.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from dataclasses import dataclass
+
+import torch
+
+from fastload.errors import ConfigError
+from fastload.format.reader import Dataset
+from fastload.loader import DataLoader
+from fastload.packing import PackedDataset, split_blocks
+from fastload.train.config import TrainConfig
+
+__all__ = ["TrainData", "open_data", "to_device", "vocab_size_of"]
+
+
+@dataclass
+class TrainData:
+    dataset: Dataset
+    loader: DataLoader
+    validation: list[dict]  # batches on the training device; empty without a split
+    train_blocks: list[int] | None
+    validation_blocks: list[int] | None
+
+
+def open_data(dataset: Dataset | str | os.PathLike, config: TrainConfig, *, device: torch.device) -> TrainData:
+    opened = dataset if isinstance(dataset, Dataset) else Dataset(dataset)
+    tokenizer = _tokenizer(config.tokenizer)
+    train_blocks = validation_blocks = None
+    if config.validation:
+        train_blocks, validation_blocks = split_blocks(opened, validation=config.validation, seed=config.seed)
+    packed = PackedDataset(opened, seq_len=config.rows_seq_len, blocks=train_blocks, seed=config.seed, tokenizer=tokenizer)
+    loader = DataLoader(
+        packed, batch_size=config.batch_size, shuffle=True, num_workers=config.workers,
+        pin_memory=device.type == "cuda", persistent_workers=config.workers > 0,
+        generator=torch.Generator().manual_seed(config.seed),
+    )
+    validation = []
+    if validation_blocks is not None:
+        held_out = PackedDataset(opened, seq_len=config.rows_seq_len, blocks=validation_blocks, seed=config.seed, tokenizer=tokenizer)
+        reader = DataLoader(held_out, batch_size=config.batch_size, shuffle=False, num_workers=0)
+        validation = [{k: v.clone() for k, v in batch.items()} for batch in itertools.islice(reader, config.eval_batches)]
+        validation = [to_device(batch, device) for batch in validation]
+        if not validation:
+            raise ConfigError(
+                f"the validation blocks {validation_blocks.tolist()} hold too few tokens for one batch of "
+                f"{config.batch_size} x {config.rows_seq_len}; raise validation= or lower batch_size"
+            )
+    return TrainData(opened, loader, validation, _list(train_blocks), _list(validation_blocks))
+
+
+def to_device(batch: dict, device: torch.device) -> dict:
+    """The batch on `device`; from pinned memory the copies are asynchronous (non_blocking)."""
+    if device.type == "cpu":
+        return batch
+    return {name: tensor.to(device, non_blocking=True) for name, tensor in batch.items()}
+
+
+def vocab_size_of(dataset: Dataset, config: TrainConfig) -> int:
+    """The model's vocabulary: the config's, else the tokenizer's, else the one recorded at conversion."""
+    model = config.model_config()
+    if model.vocab_size is not None:
+        return model.vocab_size
+    if config.tokenizer is not None:
+        return _tokenizer(config.tokenizer).vocab_size
+    recorded = (dataset.index.tokenizer or {}).get("vocab_size")
+    if not recorded:
+        raise ConfigError(
+            f"dataset {str(dataset.path)!r} records no tokenizer, so the vocabulary size is unknown; "
+            "convert it with --tokenizer, or give the model a vocab_size (GPTConfig(vocab_size=...))"
+        )
+    return int(recorded)
+
+
+def _tokenizer(spec: str | None):
+    if spec is None:
+        return None
+    from fastload.tokenizer import load_tokenizer
+
+    return load_tokenizer(spec)
+
+
+def _list(blocks) -> list[int] | None:
+    return None if blocks is None else [int(b) for b in blocks]
