@@ -33,6 +33,7 @@ from fastload.workers.loop import worker_main
 
 __all__ = ["PoolIterator", "Progress"]
 
+TASK_GROUP = 4  # tasks a message carries for datasets that compute whole batches (`_group`)
 SLOT_HEADROOM = 1.25  # slots are sized to the largest batch seen so far, plus this margin
 EXTRA_SLOTS = 3  # beyond prefetch: the batch the loop variable holds, one more the user may keep, the one being handed over
 LIVENESS_S = 0.5  # how long the main process waits before re-checking that workers are alive
@@ -70,7 +71,10 @@ class PoolIterator(_BaseDataLoaderIter):
                 loader.generator.set_state(resume["generator_state"])
         self._prefetch_factor = loader.prefetch_factor
         self._in_order = loader.in_order
-        self._max_tasks = self._prefetch_factor * self._num_workers
+        # Datasets that compute whole batches (fastload's own) are cheap per batch, so the hand-off's
+        # wake-ups dominate: their tasks go in groups, one message and one wake-up each way per group.
+        self._group = TASK_GROUP if _computes_whole_batches(loader, self._auto_collation) else 1
+        self._max_tasks = self._prefetch_factor * self._num_workers * self._group
         self._pool = loader._buffer_pool(pin=self._pin_memory and torch.cuda.is_available())
         self._warned_holding = False
         self._shutdown = False
@@ -181,36 +185,50 @@ class PoolIterator(_BaseDataLoaderIter):
     # -- hand-off ------------------------------------------------------------------
 
     def _dispatch(self, *, allow_dedicated: bool = False) -> bool:
-        """Send the next task to a worker, if a slot (or permission to go without) is free."""
+        """Send the next task (or group of tasks) to a worker, if slots (or permission to go without) are free."""
         if self._sampler_done or not any(self._active):
             return False
-        if self._pool.current_arena is None:  # no batch seen yet, so no slot size: the first batches bring their own
-            slot = protocol.DEDICATED
-        else:
-            slot = self._pool.acquire()
-            if slot is None:  # every slot is in flight or held by the training loop
-                if not allow_dedicated:
-                    return False
-                self._warn_holding()
-                slot = protocol.DEDICATED
-        try:
-            index = self._next_index()
-        except StopIteration:
-            self._sampler_done = True
-            if slot is not protocol.DEDICATED:
-                self._pool.release(slot)
-            return False
+        if self._group > 1 and not allow_dedicated and len(self._tasks) + self._group > self._max_tasks:
+            return False  # wait until a whole group fits
         worker_id = next(self._next_worker)
         while not self._active[worker_id]:
             worker_id = next(self._next_worker)
-        task_id = self._send_idx
+        tasks = []
+        while len(tasks) < self._group:
+            slot = self._free_slot(allow_dedicated=allow_dedicated and not tasks)
+            if slot is False:
+                break
+            try:
+                index = self._next_index()
+            except StopIteration:
+                self._sampler_done = True
+                if slot is not protocol.DEDICATED:
+                    self._pool.release(slot)
+                break
+            tasks.append((self._send_idx, slot, index))
+            self._tasks[self._send_idx] = (worker_id, slot)
+            self._send_idx += 1
+        if not tasks:
+            return False
+        message = (protocol.TASK, *tasks[0]) if len(tasks) == 1 else (protocol.TASKS, tasks)
         try:
-            protocol.send(self._conns[worker_id], (protocol.TASK, task_id, slot, index))
+            protocol.send(self._conns[worker_id], message)
         except OSError:
             self._raise_worker_died([worker_id])
-        self._tasks[task_id] = (worker_id, slot)
-        self._send_idx += 1
         return True
+
+    def _free_slot(self, *, allow_dedicated: bool):
+        """A free slot; DEDICATED (the batch brings its own segment) before the pool is sized, or when
+        every slot is held and waiting is not allowed; False when the task should wait."""
+        if self._pool.current_arena is None:  # no batch seen yet, so no slot size: the first batches bring their own
+            return protocol.DEDICATED
+        slot = self._pool.acquire()
+        if slot is not None:
+            return slot
+        if not allow_dedicated:  # every slot is in flight or held by the training loop
+            return False
+        self._warn_holding()
+        return protocol.DEDICATED
 
     def _warn_holding(self) -> None:
         if not self._warned_holding:
@@ -247,8 +265,12 @@ class PoolIterator(_BaseDataLoaderIter):
                 return False
 
     def _handle(self, worker_id: int, message) -> None:
-        """Turn one worker message into a finished task. See NOTE [fastload worker protocol]."""
+        """Turn one worker message into finished tasks. See NOTE [fastload worker protocol]."""
         kind, task_id = message[0], message[1]
+        if kind == protocol.MANY:
+            for reply in message[1]:
+                self._handle(worker_id, reply)
+            return
         assigned = self._tasks.pop(task_id, (worker_id, protocol.DEDICATED))[1]
         if kind == protocol.BATCH:
             _, _, slot, used, skeleton, leaves = message
@@ -387,3 +409,10 @@ class PoolIterator(_BaseDataLoaderIter):
 
 
 _SKIP = object()  # a task that produced no batch (an exhausted iterable worker)
+
+
+def _computes_whole_batches(loader, auto_collation: bool) -> bool:
+    """A fastload dataset that writes whole batches itself (`__fastload_batch__`, the loader's default collate)."""
+    from fastload.workers.collate import ComputedBatchCollate
+
+    return not auto_collation and hasattr(loader.dataset, "__fastload_batch__") and isinstance(loader.collate_fn, ComputedBatchCollate)

@@ -103,8 +103,10 @@ def worker_main(config: protocol.WorkerConfig, conn) -> None:
             _attach_arena(conn, message, arenas)
         elif kind == protocol.RESET:
             fetcher = _make_fetcher(config)
+        elif kind == protocol.TASKS:
+            _run_tasks(config, fetcher, conn, message[1], arenas)
         else:
-            _run_task(config, fetcher, conn, message, arenas)
+            _reply(conn, *_run_task(config, fetcher, message, arenas))
 
 
 def _attach_arena(conn, message: tuple, arenas: dict) -> None:
@@ -118,13 +120,41 @@ def _attach_arena(conn, message: tuple, arenas: dict) -> None:
         arenas.pop(old)[0].close()
 
 
-def _run_task(config: protocol.WorkerConfig, fetcher, conn, message: tuple, arenas: dict) -> None:
-    """Fetch and collate one batch into its slot (or a segment of its own) and announce it.
+def _run_tasks(config: protocol.WorkerConfig, fetcher, conn, tasks: list, arenas: dict) -> None:
+    """Run a group of tasks and answer them with one MANY message (one wake-up of the main process
+    for the group). A reply that carries a file descriptor goes on its own, after the ones before it.
 
     See NOTE [fastload worker protocol].
     """
+    replies = []
+    for task_id, slot, index in tasks:
+        reply, fd = _run_task(config, fetcher, (protocol.TASK, task_id, slot, index), arenas)
+        if fd is None:
+            replies.append(reply)
+            continue
+        if replies:
+            protocol.send(conn, (protocol.MANY, replies))
+            replies = []
+        _reply(conn, reply, fd)
+    if replies:
+        protocol.send(conn, (protocol.MANY, replies) if len(replies) > 1 else replies[0])
+
+
+def _reply(conn, reply: tuple, fd: int | None) -> None:
+    """Send one task's reply, and the fd of its dedicated segment if it has one. See NOTE [fastload worker protocol]."""
     from multiprocessing.reduction import send_handle
 
+    protocol.send(conn, reply)
+    if fd is not None:
+        send_handle(conn, fd, os.getppid())
+        os.close(fd)
+
+
+def _run_task(config: protocol.WorkerConfig, fetcher, message: tuple, arenas: dict) -> tuple[tuple, int | None]:
+    """Fetch and collate one batch into its slot (or a segment of its own): (reply, fd to send or None).
+
+    See NOTE [fastload worker protocol].
+    """
     from torch._utils import ExceptionWrapper
 
     _, task_id, slot, index = message
@@ -139,18 +169,13 @@ def _run_task(config: protocol.WorkerConfig, fetcher, conn, message: tuple, aren
         skeleton, leaves, used, fd = _encode(fetcher, batch, writer, slot_address or 0)
         del batch
     except StopIteration:
-        protocol.send(conn, (protocol.END, task_id))
-        return
+        return (protocol.END, task_id), None
     except Exception:
         where = f"in DataLoader worker process {config.worker_id} while loading batch {task_id} (indices {index!r:.200})"
-        protocol.send(conn, (protocol.ERROR, task_id, ExceptionWrapper(where=where)))
-        return
+        return (protocol.ERROR, task_id, ExceptionWrapper(where=where)), None
     if fd is None:
-        protocol.send(conn, (protocol.BATCH, task_id, slot, used, skeleton, leaves))
-    else:
-        protocol.send(conn, (protocol.BATCH, task_id, protocol.DEDICATED, used, skeleton, leaves))
-        send_handle(conn, fd, os.getppid())
-        os.close(fd)
+        return (protocol.BATCH, task_id, slot, used, skeleton, leaves), None
+    return (protocol.BATCH, task_id, protocol.DEDICATED, used, skeleton, leaves), fd
 
 
 def _encode(fetcher, batch, writer, slot_address: int):

@@ -17,6 +17,10 @@ shared memory (see `fastload/pool.py`).
                                                    ◄── BATCH(task_id, slot, used, skeleton, leaves)
                                                    ◄── BATCH(task_id, DEDICATED, ...) + fd
                                                        (no slot given, or the batch did not fit)
+    grouped hand-off (datasets that compute whole batches: one wake-up per group)
+          ── TASKS([(task_id, slot, index), ...]) ►  each as a TASK, in order
+                                                   ◄── MANY([BATCH or ERROR, ...])
+                                                       (a BATCH with an fd travels alone, as above)
     error                                          ◄── ERROR(task_id, ExceptionWrapper)
     epoch end (iterable dataset exhausted)         ◄── END(task_id)
     next epoch, persistent workers
@@ -41,9 +45,10 @@ import pickle
 from dataclasses import dataclass
 from typing import Any, Callable
 
-__all__ = ["READY", "ARENA", "TASK", "BATCH", "ERROR", "END", "RESET", "STOP", "DEDICATED", "POLL_S", "WorkerConfig", "send", "receive"]
+__all__ = ["READY", "ARENA", "TASK", "TASKS", "BATCH", "MANY", "ERROR", "END", "RESET", "STOP", "DEDICATED", "POLL_S", "WorkerConfig", "send", "receive"]
 
 READY, ARENA, TASK, BATCH, ERROR, END, RESET, STOP = "ready", "arena", "task", "batch", "error", "end", "reset", "stop"
+TASKS, MANY = "tasks", "many"  # a group of tasks, and the replies to one
 DEDICATED = None  # the slot of a batch that travels in its own segment
 POLL_S = 1.0  # how often an idle worker checks that its parent is alive
 

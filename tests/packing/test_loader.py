@@ -180,3 +180,20 @@ def test_split_blocks_gives_disjoint_train_and_validation_batches(packed_path):
     seen = [torch.cat([b["input_ids"].flatten() for b in fastload.DataLoader(d, batch_size=4, shuffle=True)]) for d in (train, validation)]
     a, b = (set(t[t != EOS].tolist()) for t in seen)
     assert a and b and not a & b
+
+
+class _FailsAtBatch5(fastload.PackedDataset):
+    def __fastload_batch__(self, key, allocate):
+        if key.batch == 5:
+            raise ValueError("batch 5 is cursed")
+        return super().__fastload_batch__(key, allocate)
+
+
+def test_an_error_inside_a_group_of_tasks_comes_in_order_with_its_type(packed_path):
+    loader = fastload.DataLoader(_FailsAtBatch5(packed_path, seq_len=31, eos_id=EOS), batch_size=4, shuffle=True, num_workers=2)
+    reference = _clone(fastload.DataLoader(fastload.PackedDataset(packed_path, seq_len=31, eos_id=EOS), batch_size=4, shuffle=True))
+    got = []
+    with pytest.raises(ValueError, match="batch 5 is cursed"):
+        for batch in loader:
+            got.append({k: v.clone() for k, v in batch.items()})
+    assert _same(got, reference[:5])
