@@ -1,4 +1,4 @@
-"""The `fastload` command line: convert | inspect | verify | demo.
+"""The `fastload` command line: convert | inspect | verify | demo | train.
 
 The only module that writes to stdout. Each subcommand is a thin layer over
 the Python API with the same option names (`--shard-bytes` ↔ `shard_bytes`);
@@ -196,6 +196,119 @@ def _run_demo(args) -> int:
     return 0
 
 
+def _add_train(sub) -> None:
+    # No defaults here: what is not given comes from TrainConfig, which also checks every value (and
+    # building the parser must not import torch, for the other subcommands' sake).
+    p = sub.add_parser("train", help="train a small GPT on a tokenized dataset; report tokens/s and the time spent waiting for data",
+                       description="Train a GPT on a fastload dataset (under torchrun: one process per rank). Flags are TrainConfig fields.")
+    p.add_argument("dataset")
+    p.add_argument("--config", dest="model", help="model size: tiny (default: 2 layers x 128, seq 128, for a CPU), mini, gpt2-small, gpt2-medium")
+    p.add_argument("--position", help="position encoding: learned (default) or rotary")
+    p.add_argument("--steps", type=int, help="optimizer steps in all (default 200)")
+    p.add_argument("--batch-size", type=int, help="rows per micro-batch per rank (default 8)")
+    p.add_argument("--grad-accum", type=int, help="micro-batches per step (default 1)")
+    p.add_argument("--seq-len", type=int, help="tokens per row (default: the model's block size)")
+    p.add_argument("--lr", type=float, help="peak learning rate (default 1e-3)")
+    p.add_argument("--warmup-steps", type=int, help="linear warm-up steps (default 20)")
+    p.add_argument("--decay-steps", type=int, help="length of the cosine decay (default: --steps)")
+    p.add_argument("--weight-decay", type=float, help="AdamW weight decay on matrices (default 0.1)")
+    p.add_argument("--grad-clip", type=float, help="max gradient norm, 0 for none (default 1.0)")
+    p.add_argument("--precision", help="auto (default: bf16 where supported, fp16 + GradScaler on older GPUs, fp32 on CPU), fp32, bf16, fp16")
+    p.add_argument("--compile", action="store_true", default=None, help="torch.compile the model")
+    p.add_argument("--device", help="auto (default), cpu, cuda or cuda:N")
+    p.add_argument("--workers", type=int, help="loader worker processes (default 2)")
+    p.add_argument("--tokenizer", help="for a dataset with only text: 'default' or a tokenizer.json path")
+    p.add_argument("--seed", type=int, help="model init, data order and validation split (default 0)")
+    p.add_argument("--validation", type=float, help="fraction of blocks held out (default 0.05, at least one block; 0: none)")
+    p.add_argument("--eval-every", type=int, help="steps between evaluations (default 50)")
+    p.add_argument("--eval-batches", type=int, help="validation batches per evaluation (default 8)")
+    p.add_argument("--patience", type=int, help="stop after this many evaluations without improvement (default: never)")
+    p.add_argument("--min-delta", type=float, help="smallest validation loss drop that counts as an improvement (default 0)")
+    p.add_argument("--log-every", type=int, help="steps between metrics lines (default 10)")
+    p.add_argument("--checkpoint-every", type=int, help="steps between checkpoints (default: at each evaluation and at the end)")
+    p.add_argument("--out", help="run folder for metrics.jsonl, metrics.png and checkpoint.pt (default runs/train)")
+    p.add_argument("--resume", action="store_true", default=None, help="continue from OUT/checkpoint.pt with exactly the next batch")
+    p.add_argument("--no-plot", dest="plot", action="store_false", default=None, help="skip metrics.png")
+    p.add_argument("--deterministic", action="store_true", default=None, help="torch.use_deterministic_algorithms(True)")
+    p.add_argument("--sweep", nargs="+", metavar="NAME=V1,V2", help="train every combination (e.g. lr=3e-4,1e-3 batch_size=8,16, or a .toml file) and rank by validation loss")
+
+
+_TRAIN_FLAGS = ("model", "steps", "batch_size", "grad_accum", "seq_len", "lr", "warmup_steps", "decay_steps", "weight_decay", "grad_clip", "precision",
+                "compile", "device", "workers", "tokenizer", "seed", "validation", "eval_every", "eval_batches", "patience", "min_delta", "log_every",
+                "checkpoint_every", "out", "resume", "plot", "deterministic")
+
+
+def _train_config(args):
+    from fastload.train.config import TrainConfig
+    from fastload.train.model import GPTConfig
+
+    given = {name: getattr(args, name) for name in _TRAIN_FLAGS if getattr(args, name) is not None}
+    if given.get("grad_clip") == 0:
+        given["grad_clip"] = None
+    if args.position is not None:
+        given["model"] = GPTConfig.named(given.get("model", TrainConfig.model), position=args.position)
+    return TrainConfig(**given)
+
+
+def _run_train(args) -> int:
+    from fastload.train import sweep, train
+    from fastload.train.sweep import parse_sweep
+
+    config = _train_config(args)
+    if args.sweep:
+        grid, fixed = parse_sweep(args.sweep)
+        results = sweep(args.dataset, config.replace(**fixed), grid, on_run=_print_sweep_run, on_record=_print_record)
+        _print_sweep_table(results)
+        return 0
+    result = train(args.dataset, config, on_record=_print_record)
+    if result.out is not None:
+        files = [result.out / name for name in ("metrics.jsonl", "metrics.png", "checkpoint.pt")]
+        print("wrote " + ", ".join(str(f) for f in files if f.exists()))
+    return 0
+
+
+def _print_record(record: dict) -> None:
+    kind, step = record["kind"], record["step"]
+    if kind == "start":
+        m = record["model"]
+        resumed = f", resuming at step {step}" if record["resumed"] else ""
+        print(f"training GPT {m['n_layer']} layers x {m['n_embd']} ({record['parameters'] / 1e6:.1f} M parameters, {m['position']} positions) "
+              f"on {record['device']} in {record['precision']}, {record['world_size']} rank(s), {record['workers']} loader workers; "
+              f"{record['tokens_per_step']:,} tokens a step{resumed}", flush=True)
+    elif kind == "train":
+        print(f"step {step:6d}  loss {_num(record['loss'])}  lr {record['lr']:.2e}  {record['step_time_ms']:8.1f} ms/step  "
+              f"{record['tokens_per_s']:10,.0f} tok/s  data wait {record['data_wait_pct']:5.2f}%", flush=True)
+    elif kind == "eval":
+        stop = "  early stop" if record["early_stop"] else ""
+        print(f"eval {step:6d}  val_loss {_num(record['val_loss'])}  ppl {record['val_ppl']:,.1f}  best {_num(record['best_val_loss'])}{stop}", flush=True)
+    elif kind == "end":
+        early = " (stopped early)" if record["stopped_early"] else ""
+        print(f"done at step {step}{early}: best val_loss {_num(record['best_val_loss'])}", flush=True)
+
+
+def _print_sweep_run(index: int, total: int, settings: dict) -> None:
+    print(f"\n--- sweep run {index + 1}/{total}: " + " ".join(f"{k}={v}" for k, v in settings.items()), flush=True)
+
+
+def _print_sweep_table(results) -> None:
+    import math
+
+    names = list(results[0].settings) if results else []
+    header = ["rank", *names, "best val_loss", "ppl", "steps", "tok/s", "data wait %", "out"]
+    rows = []
+    for rank, r in enumerate(results, 1):
+        train = [x for x in r.result.records if x["kind"] == "train"]
+        tokens_per_s = sum(x["tokens_per_s"] for x in train) / len(train) if train else 0.0
+        wait = sum(x["data_wait_pct"] for x in train) / len(train) if train else 0.0
+        best = r.best_val_loss
+        rows.append([str(rank), *(str(r.settings[n]) for n in names), _num(best), "-" if best is None else f"{math.exp(min(best, 700)):,.1f}",
+                     str(r.result.steps), f"{tokens_per_s:,.0f}", f"{wait:.2f}", str(r.result.out or "-")])
+    widths = [max(len(str(c)) for c in column) for column in zip(header, *rows)]
+    print("\nsweep results, best validation loss first")
+    for i, line in enumerate([header, ["-" * w for w in widths], *rows]):
+        print("  ".join(c.ljust(w) if j in (0, len(line) - 1) or j <= len(names) else c.rjust(w) for j, (c, w) in enumerate(zip(line, widths))).rstrip())
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="fastload", description="fast data loading for transformer training")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -210,8 +323,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default="demo/corpus", help="where to write the demo dataset")
     p.add_argument("--workers", type=int)
     p.add_argument("--tokenizer", default="default", help="tokenizer for the `tokens` column ('default', a path, or 'none'); the text is kept too")
+    _add_train(sub)
     args = parser.parse_args(argv)
-    runners = {"convert": _run_convert, "inspect": _run_inspect, "verify": _run_verify, "demo": _run_demo}
+    runners = {"convert": _run_convert, "inspect": _run_inspect, "verify": _run_verify, "demo": _run_demo, "train": _run_train}
     try:
         return runners[args.command](args)
     except FastloadError as exc:

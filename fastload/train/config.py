@@ -28,7 +28,7 @@ class TrainConfig:
 
     model: str | GPTConfig = "tiny"  # a name in MODEL_CONFIGS, or a GPTConfig
     steps: int = 200  # optimizer steps in all (a resumed run continues up to this many)
-    batch_size: int = 16  # rows per micro-batch, per rank
+    batch_size: int = 8  # rows per micro-batch, per rank (the tiny model takes ~1 s a step on 2 CPU cores)
     grad_accum: int = 1  # micro-batches per optimizer step
     seq_len: int | None = None  # tokens per row; None: the model's block_size
     lr: float = 1e-3  # peak learning rate; nanoGPT uses 1e-3 for its small char model, 6e-4 for GPT-2 small

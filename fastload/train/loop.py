@@ -66,6 +66,7 @@ class TrainResult:
     stopped_early: bool
     out: Path | None
     records: list[dict] = field(default_factory=list)  # this run's metrics (rank 0's)
+    model: torch.nn.Module | None = None  # the trained GPT (not compiled, not wrapped in DDP)
 
 
 def train(
@@ -293,7 +294,7 @@ class _Run:
             records = read_metrics(self._metrics_path())
             plot_metrics(records, self.out / PLOT_NAME, title=f"{self.model_config.n_layer} layers x {self.model_config.n_embd}, {self.dist.world_size} rank(s)")
         self.dist.barrier()
-        return TrainResult(self.step, best, self.last_val_loss, stopped_early, self.out, list(self.log.records))
+        return TrainResult(self.step, best, self.last_val_loss, stopped_early, self.out, list(self.log.records), self.model)
 
 
 def _endless(loader):
