@@ -50,10 +50,11 @@ class TokenDocuments:
     def _reset_process_state(self) -> None:
         self._blocks: TokenBlocks | None = None
 
-    def _token_blocks(self, keep_unused: int = 0) -> TokenBlocks:
+    def _token_blocks(self, *, keep_unused: int, doc_lengths: np.ndarray | None) -> TokenBlocks:
+        """This process's loaded blocks; `doc_lengths`, when given, are checked against every block loaded."""
         if self._blocks is None:
             self._blocks = TokenBlocks(
-                self.dataset, self.column, doc_lengths=self.doc_lengths, token_dtype=self.token_dtype,
+                self.dataset, self.column, doc_lengths=doc_lengths, token_dtype=self.token_dtype,
                 tokenizer=self.tokenizer, keep_unused=keep_unused,
             )
         return self._blocks

@@ -53,12 +53,12 @@ class PaddedDataset(TokenDocuments):
         super().__init__(dataset, seq_len=seq_len, column=column, tokenizer=tokenizer, eos_id=eos_id, pad_id=pad_id, add_eos=add_eos)
 
     def _blocks_for_batches(self):
-        # No plan needs the lengths here; they are checked only when already known (a tokens column).
-        known = self.dataset.row_lengths(self.column) if self.tokenizer is None and self._doc_lengths is None else self._doc_lengths
-        self._doc_lengths = known
+        # No plan needs the lengths here: they are checked when known without tokenizing (a tokens
+        # column's offsets), and a text column is never counted ahead.
+        known = self.doc_lengths if self.tokenizer is None else self._doc_lengths
         # Keep what the default order has live: two windows of blocks for each partition.
         partitions = self.num_partitions or min(64, self.dataset.num_blocks)
-        return self._token_blocks(keep_unused=2 * self.window_blocks * partitions)
+        return self._token_blocks(keep_unused=2 * self.window_blocks * partitions, doc_lengths=known)
 
     def batch_sampler(self, global_batch_size: int, *, rank: int = 0, world_size: int = 1, shuffle: bool = True, drop_last: bool = False) -> Sampler:
         """The sampler `fastload.DataLoader` uses: a `fastload.Sampler` over documents."""

@@ -87,3 +87,17 @@ def test_a_changed_dataset_is_a_format_error(tmp_path):
     padded._doc_lengths = np.array([2, 5])
     with pytest.raises(FormatError, match="changed since it was opened"):
         padded[0]
+
+
+def test_a_text_column_is_tokenized_per_block_without_counting_ahead(tmp_path, monkeypatch):
+    from fastload.packing.documents import TokenDocuments
+
+    tokenizer = fastload.Tokenizer.default()
+    texts = [f"padded document {i} " * (i % 5) for i in range(60)]
+    fastload.convert([{"text": t} for t in texts], tmp_path / "text", block_rows=16, quiet=True)
+    monkeypatch.setattr(TokenDocuments, "_tokenize_to_count", lambda self: pytest.fail("counted every document ahead"))
+    padded = fastload.PaddedDataset(tmp_path / "text", seq_len=12, tokenizer=tokenizer)
+    row = padded[7]
+    expected = (tokenizer.encode(texts[7]) + [tokenizer.eos_id])[:13]
+    assert row["input_ids"][: min(12, len(expected))].tolist() == expected[:12]
+    assert padded._blocks.blocks_loaded == 1
