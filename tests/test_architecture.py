@@ -23,6 +23,7 @@ LAYERS = {
     "workers": 5,
     "loader": 6,
     "train": 7,
+    "benchmark": 7,
     "cli": 7,
     "__init__": 7,
 }
