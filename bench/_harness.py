@@ -2,6 +2,10 @@
 
     timing = measure(run, setup=clean, warmup=1, repeats=3)
     timing.median_s, timing.min_s, timing.max_s, timing.samples_s
+    iterator, batch, first_batch_s = first_batch(make_loader)   # time to the first batch
+    peak = PeakMemory(); peak.sample(); peak.rss_mb, peak.pss_mb  # summed over the process tree
+    ratio(x, baseline)                                            # "2.41x" against the baseline of the same run
+    status(result)                                                # "ok", "not installed" or "FAILED"
 
 A benchmark measures each contender in a child process of its own
 (`run_child`): imports, thread pools and allocator state of one library then
@@ -30,7 +34,23 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
-__all__ = ["Timing", "measure", "run_child", "child_main", "machine_info", "format_table", "write_json"]
+__all__ = [
+    "Timing",
+    "measure",
+    "first_batch",
+    "PeakMemory",
+    "tree_memory_bytes",
+    "ratio",
+    "status",
+    "default_workers",
+    "run_child",
+    "child_main",
+    "machine_info",
+    "format_table",
+    "write_json",
+]
+
+MEMORY_SAMPLE_S = 0.1  # reading smaps of a process tree costs about a millisecond: sample by time, off the clock
 
 
 @dataclass(frozen=True)
@@ -75,6 +95,98 @@ def measure(run: Callable[[], object], *, setup: Callable[[], object] | None = N
     return Timing(tuple(samples))
 
 
+def first_batch(make_loader: Callable[[], object]) -> tuple[object, object, float]:
+    """(iterator, first batch, seconds): from constructing the loader to the first batch in hand."""
+    started = time.perf_counter()
+    iterator = iter(make_loader())
+    batch = next(iterator)
+    return iterator, batch, time.perf_counter() - started
+
+
+def _process_tree(pid: int) -> list[int]:
+    found, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        found.append(p)
+        try:
+            for tid in os.listdir(f"/proc/{p}/task"):
+                with open(f"/proc/{p}/task/{tid}/children") as f:
+                    todo.extend(int(c) for c in f.read().split())
+        except OSError:  # the process ended while we looked
+            continue
+    return found
+
+
+def tree_memory_bytes(pid: int | None = None) -> tuple[int, int]:
+    """(PSS, RSS) summed over process `pid` (default: this one) and all its descendants (Linux /proc; 0s elsewhere).
+
+    PSS counts a page shared by several processes (a memory map, shared
+    memory) once in total; RSS counts it once per process, so it overstates
+    what mapped files and shared batches cost.
+    """
+    pss = rss = 0
+    for p in _process_tree(os.getpid() if pid is None else pid):
+        try:
+            with open(f"/proc/{p}/smaps_rollup") as f:
+                for line in f:
+                    if line.startswith("Pss:"):
+                        pss += int(line.split()[1]) * 1024
+                    elif line.startswith("Rss:"):
+                        rss += int(line.split()[1]) * 1024
+        except OSError:
+            continue
+    return pss, rss
+
+
+class PeakMemory:
+    """The peak of `tree_memory_bytes()`, sampled at most every 0.1 s; `sample()` returns its own cost in seconds."""
+
+    def __init__(self):
+        self.pss = self.rss = 0
+        self.last = float("-inf")
+
+    def sample(self, *, force: bool = False) -> float:
+        now = time.perf_counter()
+        if not force and now - self.last < MEMORY_SAMPLE_S:
+            return 0.0
+        pss, rss = tree_memory_bytes()
+        self.pss, self.rss = max(self.pss, pss), max(self.rss, rss)
+        self.last = time.perf_counter()
+        return self.last - now
+
+    @property
+    def pss_mb(self) -> float:
+        return self.pss / 2**20
+
+    @property
+    def rss_mb(self) -> float:
+        return self.rss / 2**20
+
+
+def ratio(value: float, baseline: float | None) -> str:
+    """`value / baseline` as a table cell ('' without a baseline): three decimals below 0.1x."""
+    if not baseline or value is None:
+        return ""
+    x = value / baseline
+    return f"{x:.2f}x" if x >= 0.1 else f"{x:.3f}x"
+
+
+def status(result: dict) -> str:
+    """'ok', 'not installed' (the peer's package is missing) or 'FAILED' for a child's result."""
+    error = result.get("error")
+    if not error:
+        return "ok"
+    if "ModuleNotFoundError" in error or "No module named" in error or "not installed" in error:
+        return "not installed"
+    return "FAILED"
+
+
+def default_workers() -> list[int]:
+    """Worker counts for scaling: 0, 1, 2, and 4, 8, 16 where the machine has that many cores."""
+    cpus = os.cpu_count() or 1
+    return [0, 1, 2] + [w for w in (4, 8, 16) if w <= cpus]
+
+
 def run_child(argv: Sequence[str], *, timeout_s: float, env: dict | None = None) -> dict:
     """Run a child benchmark process; its last stdout line is a JSON object, returned as a dict.
 
@@ -113,6 +225,7 @@ def child_main(fn: Callable[[], dict]) -> None:
 
 def machine_info() -> dict:
     return {
+        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
         "cpus": os.cpu_count(),
         "python": platform.python_version(),
         "platform": platform.platform(),

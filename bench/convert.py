@@ -83,7 +83,7 @@ from typing import Callable
 
 _BENCH = str(Path(__file__).resolve().parent)
 sys.path.insert(0, _BENCH)
-from _harness import Timing, child_main, format_table, machine_info, measure, run_child, write_json  # noqa: E402
+from _harness import Timing, child_main, format_table, machine_info, measure, run_child, status, write_json  # noqa: E402
 
 # Python puts a script's own folder first on sys.path; bench/ holds modules named like the
 # packages the peers import (bench/tokenizers.py vs Hugging Face `tokenizers`), so take it off.
@@ -359,7 +359,7 @@ def run_all(case_ids: list[str], corpus: Path, *, warmup: int, repeats: int) -> 
             shutil.rmtree(CACHE / "litdata-cache", ignore_errors=True)
             if "error" in child:
                 r["error"] = child["error"]
-                print(f" {case_id} FAILED", file=sys.stderr, end="", flush=True)
+                print(f" {case_id} {status(child)}", file=sys.stderr, end="", flush=True)
                 continue
             r["samples_s"] += child["samples_s"]
             r.update({k: child[k] for k in ("num_rows", "note", "versions")})
@@ -391,7 +391,7 @@ def summarize(results: list[dict], corpus: dict) -> tuple[str, dict]:
     rows = []
     for r in results:
         if "error" in r:
-            rows.append([r["label"], r["workers"], "FAILED", "", "", ""] + [""] * len(ref) + [_one_line(r["error"])])
+            rows.append([r["label"], r["workers"], status(r), "", "", ""] + [""] * len(ref) + [_one_line(r["error"])])
             continue
         m = r["mb_s"]
         rows.append(

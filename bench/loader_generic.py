@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _harness import child_main, format_table, machine_info, run_child, write_json  # noqa: E402
+from _harness import child_main, format_table, machine_info, run_child, status, write_json  # noqa: E402
 
 WORKLOADS = {
     "images": {"shape": (3, 224, 224), "dtype": "uint8", "batch_size": 64, "items": 64 * 40, "distinct": 256},
@@ -157,11 +157,13 @@ def main() -> None:
             runs[(workload, workers, loader_name)].append(run_child(argv, timeout_s=900))
             print(f"  round {round_id + 1}: {workload:<7} {loader_name:<9} workers={workers}", file=sys.stderr, flush=True)
     results = [{"workload": w, "workers": k, "loader": name, **_median_of_runs(runs[(w, k, name)])} for w, k, name in configs]
+    for r in results:
+        r["status"] = status(r)
 
     rows = []
     for r in results:
         if "error" in r:
-            rows.append([r["workload"], str(r["workers"]), r["loader"], "FAILED: " + r["error"][:60], "", "", "", "", ""])
+            rows.append([r["workload"], str(r["workers"]), r["loader"], f"{r['status']}: " + r["error"].splitlines()[-1][:60], "", "", "", "", ""])
             continue
         baseline = next(b for b in results if b["workload"] == r["workload"] and b["workers"] == r["workers"] and b["loader"] == "torch")
         ratio = r["batches_per_s"] / baseline["batches_per_s"] if "batches_per_s" in baseline else float("nan")

@@ -1,13 +1,15 @@
 """Token loaders: shuffled, packed batches of 16 x 1025 token ids from a ~200 MB real-text corpus.
 
     python bench/loader_tokens.py [--repeats 3] [--batches 3000] [--quick] [--only memmap,litdata-2]
-                                  [--json bench/results/loader_tokens.json]
+                                  [--workers 0,1,2] [--corpus-mb 200] [--json bench/results/loader_tokens.json]
+                                  [--plot bench/results/loader_tokens.png]
 
 The task every contender does: deliver shuffled batches of 16 rows of 1025
 token ids (a 1024-token training window plus the next token for the labels),
 as int64 tensors, from `bench/.cache/corpus-200mb.jsonl` (built by
 `fastload/assets/build_demo_corpus.py` through `bench/convert.py`'s
-`ensure_corpus`), with 0 and 2 workers. Every contender uses the same
+`ensure_corpus`), with 0, 1 and 2 workers (`--workers`; by default also 4, 8
+and 16 where the machine has that many cores). Every contender uses the same
 vocabulary, fastload's shipped `fastload/assets/tokenizer/tokenizer.json`
 (16,384 ids, `<|endoftext|>` = 0 after each document), so token counts match.
 
@@ -95,8 +97,9 @@ from typing import Callable
 
 _BENCH = str(Path(__file__).resolve().parent)
 sys.path.insert(0, _BENCH)
-from _harness import child_main, format_table, machine_info, run_child, write_json  # noqa: E402
-from convert import CACHE, CORPUS_MB, REPO, _import_streaming, ensure_corpus  # noqa: E402
+from _harness import PeakMemory, child_main, default_workers, format_table, machine_info, ratio, run_child, status, write_json  # noqa: E402
+import _plots  # noqa: E402  (imports matplotlib only when drawing)
+from convert import CACHE, CORPUS_MB, REPO, _import_streaming, ensure_corpus  # noqa: E402  (takes bench/ off sys.path)
 
 # bench/ holds modules named like the packages the peers import (bench/tokenizers.py vs HF `tokenizers`)
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(_BENCH)]
@@ -113,7 +116,6 @@ STEADY_BATCHES = {"naive": 200}
 TOKENIZER_JSON = REPO / "fastload" / "assets" / "tokenizer" / "tokenizer.json"
 EOS_ID = 0  # `<|endoftext|>` in the shipped vocabulary
 CHILD_TIMEOUT_S = 1800  # preparation of a cold cache (tokenize, optimize) runs in the child too
-MEMORY_SAMPLE_S = 0.1
 
 
 # ---------------------------------------------------------------- preparation (untimed, cached)
@@ -472,7 +474,10 @@ def _contenders() -> dict[str, Contender]:
         "fastload-lz4": ("fastload pre-tokenized, lz4", functools.partial(_fastload, tokenized=True, compression="lz4")),
         "fastload-otf": ("fastload on-the-fly tokenization", functools.partial(_fastload, tokenized=False)),
     }
-    return {f"{family}-{w}": Contender(label, w, build, family) for family, (label, build) in families.items() for w in (0, 2)}
+    return {f"{family}-{w}": Contender(label, w, build, family) for family, (label, build) in families.items() for w in WORKER_COUNTS}
+
+
+WORKER_COUNTS = (0, 1, 2, 4, 8, 16)  # what --workers may ask for (default: 0, 1, 2 and as many more as there are cores)
 
 
 CONTENDERS = _contenders()
@@ -481,52 +486,6 @@ _NOTES: list[str | None] = []  # filled in the child: what it had to do to run (
 
 
 # ---------------------------------------------------------------- measuring (in the child)
-
-
-def _process_tree(pid: int) -> list[int]:
-    found, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        found.append(p)
-        try:
-            for tid in os.listdir(f"/proc/{p}/task"):
-                with open(f"/proc/{p}/task/{tid}/children") as f:
-                    todo.extend(int(c) for c in f.read().split())
-        except OSError:  # the process ended while we looked
-            continue
-    return found
-
-
-def _memory_bytes() -> tuple[int, int]:
-    """(PSS, RSS) summed over this process and its descendants."""
-    pss = rss = 0
-    for pid in _process_tree(os.getpid()):
-        try:
-            with open(f"/proc/{pid}/smaps_rollup") as f:
-                for line in f:
-                    if line.startswith("Pss:"):
-                        pss += int(line.split()[1]) * 1024
-                    elif line.startswith("Rss:"):
-                        rss += int(line.split()[1]) * 1024
-        except OSError:
-            continue
-    return pss, rss
-
-
-class _Peak:
-    def __init__(self):
-        self.pss = self.rss = 0
-        self.last = 0.0
-
-    def maybe_sample(self) -> float:
-        """Sample if 0.1 s have passed; returns the seconds spent sampling (to take off the clock)."""
-        now = time.perf_counter()
-        if now - self.last < MEMORY_SAMPLE_S:
-            return 0.0
-        pss, rss = _memory_bytes()
-        self.pss, self.rss = max(self.pss, pss), max(self.rss, rss)
-        self.last = time.perf_counter()
-        return self.last - now
 
 
 def _ids(batch):
@@ -548,7 +507,7 @@ def _check(batch, name: str) -> str:
 
 
 def _one_run(make: Callable[[], object], name: str, *, batches: int, consumer_batches: int) -> dict:
-    peak = _Peak()
+    peak = PeakMemory()
     started = time.perf_counter()
     loader = make()
     iterator = iter(loader)
@@ -556,13 +515,13 @@ def _one_run(make: Callable[[], object], name: str, *, batches: int, consumer_ba
     first_batch_s = time.perf_counter() - started
     shape = _check(batch, name)
     del batch
-    peak.maybe_sample()
+    peak.sample(force=True)
     sampling_s = 0.0
     started = time.perf_counter()
     for _ in range(batches):
         batch = next(iterator)
         del batch
-        sampling_s += peak.maybe_sample()
+        sampling_s += peak.sample()
     elapsed = time.perf_counter() - started - sampling_s
 
     cpu_s = wall_s = 0.0
@@ -573,18 +532,17 @@ def _one_run(make: Callable[[], object], name: str, *, batches: int, consumer_ba
         wall_s += time.perf_counter() - w0
         step_ends = time.perf_counter() + CONSUMER_STEP_S  # the training step: the main thread waits
         del batch
-        peak.maybe_sample()
+        peak.sample()
         time.sleep(max(0.0, step_ends - time.perf_counter()))
-    peak.last = 0.0
-    peak.maybe_sample()
+    peak.sample(force=True)
     del iterator, loader  # shuts the workers down before the next run
     return {
         "tokens_per_s": batches * TOKENS_PER_BATCH / elapsed,
         "first_batch_s": first_batch_s,
         "main_cpu_ms_per_batch": 1e3 * cpu_s / max(1, consumer_batches),
         "main_wall_ms_per_batch": 1e3 * wall_s / max(1, consumer_batches),
-        "peak_pss_mb": peak.pss / 2**20,
-        "peak_rss_mb": peak.rss / 2**20,
+        "peak_pss_mb": peak.pss_mb,
+        "peak_rss_mb": peak.rss_mb,
         "batch": shape,
     }
 
@@ -655,8 +613,8 @@ def _versions() -> dict:
 # ---------------------------------------------------------------- the parent
 
 
-def _select(only: str | None) -> list[str]:
-    names = list(CONTENDERS) + [REFERENCE]
+def _select(only: str | None, workers: list[int]) -> list[str]:
+    names = [n for n, c in CONTENDERS.items() if c.workers in workers] + [REFERENCE]
     if not only:
         return names
     chosen = []
@@ -681,9 +639,8 @@ def _table(results: list[dict]) -> str:
     rows = []
     for r in results:
         workers = "" if r["workers"] is None else str(r["workers"])
-        if "error" in r:  # the error goes to a footnote; a fastload row fails while its API is not there yet
-            status = "not available" if r["name"].startswith("fastload") else "FAILED"
-            rows.append([r["label"], workers, status, "", "", "", "", "", "", mark(_one_line(r["error"]))])
+        if "error" in r:  # a peer that is not installed or failed stays in the table; the error goes to a footnote
+            rows.append([r["label"], workers, status(r), "", "", "", "", "", "", mark(_one_line(r["error"]))])
             continue
         mtok = f"{r['tokens_per_s'] / 1e6:.2f} ({r['tokens_per_s_min'] / 1e6:.2f}-{r['tokens_per_s_max'] / 1e6:.2f})"
         note = mark(r["note"]) if r.get("note") else ""
@@ -695,7 +652,7 @@ def _table(results: list[dict]) -> str:
                 r["label"],
                 workers,
                 mtok,
-                _ratio(r["tokens_per_s"] / memmap[r["workers"]]) if r["workers"] in memmap else "",
+                ratio(r["tokens_per_s"], memmap.get(r["workers"])),
                 f"{r['first_batch_s']:.2f}",
                 f"{r['main_cpu_ms_per_batch']:.2f}",
                 f"{r['main_wall_ms_per_batch']:.2f}",
@@ -711,10 +668,6 @@ def _table(results: list[dict]) -> str:
     return table
 
 
-def _ratio(x: float) -> str:
-    return f"{x:.2f}x" if x >= 0.1 else f"{x:.3f}x"
-
-
 def _one_line(text: str, limit: int = 200) -> str:
     text = " | ".join(part.strip() for part in text.splitlines() if part.strip())
     return text if len(text) <= limit else text[: limit - 3] + "..."
@@ -727,8 +680,12 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=3000, help="batches timed for M tok/s, after the first (most of an epoch)")
     parser.add_argument("--consumer-batches", type=int, default=50, help="batches with a 20 ms consumer step, for main ms/batch")
     parser.add_argument("--quick", action="store_true", help="40 batches, 20 consumer batches, 1 repeat (about 3 minutes, warm cache)")
+    parser.add_argument("--workers", default=",".join(map(str, default_workers())),
+                        help=f"comma-separated worker counts, from {', '.join(map(str, WORKER_COUNTS))} (default: 0,1,2 and up to the cores here)")
+    parser.add_argument("--plot", type=Path, default=None, help="also draw throughput per contender and a scaling plot over num_workers into this PNG")
     parser.add_argument("--only", default=None, help=f"comma-separated names or families: {', '.join(list(CONTENDERS) + [REFERENCE])}")
     parser.add_argument("--corpus", type=Path, default=None, help=f"JSON Lines with a 'text' field (default: build bench/.cache/corpus-{CORPUS_MB}mb.jsonl)")
+    parser.add_argument("--corpus-mb", type=float, default=CORPUS_MB, help="size of the corpus to build when --corpus is not given")
     parser.add_argument("--json", type=Path, default=None, help="where to write the results (default: bench/results/loader_tokens[-quick].json)")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -736,15 +693,21 @@ def main() -> None:
         args.batches, args.consumer_batches, args.repeats = 40, 20, 1
     if args.repeats < 1 or args.warmup < 0 or args.batches < 1 or args.consumer_batches < 0:
         parser.error("need --repeats >= 1, --warmup >= 0, --batches >= 1, --consumer-batches >= 0")
-    corpus = args.corpus or CACHE / f"corpus-{CORPUS_MB}mb.jsonl"
+    corpus = args.corpus or CACHE / f"corpus-{args.corpus_mb:g}mb.jsonl"
 
     if args.child:
         child_main(lambda: child(args.child, corpus, warmup=args.warmup, repeats=args.repeats, batches=args.batches, consumer_batches=args.consumer_batches))
         return
 
-    names = _select(args.only)
+    try:
+        workers = sorted({int(w) for w in args.workers.split(",") if w.strip()})
+    except ValueError:
+        workers = []
+    if not workers or not set(workers) <= set(WORKER_COUNTS):
+        parser.error(f"--workers takes comma-separated counts from {', '.join(map(str, WORKER_COUNTS))}; found {args.workers!r}")
+    names = _select(args.only, workers)
     if args.corpus is None:
-        ensure_corpus(corpus, CORPUS_MB)
+        ensure_corpus(corpus, args.corpus_mb)
     env = {
         **os.environ,
         "LITDATA_DISABLE_VERSION_CHECK": "1",  # no network call in a timing
@@ -764,9 +727,9 @@ def main() -> None:
         result = run_child(argv, timeout_s=CHILD_TIMEOUT_S, env=env)
         contender = CONTENDERS.get(name)
         label = contender.label if contender else "one core: int64 batches from uint16 in RAM"
-        results.append({"name": name, "label": label, "workers": contender.workers if contender else None, **result})
-        status = "FAILED" if "error" in result else f"{result['tokens_per_s'] / 1e6:.2f} M tok/s"
-        print(f"  {name:<16} {status} ({time.perf_counter() - started:.0f} s)", file=sys.stderr, flush=True)
+        results.append({"name": name, "label": label, "workers": contender.workers if contender else None, "status": status(result), **result})
+        shown = status(result) if "error" in result else f"{result['tokens_per_s'] / 1e6:.2f} M tok/s"
+        print(f"  {name:<16} {shown} ({time.perf_counter() - started:.0f} s)", file=sys.stderr, flush=True)
 
     machine["load_average_1m_at_end"] = round(os.getloadavg()[0], 2)
     stamp = CACHE / f"{corpus.stem}.tokens-u16.bin.stamp.json"
@@ -781,6 +744,9 @@ def main() -> None:
     write_json(out, {"benchmark": "loader_tokens", "machine": machine, "corpus": str(corpus), "tokens": meta, "repeats": args.repeats,
                      "warmup": args.warmup, "batches": args.batches, "consumer_batches": args.consumer_batches, "results": results})
     print(f"\nwrote {out}", file=sys.stderr)
+    if args.plot:
+        _plots.loader_tokens(json.loads(out.read_text()), args.plot)
+        print(f"wrote {args.plot}", file=sys.stderr)
 
 
 if __name__ == "__main__":

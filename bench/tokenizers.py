@@ -47,7 +47,7 @@ _harness = importlib.util.module_from_spec(_spec)
 sys.modules["_harness"] = _harness
 _spec.loader.exec_module(_harness)
 child_main, format_table, machine_info = _harness.child_main, _harness.format_table, _harness.machine_info
-measure, run_child, write_json = _harness.measure, _harness.run_child, _harness.write_json
+measure, run_child, write_json, status = _harness.measure, _harness.run_child, _harness.write_json, _harness.status
 
 DEFAULT_JSON = ROOT / "fastload" / "assets" / "tokenizer" / "tokenizer.json"
 VOCABS = ("default", "cl100k", "o200k")
@@ -202,8 +202,11 @@ def main() -> None:
     env = dict(os.environ, RAYON_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false")
     rows, results = [], []
     for vocab in args.vocabs.split(","):
-        if ranks.get(vocab) is None:
-            print(f"skipping {vocab}: install bpe-openai for the OpenAI rank files", file=sys.stderr)
+        if ranks.get(vocab) is None:  # reported in the table, not dropped
+            error = "not installed: bpe-openai (it ships the OpenAI rank files this vocabulary needs)"
+            print(f"{vocab}: {error}", file=sys.stderr)
+            results.append({"vocab": vocab, "contender": "all", "error": error, "status": "not installed"})
+            rows.append([vocab, "all", "not installed", "", "", "", "", error])
             continue
         contenders = [("tiktoken", 1), ("fastload", 1), ("fastload", 2)]
         contenders += [("hf", 1)] if vocab == "default" else [("bpe-openai", 1)]
@@ -217,19 +220,21 @@ def main() -> None:
         base = measured[("tiktoken", 1)]
         for (name, threads), r in measured.items():
             label = f"{name} ({threads} threads)" if threads > 1 else name
-            results.append({"vocab": vocab, "contender": label, **r})
+            results.append({"vocab": vocab, "contender": label, "threads": threads, "status": status(r), **r})
             if "error" in r:
-                rows.append([vocab, label, "error", "", "", "", r["error"][:60]])
+                rows.append([vocab, label, status(r), "", "", "", "", r["error"].splitlines()[-1][:80]])
                 continue
             t = r["timing"]
             mbs = r["bytes"] / t["median_s"] / 1e6
             spread = f"{r['bytes'] / t['max_s'] / 1e6:.1f}–{r['bytes'] / t['min_s'] / 1e6:.1f}"
-            ratio = base["timing"]["median_s"] / t["median_s"] if "error" not in base else float("nan")
-            same = "yes" if "error" not in base and r["sha256"] == base["sha256"] else "NO"
-            rows.append([vocab, label, f"{mbs:.2f}", spread, f"{r['tokens'] / t['median_s'] / 1e6:.2f}",
-                         f"{ratio:.2f}x", same])
+            if "error" in base:  # no tiktoken: no ratio and no reference ids, said so rather than guessed
+                ratio, same = "", "no reference"
+            else:
+                ratio = f"{base['timing']['median_s'] / t['median_s']:.2f}x"
+                same = "yes" if r["sha256"] == base["sha256"] else "NO"
+            rows.append([vocab, label, f"{mbs:.2f}", spread, f"{r['tokens'] / t['median_s'] / 1e6:.2f}", ratio, same, ""])
     print()
-    print(format_table(["vocab", "tokenizer", "MB/s", "min–max", "Mtok/s", "vs tiktoken", "same ids"], rows))
+    print(format_table(["vocab", "tokenizer", "MB/s", "min–max", "Mtok/s", "vs tiktoken", "same ids", "note"], rows, align="llrrrrll"))
 
     startup_rows = []
     for vocab in ("default", "cl100k"):
