@@ -33,24 +33,26 @@ __all__ = ["TrainData", "open_data", "to_device", "vocab_size_of"]
 @dataclass
 class TrainData:
     dataset: Dataset
-    loader: DataLoader
+    loader: DataLoader  # or the caller's own iterable of batch dicts
     validation: list[dict]  # batches on the training device; empty without a split
     train_blocks: list[int] | None
     validation_blocks: list[int] | None
 
 
-def open_data(dataset: Dataset | str | os.PathLike, config: TrainConfig, *, device: torch.device) -> TrainData:
+def open_data(dataset: Dataset | str | os.PathLike, config: TrainConfig, *, device: torch.device, loader=None) -> TrainData:
+    """The split, the training loader and the validation batches; `loader` replaces fastload's for training."""
     opened = dataset if isinstance(dataset, Dataset) else Dataset(dataset)
     tokenizer = _tokenizer(config.tokenizer)
     train_blocks = validation_blocks = None
     if config.validation:
         train_blocks, validation_blocks = split_blocks(opened, validation=config.validation, seed=config.seed)
-    packed = PackedDataset(opened, seq_len=config.rows_seq_len, blocks=train_blocks, seed=config.seed, tokenizer=tokenizer)
-    loader = DataLoader(
-        packed, batch_size=config.batch_size, shuffle=True, num_workers=config.workers,
-        pin_memory=device.type == "cuda", persistent_workers=config.workers > 0,
-        generator=torch.Generator().manual_seed(config.seed),
-    )
+    if loader is None:
+        packed = PackedDataset(opened, seq_len=config.rows_seq_len, blocks=train_blocks, seed=config.seed, tokenizer=tokenizer)
+        loader = DataLoader(
+            packed, batch_size=config.batch_size, shuffle=True, num_workers=config.workers,
+            pin_memory=device.type == "cuda", persistent_workers=config.workers > 0,
+            generator=torch.Generator().manual_seed(config.seed),
+        )
     validation = []
     if validation_blocks is not None:
         held_out = PackedDataset(opened, seq_len=config.rows_seq_len, blocks=validation_blocks, seed=config.seed, tokenizer=tokenizer)

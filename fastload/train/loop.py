@@ -75,16 +75,21 @@ def train(
     *,
     on_record: Callable[[dict], None] | None = None,
     on_batch: Callable[[int, dict], None] | None = None,
+    loader=None,
 ) -> TrainResult:
     """Train a GPT on `dataset` as `config` says.
 
     on_record(record): called on rank 0 with every metrics record (the CLI prints them).
     on_batch(step, batch): called on every rank with each micro-batch as the loader gave it.
+    loader: train on these batches instead of fastload's (any iterable of dicts of (B, T) tensors:
+        input_ids, labels, position_ids, document_ids), to compare loaders in the same loop
+        (bench/train.py); validation still comes from `dataset`, and a checkpoint can resume the
+        data position only if the loader has state_dict() / load_state_dict().
     Under torchrun the process group is started here (nccl on CUDA, gloo on CPU) and ended at the end.
     """
     dist = setup_distributed(config.device)
     try:
-        return _Run(dataset, config, dist, on_record=on_record, on_batch=on_batch).run()
+        return _Run(dataset, config, dist, on_record=on_record, on_batch=on_batch, loader=loader).run()
     finally:
         dist.close()
 
@@ -92,7 +97,7 @@ def train(
 class _Run:
     """One training run's state; `run()` drives it."""
 
-    def __init__(self, dataset, config: TrainConfig, dist: Distributed, *, on_record, on_batch):
+    def __init__(self, dataset, config: TrainConfig, dist: Distributed, *, on_record, on_batch, loader):
         self.config, self.dist, self.on_record, self.on_batch = config, dist, on_record, on_batch
         self.device = dist.device
         if config.deterministic:
@@ -101,7 +106,7 @@ class _Run:
             torch.use_deterministic_algorithms(True)
         self.precision = resolve_precision(config.precision, self.device.type, bf16_supported=self.device.type == "cuda" and torch.cuda.is_bf16_supported())
         self.out = Path(config.out) if config.out is not None else None
-        self.data = open_data(dataset, config, device=self.device)
+        self.data = open_data(dataset, config, device=self.device, loader=loader)
         self.model_config = replace(config.model_config(), vocab_size=vocab_size_of(self.data.dataset, config))
         torch.manual_seed(config.seed)  # the same initial weights on every rank, with or without a validation split
         self.model = GPT(self.model_config).to(self.device)
@@ -233,7 +238,7 @@ class _Run:
             "optimizer": self.optimizer.state_dict(),
             "scaler": self.scaler.state_dict(),
             "rng": rng,
-            "loader": self.data.loader.state_dict(),
+            "loader": self.data.loader.state_dict() if hasattr(self.data.loader, "state_dict") else None,
             "best_val_loss": self.best_val_loss,
             "last_val_loss": self.last_val_loss,
             "evals_since_best": self.evals_since_best,
@@ -252,6 +257,8 @@ class _Run:
         self.model.load_state_dict(saved["model"])
         self.optimizer.load_state_dict(saved["optimizer"])
         self.scaler.load_state_dict(saved["scaler"])
+        if saved["loader"] is None or not hasattr(self.data.loader, "load_state_dict"):
+            raise ConfigError("cannot resume the data position: the checkpoint's loader or this run's has no state_dict(); train with fastload's loader to resume")
         self.data.loader.load_state_dict(saved["loader"])
         self.step = saved["step"]
         self.best_val_loss, self.last_val_loss = saved["best_val_loss"], saved["last_val_loss"]

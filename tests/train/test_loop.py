@@ -148,3 +148,17 @@ def test_resume_with_another_model_is_refused(corpus, tiny_config):
     train(corpus, tiny_config(steps=1))
     with pytest.raises(ConfigError, match="resume with the same"):
         train(corpus, tiny_config(steps=2, resume=True, model="tiny"))
+
+
+def test_a_loader_of_your_own_feeds_the_same_loop_and_validation_still_comes_from_the_dataset(corpus, tiny_config):
+    torch.manual_seed(1)
+    ids = torch.randint(1, 16384, (2, 33))
+    batch = {"input_ids": ids[:, :-1], "labels": ids[:, 1:], "position_ids": torch.arange(32).expand(2, 32), "document_ids": torch.zeros(2, 32, dtype=torch.int32)}
+    seen: list = []
+    result = train(corpus, tiny_config(steps=12, eval_every=12), loader=[batch] * 3, on_batch=lambda step, b: seen.append(b))
+    assert len(seen) == 12 and all(b is batch for b in seen)  # the list is read again every epoch
+    losses = [loss for _, loss in _train_losses(result)]
+    assert losses[-1] < losses[0] - 1.0  # one batch, seen twelve times: memorised
+    assert [r["step"] for r in result.records if r["kind"] == "eval"] == [12]
+    with pytest.raises(ConfigError, match="cannot resume the data position"):
+        train(corpus, tiny_config(steps=14, resume=True), loader=[batch])
