@@ -26,7 +26,8 @@ with each script's full output in `<step>.log`.
 
 --quick settings: 20 MB corpora instead of 200 MB, 2 MB of text for the
 tokenizers (default and cl100k vocabularies), one repeat after one warm-up,
-40 timed token batches (lz4 left out), the trainer with 2 workers only. Good for "does everything run, and roughly how do
+40 timed token batches (lz4 left out), 6 trainer steps after 3 with 2
+workers only. Good for "does everything run, and roughly how do
 they compare"; quote --full figures.
 """
 
@@ -67,12 +68,12 @@ def _steps() -> list[Step]:
     return [
         Step("convert", "convert.py", ("--corpus-mb", "20", "--repeats", "1", "--warmup", "1"), ("--repeats", "5"), 4 * 3600),
         Step("tokenizers", "tokenizers.py", ("--mb", "2", "--repeats", "1", "--vocabs", "default,cl100k"), ("--mb", "20", "--repeats", "3"), 2 * 3600),
-        Step("loader_generic", "loader_generic.py", ("--rounds", "1", "--repeats", "1", "--workers", "0,2"),
+        Step("loader_generic", "loader_generic.py", ("--rounds", "1", "--repeats", "3", "--workers", "0,2"),
              ("--rounds", "3", "--repeats", "3", "--workers", workers), 2 * 3600),
         Step("loader_tokens", "loader_tokens.py",
              ("--quick", "--corpus-mb", "20", "--workers", "0,1,2", "--only", "naive,memmap,litdata,hf,mds,fastload,fastload-otf,write-ref"),
              ("--workers", workers), 6 * 3600),
-        Step("train", "train.py", ("--quick", "--only", "fastload-2,naive-2"), (), 2 * 3600),
+        Step("train", "train.py", ("--steps", "6", "--warmup-steps", "3", "--repeats", "1", "--only", "fastload-2,naive-2"), (), 2 * 3600),
     ]
 
 
