@@ -238,11 +238,12 @@ _TRAIN_FLAGS = ("model", "steps", "batch_size", "grad_accum", "seq_len", "lr", "
                 "checkpoint_every", "out", "resume", "plot", "deterministic")
 
 
-def _train_config(args):
+def _train_config(args, base: dict | None = None):
+    """TrainConfig from `base` (a sweep file's [train] table), overridden by the flags given."""
     from fastload.train.config import TrainConfig
     from fastload.train.model import GPTConfig
 
-    given = {name: getattr(args, name) for name in _TRAIN_FLAGS if getattr(args, name) is not None}
+    given = {**(base or {}), **{name: getattr(args, name) for name in _TRAIN_FLAGS if getattr(args, name) is not None}}
     if given.get("grad_clip") == 0:
         given["grad_clip"] = None
     if args.position is not None:
@@ -254,12 +255,12 @@ def _run_train(args) -> int:
     from fastload.train import sweep, train
     from fastload.train.sweep import parse_sweep
 
-    config = _train_config(args)
     if args.sweep:
         grid, fixed = parse_sweep(args.sweep)
-        results = sweep(args.dataset, config.replace(**fixed), grid, on_run=_print_sweep_run, on_record=_print_record)
+        results = sweep(args.dataset, _train_config(args, fixed), grid, on_run=_print_sweep_run, on_record=_print_record)
         _print_sweep_table(results)
         return 0
+    config = _train_config(args)
     result = train(args.dataset, config, on_record=_print_record)
     if result.out is not None:
         files = [result.out / name for name in ("metrics.jsonl", "metrics.png", "checkpoint.pt")]

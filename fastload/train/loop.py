@@ -299,7 +299,7 @@ class _Run:
         self.log.close()
         if self.dist.is_main and self.out is not None and self.config.plot:
             records = read_metrics(self._metrics_path())
-            plot_metrics(records, self.out / PLOT_NAME, title=f"{self.model_config.n_layer} layers x {self.model_config.n_embd}, {self.dist.world_size} rank(s)")
+            plot_metrics(records, self.out / PLOT_NAME, title=f"GPT {self.model_config.n_layer} x {self.model_config.n_embd}, {self.dist.world_size} rank(s)")
         self.dist.barrier()
         return TrainResult(self.step, best, self.last_val_loss, stopped_early, self.out, list(self.log.records), self.model)
 

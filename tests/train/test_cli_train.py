@@ -35,14 +35,15 @@ def test_a_sweep_trains_each_combination_and_ranks_them_by_validation_loss(corpu
     assert sorted(p.name for p in (tmp_path / "sweep").iterdir()) == ["run-00-lr=0.0001-batch_size=2", "run-01-lr=0.003-batch_size=2"]
 
 
-def test_a_sweep_reads_a_toml_file_with_fixed_settings_and_a_grid(corpus, tmp_path, capsys):
+def test_a_sweep_reads_a_toml_file_of_fixed_settings_and_a_grid_and_flags_given_override_the_file(corpus, tmp_path, capsys):
     spec = tmp_path / "sweep.toml"
-    spec.write_text("[train]\nsteps = 2\n\n[sweep]\nlr = [1e-3, 2e-3]\n")
+    spec.write_text("[train]\nsteps = 2\nlog_every = 1\n\n[sweep]\nlr = [1e-3, 2e-3]\n")  # --log-every 2 on the command line wins
     assert main(["train", str(corpus), *SMALL_RUN, "--out", str(tmp_path / "sweep"), "--sweep", str(spec)]) == 0
     out = capsys.readouterr().out
     assert out.count("--- sweep run") == 2 and "done at step 2" in out
     metrics = [json.loads(line) for line in (tmp_path / "sweep" / "run-00-lr=0.001" / "metrics.jsonl").read_text().splitlines()]
     assert metrics[-1]["kind"] == "end" and metrics[-1]["step"] == 2
+    assert [r["step"] for r in metrics if r["kind"] == "train"] == [2]
 
 
 @pytest.mark.parametrize(
