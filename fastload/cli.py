@@ -262,7 +262,7 @@ def _run_train(args) -> int:
         return 0
     config = _train_config(args)
     result = train(args.dataset, config, on_record=_print_record)
-    if result.out is not None:
+    if result.out is not None and result.rank == 0:
         files = [result.out / name for name in ("metrics.jsonl", "metrics.png", "checkpoint.pt")]
         print("wrote " + ", ".join(str(f) for f in files if f.exists()))
     return 0

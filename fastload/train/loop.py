@@ -67,6 +67,7 @@ class TrainResult:
     out: Path | None
     records: list[dict] = field(default_factory=list)  # this run's metrics (rank 0's)
     model: torch.nn.Module | None = None  # the trained GPT (not compiled, not wrapped in DDP)
+    rank: int = 0  # this process's rank (records are kept on rank 0 only)
 
 
 def train(
@@ -301,7 +302,7 @@ class _Run:
             records = read_metrics(self._metrics_path())
             plot_metrics(records, self.out / PLOT_NAME, title=f"GPT {self.model_config.n_layer} x {self.model_config.n_embd}, {self.dist.world_size} rank(s)")
         self.dist.barrier()
-        return TrainResult(self.step, best, self.last_val_loss, stopped_early, self.out, list(self.log.records), self.model)
+        return TrainResult(self.step, best, self.last_val_loss, stopped_early, self.out, list(self.log.records), self.model, self.dist.rank)
 
 
 def _endless(loader):
