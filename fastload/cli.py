@@ -1,4 +1,4 @@
-"""The `fastload` command line: convert | inspect | verify | demo | train.
+"""The `fastload` command line: convert | inspect | verify | demo | bench | train.
 
 The only module that writes to stdout. Each subcommand is a thin layer over
 the Python API with the same option names (`--shard-bytes` ↔ `shard_bytes`);
@@ -310,6 +310,35 @@ def _print_sweep_table(results) -> None:
         print("  ".join(c.ljust(w) if j in (0, len(line) - 1) or j <= len(names) else c.rjust(w) for j, (c, w) in enumerate(zip(line, widths))).rstrip())
 
 
+def _add_bench(sub) -> None:
+    from fastload.benchmark import BenchOptions
+
+    p = sub.add_parser("bench", help="fastload vs a naive per-sample loader on your dataset: tokens/s, first batch, main-process time, memory, I/O")
+    p.add_argument("dataset", help="a fastload dataset with a tokens column (or text, tokenized on the fly)")
+    p.add_argument("--batch-size", type=int, default=BenchOptions.batch_size, help="rows per batch (default 16)")
+    p.add_argument("--seq-len", type=int, default=BenchOptions.seq_len, help="tokens per row (default 1024)")
+    p.add_argument("--workers", default=",".join(map(str, BenchOptions.workers)), help="comma-separated worker counts (default 0,2)")
+    p.add_argument("--steps", type=int, default=BenchOptions.steps, help="timed batches per run (default 100, at most an epoch)")
+    p.add_argument("--repeats", type=int, default=BenchOptions.repeats, help="timed runs per loader; the median is shown (default 3)")
+    p.add_argument("--warmup", type=int, default=BenchOptions.warmup, help="untimed runs first (default 1)")
+    p.add_argument("--tokenizer", help="for a text-only dataset: 'default' (the default), 'bytes', or a tokenizer.json / .tiktoken path")
+    p.add_argument("--eos-id", type=int, help="token after each document (default: the tokenizer's or the one recorded at conversion)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+def _run_bench(args) -> int:
+    from fastload.benchmark import BenchOptions, parse_workers, run_benchmark
+
+    options = BenchOptions(
+        batch_size=args.batch_size, seq_len=args.seq_len, workers=parse_workers(args.workers), steps=args.steps,
+        repeats=args.repeats, warmup=args.warmup, tokenizer=args.tokenizer, eos_id=args.eos_id,
+    )
+    print(f"fastload bench {args.dataset}: the naive loader and fastload, workers {args.workers} ...", file=sys.stderr, flush=True)
+    report = run_benchmark(args.dataset, options, progress=lambda line: print(line, file=sys.stderr, flush=True))
+    print(json.dumps(report.to_json(), indent=2) if args.json else report.format_table())
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="fastload", description="fast data loading for transformer training")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -324,9 +353,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default="demo/corpus", help="where to write the demo dataset")
     p.add_argument("--workers", type=int)
     p.add_argument("--tokenizer", default="default", help="tokenizer for the `tokens` column ('default', a path, or 'none'); the text is kept too")
+    _add_bench(sub)
     _add_train(sub)
     args = parser.parse_args(argv)
-    runners = {"convert": _run_convert, "inspect": _run_inspect, "verify": _run_verify, "demo": _run_demo, "train": _run_train}
+    runners = {"convert": _run_convert, "inspect": _run_inspect, "verify": _run_verify, "demo": _run_demo, "bench": _run_bench, "train": _run_train}
     try:
         return runners[args.command](args)
     except FastloadError as exc:
