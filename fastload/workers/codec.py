@@ -108,35 +108,11 @@ def encode_batch(batch, writer: SlotWriter | None, slot_address: int = 0):
     return skeleton, leaves, max(total, 1), fd
 
 
-class _Placeholder:
-    """Stands for leaf i while a computed batch's skeleton is pickled once."""
-
-    def __init__(self, i: int):
-        self.i = i
-
-
-class _PlaceholderPickler(pickle.Pickler):
-    def persistent_id(self, obj):
-        return obj.i if isinstance(obj, _Placeholder) else None
-
-
-_SKELETONS: dict[tuple, bytes] = {}
-
-
-def _computed_skeleton(names: tuple) -> bytes:
-    """The pickled {name: leaf i} dict, made once per set of names (every batch of a dataset has the same)."""
-    skeleton = _SKELETONS.get(names)
-    if skeleton is None:
-        buffer = io.BytesIO()
-        _PlaceholderPickler(buffer, protocol=pickle.HIGHEST_PROTOCOL).dump({name: _Placeholder(i) for i, name in enumerate(names)})
-        skeleton = _SKELETONS[names] = buffer.getvalue()
-    return skeleton
-
-
 def encode_computed_batch(batch: dict, tensor_dtypes: dict, writer: SlotWriter, slot_address: int):
     """`encode_batch` for a dict of numpy arrays a dataset wrote into the slot itself (`__fastload_batch__`).
 
-    Skips the generic pickling walk: the skeleton is cached and each leaf is
+    Skips the generic pickling walk: the skeleton is the tuple of names (the
+    main process builds the dict without unpickling) and each leaf is
     described from where its array lies. They decode as tensors, viewed as
     `tensor_dtypes[name]` where given (bfloat16). None if any array is not
     in the slot (it did not fit): the caller then takes the generic path.
@@ -150,7 +126,7 @@ def encode_computed_batch(batch: dict, tensor_dtypes: dict, writer: SlotWriter, 
             return None
         dtype = tensor_dtypes.get(name) or array.dtype.name
         leaves.append((start, "torch", dtype, array.shape, array.size))
-    return _computed_skeleton(names), leaves, writer.used, None
+    return names, leaves, writer.used, None
 
 
 def _leaf(leaf: Leaf, buffer):
@@ -177,8 +153,14 @@ _NUMPY_DTYPES = {
 }
 
 
-def decode_batch(skeleton: bytes, leaves: list, buffer):
-    """The batch, its tensors viewing `buffer` (a leased slot) in place."""
+def decode_batch(skeleton: bytes | tuple, leaves: list, buffer):
+    """The batch, its tensors viewing `buffer` (a leased slot) in place.
+
+    A tuple skeleton names the keys of a computed batch's flat dict (see
+    `encode_computed_batch`): no unpickling at all.
+    """
+    if type(skeleton) is tuple:
+        return {name: _leaf(leaf, buffer) for name, leaf in zip(skeleton, leaves)}
     unpickler = pickle.Unpickler(io.BytesIO(skeleton))  # the C unpickler, with a per-call hook: ~1 µs less than a subclass
     unpickler.persistent_load = lambda pid: _leaf(leaves[pid], buffer)
     return unpickler.load()
