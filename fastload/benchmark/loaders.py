@@ -1,0 +1,133 @@
+"""The two loaders `fastload bench` compares, over a dataset that counts the block bytes every process reads."""
+
+from __future__ import annotations
+
+import multiprocessing
+
+import numpy as np
+
+from fastload.errors import ConfigError
+from fastload.format.reader import Dataset
+from fastload.benchmark.report import BenchOptions
+
+__all__ = ["CountingDataset", "naive_loader", "fastload_loader", "tokens_or_text"]
+
+
+class CountingDataset(Dataset):
+    """A `fastload.Dataset` that adds the bytes of every block it reads to a counter shared by all processes."""
+
+    def __init__(self, path, *, counter=None, **kwargs):
+        super().__init__(path, **kwargs)
+        self.counter = counter if counter is not None else multiprocessing.Value("q", 0)
+        self._block_bytes = np.concatenate([info.block_bytes for info in self.index.shards]) if self.index.shards else np.zeros(0, np.int64)
+
+    def read_block(self, block_id: int):
+        batch = super().read_block(block_id)
+        with self.counter.get_lock():
+            self.counter.value += int(self._block_bytes[block_id])
+        return batch
+
+    def __getstate__(self) -> dict:
+        return {**super().__getstate__(), "counter": self.counter}
+
+    def __setstate__(self, state: dict) -> None:
+        state = dict(state)
+        path = state.pop("path")
+        self.__init__(path, **state)
+
+
+# ---------------------------------------------------------------- the naive loader
+
+
+def naive_loader(dataset: CountingDataset, *, column: str, tokenizer, eos_id: int, docs_per_batch: int, options: BenchOptions, num_workers: int):
+    import torch
+    import torch.utils.data as tud
+
+    batch_size, row_tokens = options.batch_size, options.seq_len + 1
+
+    class DocumentTokens(tud.Dataset):
+        """Document i's token ids and EOS, as int64: one `Dataset[i]` (and one `encode`) per sample."""
+
+        def __len__(self):
+            return len(dataset)
+
+        def __getitem__(self, i):
+            value = dataset[i][column]
+            ids = tokenizer.encode(value) if tokenizer is not None else value
+            return np.append(np.asarray(ids, np.int64), np.int64(eos_id))
+
+    class PackingCollate:
+        """Carry-over + documents, concatenated and cut into (batch_size, seq_len + 1) rows."""
+
+        def __init__(self, documents):
+            self.documents, self.carry, self.rng = documents, np.zeros(0, np.int64), None
+
+        def __call__(self, docs):
+            if self.rng is None:
+                info = tud.get_worker_info()
+                self.rng = np.random.default_rng([options.seed, info.id if info else 0])
+            need = batch_size * row_tokens
+            parts, have = [self.carry, *docs], len(self.carry) + sum(len(d) for d in docs)
+            while have < need:
+                doc = self.documents[int(self.rng.integers(len(self.documents)))]
+                parts.append(doc)
+                have += len(doc)
+            flat = np.concatenate(parts)
+            self.carry = flat[need:]
+            rows = torch.from_numpy(flat[:need].reshape(batch_size, row_tokens))  # (B, S + 1)
+            return {"input_ids": rows[:, :-1], "labels": rows[:, 1:]}  # (B, S) each
+
+    documents = DocumentTokens()
+    generator = torch.Generator().manual_seed(options.seed)
+    return tud.DataLoader(documents, batch_size=docs_per_batch, shuffle=True, num_workers=num_workers,
+                          collate_fn=PackingCollate(documents), generator=generator)
+
+
+def fastload_loader(dataset: CountingDataset, *, column: str, tokenizer, doc_lengths, options: BenchOptions, num_workers: int):
+    from fastload.loader import DataLoader
+    from fastload.packing import PackedDataset
+
+    packed = PackedDataset(dataset, seq_len=options.seq_len, column=column, tokenizer=tokenizer, eos_id=options.eos_id, seed=options.seed,
+                           doc_lengths=doc_lengths if tokenizer is not None else None)
+    return DataLoader(packed, batch_size=options.batch_size, num_workers=num_workers, shuffle=True)
+
+
+# ---------------------------------------------------------------- measuring
+
+
+class Batches:
+    """Batches of a loader, epoch after epoch (a new iterator when one ends)."""
+
+    def __init__(self, loader):
+        self.loader, self.iterator = loader, iter(loader)
+
+    def __next__(self):
+        try:
+            return next(self.iterator)
+        except StopIteration:
+            self.iterator = iter(self.loader)
+            return next(self.iterator)
+
+    def close(self) -> None:
+        shutdown = getattr(self.iterator, "_shutdown_workers", None)
+        if shutdown is not None:
+            shutdown()
+        self.iterator = self.loader = None
+
+
+def tokens_or_text(dataset: Dataset, tokenizer_spec: str | None):
+    """(column, tokenizer or None): the tokens column as stored, else the text column with a tokenizer."""
+    kinds = {c.name: c.kind for c in dataset.schema}
+    tokens = [n for n, k in kinds.items() if k == "tokens"]
+    texts = [n for n, k in kinds.items() if k == "text"]
+    if tokens and tokenizer_spec is None:
+        return ("tokens" if "tokens" in tokens else tokens[0]), None
+    if texts:
+        from fastload.tokenizer import load_tokenizer
+
+        return ("text" if "text" in texts else texts[0]), load_tokenizer(tokenizer_spec or "default")
+    columns = ", ".join(f"{c.name} ({c.kind})" for c in dataset.schema)
+    raise ConfigError(
+        f"fastload bench measures token datasets: {str(dataset.path)!r} has no tokens or text column (its columns: {columns}). "
+        "Convert text with 'fastload convert --tokenizer default' to benchmark language-model batches."
+    )
