@@ -103,6 +103,8 @@ def first_batch(make_loader: Callable[[], object]) -> tuple[object, object, floa
     return iterator, batch, time.perf_counter() - started
 
 
+# fastload/benchmark/measure.py reads /proc the same way; this copy stays because importing anything
+# from fastload loads pyarrow and numba into every peer's child process and would inflate their memory.
 def _process_tree(pid: int) -> list[int]:
     found, todo = [], [pid]
     while todo:

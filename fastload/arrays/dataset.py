@@ -29,6 +29,7 @@ import numpy as np
 from fastload.arrays.transforms import resolve_transform
 from fastload.errors import ConfigError
 from fastload.format.reader import Dataset
+from fastload.packing.rows import row_number
 from fastload.sampler import Sampler, SamplerOptions
 
 __all__ = ["ArrayDataset"]
@@ -130,12 +131,9 @@ class ArrayDataset:
 
     def __getitem__(self, index):
         if isinstance(index, (int, np.integer)):
-            n = len(self)
-            i = int(index) + n if index < 0 else int(index)
-            if not 0 <= i < n:
-                raise IndexError(f"row {index} out of range for {n:,} rows")
-            return {name: array[0] for name, array in self.__fastload_batch__([i], _empty).items()}
-        return self.__fastload_batch__(index, _empty)
+            batch = self.__fastload_batch__([row_number(index, len(self), "rows")], np.empty)
+            return {name: array[0] for name, array in batch.items()}
+        return self.__fastload_batch__(index, np.empty)
 
     def __repr__(self) -> str:
         columns = ", ".join(f"{name}: {type(t).__name__ if t is not None else 'raw'}" for name, t in self.transforms.items())
@@ -143,7 +141,3 @@ class ArrayDataset:
 
     def __getstate__(self) -> dict:
         return {**self.__dict__, "_scratch": {}}
-
-
-def _empty(shape: tuple, dtype) -> np.ndarray:
-    return np.empty(shape, dtype)

@@ -36,7 +36,9 @@ from fastload.format.reader import Dataset
 from fastload.packing.documents import TokenDocuments
 from fastload.packing.fill import BatchFiller
 from fastload.packing.plan import REMAINDERS, PackPlan
+from fastload.packing.rows import row_number
 from fastload.sampler import SamplerOptions
+from fastload.sampler.sampler import resume_position
 
 __all__ = ["PackedDataset", "PackedBatchSampler", "BatchKey", "split_blocks"]
 
@@ -160,13 +162,8 @@ class PackedDataset(TokenDocuments):
 
     def __getitem__(self, index):
         if isinstance(index, BatchKey):
-            return self.__fastload_batch__(index, lambda shape, dtype: np.empty(shape, dtype))
-        if not isinstance(index, (int, np.integer)):
-            raise TypeError(f"PackedDataset indices are integers (rows) or BatchKeys, not {type(index).__name__}")
-        n = len(self)
-        i = int(index) + n if index < 0 else int(index)
-        if not 0 <= i < n:
-            raise IndexError(f"row {index} out of range for {n:,} packed rows")
+            return self.__fastload_batch__(index, np.empty)
+        i = row_number(index, len(self), "packed rows")
         options = self.options("sequential")
         plan_key = (0, 1, "sequential", self.seed, self.window_blocks, self.num_partitions)
         batch = self._batch_filler().fill(self.plan(0, 1, options), plan_key, i, 0, 1)
@@ -235,23 +232,8 @@ class PackedBatchSampler:
     def load_state_dict(self, state: dict) -> None:
         if state.get("kind") != "packed":
             raise ConfigError("this state was not written by a packed loader; it cannot position a PackedDataset")
-        if state.get("version", STATE_VERSION) > STATE_VERSION:
-            raise ConfigError("this state was written by a newer fastload; upgrade fastload to resume from it")
-        for key in ("epoch", "samples_consumed"):
-            if type(state.get(key)) is not int or state[key] < 0:
-                raise ConfigError(f"packed sampler state {key!r} must be a non-negative integer, found {state.get(key)!r}")
-        mine = self.state_dict()
         fixed = ("global_batch_size", "seq_len", "order", "seed", "window_blocks", "num_partitions", "num_tokens", "num_blocks", "remainder")
-        mismatched = [f"{key} {state[key]!r} (now {mine[key]!r})" for key in fixed if key in state and state[key] != mine[key]]
-        if mismatched:
-            raise ConfigError(
-                "cannot resume: the saved packing state differs in " + ", ".join(mismatched)
-                + "; resuming needs the same dataset, seq_len, seed, order options and global batch size "
-                "(any number of ranks or workers is fine)"
-            )
-        if state["samples_consumed"] % self.global_batch_size:
-            raise ConfigError(f"saved samples_consumed={state['samples_consumed']} is not a whole number of global batches of {self.global_batch_size}")
-        self.epoch, self.samples_consumed = state["epoch"], state["samples_consumed"]
+        self.epoch, self.samples_consumed = resume_position(state, self.state_dict(), fixed=fixed, what="packed sampler", version=STATE_VERSION)
 
 
 def split_blocks(dataset: Dataset | str | os.PathLike, *, validation: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

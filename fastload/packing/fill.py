@@ -51,10 +51,6 @@ class _WindowTable:
     blocks: list[int]  # the blocks this table holds loaded (taken as its batches first reach them)
 
 
-def _allocate_empty(shape: tuple, dtype) -> np.ndarray:
-    return np.empty(shape, dtype)
-
-
 class BatchFiller:
     """Fills packed batches from one dataset column in this process. Not shared between processes."""
 
@@ -122,7 +118,7 @@ class BatchFiller:
 
     # -- batches -------------------------------------------------------------------
 
-    def fill(self, plan: PackPlan, plan_key: tuple, batch: int, rank: int, world_size: int, allocate=_allocate_empty) -> PackedArrays:
+    def fill(self, plan: PackPlan, plan_key: tuple, batch: int, rank: int, world_size: int, allocate=np.empty) -> PackedArrays:
         """Rank `rank`'s rows of global batch `batch`, in arrays from `allocate(shape, dtype)`."""
         shape = (plan.global_batch_size // world_size, plan.seq_len)
         out = PackedArrays(allocate(shape, np.int64), allocate(shape, np.int64), allocate(shape, np.int64), allocate(shape, np.int32))

@@ -25,6 +25,7 @@ import numpy as np
 from fastload.format.reader import Dataset
 from fastload.kernels.pack import fill_padded_batch
 from fastload.packing.documents import TokenDocuments
+from fastload.packing.rows import row_number
 from fastload.sampler import Sampler, SamplerOptions
 
 __all__ = ["PaddedDataset"]
@@ -102,13 +103,9 @@ class PaddedDataset(TokenDocuments):
 
     def __getitem__(self, index):
         if isinstance(index, (int, np.integer)):
-            n = len(self)
-            i = int(index) + n if index < 0 else int(index)
-            if not 0 <= i < n:
-                raise IndexError(f"row {index} out of range for {n:,} documents")
-            batch = self.__fastload_batch__([i], lambda shape, dtype: np.empty(shape, dtype))
+            batch = self.__fastload_batch__([row_number(index, len(self), "documents")], np.empty)
             return {name: array[0] for name, array in batch.items()}
-        return self.__fastload_batch__(index, lambda shape, dtype: np.empty(shape, dtype))
+        return self.__fastload_batch__(index, np.empty)
 
     def __repr__(self) -> str:
         source = f"tokenized on the fly from {self.column!r}" if self.tokenizer is not None else f"column {self.column!r}"

@@ -23,7 +23,7 @@ from fastload.errors import ConfigError
 from fastload.sampler.options import SamplerOptions
 from fastload.sampler.orders import EpochPlan, plan_epoch
 
-__all__ = ["Sampler"]
+__all__ = ["Sampler", "resume_position"]
 
 STATE_VERSION = 1
 
@@ -134,26 +134,36 @@ class Sampler:
 
     def load_state_dict(self, state: dict) -> None:
         """Continue where `state` was taken: the next sample is the first not yet consumed."""
-        for key in ("seed", "epoch", "samples_consumed", "global_batch_size"):
+        for key in ("seed", "global_batch_size"):
             if type(state.get(key)) is not int or state[key] < 0:
                 raise ConfigError(f"sampler state {key!r} must be a non-negative integer, found {state.get(key)!r}")
-        if state.get("version", STATE_VERSION) > STATE_VERSION:
-            raise ConfigError("this sampler state was written by a newer fastload; upgrade fastload to resume from it")
-        mine = self.state_dict()
         fixed = ("seed", "global_batch_size", "order", "window_blocks", "num_partitions", "drop_last", "num_blocks", "num_samples")
-        mismatched = [f"{key} {state[key]!r} (now {mine[key]!r})" for key in fixed if key in state and state[key] != mine[key]]
-        if mismatched:
-            raise ConfigError(
-                "cannot resume: the saved sampler state differs in " + ", ".join(mismatched)
-                + "; resuming needs the same dataset, seed, order options and global batch size "
-                "(any number of ranks or workers is fine)"
-            )
-        if state["samples_consumed"] % self.global_batch_size:
-            raise ConfigError(
-                f"saved samples_consumed={state['samples_consumed']} is not a whole number of global batches "
-                f"of {self.global_batch_size}; it was not written by a fastload sampler"
-            )
-        self.epoch, self.samples_consumed = state["epoch"], state["samples_consumed"]
+        self.epoch, self.samples_consumed = resume_position(state, self.state_dict(), fixed=fixed, what="sampler", version=STATE_VERSION)
+
+
+def resume_position(state: dict, current: dict, *, fixed: tuple[str, ...], what: str, version: int) -> tuple[int, int]:
+    """(epoch, samples consumed) to continue from a saved sampler `state`, checked against `current`
+    (the sampler's own `state_dict()`): every key in `fixed` must agree, or resuming would not give
+    the next batch. Shared by every sampler that resumes by counting samples."""
+    for key in ("epoch", "samples_consumed"):
+        if type(state.get(key)) is not int or state[key] < 0:
+            raise ConfigError(f"{what} state {key!r} must be a non-negative integer, found {state.get(key)!r}")
+    if state.get("version", version) > version:
+        raise ConfigError(f"this {what} state was written by a newer fastload; upgrade fastload to resume from it")
+    mismatched = [f"{key} {state[key]!r} (now {current[key]!r})" for key in fixed if key in state and state[key] != current[key]]
+    if mismatched:
+        raise ConfigError(
+            f"cannot resume: the saved {what} state differs in " + ", ".join(mismatched)
+            + "; resuming needs the same dataset, seed, order options and global batch size "
+            "(any number of ranks or workers is fine)"
+        )
+    batch = current["global_batch_size"]
+    if state["samples_consumed"] % batch:
+        raise ConfigError(
+            f"saved samples_consumed={state['samples_consumed']} is not a whole number of global batches "
+            f"of {batch}; it was not written by a fastload sampler"
+        )
+    return state["epoch"], state["samples_consumed"]
 
 
 def _check_world(global_batch_size: int, rank: int, world_size: int) -> None:
