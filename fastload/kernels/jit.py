@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Callable, TypeVar
 
-from fastload.options import jit_disabled
+from fastload.environment import jit_disabled
 
 __all__ = ["kernel"]
 

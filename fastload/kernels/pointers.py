@@ -21,7 +21,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from fastload.kernels.jit import kernel
-from fastload.options import jit_disabled
+from fastload.environment import jit_disabled
 
 __all__ = ["view_at", "address_of"]
 

@@ -19,7 +19,7 @@ A dataset with a `tokens` column is packed as stored. A dataset with only
 text is tokenized on the fly with the `tokenizer` given: the plan needs
 every document's token count, so the first use tokenizes the whole column
 once to count (in parallel threads) and caches the counts (see
-`options.cache_dir`; keyed by the dataset's index and the tokenizer), then
+`fastload.environment.cache_dir`; keyed by the dataset's index and the tokenizer), then
 each worker tokenizes the blocks it reads. Batches equal those of the same data converted with
 `fastload convert --tokenizer` and packed.
 """

@@ -16,7 +16,7 @@ import numpy as np
 
 from fastload.errors import ConfigError
 from fastload.format.reader import Dataset
-from fastload.options import cache_dir
+from fastload.environment import cache_dir
 from fastload.packing.blocks import TokenBlocks
 
 __all__ = ["TokenDocuments"]
