@@ -219,8 +219,8 @@ class Tokenizer:
         return sum(int(pc.sum(pc.binary_length(chunk)).as_py() or 0) for chunk in chunks)
 
     def _encode_batch(self, batch, allowed_special, *, out, num_threads):
-        from fastload.kernels.bpe import encode_documents
-        from fastload.kernels.unicode_table import load_unicode_table
+        from fastload.tokenizer.kernels.bpe import encode_documents
+        from fastload.tokenizer.kernels.unicode_table import load_unicode_table
         from fastload.tokenizer.batch import run_encoder
 
         tables = self._kernel_tables().vocab
@@ -240,7 +240,7 @@ class Tokenizer:
     def _piece_cache(self) -> np.ndarray:
         cache = getattr(self._per_thread, "cache", None)
         if cache is None:
-            from fastload.kernels.bpe import new_piece_cache
+            from fastload.tokenizer.kernels.bpe import new_piece_cache
 
             cache = self._per_thread.cache = new_piece_cache()
         return cache

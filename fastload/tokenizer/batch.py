@@ -116,7 +116,7 @@ def from_arrow_chunk(arr) -> StringBatch:
 
 
 def _repair_utf8(batch: StringBatch) -> StringBatch:
-    from fastload.kernels.utf8 import find_invalid_utf8
+    from fastload.tokenizer.kernels.utf8 import find_invalid_utf8
 
     bad = np.zeros(batch.num_docs, dtype=np.bool_)
     if find_invalid_utf8(batch.data, batch.offsets, batch.valid, bad) == 0:

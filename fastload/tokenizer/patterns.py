@@ -33,7 +33,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from fastload.errors import TokenizerError
-from fastload.kernels.pattern_ids import PATTERN_CL100K, PATTERN_GPT2, PATTERN_NONE, PATTERN_O200K
+from fastload.tokenizer.kernels.pattern_ids import PATTERN_CL100K, PATTERN_GPT2, PATTERN_NONE, PATTERN_O200K
 
 __all__ = [
     "Pattern",

@@ -46,7 +46,7 @@ def _token_index(hashtable, vocab: Vocab, ids: np.ndarray) -> tuple:
 
 
 def build_tables(vocab: Vocab) -> KernelTables:
-    from fastload.kernels import bpe, hashtable
+    from fastload.tokenizer.kernels import bpe, hashtable
 
     every_token = _token_index(hashtable, vocab, vocab.lookup_ids)
     tiktoken_style = vocab.whole_piece and not vocab.merges.shape[0]

@@ -88,7 +88,7 @@ class Vocab:
     def fingerprint(self) -> str:
         """sha256 over a canonical serialisation of everything that decides the ids."""
         if not self._fingerprint:
-            from fastload.kernels.unicode_table import table_sha256
+            from fastload.tokenizer.kernels.unicode_table import table_sha256
 
             h = hashlib.sha256()
             header = {

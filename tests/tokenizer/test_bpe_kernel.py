@@ -9,8 +9,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fastload.kernels.bpe import SMALL_PIECE, merge_piece, new_piece_cache
-from fastload.kernels.bpe_reference import merge_by_merges, merge_by_ranks
+from fastload.tokenizer.kernels.bpe import SMALL_PIECE, merge_piece, new_piece_cache
+from fastload.tokenizer.kernels.bpe_reference import merge_by_merges, merge_by_ranks
 from fastload.tokenizer import Tokenizer
 
 FRAGMENTS = ["the", " the", "ing", "a", "aa", "ab", "b", "中", "文", " ", "  ", "\n", "er", "re", "é", "x", "0"]

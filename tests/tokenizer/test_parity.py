@@ -118,7 +118,7 @@ def test_real_openai_vocabularies_match_tiktoken(tmp_path_factory, name, pattern
 
 @pytest.mark.parametrize("style", TIKTOKEN_STYLES)
 def test_readable_reference_pipeline_matches_the_kernels_on_every_corpus(tiktoken_pairs, style):
-    from fastload.kernels.bpe_reference import encode_reference, merge_by_ranks
+    from fastload.tokenizer.kernels.bpe_reference import encode_reference, merge_by_ranks
 
     ours, _ = tiktoken_pairs[style]
     ranks = {ours.id_to_bytes(i): i for i in ours._vocab.lookup_ids.tolist()}

@@ -8,9 +8,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fastload.kernels.bpe_reference import pretokenize_reference
-from fastload.kernels.pretokenize import split_pieces
-from fastload.kernels.unicode_table import load_unicode_table
+from fastload.tokenizer.kernels.pretokenize_reference import pretokenize_reference
+from fastload.tokenizer.kernels.pretokenize import split_pieces
+from fastload.tokenizer.kernels.unicode_table import load_unicode_table
 from fastload.tokenizer import patterns
 from tests.tokenizer.corpora import ALL_TEXTS
 

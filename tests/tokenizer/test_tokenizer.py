@@ -281,7 +281,7 @@ def test_encode_arrow_of_any_slice_with_nulls_matches_encoding_each_document(doc
 
 def test_every_entry_point_shares_one_compiled_encoder(tok):
     # Each distinct argument type would cost a full compile of the encoder.
-    from fastload.kernels import bpe
+    from fastload.tokenizer.kernels import bpe
 
     tok.encode("x")
     tok.encode_batch(["x", None])

@@ -9,8 +9,8 @@ import unicodedata
 import numpy as np
 import pytest
 
-from fastload.kernels import unicode_table
-from fastload.kernels.unicode_table import LETTER, LOWERISH, NUMBER, SPACE, UPPERISH, load_unicode_table
+from fastload.tokenizer.kernels import unicode_table
+from fastload.tokenizer.kernels.unicode_table import LETTER, LOWERISH, NUMBER, SPACE, UPPERISH, load_unicode_table
 
 BUILD_SCRIPT = unicode_table.TABLE_PATH.with_name("build_unicode_table.py")
 

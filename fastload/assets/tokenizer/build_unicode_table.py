@@ -14,7 +14,7 @@ to a new Unicode version:
     python fastload/assets/tokenizer/build_unicode_table.py
 
 Output: 0x110000 bytes, one per code point, zlib-compressed (a few KB). Bits
-(kept in sync with `fastload/kernels/unicode_table.py`):
+(kept in sync with `fastload/tokenizer/kernels/unicode_table.py`):
 
     1  LETTER     \\p{L}
     2  NUMBER     \\p{N}

@@ -39,7 +39,7 @@ UPPERISH = 8  # [\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]  (o200k)
 LOWERISH = 16  # [\p{Ll}\p{Lm}\p{Lo}\p{M}]        (o200k)
 NUM_CODE_POINTS = 0x110000
 
-TABLE_PATH = pathlib.Path(__file__).resolve().parent.parent / "assets" / "tokenizer" / "unicode_classes.zlib"
+TABLE_PATH = pathlib.Path(__file__).resolve().parents[2] / "assets" / "tokenizer" / "unicode_classes.zlib"
 
 
 @functools.lru_cache(maxsize=1)

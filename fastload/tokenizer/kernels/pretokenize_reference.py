@@ -1,22 +1,19 @@
-"""Slow, readable twins of the tokenizer kernels, for the tests.
+"""The slow, readable twin of `pretokenize.py`, for the tests.
 
-What lives here: pre-tokenization written as the regex alternatives it
-implements, over a Python `str` (one code point at a time, classes from the
-shipped table), and BPE merging written as the definitions: tiktoken's
-"merge the adjacent pair whose concatenation has the lowest rank" and HF's
-"apply the listed merge with the lowest rank". What does not: anything fast
-(no hash tables, no heap); nothing here is used at run time.
-
-The tests compare the kernels against these and both against HF tokenizers
-and tiktoken; if a kernel and its twin disagree, read this file first.
+Pre-tokenization written as the regex alternatives it implements, over a
+Python `str` (one code point at a time, classes from the shipped table):
+GPT-2's, cl100k's and o200k's patterns. Nothing fast and nothing used at
+run time. The tests compare `split_pieces` against `pretokenize_reference`
+and both against HF tokenizers and tiktoken; if they disagree, read this
+file first.
 """
 
 from __future__ import annotations
 
-from fastload.kernels.pattern_ids import PATTERN_CL100K, PATTERN_GPT2, PATTERN_NONE, PATTERN_O200K
-from fastload.kernels.unicode_table import LETTER, LOWERISH, NUMBER, SPACE, UPPERISH, load_unicode_table
+from fastload.tokenizer.kernels.pattern_ids import PATTERN_CL100K, PATTERN_GPT2, PATTERN_NONE, PATTERN_O200K
+from fastload.tokenizer.kernels.unicode_table import LETTER, LOWERISH, NUMBER, SPACE, UPPERISH, load_unicode_table
 
-__all__ = ["pretokenize_reference", "merge_by_ranks", "merge_by_merges", "encode_reference"]
+__all__ = ["pretokenize_reference"]
 
 _CONTRACTIONS = ("s", "t", "re", "ve", "m", "ll", "d")
 
@@ -151,35 +148,3 @@ def pretokenize_reference(text: str, pattern_id: int, max_digits: int = 3, ws_en
         pieces.append(text[i:j])
         i = j
     return pieces
-
-
-def merge_by_ranks(piece: bytes, ranks: dict[bytes, int]) -> list[int]:
-    """tiktoken: merge the adjacent pair whose concatenated bytes rank lowest."""
-    if piece in ranks:
-        return [ranks[piece]]
-    parts = [bytes([b]) for b in piece]
-    while True:
-        candidates = [(ranks[a + b], k) for k, (a, b) in enumerate(zip(parts, parts[1:])) if a + b in ranks]
-        if not candidates:
-            return [ranks[p] for p in parts]
-        _, k = min(candidates)
-        parts[k : k + 2] = [parts[k] + parts[k + 1]]
-
-
-def merge_by_merges(piece: bytes, byte_ids: list[int], merges: dict[tuple[int, int], tuple[int, int]]) -> list[int]:
-    """HF: apply the listed merge (a, b) -> (rank, new id) with the lowest rank, leftmost first."""
-    ids = [byte_ids[b] for b in piece]
-    while True:
-        candidates = [(merges[pair][0], k) for k, pair in enumerate(zip(ids, ids[1:])) if pair in merges]
-        if not candidates:
-            return ids
-        _, k = min(candidates)
-        ids[k : k + 2] = [merges[(ids[k], ids[k + 1])][1]]
-
-
-def encode_reference(text: str, *, pattern_id: int, max_digits: int, ws_end_whole: bool, merge) -> list[int]:
-    """Pre-tokenize, then `merge(piece_bytes)` each piece (special tokens not handled)."""
-    ids: list[int] = []
-    for piece in pretokenize_reference(text, pattern_id, max_digits, ws_end_whole):
-        ids.extend(merge(piece.encode("utf-8")))
-    return ids

@@ -46,7 +46,7 @@ from __future__ import annotations
 import numpy as np
 
 from fastload.kernels.jit import kernel
-from fastload.kernels.pattern_ids import PATTERN_CL100K, PATTERN_GPT2, PATTERN_NONE, PATTERN_O200K
+from fastload.tokenizer.kernels.pattern_ids import PATTERN_CL100K, PATTERN_GPT2, PATTERN_NONE, PATTERN_O200K
 
 __all__ = [
     "PATTERN_GPT2",

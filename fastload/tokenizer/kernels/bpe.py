@@ -42,10 +42,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from fastload.kernels.hashtable import NO_PAIR as _NO_PAIR
-from fastload.kernels.hashtable import lookup_pair, lookup_token
+from fastload.tokenizer.kernels.hashtable import NO_PAIR as _NO_PAIR
+from fastload.tokenizer.kernels.hashtable import lookup_pair, lookup_token
 from fastload.kernels.jit import kernel
-from fastload.kernels.pretokenize import piece_end
+from fastload.tokenizer.kernels.pretokenize import piece_end
 
 __all__ = [
     "SMALL_PIECE",
