@@ -27,7 +27,8 @@ import numpy as np
 import torch
 
 from _harness import format_table, machine_info, measure, write_json
-from fastload.kernels.normalize import normalize_images, normalize_images_reference
+from fastload.kernels.normalize import normalize_images
+from fastload.kernels.normalize_reference import normalize_images_reference
 
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)  # ImageNet, as torchvision documents it
 

@@ -1,7 +1,16 @@
 """Numba kernels: the per-sample work of fastload, compiled, with no Python per sample.
 
-Every kernel is a `nopython`, `nogil`, `cache=True` function (see `jit.py`)
-that writes into a caller-provided `out` buffer, returns how much it wrote,
-and has a slow, readable pure-Python twin that the tests compare it with.
-This package never imports torch.
+    jit.py                 the one place the Numba flags live (`kernel`)
+    pointers.py            arrays by address, so one kernel call reaches many loaded blocks
+    pack.py                packed and padded token batches (PackedDataset, PaddedDataset)
+    normalize.py           image normalisation and standardisation fused with the cast (ArrayDataset)
+
+The convention, checked by `tests/test_architecture.py`: every Numba kernel
+lives in a `kernels/` folder (this one, or `fastload/tokenizer/kernels/` for
+tokenization), is a `nopython`, `nogil`, `cache=True` function (`jit.py`)
+that writes into caller-provided buffers, and has a slow, readable twin in
+`<name>_reference.py` beside its module, which the tests compare it with and
+which nothing uses at run time. Building blocks that other kernels use
+(`jit.py`, `pointers.py`) are tested through those kernels. This package
+never imports torch.
 """

@@ -1,7 +1,7 @@
 """Normalise image batches and standardise numeric columns, fused with the cast.
 
 Two kernels, each with a thin wrapper that checks shapes and dtypes and a
-slow, obvious numpy twin for the tests:
+slow, obvious numpy twin for the tests in `normalize_reference.py`:
 
 - `normalize_images`: uint8 HWC images (N, H, W, C), or one (H, W, C), to
   CHW (N, C, H, W) with `out = (x / 255 - mean[c]) / std[c]`. `mean` and
@@ -45,7 +45,7 @@ import numpy as np
 from fastload.errors import ConfigError
 from fastload.kernels.jit import kernel
 
-__all__ = ["OUTPUT_DTYPES", "normalize_images", "normalize_images_reference", "standardize", "standardize_reference"]
+__all__ = ["OUTPUT_DTYPES", "normalize_images", "standardize"]
 
 # Output dtype name -> the numpy dtype of `out` (bfloat16 travels as its uint16 bit patterns).
 OUTPUT_DTYPES = {"float32": np.dtype(np.float32), "float16": np.dtype(np.float16), "bfloat16": np.dtype(np.uint16)}
@@ -167,24 +167,6 @@ def standardize(values: np.ndarray, mean, std, *, out: np.ndarray | None = None,
     return out
 
 
-def normalize_images_reference(images: np.ndarray, mean, std, *, dtype: str = "float32") -> np.ndarray:
-    """The slow, obvious numpy normalisation (same dtype rules as `normalize_images`), returning a new array."""
-    images = _check_images(images)
-    channels = images.shape[-1]
-    mean32, std32 = _per_channel(mean, "mean", channels), _per_channel(std, "std", channels)
-    scaled = (images.astype(np.float32) / np.float32(255) - mean32) / std32  # (N, H, W, C)
-    return _cast(np.moveaxis(scaled, -1, -3), _storage_dtype(dtype), dtype)  # (N, C, H, W)
-
-
-def standardize_reference(values: np.ndarray, mean, std, *, dtype: str = "float32") -> np.ndarray:
-    """The slow, obvious numpy standardisation (same dtype rules as `standardize`), returning a new array."""
-    values = np.asarray(values)
-    features = values.shape[-1] if values.ndim else 1
-    mean64, std64 = _per_feature(mean, "mean", features), _per_feature(std, "std", features)
-    result = (values.astype(np.float64) - mean64) / std64
-    return _cast(result.reshape(values.shape), _storage_dtype(dtype), dtype)  # a 0-d value stays 0-d
-
-
 def _cast(result: np.ndarray, storage: np.dtype, dtype: str) -> np.ndarray:
     """Round a float array to the output dtype through float32, as the kernels do."""
     with np.errstate(over="ignore"):  # beyond the dtype's range is inf, as in the kernels
@@ -200,9 +182,11 @@ def _cast(result: np.ndarray, storage: np.dtype, dtype: str) -> np.ndarray:
 @lru_cache(maxsize=32)
 def _image_table(mean: tuple, std: tuple, dtype: str) -> np.ndarray:
     """Each channel's output for every uint8 value, (C, 256), in the kernel's storage dtype (read-only)."""
-    levels = np.arange(256, dtype=np.uint8).reshape(1, 1, 256, 1).repeat(len(mean), axis=3)  # (1, 1, 256, C)
-    table = normalize_images_reference(levels, np.array(mean, np.float32), np.array(std, np.float32), dtype=dtype)[0, :, 0, :]
-    table = np.ascontiguousarray(table.view(np.uint16) if dtype == "float16" else table)  # (C, 256)
+    levels = np.arange(256, dtype=np.float32).reshape(256, 1)  # (256, 1)
+    mean32, std32 = np.array(mean, np.float32), np.array(std, np.float32)  # (C,)
+    scaled = (levels / np.float32(255) - mean32) / std32  # (256, C), in torch's order of operations
+    table = _cast(scaled.T, _storage_dtype(dtype), dtype)  # (C, 256)
+    table = np.ascontiguousarray(table.view(np.uint16) if dtype == "float16" else table)
     table.setflags(write=False)
     return table
 

@@ -1,22 +1,22 @@
-"""Pack documents into fixed windows for language-model pretraining.
+"""Batches of token rows for language-model training, written by Numba kernels.
 
-The token stream of an epoch is every document in sampler order, each
-followed by one EOS token. A batch row is the next window of `seq_len + 1`
-tokens of that stream (inputs are the first `seq_len`, labels the last
-`seq_len`, so labels are inputs shifted by one). For attention that stays
-inside a document, each row also gets:
+Two shapes of batch, each a kernel behind a thin wrapper that turns status
+codes into errors naming the unit or row, with its twin in `pack_reference.py`:
 
-- `segments[r, t]`: which piece of a document token t belongs to, counted
-  from 0 at the start of the row (a document cut by a row boundary starts a
-  new segment in the next row: attention cannot reach the previous row);
-- `positions[r, t]`: the token's position inside its segment (restarting at
-  0 for every segment, so it never exceeds `seq_len`).
+- packed rows (`fastload.PackedDataset`): a rank's share of a global batch,
+  seen flat as (rows, seq_len + 1) tokens, is cut by the plan into *runs*,
+  stretches of one window's token stream (`split_runs_at_windows`);
+  `fill_packed_batch` writes the runs' tokens as shifted inputs and labels,
+  with `segments` (document pieces numbered from 0 in each row, a document
+  cut by a row boundary starting a new one) and `positions` (restarting at 0
+  in every segment);
+- one document per row (`fastload.PaddedDataset`): `fill_padded_batch`
+  truncates, pads and masks.
 
-`pack_documents` is the kernel (Numba, writes into caller buffers, returns
-where it stopped so the next call continues the stream); `pack_reference`
-is its slow, readable twin for the tests. `cu_seqlens` turns segments into
-flash-attention-style offsets. What this module does not do: decide the
-order of documents (the sampler) or read blocks (the worker).
+Token arrays arrive by address (`pointers.py`) so that one call reaches any
+number of loaded blocks. What this module does not do: decide which
+documents go where (`fastload/packing/plan.py`) or load blocks (the worker).
+Turning `segments` into flash-attention offsets is `fastload.cu_seqlens`.
 """
 
 from __future__ import annotations
@@ -27,129 +27,46 @@ from fastload.errors import FormatError
 from fastload.kernels.jit import kernel
 from fastload.kernels.pointers import view_at
 
-__all__ = ["pack_documents", "pack_reference", "cu_seqlens", "PackCursor", "fill_packed_batch", "fill_padded_batch", "IGNORE_INDEX"]
+__all__ = ["IGNORE_INDEX", "split_runs_at_windows", "fill_packed_batch", "fill_padded_batch"]
 
-# Codes the kernel returns instead of raising (Numba raises only constant messages;
-# the wrapper turns these into errors that name the document).
-_OK, _BAD_OFFSETS, _BAD_ORDER = 0, 1, 2
-_BAD_RUN, _BAD_SOURCE, _MISSING_BLOCK = 3, 4, 5
+# Codes the kernels return instead of raising (Numba raises only constant messages;
+# the wrappers turn these into errors that name the unit or row).
+_OK, _BAD_OFFSETS, _BAD_RUN, _BAD_SOURCE, _MISSING_BLOCK = range(5)
 IGNORE_INDEX = -100  # the label of padding: torch's cross_entropy ignores it by default
 
 
 @kernel
-def _pack_kernel(values, offsets, order, doc_index, token_index, eos_id, out_tokens, out_segments, out_positions):
-    """Fill rows of `out_*` (rows, window) from the stream; returns (status, doc_index, token_index, rows, detail)."""
-    num_docs = offsets.shape[0] - 1
-    num_values = values.shape[0]
-    rows, window = out_tokens.shape
-    row = 0
-    col = 0
-    segment = 0
-    position = 0
-    while row < rows and doc_index < order.shape[0]:
-        doc = order[doc_index]
-        if doc < 0 or doc >= num_docs:
-            return _BAD_ORDER, doc_index, token_index, row, doc
-        start = offsets[doc]
-        end = offsets[doc + 1]
-        if start < 0 or end < start or end > num_values:
-            return _BAD_OFFSETS, doc_index, token_index, row, doc
-        length = end - start
-        # Tokens left in this document's piece of the stream: its tokens, then one EOS.
-        while token_index <= length and row < rows:
-            if token_index < length:
-                out_tokens[row, col] = values[start + token_index]
-            else:
-                out_tokens[row, col] = eos_id
-            out_segments[row, col] = segment
-            out_positions[row, col] = position
-            token_index += 1
-            position += 1
-            col += 1
-            if col == window:  # the row is full: the next row starts a fresh segment
-                row += 1
-                col = 0
-                segment = 0
-                position = 0
-        if token_index > length:  # document and its EOS written: next document, next segment
-            doc_index += 1
-            token_index = 0
-            if col != 0:
-                segment += 1
-                position = 0
-    return _OK, doc_index, token_index, row, 0
+def split_runs_at_windows(begin, length, out, starts, num_windows):
+    """The stretches [begin[i], begin[i] + length[i]) of the stream, cut where windows start.
 
-
-class PackCursor:
-    """Where the stream stands: document `doc_index` of the order, token `token_index` of it."""
-
-    __slots__ = ("doc_index", "token_index")
-
-    def __init__(self, doc_index: int = 0, token_index: int = 0):
-        self.doc_index, self.token_index = doc_index, token_index
-
-    def __repr__(self) -> str:
-        return f"PackCursor(doc_index={self.doc_index}, token_index={self.token_index})"
-
-
-def pack_documents(values: np.ndarray, offsets: np.ndarray, order: np.ndarray, cursor: PackCursor, *, eos_id: int, out_tokens: np.ndarray, out_segments: np.ndarray, out_positions: np.ndarray) -> int:
-    """Write the next complete rows of the stream into the `out_*` arrays (rows, seq_len + 1).
-
-    `values`/`offsets` hold the documents (document i is
-    `values[offsets[i]:offsets[i+1]]`), `order` the document indices in
-    stream order. Advances `cursor` and returns the number of complete rows
-    written; fewer than `out_tokens.shape[0]` means the documents ran out
-    (the tokens of the incomplete row after them are written but not counted;
-    with `drop` the caller discards them, with padding it fills the rest).
-    Each call starts at a row boundary. Offsets or order that point outside
-    the data raise `FormatError`.
+    `starts` holds the windows' first stream positions and one more (the end);
+    positions in windows at or past `num_windows` are padding (window -1).
+    Returns four int64 arrays, one entry per run: window, begin, end, and
+    where the run lands in the output (`out[i]` plus its offset in stretch i).
+    Unlike the fill kernels it allocates its outputs: their length is only
+    known after the first pass, and a batch has a few dozen runs.
     """
-    if not (out_tokens.shape == out_segments.shape == out_positions.shape) or out_tokens.ndim != 2:
-        raise ValueError("out_tokens, out_segments and out_positions must be 2-d arrays of one shape (rows, seq_len + 1)")
-    status, doc_index, token_index, rows, detail = _pack_kernel(
-        values, np.asarray(offsets, np.int64), np.asarray(order, np.int64), cursor.doc_index, cursor.token_index, eos_id, out_tokens, out_segments, out_positions
-    )
-    if status == _BAD_ORDER:
-        raise FormatError(f"document index {detail} in the packing order is outside the {len(offsets) - 1} documents given")
-    if status == _BAD_OFFSETS:
-        raise FormatError(
-            f"document {detail} has offsets [{int(offsets[detail])}, {int(offsets[detail + 1])}) outside its "
-            f"{len(values)} token values; the block is corrupt"
-        )
-    cursor.doc_index, cursor.token_index = int(doc_index), int(token_index)
-    return int(rows)
-
-
-def pack_reference(documents: list[list[int]], *, eos_id: int, window: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The slow, obvious packing of whole documents into full rows (a partial last row is dropped)."""
-    stream = [token for document in documents for token in [*document, eos_id]]
-    doc_of_token = [d for d, document in enumerate(documents) for _ in range(len(document) + 1)]
-    num_rows = len(stream) // window
-    tokens = np.zeros((num_rows, window), np.int64)
-    segments = np.zeros((num_rows, window), np.int64)
-    positions = np.zeros((num_rows, window), np.int64)
-    for r in range(num_rows):
-        segment = position = 0
-        for c in range(window):
-            i = r * window + c
-            if c > 0 and doc_of_token[i] != doc_of_token[i - 1]:  # a new document starts a new segment
-                segment, position = segment + 1, 0
-            tokens[r, c], segments[r, c], positions[r, c] = stream[i], segment, position
-            position += 1
-    return tokens, segments, positions
-
-
-def cu_seqlens(segments: np.ndarray, seq_len: int) -> np.ndarray:
-    """Flash-attention `cu_seqlens` (int32) of the inputs (the first `seq_len` columns) of every row.
-
-    Segment starts are where the segment id changes, plus every row start;
-    the offsets index the flattened (rows * seq_len) inputs.
-    """
-    inputs = np.asarray(segments)[:, :seq_len]
-    starts = np.ones_like(inputs, dtype=bool)
-    starts[:, 1:] = inputs[:, 1:] != inputs[:, :-1]
-    flat = np.flatnonzero(starts.reshape(-1))
-    return np.concatenate([flat, [inputs.size]]).astype(np.int32)
+    total = 0
+    for i in range(begin.shape[0]):
+        first = np.searchsorted(starts, begin[i], side="right") - 1
+        last = np.searchsorted(starts, begin[i] + length[i] - 1, side="right") - 1
+        total += last - first + 1
+    windows = np.empty(total, np.int64)
+    run_begin = np.empty(total, np.int64)
+    run_end = np.empty(total, np.int64)
+    run_out = np.empty(total, np.int64)
+    r = 0
+    for i in range(begin.shape[0]):
+        x, end = begin[i], begin[i] + length[i]
+        w = np.searchsorted(starts, x, side="right") - 1
+        while x < end:
+            stop = min(end, starts[w + 1])
+            windows[r] = w if w < num_windows else -1
+            run_begin[r], run_end[r], run_out[r] = x, stop, out[i] + (x - begin[i])
+            r += 1
+            x = stop
+            w += 1
+    return windows, run_begin, run_end, run_out
 
 
 # -- packed batches from a plan's windows (fastload.packing) ------------------------------

@@ -45,7 +45,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from fastload.errors import ConfigError
-from fastload.kernels.jit import kernel
+from fastload.kernels.pack import split_runs_at_windows
 from fastload.sampler import SamplerOptions
 from fastload.sampler import permutation
 
@@ -220,7 +220,7 @@ class PackPlan:
         if not 0 <= batch < self.num_batches:
             raise IndexError(f"batch {batch} out of range: this epoch has {self.num_batches} batches")
         base, stride, length, out = self._rank_geometry(rank, world_size)
-        return _split_at_windows(base + batch * stride, length, out, self._starts_with_padding, self.num_windows)
+        return split_runs_at_windows(base + batch * stride, length, out, self._starts_with_padding, self.num_windows)
 
     def blocks_of_window(self, w: int) -> np.ndarray:
         """Block ids (storage numbering) that window `w` reads."""
@@ -251,29 +251,3 @@ def _check(seq_len: int, global_batch_size: int, epoch: int, remainder: str) -> 
         raise ConfigError(f"epoch must be a non-negative integer, found {epoch!r}")
     if remainder not in REMAINDERS:
         raise ConfigError(f"remainder must be one of {REMAINDERS}, found {remainder!r}")
-
-
-@kernel
-def _split_at_windows(begin, length, out, starts, num_windows):
-    """Runs [begin, begin + length) cut where windows start; windows past the last one are padding (-1)."""
-    total = 0
-    for i in range(begin.shape[0]):
-        first = np.searchsorted(starts, begin[i], side="right") - 1
-        last = np.searchsorted(starts, begin[i] + length[i] - 1, side="right") - 1
-        total += last - first + 1
-    windows = np.empty(total, np.int64)
-    run_begin = np.empty(total, np.int64)
-    run_end = np.empty(total, np.int64)
-    run_out = np.empty(total, np.int64)
-    r = 0
-    for i in range(begin.shape[0]):
-        x, end = begin[i], begin[i] + length[i]
-        w = np.searchsorted(starts, x, side="right") - 1
-        while x < end:
-            stop = min(end, starts[w + 1])
-            windows[r] = w if w < num_windows else -1
-            run_begin[r], run_end[r], run_out[r] = x, stop, out[i] + (x - begin[i])
-            r += 1
-            x = stop
-            w += 1
-    return windows, run_begin, run_end, run_out

@@ -1,75 +1,42 @@
-"""Packing: the Numba kernel equals its readable twin, and the stream it cuts is exact."""
+"""The packing plan's run splitter equals its twin: every stretch cut exactly at window starts."""
 
 import numpy as np
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fastload import FormatError
-from fastload.kernels.pack import PackCursor, cu_seqlens, pack_documents, pack_reference
+from fastload.kernels.pack import split_runs_at_windows
+from fastload.kernels.pack_reference import split_runs_at_windows_reference
 
-EOS = 65_000
-
-documents_st = st.lists(st.lists(st.integers(0, 60_000), max_size=40), min_size=1, max_size=30)
+PADDING_START = np.iinfo(np.int64).max  # what the plan puts after its last window: positions beyond are padding
 
 
-def _flatten(documents):
-    lengths = [len(d) for d in documents]
-    offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
-    values = np.asarray([t for d in documents for t in d], np.uint16)
-    return values, offsets
+@st.composite
+def windows_and_stretches(draw):
+    lengths = draw(st.lists(st.integers(1, 12), min_size=1, max_size=8))
+    starts = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    num_windows = len(lengths)
+    starts = np.concatenate([starts, [PADDING_START]])  # window num_windows is padding, as in PackPlan
+    stream_end = int(starts[num_windows]) + 10  # stretches may run past the last window into padding
+    stretches = draw(st.lists(st.tuples(st.integers(0, stream_end), st.integers(1, 15)), min_size=0, max_size=6))
+    begin = np.array([b for b, _ in stretches], np.int64)
+    length = np.array([n for _, n in stretches], np.int64)
+    out = np.cumsum(np.concatenate([[0], length[:-1]])).astype(np.int64) if len(stretches) else np.zeros(0, np.int64)
+    return begin, length, out, starts, num_windows
 
 
-def _pack_all(documents, window, rows_per_call):
-    values, offsets = _flatten(documents)
-    order = np.arange(len(documents))
-    cursor = PackCursor()
-    pieces = []
-    while True:
-        out = [np.full((rows_per_call, window), -1, np.int64) for _ in range(3)]
-        rows = pack_documents(values, offsets, order, cursor, eos_id=EOS, out_tokens=out[0], out_segments=out[1], out_positions=out[2])
-        pieces.append([o[:rows] for o in out])  # only complete rows count
-        if rows < rows_per_call:
-            break
-    return [np.concatenate([p[i] for p in pieces]) for i in range(3)]
+@settings(max_examples=300, deadline=None)
+@given(windows_and_stretches())
+def test_split_runs_at_windows_equals_its_reference(case):
+    begin, length, out, starts, num_windows = case
+    got = split_runs_at_windows(begin, length, out, starts, num_windows)
+    expected = split_runs_at_windows_reference(begin, length, out, starts, num_windows)
+    for g, e in zip(got, expected):
+        assert g.tolist() == e.tolist()
 
 
-@settings(max_examples=200, deadline=None)
-@given(documents=documents_st, window=st.integers(2, 33), rows_per_call=st.integers(1, 7))
-def test_the_kernel_equals_the_reference_whatever_the_rows_per_call(documents, window, rows_per_call):
-    tokens, segments, positions = _pack_all(documents, window, rows_per_call)
-    expected = pack_reference(documents, eos_id=EOS, window=window)
-    assert np.array_equal(tokens, expected[0])
-    assert np.array_equal(segments, expected[1])
-    assert np.array_equal(positions, expected[2])
-
-
-@settings(max_examples=100, deadline=None)
-@given(documents=documents_st, window=st.integers(2, 33))
-def test_every_token_appears_once_in_order_with_eos_after_each_document(documents, window):
-    tokens, segments, positions = _pack_all(documents, window, 4)
-    stream = [t for d in documents for t in [*d, EOS]]
-    assert tokens.reshape(-1).tolist() == stream[: tokens.size]  # the remainder (< one row) is dropped
-    assert len(stream) - tokens.size < window
-    inputs, labels = tokens[:, :-1], tokens[:, 1:]
-    assert np.array_equal(inputs[:, 1:], labels[:, :-1])  # labels are the inputs shifted by one
-    # positions restart exactly where segments change, and at every row start
-    restarts = np.ones_like(segments, dtype=bool)
-    restarts[:, 1:] = segments[:, 1:] != segments[:, :-1]
-    assert np.array_equal(positions == 0, restarts)
-    assert (tokens[:, :-1][segments[:, 1:] != segments[:, :-1]] == EOS).all()  # a segment ends with EOS or at the row end
-
-
-def test_cu_seqlens_marks_every_segment_start_of_the_inputs():
-    segments = np.array([[0, 0, 1, 1, 1], [0, 1, 1, 2, 2]])
-    assert cu_seqlens(segments, seq_len=4).tolist() == [0, 2, 4, 5, 7, 8]
-
-
-def test_offsets_outside_the_data_raise_format_error_naming_the_document():
-    values = np.arange(10, dtype=np.uint16)
-    offsets = np.array([0, 4, 400])
-    out = [np.zeros((2, 5), np.int64) for _ in range(3)]
-    with pytest.raises(FormatError, match="document 1 has offsets"):
-        pack_documents(values, offsets, np.array([0, 1]), PackCursor(), eos_id=0, out_tokens=out[0], out_segments=out[1], out_positions=out[2])
-    with pytest.raises(FormatError, match="document index 7"):
-        pack_documents(values, np.array([0, 4, 10]), np.array([7]), PackCursor(), eos_id=0, out_tokens=out[0], out_segments=out[1], out_positions=out[2])
+def test_a_stretch_across_two_windows_and_into_padding_becomes_three_runs():
+    starts = np.array([0, 4, 10, PADDING_START], np.int64)
+    windows, run_begin, run_end, run_out = split_runs_at_windows(np.array([2], np.int64), np.array([10], np.int64), np.array([100], np.int64), starts, 2)
+    assert windows.tolist() == [0, 1, -1]
+    assert run_begin.tolist() == [2, 4, 10] and run_end.tolist() == [4, 10, 12]
+    assert run_out.tolist() == [100, 102, 108]

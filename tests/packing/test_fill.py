@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from fastload.errors import ConfigError, FormatError
 from fastload.kernels.pack import IGNORE_INDEX, fill_packed_batch
 from fastload.packing import BatchKey, PackedDataset
-from fastload.packing.reference import packed_epoch_reference
+from fastload.kernels.pack_reference import packed_epoch_reference
 from tests.packing.conftest import distinct_documents, write_documents
 
 EOS, PAD = 0, 999_999

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 import fastload
 from fastload.errors import FormatError
-from fastload.packing.reference import padded_rows_reference
+from fastload.kernels.pack_reference import padded_rows_reference
 from tests.packing.conftest import distinct_documents, write_documents
 
 EOS, PAD = 0, 999_999

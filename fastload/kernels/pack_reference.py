@@ -1,9 +1,12 @@
-"""The slow, obvious twin of packed batches, for the tests.
+"""The slow, obvious twins of the kernels in `pack.py`, for the tests.
 
-It takes a plan's windows as given (which documents, in which order: that
-is the plan's job, tested on its own) and does everything else token by
-token in plain Python: partition streams, padding, rows, shifted labels,
-segments and positions.
+`packed_epoch_reference` takes a plan's windows as given (which documents,
+in which order: that is the plan's job, tested on its own) and does
+everything else token by token in plain Python: partition streams, padding,
+rows, shifted labels, segments and positions. `split_runs_at_windows_reference`
+cuts stretches of the stream at window starts one position at a time, and
+`padded_rows_reference` builds one padded row per document. Nothing here is
+used at run time.
 """
 
 from __future__ import annotations
@@ -11,12 +14,11 @@ from __future__ import annotations
 import numpy as np
 
 from fastload.kernels.pack import IGNORE_INDEX
-from fastload.packing.plan import PackPlan
 
-__all__ = ["packed_epoch_reference", "padded_rows_reference"]
+__all__ = ["packed_epoch_reference", "split_runs_at_windows_reference", "padded_rows_reference"]
 
 
-def _partition_streams(plan: PackPlan, documents: list, eos_id: int) -> list[list[tuple[int, bool]]]:
+def _partition_streams(plan, documents: list, eos_id: int) -> list[list[tuple[int, bool]]]:
     """Per partition, its stream as (token, starts_a_unit) pairs, padding included as token None."""
     streams = []
     for p in range(plan.num_partitions):
@@ -37,8 +39,8 @@ def _partition_streams(plan: PackPlan, documents: list, eos_id: int) -> list[lis
     return streams
 
 
-def packed_epoch_reference(plan: PackPlan, documents: list, *, eos_id: int, pad_id: int) -> dict:
-    """Every global batch of the epoch: arrays of shape (num_batches, global_batch_size, seq_len)."""
+def packed_epoch_reference(plan, documents: list, *, eos_id: int, pad_id: int) -> dict:
+    """Every global batch of the epoch of `plan` (a `fastload.packing.plan.PackPlan`): arrays of shape (num_batches, global_batch_size, seq_len)."""
     L, L1, B = plan.seq_len, plan.row_tokens, plan.global_batch_size
     shape = (plan.num_batches, B, L)
     out = {
@@ -65,6 +67,23 @@ def packed_epoch_reference(plan: PackPlan, documents: list, *, eos_id: int, pad_
                     out["labels"][b, c, col - 1] = IGNORE_INDEX if token is None else token
                 position += 1
     return out
+
+
+def split_runs_at_windows_reference(begin, length, out, starts, num_windows: int) -> tuple[np.ndarray, ...]:
+    """Walk each stretch one stream position at a time and start a new run wherever the window changes."""
+    runs: list[list[int]] = []  # [window, begin, end, out]
+    for b, n, o in zip(np.asarray(begin).tolist(), np.asarray(length).tolist(), np.asarray(out).tolist()):
+        previous = None
+        for x in range(b, b + n):
+            w = max(i for i, start in enumerate(np.asarray(starts).tolist()) if start <= x)
+            window = w if w < num_windows else -1
+            if previous is not None and w == previous:
+                runs[-1][2] = x + 1
+            else:
+                runs.append([window, x, x + 1, o + (x - b)])
+            previous = w
+    columns = np.array(runs, np.int64).reshape(-1, 4)
+    return tuple(np.ascontiguousarray(columns[:, k]) for k in range(4))
 
 
 def padded_rows_reference(documents: list, sample_ids, *, seq_len: int, eos_id: int, pad_id: int, add_eos: bool) -> dict:
