@@ -261,15 +261,6 @@ class BlockWindowPlan(EpochPlan):
         stream = batch * quota + (column - bounds[partitions])
         return self.virtual_to_samples(self.stream_to_virtual(partitions, stream))
 
-    def partition_blocks(self, p: int) -> np.ndarray:
-        """Block ids partition p reads this epoch (each once), in the order its stream reaches them."""
-        a, e = int(self.partition_starts[p]), int(self.partition_starts[p + 1])
-        if a == e:
-            return np.zeros(0, np.int64)
-        first = int(np.searchsorted(self.virtual_starts, a, side="right")) - 1
-        last = int(np.searchsorted(self.virtual_starts, e, side="left"))
-        return self.virtual_blocks[first:last]
-
 
 ORDERS = {"block_window": BlockWindowPlan, "uniform": UniformPlan, "sequential": SequentialPlan}
 

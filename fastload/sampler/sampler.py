@@ -77,10 +77,6 @@ class Sampler:
             self._plan = plan_epoch(self.block_rows, options=self.options, epoch=epoch, global_batch_size=self.global_batch_size)
         return self._plan
 
-    @property
-    def local_batch_size(self) -> int:
-        return self.global_batch_size // self.world_size
-
     def __len__(self) -> int:
         """Batches per epoch for this rank (the same on every rank)."""
         return self.plan().num_batches

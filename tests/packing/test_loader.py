@@ -157,6 +157,25 @@ def test_token_counts_of_a_text_dataset_are_cached_between_runs(tmp_path, monkey
         fastload.PackedDataset(tmp_path / "text", seq_len=15, tokenizer=tokenizer).doc_lengths
 
 
+def test_saved_token_counts_passed_back_give_the_same_batches_without_counting(tmp_path, monkeypatch):
+    from fastload.packing.documents import TokenDocuments
+
+    tokenizer = fastload.Tokenizer.default()
+    monkeypatch.setenv("FASTLOAD_CACHE_DIR", "off")  # only the saved file can spare the count
+    fastload.convert([{"text": f"saved counts {i} " * (i % 5)} for i in range(90)], tmp_path / "text", block_rows=20, quiet=True)
+    counted = fastload.PackedDataset(tmp_path / "text", seq_len=15, tokenizer=tokenizer)
+    counted.save_lengths(tmp_path / "lengths.npy")
+    expected = _clone(fastload.DataLoader(counted, batch_size=4, shuffle=True))
+
+    def fail(self):
+        raise AssertionError("counted again instead of using doc_lengths")
+
+    monkeypatch.setattr(TokenDocuments, "_tokenize_to_count", fail)
+    reloaded = fastload.PackedDataset(tmp_path / "text", seq_len=15, tokenizer=tokenizer, doc_lengths=np.load(tmp_path / "lengths.npy"))
+    assert np.array_equal(reloaded.doc_lengths, counted.doc_lengths)
+    assert _same(_clone(fastload.DataLoader(reloaded, batch_size=4, shuffle=True)), expected)
+
+
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(done=st.integers(0, 40), world=st.sampled_from([1, 2, 4]), new_world=st.sampled_from([1, 2, 4]), epoch=st.integers(0, 2))
 def test_a_saved_position_continues_with_the_next_global_batch_for_any_world_size(packed_path, done, world, new_world, epoch):
