@@ -1,13 +1,20 @@
 """`TrainConfig`: every setting of a training run, in one frozen dataclass that checks itself.
 
 The CLI flags are the kebab-case form of the fields (`--batch-size` ↔
-`batch_size`), a sweep replaces fields by name (`lr=3e-4,1e-3`), and a
+`batch_size`; `model` is `--config`), a sweep replaces fields by name (`lr=3e-4,1e-3`), and a
 checkpoint records the config as a plain dict. What is not here: the model's
 shape, which is a `GPTConfig` (named by `model`), and the dataset, which is
 an argument of `train()`.
 
 Defaults are sized for the `tiny` model on a laptop CPU and the demo corpus;
 the comments say where the others come from.
+
+This class is also the one list of `fastload train`'s flags, read from this
+file's source (the NOTE in fastload/cli.py says why): a field's type, its
+default, the fixed set its `__post_init__` check names (`not in PRECISIONS`)
+and the comment beside it, which is the flag's `--help` text. So each field
+keeps a literal default and a one-line comment that reads well in both places
+("None: ..." there says what leaving the flag out means).
 """
 
 from __future__ import annotations
@@ -26,22 +33,22 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 class TrainConfig:
     """How to train: schedule, batch, optimizer, precision, evaluation and where to write."""
 
-    model: str | GPTConfig = "tiny"  # a name in MODEL_CONFIGS, or a GPTConfig
+    model: str | GPTConfig = "tiny"  # a MODEL_CONFIGS name: tiny (2 layers x 128, seq 128, for a CPU), mini, gpt2-small, gpt2-medium; in Python also a GPTConfig
     steps: int = 200  # optimizer steps in all (a resumed run continues up to this many)
     batch_size: int = 8  # rows per micro-batch, per rank (the tiny model takes ~1 s a step on 2 CPU cores)
     grad_accum: int = 1  # micro-batches per optimizer step
     seq_len: int | None = None  # tokens per row; None: the model's block_size
     lr: float = 1e-3  # peak learning rate; nanoGPT uses 1e-3 for its small char model, 6e-4 for GPT-2 small
     min_lr_ratio: float = 0.1  # the cosine ends at lr * min_lr_ratio (Chinchilla: 10x decay)
-    warmup_steps: int = 20  # linear warm-up from 0
+    warmup_steps: int = 20  # steps of linear warm-up from 0
     decay_steps: int | None = None  # length of the cosine; None: `steps` (set it to resume into a longer run)
-    weight_decay: float = 0.1  # on matrices only (GPT-3 paper)
-    beta1: float = 0.9
-    beta2: float = 0.95  # GPT-3 paper
-    grad_clip: float | None = 1.0  # max global gradient norm; None: no clipping
-    precision: str = "auto"  # bf16 autocast where supported, fp16 + GradScaler on older GPUs, fp32 on CPU
+    weight_decay: float = 0.1  # AdamW weight decay, on matrices only (GPT-3 paper)
+    beta1: float = 0.9  # AdamW's first-moment decay (GPT-3 paper)
+    beta2: float = 0.95  # AdamW's second-moment decay (GPT-3 paper)
+    grad_clip: float | None = 1.0  # max global gradient norm; None (0 on the command line): no clipping
+    precision: str = "auto"  # auto: bf16 autocast where supported, fp16 + GradScaler on older GPUs, fp32 on CPU
     compile: bool = False  # torch.compile the model
-    device: str = "auto"  # "auto": cuda (the local rank's) if available, else cpu
+    device: str = "auto"  # "auto": cuda (the local rank's) if available, else cpu; or "cpu", "cuda", "cuda:N"
     workers: int = 2  # fastload.DataLoader worker processes
     tokenizer: str | None = None  # for a dataset with only text: "default" or a tokenizer.json path (tokenized on the fly)
     seed: int = 0  # model init, data order and validation split
@@ -52,7 +59,7 @@ class TrainConfig:
     min_delta: float = 0.0  # an improvement must lower the validation loss by more than this
     log_every: int = 10  # steps between metrics records
     checkpoint_every: int | None = None  # steps between checkpoints; None: at every evaluation and at the end
-    out: str | None = "runs/train"  # folder for metrics.jsonl, checkpoint.pt and metrics.png; None: write nothing
+    out: str | None = "runs/train"  # folder for metrics.jsonl, checkpoint.pt and metrics.png; None (in Python): write nothing
     resume: bool = False  # continue from out/checkpoint.pt with exactly the next batch
     plot: bool = True  # write metrics.png at the end (needs matplotlib)
     deterministic: bool = False  # torch.use_deterministic_algorithms(True) (bit-identical reruns on GPU too, slower)

@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+import argparse
+import ast
+import dataclasses
+import inspect
 import json
+import re
+import subprocess
+import sys
+import typing
 
 import pytest
 
+from fastload import cli
 from fastload.cli import main
+from fastload.train import MODEL_CONFIGS, TrainConfig
+from fastload.train.config import PRECISIONS
 
 SMALL_RUN = ["--config", "tiny", "--seq-len", "32", "--batch-size", "2", "--workers", "0", "--eval-every", "2", "--eval-batches", "1", "--log-every", "2", "--no-plot"]
 
@@ -60,3 +71,104 @@ def test_bad_train_flags_exit_1_with_a_message_saying_what_to_do(corpus, tmp_pat
     monkeypatch.chdir(tmp_path)
     assert main(["train", str(corpus), "--steps", "1", *flags]) == 1
     assert message in capsys.readouterr().err
+
+
+# The flags come from TrainConfig's source (the NOTE in fastload/cli.py); these hold them to the real dataclass.
+
+
+def _train_parser() -> argparse.ArgumentParser:
+    sub = argparse.ArgumentParser().add_subparsers()
+    cli._add_train(sub)
+    return sub.choices["train"]
+
+
+def _train_flags() -> dict[str, argparse.Action]:
+    """`fastload train`'s arguments by destination."""
+    return {action.dest: action for action in _train_parser()._actions}
+
+
+def _comments_beside_the_fields() -> dict[str, str]:
+    """Read with a plain regex, not with the CLI's reader, so the two check each other."""
+    return dict(re.findall(r"^    (\w+): [^=]+= .*?  # (.*)$", inspect.getsource(TrainConfig), re.M))
+
+
+def _kind(field: dataclasses.Field) -> type:
+    hint = typing.get_type_hints(TrainConfig)[field.name]
+    return next(t for t in (bool, int, float, str) if t in (typing.get_args(hint) or (hint,)))
+
+
+def test_every_train_config_field_is_a_flag_whose_help_is_the_comment_beside_the_field():
+    flags, comments = _train_flags(), _comments_beside_the_fields()
+    names = [f.name for f in dataclasses.fields(TrainConfig)]
+    assert list(comments) == names, "every TrainConfig field needs a one-line comment: it is the flag's --help"
+    for field in dataclasses.fields(TrainConfig):
+        action = flags[field.name]
+        assert action.help.startswith(comments[field.name]) and action.default is None, field.name
+        if field.default is not None and field.default is not False:
+            shown = action.help.rsplit("(default: ", 1)[1].removesuffix(")")
+            assert shown == field.default if isinstance(field.default, str) else ast.literal_eval(shown) == field.default, field.name
+    assert set(flags) - set(names) == {"help", "dataset", "position", "sweep"}  # the flags that are not settings
+    assert [(f.name, f.default) for f in cli._config_fields()] == [(f.name, f.default) for f in dataclasses.fields(TrainConfig)]
+
+
+def _a_value_other_than_the_default(field: dataclasses.Field, action: argparse.Action):
+    if action.choices:
+        return next(choice for choice in action.choices if choice != field.default)
+    if field.name == "model":
+        return "mini"
+    kind = _kind(field)
+    if kind is bool:
+        return not field.default
+    if kind is int:
+        return (field.default or 0) + 3
+    if kind is float:
+        return (field.default or 1.0) / 2
+    return f"{field.default or 'value'}-given"
+
+
+def test_every_flag_given_reaches_train_config_as_its_field_with_its_type():
+    parser, flags = _train_parser(), _train_flags()
+    expected, argv = {}, []
+    for field in dataclasses.fields(TrainConfig):
+        action, value = flags[field.name], _a_value_other_than_the_default(field, flags[field.name])
+        expected[field.name] = value
+        if isinstance(value, bool):
+            argv.append(action.option_strings[0] if value else next(o for o in action.option_strings if o.startswith("--no-")))
+        else:
+            argv += [action.option_strings[0], str(value)]
+    config = cli._train_config(parser.parse_args(["data", *argv]))
+    assert {name: getattr(config, name) for name in expected} == expected
+    assert all(type(getattr(config, name)) is type(value) for name, value in expected.items())
+    assert all(getattr(config, name) != getattr(TrainConfig(), name) for name in expected)
+    assert cli._train_config(parser.parse_args(["data"])) == TrainConfig()  # no flags: every default
+
+
+def test_grad_clip_0_means_no_clipping_and_flags_given_override_a_sweep_files_train_table():
+    args = _train_parser().parse_args(["data", "--grad-clip", "0", "--steps", "7"])
+    config = cli._train_config(args, {"steps": 3, "lr": 0.01})
+    assert config.grad_clip is None and config.steps == 7 and config.lr == 0.01
+
+
+def test_precision_is_offered_as_its_fixed_set_and_the_config_help_names_every_model():
+    flags = _train_flags()
+    assert tuple(flags["precision"].choices) == PRECISIONS
+    assert flags["model"].choices is None  # an unknown name gets TrainConfig's error, which lists the valid ones
+    assert flags["model"].option_strings == ["--config"] and all(name in flags["model"].help for name in MODEL_CONFIGS)
+    assert flags["plot"].option_strings == ["--plot", "--no-plot"]
+
+
+def test_a_setting_the_cli_cannot_read_as_a_flag_is_named_with_what_it_needs(tmp_path):
+    source = tmp_path / "config.py"
+    source.write_text("class TrainConfig:\n    steps: int = 1  # steps\n    tags: list = field(default_factory=list)  # tags\n")
+    with pytest.raises(TypeError, match=r"TrainConfig.tags .* needs a bool/int/float/str annotation and a literal default"):
+        cli._config_fields(source)
+
+
+def test_building_the_train_parser_imports_no_torch():
+    code = (
+        "import sys\nfrom fastload.cli import main\n"
+        "try:\n    main(['train', '--help'])\nexcept SystemExit:\n    pass\n"
+        "assert 'torch' not in sys.modules, 'building the parser imported torch'\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
+
 import pytest
 
 from fastload.errors import ConfigError
@@ -36,3 +38,12 @@ def test_out_and_resume_cannot_be_swept_and_a_sweep_needs_a_validation_split(cor
         parse_sweep(["out=a,b"])
     with pytest.raises(ConfigError, match="validation > 0"):
         sweep(corpus, TrainConfig(validation=0.0), {"lr": [1e-3]})
+
+
+def test_every_setting_but_out_and_resume_can_be_swept_under_its_field_name_or_its_flags_kebab_case():
+    for field in fields(TrainConfig):
+        if field.name in ("out", "resume"):
+            continue
+        for key in (field.name, field.name.replace("_", "-")):
+            grid, _ = parse_sweep([f"{key}=1,2"])
+            assert list(grid) == [field.name]
