@@ -9,12 +9,8 @@ anything else keeps its traceback because it is a bug.
 from __future__ import annotations
 
 import argparse
-import ast
-import io
 import json
 import sys
-import tokenize
-from dataclasses import dataclass, fields
 from pathlib import Path
 
 from fastload.errors import FastloadError
@@ -200,103 +196,27 @@ def _run_demo(args) -> int:
     return 0
 
 
-# NOTE [train flags from TrainConfig's source]
-# `fastload train`'s flags are TrainConfig's fields, each flag's help the comment beside its field,
-# so a setting is written once. They are read from fastload/train/config.py's source, not imported:
-# importing anything under fastload.train imports torch, and building the parser must not (the other
-# subcommands run without it); and only the source holds the comments. Every flag defaults to None,
-# so what is not given comes from a sweep file's [train] table or from TrainConfig, which checks every
-# value (_train_config). tests/train/test_cli_train.py holds this reading to the real dataclass.
-
-_CONFIG_SOURCE = Path(__file__).with_name("train") / "config.py"
-_FLAG_NAMES = {"model": "--config"}  # the name users know: `--config tiny` is in the README and every example
-
-
-@dataclass(frozen=True)
-class _ConfigField:
-    name: str
-    kind: type  # bool, int, float or str: the first of these in the annotation (`int | None` -> int)
-    default: object  # the literal default
-    default_text: str  # as written in config.py (`1e-3`, not 0.001)
-    comment: str
-    choices: tuple | None  # the fixed set __post_init__ checks it against (`not in PRECISIONS`)
-
-
-def _config_fields(source_path: Path = _CONFIG_SOURCE) -> list[_ConfigField]:
-    """TrainConfig's fields as written in its source (see the NOTE above)."""
-    source = source_path.read_text(encoding="utf-8")
-    module = ast.parse(source)
-    comments = {t.start[0]: t.string.lstrip("#").strip() for t in tokenize.generate_tokens(io.StringIO(source).readline) if t.type == tokenize.COMMENT}
-    constants = {node.targets[0].id: ast.literal_eval(node.value) for node in module.body  # such as PRECISIONS
-                 if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name) and isinstance(node.value, ast.Tuple)}
-    cls = next(node for node in module.body if isinstance(node, ast.ClassDef) and node.name == "TrainConfig")
-    # `self.<field> not in <CONSTANT>`. MODEL_CONFIGS is imported (with torch), so --config keeps TrainConfig's error listing the names.
-    choices = {c.left.attr: constants[c.comparators[0].id] for c in ast.walk(cls)
-               if isinstance(c, ast.Compare) and isinstance(c.ops[0], ast.NotIn) and isinstance(c.left, ast.Attribute)
-               and ast.unparse(c.left.value) == "self" and ast.unparse(c.comparators[0]) in constants}
-    found = []
-    for node in (n for n in cls.body if isinstance(n, ast.AnnAssign) and isinstance(n.target, ast.Name)):
-        name, types = node.target.id, {n.id for n in ast.walk(node.annotation) if isinstance(n, ast.Name)}
-        kind = next((t for t in (bool, int, float, str) if t.__name__ in types), None)
-        problem = f"TrainConfig.{name} in {source_path} needs a bool/int/float/str annotation and a literal default to become a `fastload train` flag"
-        if kind is None:
-            raise TypeError(problem)
-        try:
-            default = ast.literal_eval(node.value)  # ValueError for field(...), a name, or no default at all
-        except ValueError:
-            raise TypeError(problem) from None
-        default_text = default if isinstance(default, str) else ast.get_source_segment(source, node.value)
-        comment = next((comments[row] for row in range(node.lineno, node.end_lineno + 1) if row in comments), "")
-        found.append(_ConfigField(name, kind, default, default_text, comment, choices.get(name)))
-    return found
-
-
-def _add_config_flag(parser, field: _ConfigField) -> None:
-    # default=None: a flag left out must not hide the sweep file's [train] value or TrainConfig's default.
-    flag = _FLAG_NAMES.get(field.name, "--" + field.name.replace("_", "-"))
-    shown_default = "" if field.default is None or field.default is False else f" (default: {field.default_text})"
-    help_text = (field.comment + shown_default).replace("%", "%%")
-    if field.kind is bool:  # --compile; a field that defaults to True gets --plot / --no-plot
-        action = argparse.BooleanOptionalAction if field.default else "store_true"
-        parser.add_argument(flag, dest=field.name, action=action, default=None, help=help_text)
-    else:
-        parser.add_argument(flag, dest=field.name, type=field.kind, choices=field.choices, default=None, help=help_text)
-
-
 def _add_train(sub) -> None:
+    from fastload.train.flags import add_config_flags  # torch-free: the flags are read from TrainConfig's source
+
     p = sub.add_parser("train", help="train a small GPT on a tokenized dataset; report tokens/s and the time spent waiting for data",
                        description="Train a GPT on a fastload dataset (under torchrun: one process per rank). Flags are TrainConfig fields; "
                                    "one left out keeps TrainConfig's default (None in the help: what leaving it out means).")
     p.add_argument("dataset")
-    for field in _config_fields():
-        _add_config_flag(p, field)
-    p.add_argument("--position", help="position encoding: learned (default) or rotary")
+    add_config_flags(p)
     p.add_argument("--sweep", nargs="+", metavar="NAME=V1,V2", help="train every combination (e.g. lr=3e-4,1e-3 batch_size=8,16, or a .toml file) and rank by validation loss")
 
 
-def _train_config(args, base: dict | None = None):
-    """TrainConfig from `base` (a sweep file's [train] table), overridden by the flags given."""
-    from fastload.train.config import TrainConfig
-    from fastload.train.model import GPTConfig
-
-    given = {**(base or {}), **{f.name: getattr(args, f.name) for f in fields(TrainConfig) if getattr(args, f.name) is not None}}
-    if given.get("grad_clip") == 0:
-        given["grad_clip"] = None
-    if args.position is not None:
-        given["model"] = GPTConfig.named(given.get("model", TrainConfig.model), position=args.position)
-    return TrainConfig(**given)
-
-
 def _run_train(args) -> int:
-    from fastload.train import sweep, train
-    from fastload.train.sweep import parse_sweep
+    from fastload.train import parse_sweep, sweep, train
+    from fastload.train.flags import config_from_flags
 
     if args.sweep:
         grid, fixed = parse_sweep(args.sweep)
-        results = sweep(args.dataset, _train_config(args, fixed), grid, on_run=_print_sweep_run, on_record=_print_record)
+        results = sweep(args.dataset, config_from_flags(args, fixed), grid, on_run=_print_sweep_run, on_record=_print_record)
         _print_sweep_table(results)
         return 0
-    config = _train_config(args)
+    config = config_from_flags(args)
     result = train(args.dataset, config, on_record=_print_record)
     if result.out is not None and result.rank == 0:
         files = [result.out / name for name in ("metrics.jsonl", "metrics.png", "checkpoint.pt")]

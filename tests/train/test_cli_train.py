@@ -14,10 +14,10 @@ import typing
 
 import pytest
 
-from fastload import cli
 from fastload.cli import main
 from fastload.train import MODEL_CONFIGS, TrainConfig
 from fastload.train.config import PRECISIONS
+from fastload.train.flags import add_config_flags, config_fields, config_from_flags
 
 SMALL_RUN = ["--config", "tiny", "--seq-len", "32", "--batch-size", "2", "--workers", "0", "--eval-every", "2", "--eval-batches", "1", "--log-every", "2", "--no-plot"]
 
@@ -73,13 +73,15 @@ def test_bad_train_flags_exit_1_with_a_message_saying_what_to_do(corpus, tmp_pat
     assert message in capsys.readouterr().err
 
 
-# The flags come from TrainConfig's source (the NOTE in fastload/cli.py); these hold them to the real dataclass.
+# The flags come from TrainConfig's source (the NOTE in fastload/train/flags.py); these hold them to the real dataclass.
 
 
 def _train_parser() -> argparse.ArgumentParser:
-    sub = argparse.ArgumentParser().add_subparsers()
-    cli._add_train(sub)
-    return sub.choices["train"]
+    """The settings' flags, on a parser with a dataset argument as `fastload train` has."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("dataset")
+    add_config_flags(parser)
+    return parser
 
 
 def _train_flags() -> dict[str, argparse.Action]:
@@ -88,7 +90,7 @@ def _train_flags() -> dict[str, argparse.Action]:
 
 
 def _comments_beside_the_fields() -> dict[str, str]:
-    """Read with a plain regex, not with the CLI's reader, so the two check each other."""
+    """Read with a plain regex, not with flags.py's reader, so the two check each other."""
     return dict(re.findall(r"^    (\w+): [^=]+= .*?  # (.*)$", inspect.getsource(TrainConfig), re.M))
 
 
@@ -107,8 +109,8 @@ def test_every_train_config_field_is_a_flag_whose_help_is_the_comment_beside_the
         if field.default is not None and field.default is not False:
             shown = action.help.rsplit("(default: ", 1)[1].removesuffix(")")
             assert shown == field.default if isinstance(field.default, str) else ast.literal_eval(shown) == field.default, field.name
-    assert set(flags) - set(names) == {"help", "dataset", "position", "sweep"}  # the flags that are not settings
-    assert [(f.name, f.default) for f in cli._config_fields()] == [(f.name, f.default) for f in dataclasses.fields(TrainConfig)]
+    assert set(flags) - set(names) == {"help", "dataset", "position"}  # the flags that are not settings
+    assert [(f.name, f.default) for f in config_fields()] == [(f.name, f.default) for f in dataclasses.fields(TrainConfig)]
 
 
 def _a_value_other_than_the_default(field: dataclasses.Field, action: argparse.Action):
@@ -136,16 +138,16 @@ def test_every_flag_given_reaches_train_config_as_its_field_with_its_type():
             argv.append(action.option_strings[0] if value else next(o for o in action.option_strings if o.startswith("--no-")))
         else:
             argv += [action.option_strings[0], str(value)]
-    config = cli._train_config(parser.parse_args(["data", *argv]))
+    config = config_from_flags(parser.parse_args(["data", *argv]))
     assert {name: getattr(config, name) for name in expected} == expected
     assert all(type(getattr(config, name)) is type(value) for name, value in expected.items())
     assert all(getattr(config, name) != getattr(TrainConfig(), name) for name in expected)
-    assert cli._train_config(parser.parse_args(["data"])) == TrainConfig()  # no flags: every default
+    assert config_from_flags(parser.parse_args(["data"])) == TrainConfig()  # no flags: every default
 
 
 def test_grad_clip_0_means_no_clipping_and_flags_given_override_a_sweep_files_train_table():
     args = _train_parser().parse_args(["data", "--grad-clip", "0", "--steps", "7"])
-    config = cli._train_config(args, {"steps": 3, "lr": 0.01})
+    config = config_from_flags(args, {"steps": 3, "lr": 0.01})
     assert config.grad_clip is None and config.steps == 7 and config.lr == 0.01
 
 
@@ -161,7 +163,15 @@ def test_a_setting_the_cli_cannot_read_as_a_flag_is_named_with_what_it_needs(tmp
     source = tmp_path / "config.py"
     source.write_text("class TrainConfig:\n    steps: int = 1  # steps\n    tags: list = field(default_factory=list)  # tags\n")
     with pytest.raises(TypeError, match=r"TrainConfig.tags .* needs a bool/int/float/str annotation and a literal default"):
-        cli._config_fields(source)
+        config_fields(source)
+
+
+def test_fastload_train_offers_exactly_the_config_flags_and_sweep(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    usage = capsys.readouterr().out.split("\n\n", 1)[0]  # the usage lines name every option, and nothing from the help texts
+    config_flags = {option for action in _train_parser()._actions for option in action.option_strings}
+    assert set(re.findall(r"(?<![\w-])(--?[a-z][-\w]*)", usage)) == (config_flags | {"--sweep"}) - {"--help"}  # usage shows -h alone
 
 
 def test_building_the_train_parser_imports_no_torch():
@@ -170,5 +180,11 @@ def test_building_the_train_parser_imports_no_torch():
         "try:\n    main(['train', '--help'])\nexcept SystemExit:\n    pass\n"
         "assert 'torch' not in sys.modules, 'building the parser imported torch'\n"
     )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+
+
+def test_importing_the_flags_module_imports_no_torch():
+    code = "import sys\nimport fastload.train.flags\nassert 'torch' not in sys.modules, 'importing fastload.train.flags imported torch'\n"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
