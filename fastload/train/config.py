@@ -10,7 +10,7 @@ Defaults are sized for the `tiny` model on a laptop CPU and the demo corpus;
 the comments say where the others come from.
 
 This class is also the one list of `fastload train`'s flags, read from this
-file's source (the NOTE in fastload/cli.py says why): a field's type, its
+file's source (the NOTE in fastload/train/flags.py says why): a field's type, its
 default, the fixed set its `__post_init__` check names (`not in PRECISIONS`)
 and the comment beside it, which is the flag's `--help` text. So each field
 keeps a literal default and a one-line comment that reads well in both places
