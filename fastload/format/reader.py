@@ -150,23 +150,36 @@ def column_view(batch: pa.RecordBatch, schema: Schema, name: str):
 
 
 class _Shard:
-    """An open, memory-mapped shard and the blocks of it this process has checked."""
+    """An open, memory-mapped shard and the blocks of it this process has checked.
+
+    Blocks are decoded from their byte ranges in `index.json` — the bytes
+    their CRCs cover — never from where the Arrow footer points: a hand-edited
+    footer then cannot make a block return another block's rows. The footer
+    only gives the schema and the block count, both compared with the index.
+    """
 
     def __init__(self, folder: Path, info: ShardInfo, schema: Schema):
         self.info = info
+        self.folder = folder
         path = folder / info.file
         try:
             self.mmap = pa.memory_map(str(path))
-            self.reader = ipc.open_file(self.mmap)
-            arrow_schema = self.reader.schema
+            self.buffer = self.mmap.read_buffer()  # the whole file, zero copy
+            footer = ipc.open_file(self.buffer)
+            arrow_schema = footer.schema
+            # Block 0's range starts at the file's magic (8 bytes) and schema message; its batch follows them.
+            stream = pa.BufferReader(self.buffer)
+            stream.seek(8)
+            ipc.read_message(stream)
+            self.first_batch_offset = stream.tell()
         except _DAMAGE as exc:
             raise FormatError(
                 f"shard {info.file!r} cannot be opened as an Arrow IPC file ({exc}). "
                 + _VERIFY_HINT.format(folder=folder)
             ) from None
-        if self.reader.num_record_batches != info.num_blocks:
+        if footer.num_record_batches != info.num_blocks:
             raise FormatError(
-                f"shard {info.file!r} holds {self.reader.num_record_batches} blocks but index.json records "
+                f"shard {info.file!r} holds {footer.num_record_batches} blocks but index.json records "
                 f"{info.num_blocks}. " + _VERIFY_HINT.format(folder=folder)
             )
         try:
@@ -178,7 +191,45 @@ class _Shard:
                 f"shard {info.file!r} has columns {found.to_json()} but index.json records {schema.to_json()}. "
                 + _VERIFY_HINT.format(folder=folder)
             )
+        self.arrow_schema = arrow_schema
         self.checked = np.zeros(info.num_blocks, bool)
+
+    def check_size(self) -> None:
+        """Refuse to touch a shard that shrank after it was mapped: reading past its new end would be SIGBUS.
+
+        Checked before each block's first read in this process. It cannot guard
+        a shard truncated between this check and the read, nor numpy views of
+        blocks already read: replace shards by renaming new files into place
+        (as `fastload convert` does), never by rewriting them in place.
+        """
+        size = os.fstat(self.mmap.fileno()).st_size
+        if size != self.info.num_bytes:
+            raise FormatError(
+                f"shard {self.info.file!r} is now {size:,} bytes but index.json records {self.info.num_bytes:,}: "
+                "the file changed while it was open. Do not rewrite shards in place; "
+                + _VERIFY_HINT.format(folder=self.folder)
+            )
+
+    def byte_range(self, local: int) -> tuple[int, int]:
+        """(start, length) of block `local`'s bytes, as index.json records them."""
+        return int(self.info.block_offsets[local]), int(self.info.block_bytes[local])
+
+    def decode(self, local: int) -> pa.RecordBatch:
+        """Block `local` decoded from exactly its byte range: one record batch message that fills it."""
+        start, length = self.byte_range(local)
+        message_start = self.first_batch_offset if local == 0 else start
+        end = start + length
+        if not start <= message_start < end or end > self.buffer.size:
+            raise FormatError(self._bad_block(local, "its byte range holds no record batch"))
+        stream = pa.BufferReader(self.buffer.slice(message_start, end - message_start))
+        message = ipc.read_message(stream)
+        if message.type != "record batch" or stream.tell() != end - message_start:
+            raise FormatError(self._bad_block(local, f"its byte range holds a {message.type} message of {stream.tell():,} bytes, "
+                                                     f"not one record batch filling its {end - message_start:,} bytes"))
+        return ipc.read_record_batch(message, self.arrow_schema)
+
+    def _bad_block(self, local: int, problem: str) -> str:
+        return f"block {local} of shard {self.info.file!r} cannot be decoded: {problem}. " + _VERIFY_HINT.format(folder=self.folder)
 
 
 class Dataset:
@@ -305,9 +356,11 @@ class Dataset:
         local = int(self.block_local[block_id])
         shard = self._shard(shard_id)
         info = shard.info
+        if not shard.checked[local]:
+            shard.check_size()
         if self.check_blocks and not shard.checked[local]:
-            start, length = int(info.block_offsets[local]), int(info.block_bytes[local])
-            crc = zlib.crc32(shard.mmap.read_at(length, start)) if length else 0
+            start, length = shard.byte_range(local)
+            crc = zlib.crc32(shard.buffer.slice(start, length)) if length else 0
             if crc != int(info.block_crc32[local]):
                 raise FormatError(
                     f"block {local} of shard {info.file!r} (bytes {start:,}-{start + length:,}) fails its "
@@ -315,7 +368,7 @@ class Dataset:
                     "The file is corrupt. " + _VERIFY_HINT.format(folder=self.path)
                 )
         try:
-            batch = shard.reader.get_batch(local)
+            batch = shard.decode(local)
             if self.check_blocks and not shard.checked[local]:
                 batch.validate(full=True)
         except _DAMAGE as exc:
@@ -362,7 +415,7 @@ class Dataset:
             shard = self._shard(int(self.block_shard[block_id]))
             local = int(self.block_local[block_id])
             try:
-                array = shard.reader.get_batch(local).column(position)
+                array = shard.decode(local).column(position)
             except _DAMAGE as exc:
                 raise FormatError(
                     f"block {local} of shard {shard.info.file!r} cannot be decoded ({exc}). " + _VERIFY_HINT.format(folder=self.path)

@@ -214,3 +214,41 @@ def test_every_single_flipped_byte_of_a_shard_is_refused_or_harmless(tmp_path):
             pass
         assert isinstance(verify_dataset(tmp_path / "ds"), list)
     shard.write_bytes(original)
+
+
+def _footer_block_entry(data: bytes, message_offset: int) -> int:
+    """Where the footer's 24-byte Block struct (offset, metadata length, body length) for the message at `message_offset` starts."""
+    footer_length = int.from_bytes(data[-10:-6], "little")
+    footer_start = len(data) - 10 - footer_length
+    position = data.index(message_offset.to_bytes(8, "little", signed=True), footer_start)
+    return position
+
+
+def test_an_edited_footer_cannot_make_a_block_return_another_blocks_rows(small_dataset):
+    index = read_index(small_dataset)
+    info = index.shards[0]
+    shard = small_dataset / info.file
+    expected = [Dataset(small_dataset).block(b).batch for b in (1, 2)]
+    data = bytearray(shard.read_bytes())
+    first = _footer_block_entry(bytes(data), int(info.block_offsets[1]))
+    second = _footer_block_entry(bytes(data), int(info.block_offsets[2]))
+    data[first : first + 24], data[second : second + 24] = data[second : second + 24], data[first : first + 24]
+    shard.write_bytes(bytes(data))
+    import pyarrow.ipc as ipc
+
+    swapped = ipc.open_file(str(shard))
+    assert swapped.get_batch(1).equals(expected[1])  # the footer now points block 1 at block 2's bytes
+    ds = Dataset(small_dataset)
+    assert ds.block(1).batch.equals(expected[0]) and ds.block(2).batch.equals(expected[1])  # decoded from the verified ranges
+    assert ds[50]["label"] == 50
+    assert any("shard-00000.arrow" in p for p in verify_dataset(small_dataset))  # the file's checksum covers the footer
+
+
+def test_a_shard_truncated_while_mapped_raises_format_error_instead_of_sigbus(small_dataset):
+    ds = Dataset(small_dataset)
+    ds.block(0)  # shard 0 is now open and mapped
+    shard = small_dataset / "shard-00000.arrow"
+    size = shard.stat().st_size
+    os.truncate(shard, size // 3)
+    with pytest.raises(FormatError, match=r"shard 'shard-00000.arrow' is now .* bytes .* index.json records .*changed while it was open"):
+        ds.block(ds.num_blocks - 1 if ds.block_shard[-1] == 0 else int(np.flatnonzero(ds.block_shard == 0)[-1]))
