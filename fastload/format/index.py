@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from fastload.errors import FormatError
+from fastload.format.files import file_problem
 from fastload.format.schema import Schema
 
 __all__ = [
@@ -129,6 +130,9 @@ class ShardInfo:
     def _check_consistent(self, where: str) -> None:
         if self.num_blocks == 0:
             raise FormatError(f"{where} has no blocks; every shard holds at least one. {_REPAIR_HINT}")
+        if self.block_rows.min() < 1:
+            empty = int(np.argmin(self.block_rows))
+            raise FormatError(f"{where} block {empty} records 0 rows; every block holds at least one. {_REPAIR_HINT}")
         if int(self.block_rows.sum()) != self.num_rows:
             raise FormatError(
                 f"{where} records {self.num_rows:,} rows but its blocks add up to "
@@ -248,7 +252,10 @@ def read_index(folder: str | os.PathLike) -> DatasetIndex:
     if not folder.is_dir():
         raise FormatError(f"dataset folder {str(folder)!r} does not exist or is not a folder")
     path = folder / INDEX_FILE
-    if not path.is_file():
+    problem = file_problem(path, folder)
+    if problem is not None and problem != "missing":
+        raise FormatError(f"{path} is {problem}; a dataset's index.json is a regular file inside its folder. {_REPAIR_HINT}")
+    if problem == "missing":
         partial = any(p.name.startswith(".tmp") or p.suffix == ".arrow" for p in folder.iterdir())
         hint = (
             "It holds shards but no index, so a conversion did not finish; run 'fastload convert' again "
@@ -262,8 +269,10 @@ def read_index(folder: str | os.PathLike) -> DatasetIndex:
         raise FormatError(f"{path} is {size:,} bytes, far beyond any real index; the file is corrupt. {_REPAIR_HINT}")
     try:
         obj = json.loads(path.read_bytes())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise FormatError(f"{path} is not valid JSON ({exc}); the file is corrupt. {_REPAIR_HINT}") from None
+    except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError, and integers past Python's digit limit
+        raise FormatError(f"{path} is not valid JSON ({str(exc):.200}); the file is corrupt. {_REPAIR_HINT}") from None
+    except RecursionError:
+        raise FormatError(f"{path} nests deeper than any index does; the file is corrupt. {_REPAIR_HINT}") from None
     return DatasetIndex.from_json(obj)
 
 

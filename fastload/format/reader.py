@@ -34,6 +34,7 @@ import pyarrow as pa
 import pyarrow.ipc as ipc
 
 from fastload.errors import FormatError
+from fastload.format.files import file_problem
 from fastload.format.index import DatasetIndex, ShardInfo, read_index
 from fastload.format.schema import Schema, column_from_arrow_field, offsets_of
 
@@ -286,9 +287,10 @@ class Dataset:
     def _check_shard_files(self) -> None:
         for info in self.index.shards:
             path = self.path / info.file
-            if not path.is_file():
+            problem = file_problem(path, self.path)
+            if problem is not None:
                 raise FormatError(
-                    f"shard {info.file!r} listed in {self.path / 'index.json'} is missing. "
+                    f"shard {info.file!r} listed in {self.path / 'index.json'} is {problem}. "
                     "Restore the file or re-create the dataset with 'fastload convert'."
                 )
             size = path.stat().st_size

@@ -16,6 +16,7 @@ import pyarrow as pa
 import pyarrow.ipc as ipc
 
 from fastload.errors import FormatError
+from fastload.format.files import file_problem
 from fastload.format.index import DatasetIndex, ShardInfo, read_index
 from fastload.format.schema import Schema, column_from_arrow_field
 
@@ -41,8 +42,9 @@ def verify_dataset(folder: str | os.PathLike) -> list[str]:
 
 def _verify_shard(folder: Path, info: ShardInfo, index: DatasetIndex) -> list[str]:
     path = folder / info.file
-    if not path.is_file():
-        return [f"shard {info.file!r}: missing"]
+    problem = file_problem(path, folder)
+    if problem is not None:
+        return [f"shard {info.file!r}: {problem}"]
     data = path.read_bytes()
     if len(data) != info.num_bytes:
         return [f"shard {info.file!r}: {len(data):,} bytes, index.json records {info.num_bytes:,} (truncated or replaced)"]

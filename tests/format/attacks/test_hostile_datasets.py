@@ -1,6 +1,7 @@
 """Damaged and hand-edited datasets: each must raise a FastloadError that names the problem."""
 
 import json
+import re
 import os
 import shutil
 import zlib
@@ -252,3 +253,60 @@ def test_a_shard_truncated_while_mapped_raises_format_error_instead_of_sigbus(sm
     os.truncate(shard, size // 3)
     with pytest.raises(FormatError, match=r"shard 'shard-00000.arrow' is now .* bytes .* index.json records .*changed while it was open"):
         ds.block(ds.num_blocks - 1 if ds.block_shard[-1] == 0 else int(np.flatnonzero(ds.block_shard == 0)[-1]))
+
+
+def test_a_shard_that_links_outside_the_dataset_folder_is_refused(small_dataset, tmp_path):
+    outside = tmp_path / "elsewhere.arrow"
+    shard = small_dataset / "shard-00001.arrow"
+    shutil.move(shard, outside)
+    os.symlink(outside, shard)
+    with pytest.raises(FormatError, match=r"shard 'shard-00001.arrow' .* is a symbolic link to .*elsewhere.arrow', outside the dataset folder"):
+        Dataset(small_dataset)
+    assert any("outside the dataset folder" in p for p in verify_dataset(small_dataset))
+
+
+def test_a_link_to_a_shard_inside_the_folder_still_reads(small_dataset):
+    shard = small_dataset / "shard-00001.arrow"
+    shutil.move(shard, small_dataset / "kept.arrow")
+    os.symlink("kept.arrow", shard)
+    assert len(_read_everything(small_dataset)) == 600 and verify_dataset(small_dataset) == []
+
+
+def test_a_block_edited_to_zero_rows_is_refused(small_dataset):
+    def empty_a_block(obj):
+        shard = obj["shards"][0]
+        moved = shard["blocks"]["num_rows"][1]
+        shard["blocks"]["num_rows"][1] = 0
+        shard["blocks"]["num_rows"][2] += moved  # totals still add up
+    _edit_index(small_dataset, empty_a_block)
+    with pytest.raises(FormatError, match="block 1 records 0 rows; every block holds at least one"):
+        Dataset(small_dataset)
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [("[" * 100_000 + "]" * 100_000, "nests deeper than any index"), ('{"version": 1' + "0" * 5000 + "}", "not valid JSON")],
+    ids=["deeply-nested", "thousands-of-digits"],
+)
+def test_an_absurd_index_json_is_a_format_error(small_dataset, text, expected):
+    (small_dataset / "index.json").write_text(text)
+    with pytest.raises(FormatError, match=expected):
+        Dataset(small_dataset)
+    assert expected in verify_dataset(small_dataset)[0]
+
+
+@pytest.mark.parametrize("kind", ["fifo", "directory", "device"])
+@pytest.mark.parametrize("target", ["index.json", "shard-00001.arrow"])
+def test_a_fifo_directory_or_device_is_named_for_what_it_is(small_dataset, kind, target):
+    path = small_dataset / target
+    path.unlink()
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "directory":
+        path.mkdir()
+    else:
+        os.symlink("/dev/zero", path)
+    named = {"fifo": "a FIFO (named pipe)", "directory": "a directory", "device": "a character device"}[kind]
+    with pytest.raises(FormatError, match=re.escape(f"is {named}, not a regular file")):
+        Dataset(small_dataset)  # returns at once: nothing is opened
+    assert named in " ".join(verify_dataset(small_dataset))
