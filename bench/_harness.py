@@ -3,7 +3,7 @@
     timing = measure(run, setup=clean, warmup=1, repeats=3)
     timing.median_s, timing.min_s, timing.max_s, timing.samples_s
     iterator, batch, first_batch_s = first_batch(make_loader)   # time to the first batch
-    peak = PeakMemory(); peak.sample(); peak.rss_mb, peak.pss_mb  # summed over the process tree
+    peak = PeakMemory(); peak.sample(); peak.rss_mb, peak.pss_mb  # summed over the process tree (fastload.benchmark.proc)
     ratio(x, baseline)                                            # "2.41x" against the baseline of the same run
     status(result)                                                # "ok", "not installed" or "FAILED"
 
@@ -13,6 +13,12 @@ cannot slow down or speed up another, and a contender that fails to import
 or crashes becomes a row with its error instead of ending the run. The child
 prints one JSON object on its last stdout line; `child_main` wraps a
 function so it does exactly that.
+
+Peak memory (`PeakMemory`, `tree_memory_bytes`) and `machine_info` are
+`fastload.benchmark.proc`'s, the module `fastload bench` measures with: it
+imports only the standard library and `fastload` imports its own names on
+first use, so a peer's child that imports this harness loads no numpy,
+pyarrow or Numba to inflate the memory it reports.
 
 What this file deliberately does not do: pin CPUs, drop the page cache or
 retry outliers. The machines here are shared and small (2 cores), so the
@@ -24,7 +30,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -33,6 +38,8 @@ import traceback
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Sequence
+
+from fastload.benchmark.proc import PeakMemory, machine_info, tree_memory_bytes
 
 __all__ = [
     "Timing",
@@ -49,8 +56,6 @@ __all__ = [
     "format_table",
     "write_json",
 ]
-
-MEMORY_SAMPLE_S = 0.1  # reading smaps of a process tree costs about a millisecond: sample by time, off the clock
 
 
 @dataclass(frozen=True)
@@ -101,68 +106,6 @@ def first_batch(make_loader: Callable[[], object]) -> tuple[object, object, floa
     iterator = iter(make_loader())
     batch = next(iterator)
     return iterator, batch, time.perf_counter() - started
-
-
-# fastload/benchmark/measure.py reads /proc the same way; this copy stays because importing anything
-# from fastload loads pyarrow and numba into every peer's child process and would inflate their memory.
-def _process_tree(pid: int) -> list[int]:
-    found, todo = [], [pid]
-    while todo:
-        p = todo.pop()
-        found.append(p)
-        try:
-            for tid in os.listdir(f"/proc/{p}/task"):
-                with open(f"/proc/{p}/task/{tid}/children") as f:
-                    todo.extend(int(c) for c in f.read().split())
-        except OSError:  # the process ended while we looked
-            continue
-    return found
-
-
-def tree_memory_bytes(pid: int | None = None) -> tuple[int, int]:
-    """(PSS, RSS) summed over process `pid` (default: this one) and all its descendants (Linux /proc; 0s elsewhere).
-
-    PSS counts a page shared by several processes (a memory map, shared
-    memory) once in total; RSS counts it once per process, so it overstates
-    what mapped files and shared batches cost.
-    """
-    pss = rss = 0
-    for p in _process_tree(os.getpid() if pid is None else pid):
-        try:
-            with open(f"/proc/{p}/smaps_rollup") as f:
-                for line in f:
-                    if line.startswith("Pss:"):
-                        pss += int(line.split()[1]) * 1024
-                    elif line.startswith("Rss:"):
-                        rss += int(line.split()[1]) * 1024
-        except OSError:
-            continue
-    return pss, rss
-
-
-class PeakMemory:
-    """The peak of `tree_memory_bytes()`, sampled at most every 0.1 s; `sample()` returns its own cost in seconds."""
-
-    def __init__(self):
-        self.pss = self.rss = 0
-        self.last = float("-inf")
-
-    def sample(self, *, force: bool = False) -> float:
-        now = time.perf_counter()
-        if not force and now - self.last < MEMORY_SAMPLE_S:
-            return 0.0
-        pss, rss = tree_memory_bytes()
-        self.pss, self.rss = max(self.pss, pss), max(self.rss, rss)
-        self.last = time.perf_counter()
-        return self.last - now
-
-    @property
-    def pss_mb(self) -> float:
-        return self.pss / 2**20
-
-    @property
-    def rss_mb(self) -> float:
-        return self.rss / 2**20
 
 
 def ratio(value: float, baseline: float | None) -> str:
@@ -223,25 +166,6 @@ def child_main(fn: Callable[[], dict]) -> None:
         traceback.print_exc()
     sys.stdout.flush()
     print(json.dumps(result), flush=True)
-
-
-def machine_info() -> dict:
-    return {
-        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
-        "cpus": os.cpu_count(),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "memory_gb": _memory_gb(),
-        "load_average_1m": round(os.getloadavg()[0], 2),  # > cpus means other work shared the machine
-    }
-
-
-def _memory_gb() -> float | None:
-    try:
-        pages, page_size = os.sysconf("SC_PHYS_PAGES"), os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError):
-        return None
-    return round(pages * page_size / 2**30, 1)
 
 
 def format_table(header: Sequence[str], rows: Sequence[Sequence[str]], *, align: str | None = None) -> str:

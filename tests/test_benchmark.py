@@ -1,8 +1,16 @@
-"""`fastload.benchmark` (the logic of `fastload bench`): fields and sane values on tiny datasets, never speeds."""
+"""`fastload.benchmark` (the logic of `fastload bench`): fields and sane values on tiny datasets, never speeds.
+
+Also what `bench/` shares with it: `proc` (memory, machine) and `collate` (the
+naive packing collate), which a peer's benchmark process imports and which
+must therefore load no pyarrow or Numba.
+"""
 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pyarrow as pa
@@ -10,6 +18,8 @@ import pytest
 
 import fastload
 from fastload.benchmark import BenchOptions, parse_workers, run_benchmark
+from fastload.benchmark.collate import PackingCollate
+from fastload.benchmark.proc import PeakMemory, machine_info, process_tree, tree_memory_bytes
 from fastload.format import Column, DatasetWriter, Schema, WriteOptions
 from tests.packing.conftest import distinct_documents, write_documents
 
@@ -97,3 +107,72 @@ def test_workers_parse_from_a_comma_list_or_fail_saying_the_expected_form():
     assert parse_workers("0,2") == (0, 2) and parse_workers("4") == (4,)
     with pytest.raises(fastload.ConfigError, match="comma-separated non-negative integers"):
         parse_workers("two")
+
+
+# ---------------------------------------------------------------- what bench/ shares: proc and collate
+
+
+def _modules_loaded_by(code: str) -> list[str]:
+    """The heavy modules a fresh interpreter holds after running `code`."""
+    probe = code + "\nimport sys; print(','.join(m for m in ('pyarrow', 'numba', 'numpy', 'torch') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", probe], check=True, capture_output=True, text=True).stdout
+    return [m for m in out.strip().split(",") if m]
+
+
+def test_importing_the_measurement_module_loads_none_of_pyarrow_numba_numpy_or_torch():
+    assert _modules_loaded_by("from fastload.benchmark.proc import PeakMemory, machine_info; PeakMemory().sample(); machine_info()") == []
+
+
+def test_importing_fastload_and_fastload_benchmark_loads_none_of_pyarrow_numba_numpy_or_torch():
+    assert _modules_loaded_by("import fastload, fastload.benchmark") == []
+
+
+def test_the_packing_collate_loads_numpy_only():
+    assert _modules_loaded_by("import fastload.benchmark.collate") == ["numpy"]
+
+
+def test_every_public_name_is_imported_on_first_use_and_listed():
+    import fastload.benchmark
+
+    for module in (fastload, fastload.benchmark):
+        for name in module.__all__:
+            assert getattr(module, name) is not None
+        assert set(module.__all__) <= set(dir(module))
+    with pytest.raises(AttributeError, match="has no attribute 'Nonexistent'"):
+        getattr(fastload, "Nonexistent")
+
+
+def test_fastload_convert_stays_the_function_when_its_subpackage_is_imported_first():
+    code = "import fastload\nfrom fastload.convert import pipeline\nimport fastload.convert\nprint(callable(fastload.convert))"
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
+
+    assert out.strip() == "True"
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/smaps_rollup"), reason="needs Linux /proc")
+def test_tree_memory_sums_this_process_and_its_children():
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        assert child.pid in process_tree(os.getpid())
+        tree, alone = tree_memory_bytes(), tree_memory_bytes(child.pid)
+        assert tree.rss > alone.rss > 0 and tree.pss > alone.pss > 0
+        peak = PeakMemory()
+        assert peak.sample(force=True) >= 0 and peak.rss_mb >= alone.rss / 2**20
+    finally:
+        child.kill()
+        child.wait()
+    assert machine_info()["cpus"] >= 1
+
+
+def test_the_packing_collate_cuts_documents_into_rows_and_carries_the_rest_over():
+    documents = [np.arange(10 * i, 10 * i + 10, dtype=np.int64) for i in range(5)]  # 10 tokens each
+    collate = PackingCollate(documents, batch_size=2, row_tokens=6, seed=0)  # 12 tokens a batch
+
+    rows = collate([documents[0], documents[1]])  # 20 tokens: 12 in the batch, 8 carried over
+    assert rows.shape == (2, 6) and rows.flatten().tolist() == list(range(12))
+    rows = collate([])  # the carry-over (12..19) is short of 12: topped up with one random document
+    assert rows.flatten().tolist()[:8] == list(range(12, 20))
+
+    split = PackingCollate(documents, batch_size=2, row_tokens=6, seed=0, split_labels=True)([documents[2], documents[3]])
+    assert split["input_ids"].shape == split["labels"].shape == (2, 5)
+    assert split["labels"][:, :-1].tolist() == split["input_ids"][:, 1:].tolist()

@@ -31,6 +31,14 @@ the I/O amplification: bytes of the blocks every process read (counted in
 delivered tokens amount to. 1.0 means each block was read once for the
 tokens delivered; W workers that each read every block show W.
 
+The modules: `report` (options, results, table, JSON), `loaders` (the two
+loaders), `collate` (the naive packing collate; numpy only), `measure` (one
+timed run), `proc` (process-tree memory and `machine_info`; standard library
+only) and `run`. The peer benchmarks in the repository's `bench/` measure
+with `proc` and pack their naive contender with `collate`, in processes
+whose memory they report; so the names here, like fastload's, are imported
+on first use, and those two modules load neither pyarrow nor Numba.
+
 What this deliberately does not do: assert any speed (a slow or busy
 machine gives small numbers, never an error), benchmark peers (that is
 `bench/` in the repository), or measure datasets without a tokens or text
@@ -38,7 +46,36 @@ column (`ArrayDataset` columns have no naive twin here yet). It prints
 nothing: the CLI writes the table.
 """
 
-from fastload.benchmark.report import BenchOptions, BenchReport, LoaderResult, parse_workers
-from fastload.benchmark.run import run_benchmark
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from fastload.benchmark.report import BenchOptions, BenchReport, LoaderResult, parse_workers
+    from fastload.benchmark.run import run_benchmark
+
+# public name -> the module it comes from, imported on first use: `fastload.benchmark.proc` and
+# `.collate` stay free of pyarrow and Numba for the peers' benchmark processes that import them
+_EXPORTS = {
+    "BenchOptions": "fastload.benchmark.report",
+    "BenchReport": "fastload.benchmark.report",
+    "LoaderResult": "fastload.benchmark.report",
+    "parse_workers": "fastload.benchmark.report",
+    "run_benchmark": "fastload.benchmark.run",
+}
 
 __all__ = ["BenchOptions", "LoaderResult", "BenchReport", "run_benchmark", "parse_workers"]
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'fastload.benchmark' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later look-ups find it without coming here
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

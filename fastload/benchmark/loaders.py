@@ -6,9 +6,10 @@ import multiprocessing
 
 import numpy as np
 
+from fastload.benchmark.collate import PackingCollate
+from fastload.benchmark.report import BenchOptions
 from fastload.errors import ConfigError
 from fastload.format.reader import Dataset
-from fastload.benchmark.report import BenchOptions
 
 __all__ = ["CountingDataset", "naive_loader", "fastload_loader", "tokens_or_text"]
 
@@ -43,8 +44,6 @@ def naive_loader(dataset: CountingDataset, *, column: str, tokenizer, eos_id: in
     import torch
     import torch.utils.data as tud
 
-    batch_size, row_tokens = options.batch_size, options.seq_len + 1
-
     class DocumentTokens(tud.Dataset):
         """Document i's token ids and EOS, as int64: one `Dataset[i]` (and one `encode`) per sample."""
 
@@ -56,31 +55,10 @@ def naive_loader(dataset: CountingDataset, *, column: str, tokenizer, eos_id: in
             ids = tokenizer.encode(value) if tokenizer is not None else value
             return np.append(np.asarray(ids, np.int64), np.int64(eos_id))
 
-    class PackingCollate:
-        """Carry-over + documents, concatenated and cut into (batch_size, seq_len + 1) rows."""
-
-        def __init__(self, documents):
-            self.documents, self.carry, self.rng = documents, np.zeros(0, np.int64), None
-
-        def __call__(self, docs):
-            if self.rng is None:
-                info = tud.get_worker_info()
-                self.rng = np.random.default_rng([options.seed, info.id if info else 0])
-            need = batch_size * row_tokens
-            parts, have = [self.carry, *docs], len(self.carry) + sum(len(d) for d in docs)
-            while have < need:
-                doc = self.documents[int(self.rng.integers(len(self.documents)))]
-                parts.append(doc)
-                have += len(doc)
-            flat = np.concatenate(parts)
-            self.carry = flat[need:]
-            rows = torch.from_numpy(flat[:need].reshape(batch_size, row_tokens))  # (B, S + 1)
-            return {"input_ids": rows[:, :-1], "labels": rows[:, 1:]}  # (B, S) each
-
     documents = DocumentTokens()
+    collate = PackingCollate(documents, batch_size=options.batch_size, row_tokens=options.seq_len + 1, seed=options.seed, split_labels=True)
     generator = torch.Generator().manual_seed(options.seed)
-    return tud.DataLoader(documents, batch_size=docs_per_batch, shuffle=True, num_workers=num_workers,
-                          collate_fn=PackingCollate(documents), generator=generator)
+    return tud.DataLoader(documents, batch_size=docs_per_batch, shuffle=True, num_workers=num_workers, collate_fn=collate, generator=generator)
 
 
 def fastload_loader(dataset: CountingDataset, *, column: str, tokenizer, doc_lengths, options: BenchOptions, num_workers: int):

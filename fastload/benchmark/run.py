@@ -7,7 +7,8 @@ import warnings
 from typing import Callable
 
 from fastload.benchmark.loaders import CountingDataset, fastload_loader, naive_loader, tokens_or_text
-from fastload.benchmark.measure import machine_info, one_run, summarize
+from fastload.benchmark.measure import one_run, summarize
+from fastload.benchmark.proc import machine_info
 from fastload.benchmark.report import LOADERS, BenchOptions, BenchReport
 
 __all__ = ["run_benchmark"]
