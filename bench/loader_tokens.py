@@ -15,7 +15,8 @@ vocabulary, fastload's shipped `fastload/assets/tokenizer/tokenizer.json`
 
   naive      torch DataLoader over the JSON Lines: a map-style dataset of line
              offsets, `json.loads` + HF `tokenizers` `encode` in `__getitem__`,
-             and a packing `collate_fn` that concatenates documents + EOS into
+             and a packing `collate_fn` (`fastload.benchmark.collate`, the one
+             `fastload bench` uses) that concatenates documents + EOS into
              16 rows of 1025. The sampler gives it 3 documents per step (the
              mean document is ~5,200 tokens: 0.95 of a batch); it tops up
              with random documents when short, and the rest carries over to
@@ -47,6 +48,10 @@ vocabulary, fastload's shipped `fastload/assets/tokenizer/tokenizer.json`
              RAM: `out[r] = tokens[s:s + 1025]` into a preallocated (16, 1025)
              int64 buffer, 16 random rows per batch. An upper bound for any
              loader that hands over int64 batches.
+
+Each contender is a module of `bench/token_loaders/` (its preparation and its
+loader factory; `token_loaders/__init__.py` lists them); this script runs and
+measures them.
 
 Preparation (tokenizing, converting) is not timed and is cached in
 `bench/.cache/` beside a `*.stamp.json` that records the corpus size and
@@ -84,14 +89,11 @@ torchvision (the row says so). `StreamingDataset` never touches it.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
-import shutil
 import statistics
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -99,390 +101,20 @@ _BENCH = str(Path(__file__).resolve().parent)
 sys.path.insert(0, _BENCH)
 from _harness import PeakMemory, child_main, default_workers, format_table, machine_info, ratio, run_child, status, write_json  # noqa: E402
 import _plots  # noqa: E402  (imports matplotlib only when drawing)
-from convert import CACHE, CORPUS_MB, REPO, _import_streaming, ensure_corpus  # noqa: E402  (takes bench/ off sys.path)
+# a module per contender; importing them loads no peer library (and `convert` takes bench/ off sys.path)
+from token_loaders import CONTENDERS, REFERENCE, WORKER_COUNTS, reference  # noqa: E402
+from token_loaders.prepare import BATCH_SIZE, CACHE, ROW_LEN, SEQ_LEN, TOKENS_PER_BATCH  # noqa: E402
+from convert import CORPUS_MB, REPO, ensure_corpus  # noqa: E402
 
 # bench/ holds modules named like the packages the peers import (bench/tokenizers.py vs HF `tokenizers`)
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(_BENCH)]
 
-BATCH_SIZE = 16  # the issue: batches of 16 x 1025
-SEQ_LEN = 1024
-ROW_LEN = SEQ_LEN + 1  # a window and the token after it, for the labels
-TOKENS_PER_BATCH = BATCH_SIZE * ROW_LEN
 CONSUMER_STEP_S = 0.020  # the issue: a consumer spending 20 ms per step
 # Contenders whose cost is the same for every batch (per-document Python work) are timed over fewer
 # batches; the others over most of an epoch, so that what a loader pays once per block or page
 # (first touch of the file, checksums, tokenizing a block) is in the figure as it is in training.
 STEADY_BATCHES = {"naive": 200}
-TOKENIZER_JSON = REPO / "fastload" / "assets" / "tokenizer" / "tokenizer.json"
-EOS_ID = 0  # `<|endoftext|>` in the shipped vocabulary
 CHILD_TIMEOUT_S = 1800  # preparation of a cold cache (tokenize, optimize) runs in the child too
-
-
-# ---------------------------------------------------------------- preparation (untimed, cached)
-
-
-def _stamp(corpus: Path) -> dict:
-    st = corpus.stat()
-    return {
-        "corpus": corpus.name,
-        "corpus_bytes": st.st_size,
-        "corpus_mtime_ns": st.st_mtime_ns,
-        "tokenizer_sha256": hashlib.sha256(TOKENIZER_JSON.read_bytes()).hexdigest(),
-    }
-
-
-def _cached(path: Path, corpus: Path, build: Callable[[Path], dict | None]) -> dict:
-    """`path`, built by `build(tmp)` into a temporary path and renamed, unless its stamp matches the corpus."""
-    stamp_path = path.with_name(path.name + ".stamp.json")
-    stamp = _stamp(corpus)
-    if path.exists() and stamp_path.exists():
-        recorded = json.loads(stamp_path.read_text())
-        if all(recorded.get(k) == v for k, v in stamp.items()):
-            return recorded
-    tmp = path.with_name(f".tmp-{path.name}")
-    for stale in (tmp, path):
-        shutil.rmtree(stale, ignore_errors=True) if stale.is_dir() else stale.unlink(missing_ok=True)
-    print(f"preparing {path.name} ...", file=sys.stderr, flush=True)
-    started = time.perf_counter()
-    extra = build(tmp) or {}
-    tmp.rename(path)
-    recorded = {**stamp, **extra, "prep_s": round(time.perf_counter() - started, 1)}
-    stamp_path.write_text(json.dumps(recorded, indent=2) + "\n")
-    return recorded
-
-
-def token_stream(corpus: Path) -> tuple[Path, dict]:
-    """The corpus as one flat uint16 array: each document's ids, then EOS (nanoGPT's `train.bin`)."""
-    path = CACHE / f"{corpus.stem}.tokens-u16.bin"
-
-    def build(tmp: Path) -> dict:
-        import numpy as np
-        import pyarrow.json as pa_json
-
-        import fastload
-
-        tokenizer = fastload.Tokenizer.default()
-        if tokenizer.eos_id != EOS_ID or tokenizer.vocab_size > 1 << 16:
-            raise RuntimeError(f"the shipped vocabulary changed: eos_id {tokenizer.eos_id}, {tokenizer.vocab_size} ids")
-        text = pa_json.read_json(corpus).column("text")
-        ids, offsets = tokenizer.encode_arrow(text, num_threads=2)
-        num_docs = len(offsets) - 1
-        out = np.empty(len(ids) + num_docs, dtype=np.uint16)
-        ends = offsets[1:] + np.arange(1, num_docs + 1)  # each document's EOS position + 1
-        keep = np.ones(len(out), dtype=bool)
-        keep[ends - 1] = False
-        out[keep] = ids
-        out[ends - 1] = EOS_ID
-        out.tofile(tmp)
-        return {"num_tokens": int(len(out)), "num_docs": int(num_docs)}
-
-    return path, _cached(path, corpus, build)
-
-
-def line_offsets(corpus: Path) -> Path:
-    """Byte offsets of the corpus's lines (the naive dataset's index)."""
-    path = CACHE / f"{corpus.stem}.line-offsets.npy"
-
-    def build(tmp: Path) -> dict:
-        import numpy as np
-
-        offsets, position = [], 0
-        with open(corpus, "rb") as f:
-            for line in f:
-                offsets.append(position)
-                position += len(line)
-        with open(tmp, "wb") as f:
-            np.save(f, np.asarray(offsets, dtype=np.int64))
-        return {"num_docs": len(offsets)}
-
-    _cached(path, corpus, build)
-    return path
-
-
-def _rows(tokens_bin: Path):
-    import numpy as np
-
-    data = np.fromfile(tokens_bin, dtype=np.uint16)
-    num_rows = len(data) // ROW_LEN
-    return data[: num_rows * ROW_LEN].reshape(num_rows, ROW_LEN)  # (rows, 1025)
-
-
-def litdata_chunks(corpus: Path) -> Path:
-    path = CACHE / f"{corpus.stem}.litdata"
-    tokens_bin, meta = token_stream(corpus)
-
-    def build(tmp: Path) -> None:
-        import functools
-
-        from litdata import TokensLoader, optimize
-
-        piece = 8 * 1 << 20  # tokens per input piece
-        inputs = [(start, min(start + piece, meta["num_tokens"])) for start in range(0, meta["num_tokens"], piece)]
-        optimize(
-            fn=functools.partial(_token_piece, str(tokens_bin)),
-            inputs=inputs,
-            output_dir=str(tmp),
-            chunk_size=ROW_LEN * 8192,  # tokens per chunk (~16 MB), as in LitData's TokensLoader recipe
-            item_loader=TokensLoader(),
-            num_workers=1,
-            verbose=False,
-        )
-
-    _cached(path, corpus, build)
-    return path
-
-
-def _token_piece(tokens_bin: str, token_range: tuple[int, int]):
-    """A LitData `fn`: one uint16 array of the token stream (module-level, so it pickles)."""
-    import numpy as np
-
-    start, stop = token_range
-    yield np.fromfile(tokens_bin, dtype=np.uint16, count=stop - start, offset=2 * start)
-
-
-def hf_rows(corpus: Path) -> Path:
-    path = CACHE / f"{corpus.stem}.hf-datasets"
-    tokens_bin, _ = token_stream(corpus)
-
-    def build(tmp: Path) -> None:
-        import datasets
-        import pyarrow as pa
-
-        rows = _rows(tokens_bin)
-        column = pa.FixedSizeListArray.from_arrays(pa.array(rows.reshape(-1)), ROW_LEN)
-        datasets.Dataset(pa.table({"input_ids": column})).save_to_disk(str(tmp))
-
-    _cached(path, corpus, build)
-    return path
-
-
-def mds_shards(corpus: Path) -> Path:
-    path = CACHE / f"{corpus.stem}.mds"
-    tokens_bin, _ = token_stream(corpus)
-
-    def build(tmp: Path) -> None:
-        from streaming import MDSWriter
-
-        with MDSWriter(out=str(tmp), columns={"input_ids": f"ndarray:uint16:{ROW_LEN}"}) as writer:
-            for row in _rows(tokens_bin):
-                writer.write({"input_ids": row})
-
-    _cached(path, corpus, build)
-    return path
-
-
-def fastload_dataset(corpus: Path, *, tokenized: bool, compression: str = "none") -> Path:
-    name = f"{corpus.stem}.fastload-" + (f"tokens-{compression}" if tokenized else "text")
-    path = CACHE / name
-
-    def build(tmp: Path) -> dict:
-        import fastload
-
-        tokenizer = fastload.Tokenizer.default() if tokenized else None
-        result = fastload.convert(corpus, tmp, columns=["text"], tokenizer=tokenizer, compression=compression, workers=2, quiet=True)
-        return {"num_rows": result.num_rows, "num_tokens": result.num_tokens}
-
-    _cached(path, corpus, build)
-    try:  # fastload is changing under this benchmark: a dataset its reader no longer accepts is rebuilt once
-        import fastload
-
-        fastload.Dataset(path)
-    except fastload.FastloadError as exc:
-        print(f"rebuilding {path.name}: {exc}", file=sys.stderr, flush=True)
-        path.with_name(path.name + ".stamp.json").unlink()
-        _cached(path, corpus, build)
-    return path
-
-
-# ---------------------------------------------------------------- the contenders (built in the child)
-
-
-def _naive(corpus: Path, workers: int) -> Callable[[], object]:
-    import numpy as np
-    import torch
-
-    offsets_path = line_offsets(corpus)
-    _, meta = token_stream(corpus)
-    docs_per_batch = max(1, int(TOKENS_PER_BATCH / (meta["num_tokens"] / meta["num_docs"])))
-
-    class JsonlDocs(torch.utils.data.Dataset):
-        """Document i: its JSON line, parsed and tokenized with HF `tokenizers`, + EOS, as int64 ids."""
-
-        def __init__(self):
-            self.offsets = np.load(offsets_path)
-            self._file = self._tokenizer = None  # opened in the process that reads (after the fork)
-
-        def __len__(self):
-            return len(self.offsets)
-
-        def __getitem__(self, i):
-            if self._file is None:
-                from tokenizers import Tokenizer
-
-                self._file = open(corpus, "rb")
-                self._tokenizer = Tokenizer.from_file(str(TOKENIZER_JSON))
-            self._file.seek(int(self.offsets[i]))
-            text = json.loads(self._file.readline())["text"]
-            ids = self._tokenizer.encode(text).ids
-            ids.append(EOS_ID)
-            return np.asarray(ids, dtype=np.int64)
-
-    class PackingCollate:
-        """Concatenate carry-over + documents into one (16, 1025) batch; top up with random documents when short."""
-
-        def __init__(self, dataset):
-            self.dataset = dataset
-            self.carry = np.zeros(0, dtype=np.int64)
-            self.rng = None
-
-        def __call__(self, docs):
-            if self.rng is None:
-                info = torch.utils.data.get_worker_info()
-                self.rng = np.random.default_rng(1 + (info.id if info else 0))
-            parts, have = [self.carry, *docs], len(self.carry) + sum(len(d) for d in docs)
-            while have < TOKENS_PER_BATCH:
-                doc = self.dataset[int(self.rng.integers(len(self.dataset)))]
-                parts.append(doc)
-                have += len(doc)
-            flat = np.concatenate(parts)
-            self.carry = flat[TOKENS_PER_BATCH:]
-            return torch.from_numpy(flat[:TOKENS_PER_BATCH].reshape(BATCH_SIZE, ROW_LEN))  # (16, 1025)
-
-    def make():
-        dataset = JsonlDocs()
-        return torch.utils.data.DataLoader(dataset, batch_size=docs_per_batch, shuffle=True, num_workers=workers, collate_fn=PackingCollate(dataset))
-
-    return make
-
-
-def _memmap(corpus: Path, workers: int) -> Callable[[], object]:
-    import numpy as np
-    import torch
-
-    tokens_bin, meta = token_stream(corpus)
-
-    class Windows(torch.utils.data.Dataset):
-        def __init__(self):
-            self.num_rows = meta["num_tokens"] // ROW_LEN
-            self.data = None  # mapped in the process that reads
-
-        def __len__(self):
-            return self.num_rows
-
-        def __getitem__(self, i):
-            if self.data is None:
-                self.data = np.memmap(tokens_bin, dtype=np.uint16, mode="r")
-            start = i * ROW_LEN
-            return torch.from_numpy(self.data[start : start + ROW_LEN].astype(np.int64))  # (1025,)
-
-    def make():
-        return torch.utils.data.DataLoader(Windows(), batch_size=BATCH_SIZE, shuffle=True, num_workers=workers)
-
-    return make
-
-
-def _to_int64(row):
-    import numpy as np
-    import torch
-
-    return torch.from_numpy(np.asarray(row).astype(np.int64))
-
-
-def _litdata(corpus: Path, workers: int) -> Callable[[], object]:
-    from litdata import StreamingDataLoader, StreamingDataset, TokensLoader
-
-    chunks = litdata_chunks(corpus)
-
-    def make():
-        dataset = StreamingDataset(str(chunks), item_loader=TokensLoader(block_size=ROW_LEN), shuffle=True, transform=_to_int64)
-        return StreamingDataLoader(dataset, batch_size=BATCH_SIZE, num_workers=workers)
-
-    return make
-
-
-def _hf(corpus: Path, workers: int) -> Callable[[], object]:
-    import datasets
-    import torch
-
-    rows = hf_rows(corpus)
-
-    def make():
-        dataset = datasets.load_from_disk(str(rows)).with_format("torch")
-        return torch.utils.data.DataLoader(dataset, batch_size=BATCH_SIZE, shuffle=True, num_workers=workers)
-
-    return make
-
-
-def _mds(corpus: Path, workers: int) -> Callable[[], object]:
-    import torch
-
-    note = _import_streaming()
-    _NOTES.append(note and note.replace("MDSWriter does not use it", "StreamingDataset does not use it"))
-    from streaming import StreamingDataset
-    from streaming.base.util import clean_stale_shared_memory
-
-    shards = mds_shards(corpus)
-    clean_stale_shared_memory()
-
-    class TokenRows(StreamingDataset):
-        def __getitem__(self, idx):
-            return _to_int64(super().__getitem__(idx)["input_ids"])  # (1025,)
-
-    previous = []
-
-    def make():
-        while previous:  # one StreamingDataset per local folder at a time: drop the last repeat's first
-            previous.pop()
-        dataset = TokenRows(local=str(shards), shuffle=True, batch_size=BATCH_SIZE)
-        previous.append(dataset)
-        return torch.utils.data.DataLoader(dataset, batch_size=BATCH_SIZE, num_workers=workers)
-
-    return make
-
-
-def _fastload(corpus: Path, workers: int, *, tokenized: bool, compression: str = "none") -> Callable[[], object]:
-    import fastload
-
-    folder = fastload_dataset(corpus, tokenized=tokenized, compression=compression)
-
-    def make():
-        tokenizer = None if tokenized else fastload.Tokenizer.default()
-        packed = fastload.PackedDataset(folder, seq_len=SEQ_LEN, tokenizer=tokenizer)
-        return fastload.DataLoader(packed, batch_size=BATCH_SIZE, num_workers=workers, shuffle=True)
-
-    return make
-
-
-@dataclass(frozen=True)
-class Contender:
-    label: str
-    workers: int
-    build: Callable[[Path, int], Callable[[], object]]  # (corpus, workers) -> make_loader; runs the preparation
-    family: str
-
-
-def _contenders() -> dict[str, Contender]:
-    import functools
-
-    families = {
-        "naive": ("naive: JSONL + HF tokenizers + packing collate", _naive),
-        "memmap": ("memmap (nanoGPT .bin)", _memmap),
-        "litdata": ("LitData TokensLoader", _litdata),
-        "hf": ("HF datasets (with_format torch)", _hf),
-        "mds": ("MosaicML StreamingDataset (MDS)", _mds),
-        "fastload": ("fastload pre-tokenized", functools.partial(_fastload, tokenized=True)),
-        "fastload-lz4": ("fastload pre-tokenized, lz4", functools.partial(_fastload, tokenized=True, compression="lz4")),
-        "fastload-otf": ("fastload on-the-fly tokenization", functools.partial(_fastload, tokenized=False)),
-    }
-    return {f"{family}-{w}": Contender(label, w, build, family) for family, (label, build) in families.items() for w in WORKER_COUNTS}
-
-
-WORKER_COUNTS = (0, 1, 2, 4, 8, 16)  # what --workers may ask for (default: 0, 1, 2 and as many more as there are cores)
-
-
-CONTENDERS = _contenders()
-REFERENCE = "write-ref"
-_NOTES: list[str | None] = []  # filled in the child: what it had to do to run (a stubbed import)
 
 
 # ---------------------------------------------------------------- measuring (in the child)
@@ -551,8 +183,8 @@ def _summary(runs: list[dict]) -> dict:
     out = {key: statistics.median(r[key] for r in runs) for key in runs[0] if isinstance(runs[0][key], float)}
     out["tokens_per_s_min"] = min(r["tokens_per_s"] for r in runs)
     out["tokens_per_s_max"] = max(r["tokens_per_s"] for r in runs)
-    out["peak_pss_mb"] = max(r["peak_pss_mb"] for r in runs)
-    out["peak_rss_mb"] = max(r["peak_rss_mb"] for r in runs)
+    for key in ("peak_pss_mb", "peak_rss_mb"):  # None without /proc
+        out[key] = max((r[key] for r in runs if r[key] is not None), default=None)
     out["batch"] = runs[0]["batch"]
     out["runs"] = runs
     return out
@@ -564,8 +196,9 @@ def child(name: str, corpus: Path, *, warmup: int, repeats: int, batches: int, c
 
     warnings.filterwarnings("ignore", message=".*pin_memory.*")
     if name == REFERENCE:
-        return _write_reference(corpus, repeats=repeats)
+        return reference.write_reference(corpus, repeats=repeats)
     contender = CONTENDERS[name]
+    note = contender.setup() if contender.setup else None  # what it had to do to run (a stubbed import)
     make = contender.build(corpus, contender.workers)  # preparation, untimed
     batches = min(batches, STEADY_BATCHES.get(contender.family, batches))
     runs = []
@@ -574,28 +207,7 @@ def child(name: str, corpus: Path, *, warmup: int, repeats: int, batches: int, c
         gc.collect()
         if i >= warmup:
             runs.append(run)
-    notes = [n for n in _NOTES if n]
-    return {**_summary(runs), "note": "; ".join(notes) or None, "versions": _versions()}
-
-
-def _write_reference(corpus: Path, *, repeats: int, num_batches: int = 20_000) -> dict:
-    """One core: (16, 1025) int64 batches written from random rows of the uint16 stream held in RAM."""
-    import numpy as np
-
-    tokens_bin, meta = token_stream(corpus)
-    data = np.fromfile(tokens_bin, dtype=np.uint16)
-    num_rows = meta["num_tokens"] // ROW_LEN
-    starts = np.random.default_rng(0).integers(0, num_rows, size=(num_batches, BATCH_SIZE)) * ROW_LEN
-    out = np.empty((BATCH_SIZE, ROW_LEN), dtype=np.int64)  # (16, 1025)
-    samples = []
-    for i in range(repeats + 1):
-        started = time.perf_counter()
-        for batch_starts in starts.tolist():
-            for r, s in enumerate(batch_starts):
-                out[r] = data[s : s + ROW_LEN]
-        if i:  # the first pass warms up
-            samples.append(num_batches * TOKENS_PER_BATCH / (time.perf_counter() - started))
-    return {"tokens_per_s": statistics.median(samples), "tokens_per_s_min": min(samples), "tokens_per_s_max": max(samples), "note": None}
+    return {**_summary(runs), "note": note, "versions": _versions()}
 
 
 def _versions() -> dict:
@@ -656,8 +268,8 @@ def _table(results: list[dict]) -> str:
                 f"{r['first_batch_s']:.2f}",
                 f"{r['main_cpu_ms_per_batch']:.2f}",
                 f"{r['main_wall_ms_per_batch']:.2f}",
-                f"{r['peak_pss_mb']:.0f}",
-                f"{r['peak_rss_mb']:.0f}",
+                "" if r["peak_pss_mb"] is None else f"{r['peak_pss_mb']:.0f}",
+                "" if r["peak_rss_mb"] is None else f"{r['peak_rss_mb']:.0f}",
                 note,
             ]
         )
@@ -726,7 +338,7 @@ def main() -> None:
         started = time.perf_counter()
         result = run_child(argv, timeout_s=CHILD_TIMEOUT_S, env=env)
         contender = CONTENDERS.get(name)
-        label = contender.label if contender else "one core: int64 batches from uint16 in RAM"
+        label = contender.label if contender else reference.LABEL
         results.append({"name": name, "label": label, "workers": contender.workers if contender else None, "status": status(result), **result})
         shown = status(result) if "error" in result else f"{result['tokens_per_s'] / 1e6:.2f} M tok/s"
         print(f"  {name:<16} {shown} ({time.perf_counter() - started:.0f} s)", file=sys.stderr, flush=True)
