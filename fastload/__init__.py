@@ -6,23 +6,20 @@
 
 Importing fastload is cheap and has no side effects: no threads, no
 environment reads, no compilation, and no numpy, pyarrow, Numba or torch.
-Every public name is imported from its module on first use (PEP 562, the
-table `_EXPORTS`), so `import fastload.benchmark.proc` in a peer's benchmark
-process, or a conversion job that never loads batches, pays only for what it
-touches. The trade-off: an import error of a submodule shows at first use of
-its names, not at `import fastload`. Type checkers and IDEs read the
-`TYPE_CHECKING` imports below, which list the same names as `_EXPORTS`.
+Every public name is imported from its module on first use (the table
+`_EXPORTS`; `fastload/exports.py` says how and why); type checkers and IDEs
+read the `TYPE_CHECKING` imports below, which list the same names.
 """
 
 from __future__ import annotations
 
-import importlib
-import sys
-import types
 from typing import TYPE_CHECKING
+
+from fastload.exports import export_on_first_use
 
 if TYPE_CHECKING:
     from fastload.arrays import ArrayDataset, NormalizeImage, Standardize
+    from fastload.attention import cu_seqlens
     from fastload.convert import ConvertResult, convert
     from fastload.errors import ConfigError, ConvertError, FastloadError, FormatError, TokenizerError
     from fastload.format import Column, Dataset, Schema, verify_dataset
@@ -39,6 +36,7 @@ _EXPORTS = {
     "ArrayDataset": "fastload.arrays",
     "NormalizeImage": "fastload.arrays",
     "Standardize": "fastload.arrays",
+    "cu_seqlens": "fastload.attention",  # needs torch
     "ConvertResult": "fastload.convert",
     "convert": "fastload.convert",
     "ConfigError": "fastload.errors",
@@ -82,41 +80,11 @@ __all__ = [
     "Tokenizer",
     "TokenizerError",
     "convert",
+    "cu_seqlens",
     "get_worker_info",
     "load_tokenizer",
     "split_blocks",
     "verify_dataset",
 ]
 
-
-def __getattr__(name: str):
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'fastload' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value  # later look-ups find it without coming here
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_EXPORTS))
-
-
-class _Package(types.ModuleType):
-    """`fastload`'s module type: a public name is never replaced by the submodule of that name (`fastload.convert`).
-
-    Python binds a submodule on its parent when it first loads
-    (`fastload.convert = <module 'fastload.convert'>`). With the re-exports
-    imported on first use, `from fastload.convert import ...` anywhere before
-    the first `fastload.convert(...)` would leave the module where the
-    function belongs; this keeps the binding out, as the eager imports used
-    to, and `__getattr__` above finds the function.
-    """
-
-    def __setattr__(self, name: str, value: object) -> None:
-        if name in _EXPORTS and isinstance(value, types.ModuleType):
-            return
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package
+export_on_first_use(__name__, _EXPORTS)

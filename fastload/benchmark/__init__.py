@@ -48,8 +48,9 @@ nothing: the CLI writes the table.
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING
+
+from fastload.exports import export_on_first_use
 
 if TYPE_CHECKING:
     from fastload.benchmark.report import BenchOptions, BenchReport, LoaderResult, parse_workers
@@ -67,15 +68,4 @@ _EXPORTS = {
 
 __all__ = ["BenchOptions", "LoaderResult", "BenchReport", "run_benchmark", "parse_workers"]
 
-
-def __getattr__(name: str):
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'fastload.benchmark' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value  # later look-ups find it without coming here
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_EXPORTS))
+export_on_first_use(__name__, _EXPORTS)

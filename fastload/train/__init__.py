@@ -22,10 +22,9 @@ IDEs read the `TYPE_CHECKING` imports below, which list the same names.
 
 from __future__ import annotations
 
-import importlib
-import sys
-import types
 from typing import TYPE_CHECKING
+
+from fastload.exports import export_on_first_use
 
 if TYPE_CHECKING:
     from fastload.train.config import TrainConfig
@@ -48,36 +47,4 @@ _EXPORTS = {
 
 __all__ = ["GPT", "GPTConfig", "MODEL_CONFIGS", "SweepResult", "TrainConfig", "TrainResult", "parse_sweep", "sweep", "train"]
 
-
-def __getattr__(name: str):
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'fastload.train' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value  # later look-ups find it without coming here
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_EXPORTS))
-
-
-class _Package(types.ModuleType):
-    """`fastload.train`'s module type: the function `fastload.train.sweep` is never replaced by the module of that name.
-
-    Python binds a submodule on its parent when it first loads
-    (`fastload.train.sweep = <module 'fastload.train.sweep'>`). With the
-    names imported on first use, `from fastload.train.sweep import ...`
-    before the first `from fastload.train import sweep` would hand out the
-    module; this keeps the binding out, as the eager imports used to, and
-    `__getattr__` above finds the function. (fastload/__init__.py does the
-    same for `fastload.convert`.)
-    """
-
-    def __setattr__(self, name: str, value: object) -> None:
-        if name in _EXPORTS and isinstance(value, types.ModuleType):
-            return
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package
+export_on_first_use(__name__, _EXPORTS)
