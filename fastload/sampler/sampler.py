@@ -144,6 +144,8 @@ def resume_position(state: dict, current: dict, *, fixed: tuple[str, ...], what:
     for key in ("epoch", "samples_consumed"):
         if type(state.get(key)) is not int or state[key] < 0:
             raise ConfigError(f"{what} state {key!r} must be a non-negative integer, found {state.get(key)!r}")
+    if type(state.get("version", version)) is not int:
+        raise ConfigError(f"{what} state 'version' must be an integer, found {state['version']!r:.50}; it was not written by fastload")
     if state.get("version", version) > version:
         raise ConfigError(f"this {what} state was written by a newer fastload; upgrade fastload to resume from it")
     mismatched = [f"{key} {state[key]!r} (now {current[key]!r})" for key in fixed if key in state and state[key] != current[key]]

@@ -74,6 +74,8 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
         raise ConfigError(f"cannot resume: {str(path)!r} is not a readable fastload checkpoint ({type(exc).__name__}: {exc})") from exc
     if not isinstance(payload, dict) or "version" not in payload or "model" not in payload:
         raise ConfigError(f"cannot resume: {str(path)!r} is not a fastload training checkpoint")
+    if type(payload["version"]) is not int or payload["version"] < 1:
+        raise ConfigError(f"cannot resume: {str(path)!r} has checkpoint version {payload['version']!r:.50}, not a positive integer; it was not written by fastload")
     if payload["version"] > CHECKPOINT_VERSION:
         raise ConfigError(f"cannot resume: {str(path)!r} was written by a newer fastload (checkpoint version {payload['version']}); upgrade fastload")
     return payload

@@ -222,3 +222,11 @@ def test_the_registry_of_orders_names_exactly_the_implemented_orders():
     from fastload.sampler import options, orders
 
     assert set(options.ORDERS) == set(orders.ORDERS)
+
+
+def test_a_sampler_state_whose_version_is_not_an_integer_is_refused():
+    sampler = Sampler(np.full(10, 8), global_batch_size=4, shuffle=True)
+    state = sampler.state_dict()
+    state["version"] = "1"
+    with pytest.raises(ConfigError, match="'version' must be an integer"):
+        Sampler(np.full(10, 8), global_batch_size=4, shuffle=True).load_state_dict(state)

@@ -162,3 +162,12 @@ def test_a_loader_of_your_own_feeds_the_same_loop_and_validation_still_comes_fro
     assert [r["step"] for r in result.records if r["kind"] == "eval"] == [12]
     with pytest.raises(ConfigError, match="cannot resume the data position"):
         train(corpus, tiny_config(steps=14, resume=True), loader=[batch])
+
+
+@pytest.mark.parametrize("version", ["1", None, 1.5, [1]])
+def test_a_checkpoint_whose_version_is_not_an_integer_is_refused_by_name(tmp_path, version):
+    from fastload.train.checkpoint import load_checkpoint
+
+    torch.save({"version": version, "model": {}}, tmp_path / "checkpoint.pt")
+    with pytest.raises(ConfigError, match="not a positive integer; it was not written by fastload"):
+        load_checkpoint(tmp_path / "checkpoint.pt")
