@@ -289,17 +289,19 @@ def convert(
         try:
             table, skipped, num_lines = chunk.load()
         except LineError as error:  # located once the lines before this chunk are counted
-            return chunk, error, 0, 0
+            return chunk, error, 0, 0, ()
         prepared = prepare_table(table, source=chunk.source, columns=columns, text_field=text_field, tokenizer=tokenizer, keep_text=keep_text)
-        return chunk, prepared, skipped, num_lines
+        return chunk, prepared, skipped, num_lines, tuple(table.column_names)
 
     assembler = _Assembler(out, options, overwrite)
     bytes_in = skipped_rows = rows_in = 0
+    input_fields: dict[str, None] = {}  # every field any input row has, in order of appearance
     progress = _progress(total, quiet)
     try:
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fastload-convert") as pool:
             lines_before: dict[str, int] = {}  # input lines of each source in the chunks done so far
-            for chunk, prepared, skipped, num_lines in _ordered(pool, work, chunks, depth=2 * workers):
+            for chunk, prepared, skipped, num_lines, fields in _ordered(pool, work, chunks, depth=2 * workers):
+                input_fields.update(dict.fromkeys(fields))
                 first_line = chunk.first_line or lines_before.get(chunk.source, 0) + 1
                 lines_before[chunk.source] = lines_before.get(chunk.source, 0) + num_lines
                 if isinstance(prepared, LineError):
@@ -311,6 +313,12 @@ def convert(
                     rows_in += prepared[0].num_rows
                     progress.set_postfix_str(f"{rows_in:,} rows", refresh=False)
                 progress.update(chunk.num_bytes)
+        unknown = [name for name in columns or () if name not in input_fields]
+        if unknown and input_fields:
+            raise ConfigError(
+                f"--columns names {', '.join(map(repr, unknown))}, which no input row has; "
+                f"the inputs' fields are: {', '.join(input_fields)}"
+            )
         if not assembler.finish_held():
             raise ConvertError(
                 f"the input ({', '.join(input_names)}) holds no rows"

@@ -172,3 +172,17 @@ def test_an_output_folder_inside_the_input_folder_is_not_read_back(tmp_path):
     for _ in range(2):
         fastload.convert(corpus, corpus / "ds", overwrite=True, quiet=True)
         assert [r["text"] for r in Dataset(corpus / "ds")] == [f"t{i}" for i in range(5)]
+
+
+def test_columns_naming_a_field_no_input_has_is_an_error_listing_the_fields(tmp_path, capsys):
+    from fastload.cli import main
+
+    source = tmp_path / "in.jsonl"
+    source.write_text('{"text": "a", "label": 1}\n{"text": "b", "extra": 2}\n')
+    with pytest.raises(fastload.ConfigError, match=r"--columns names 'txt', which no input row has; the inputs' fields are: text, label, extra"):
+        fastload.convert(source, tmp_path / "out", columns=["txt", "label"], quiet=True)
+    assert not (tmp_path / "out" / "index.json").exists()
+    assert main(["convert", str(source), "-o", str(tmp_path / "cli"), "--columns", "txt", "--quiet"]) == 1
+    assert "which no input row has" in capsys.readouterr().err
+    fastload.convert(source, tmp_path / "kept", columns=["text", "extra"], quiet=True)  # a field some rows lack is fine
+    assert fastload.Dataset(tmp_path / "kept").schema.names == ["text", "extra"]
