@@ -6,6 +6,7 @@ import sys
 
 import pytest
 
+import fastload
 from fastload.cli import main
 
 
@@ -70,3 +71,11 @@ def test_inspect_json_is_valid_json_even_with_nan_and_numpy_values(tmp_path, cap
     assert main(["inspect", str(tmp_path / "out"), "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["sample_rows"][0] == {"x": None, "v": [1.0, None], "n": 3}
+
+
+def test_inspect_says_what_it_checked_and_points_to_verify(tmp_path, capsys):
+    fastload.convert([{"text": f"row {i}"} for i in range(10)], tmp_path / "out", quiet=True)
+    assert main(["inspect", str(tmp_path / "out"), "--rows", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "checked      index.json, shard sizes and the 2 rows shown" in out
+    assert f"'fastload verify {tmp_path / 'out'}' checks every block's checksum" in out
