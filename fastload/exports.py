@@ -52,8 +52,8 @@ class _PackageWithExports(types.ModuleType):
 def export_on_first_use(package: str, exports: dict[str, str]) -> None:
     """Make `exports` (public name -> defining module) the lazily imported names of `package`."""
     module = sys.modules[package]
-    missing = set(module.__dict__.get("__all__", ())) ^ set(exports)
-    if missing:
-        raise ImportError(f"{package}.__all__ and its exports differ in {sorted(missing)}")
+    differ = set(module.__dict__.get("__all__", ())) ^ set(exports)
+    if differ:
+        raise ImportError(f"{package}.__all__ and its exports table differ in {sorted(differ)}; list each public name in both")
     module.__dict__["_EXPORTS"] = exports
     module.__class__ = _PackageWithExports

@@ -253,8 +253,6 @@ def read_index(folder: str | os.PathLike) -> DatasetIndex:
         raise FormatError(f"dataset folder {str(folder)!r} does not exist or is not a folder")
     path = folder / INDEX_FILE
     problem = file_problem(path, folder)
-    if problem is not None and problem != "missing":
-        raise FormatError(f"{path} is {problem}; a dataset's index.json is a regular file inside its folder. {_REPAIR_HINT}")
     if problem == "missing":
         partial = any(p.name.startswith(".tmp") or p.suffix == ".arrow" for p in folder.iterdir())
         hint = (
@@ -264,6 +262,8 @@ def read_index(folder: str | os.PathLike) -> DatasetIndex:
             else "Create a dataset with 'fastload convert INPUT -o FOLDER'."
         )
         raise FormatError(f"{str(folder)!r} has no {INDEX_FILE}, so it is not a complete fastload dataset. {hint}")
+    if problem is not None:
+        raise FormatError(f"{path} is {problem}; a dataset's index.json is a regular file inside its folder. {_REPAIR_HINT}")
     size = path.stat().st_size
     if size > _MAX_INDEX_BYTES:
         raise FormatError(f"{path} is {size:,} bytes, far beyond any real index; the file is corrupt. {_REPAIR_HINT}")

@@ -38,7 +38,7 @@ from fastload.format.files import file_problem
 from fastload.format.index import DatasetIndex, ShardInfo, read_index
 from fastload.format.schema import Schema, column_from_arrow_field, offsets_of
 
-__all__ = ["Dataset", "Block", "Ragged", "column_view"]
+__all__ = ["Dataset", "Block", "Ragged", "column_view", "decode_block", "first_batch_offset"]
 
 # What pyarrow raises on damaged bytes: its own errors, and for a damaged footer also
 # OSError ("Invalid Block in IPC file footer") or a failed UTF-8 decode of a field name.
@@ -150,13 +150,39 @@ def column_view(batch: pa.RecordBatch, schema: Schema, name: str):
     return block_views(batch.select([name]), Schema((column,)))[name]
 
 
+def first_batch_offset(shard: pa.Buffer) -> int:
+    """Where block 0's record batch starts: its byte range also holds the file's 8-byte magic and the schema message."""
+    stream = pa.BufferReader(shard)
+    stream.seek(8)
+    ipc.read_message(stream)
+    return stream.tell()
+
+
+def decode_block(shard: pa.Buffer, info: ShardInfo, local: int, *, batch_offset: int, arrow_schema: pa.Schema) -> pa.RecordBatch:
+    """Block `local` of a shard's bytes, decoded from exactly the byte range index.json records for it.
+
+    Those are the bytes its CRC covers; the Arrow footer's pointers are never
+    followed, so an edited footer cannot swap blocks. The range must hold one
+    record batch message that fills it (`batch_offset`: `first_batch_offset`
+    of the shard, for block 0); anything else raises ValueError.
+    """
+    start, end = int(info.block_offsets[local]), int(info.block_offsets[local] + info.block_bytes[local])
+    message_start = batch_offset if local == 0 else start
+    if not start <= message_start < end <= shard.size:
+        raise ValueError("its byte range holds no record batch")
+    stream = pa.BufferReader(shard.slice(message_start, end - message_start))
+    message = ipc.read_message(stream)
+    if message.type != "record batch" or stream.tell() != end - message_start:
+        raise ValueError(f"its byte range holds a {message.type} message of {stream.tell():,} bytes, not one record batch filling its {end - message_start:,}")
+    return ipc.read_record_batch(message, arrow_schema)
+
+
 class _Shard:
     """An open, memory-mapped shard and the blocks of it this process has checked.
 
-    Blocks are decoded from their byte ranges in `index.json` — the bytes
-    their CRCs cover — never from where the Arrow footer points: a hand-edited
-    footer then cannot make a block return another block's rows. The footer
-    only gives the schema and the block count, both compared with the index.
+    Blocks are decoded from their byte ranges in `index.json` (`decode_block`);
+    the footer only gives the schema and the block count, both compared with
+    the index.
     """
 
     def __init__(self, folder: Path, info: ShardInfo, schema: Schema):
@@ -168,11 +194,7 @@ class _Shard:
             self.buffer = self.mmap.read_buffer()  # the whole file, zero copy
             footer = ipc.open_file(self.buffer)
             arrow_schema = footer.schema
-            # Block 0's range starts at the file's magic (8 bytes) and schema message; its batch follows them.
-            stream = pa.BufferReader(self.buffer)
-            stream.seek(8)
-            ipc.read_message(stream)
-            self.first_batch_offset = stream.tell()
+            self.first_batch_offset = first_batch_offset(self.buffer)
         except _DAMAGE as exc:
             raise FormatError(
                 f"shard {info.file!r} cannot be opened as an Arrow IPC file ({exc}). "
@@ -216,21 +238,8 @@ class _Shard:
         return int(self.info.block_offsets[local]), int(self.info.block_bytes[local])
 
     def decode(self, local: int) -> pa.RecordBatch:
-        """Block `local` decoded from exactly its byte range: one record batch message that fills it."""
-        start, length = self.byte_range(local)
-        message_start = self.first_batch_offset if local == 0 else start
-        end = start + length
-        if not start <= message_start < end or end > self.buffer.size:
-            raise FormatError(self._bad_block(local, "its byte range holds no record batch"))
-        stream = pa.BufferReader(self.buffer.slice(message_start, end - message_start))
-        message = ipc.read_message(stream)
-        if message.type != "record batch" or stream.tell() != end - message_start:
-            raise FormatError(self._bad_block(local, f"its byte range holds a {message.type} message of {stream.tell():,} bytes, "
-                                                     f"not one record batch filling its {end - message_start:,} bytes"))
-        return ipc.read_record_batch(message, self.arrow_schema)
-
-    def _bad_block(self, local: int, problem: str) -> str:
-        return f"block {local} of shard {self.info.file!r} cannot be decoded: {problem}. " + _VERIFY_HINT.format(folder=self.folder)
+        """Block `local`, decoded from its verified byte range (`decode_block`); ValueError when the range holds something else."""
+        return decode_block(self.buffer, self.info, local, batch_offset=self.first_batch_offset, arrow_schema=self.arrow_schema)
 
 
 class Dataset:

@@ -18,6 +18,7 @@ import pyarrow.ipc as ipc
 from fastload.errors import FormatError
 from fastload.format.files import file_problem
 from fastload.format.index import DatasetIndex, ShardInfo, read_index
+from fastload.format.reader import decode_block, first_batch_offset
 from fastload.format.schema import Schema, column_from_arrow_field
 
 __all__ = ["verify_dataset"]
@@ -59,7 +60,9 @@ def _verify_shard(folder: Path, info: ShardInfo, index: DatasetIndex) -> list[st
     if zlib.crc32(data) != info.crc32 and not bad_blocks:
         problems.append(f"shard {info.file!r}: checksum mismatch outside the blocks (file header or footer)")
     try:
-        reader = ipc.open_file(pa.BufferReader(data))
+        shard = pa.py_buffer(data)
+        reader = ipc.open_file(shard)
+        batch_offset = first_batch_offset(shard)
         found = Schema(tuple(column_from_arrow_field(f) for f in reader.schema))
         if found != index.schema:
             problems.append(f"shard {info.file!r}: columns {found.to_json()} differ from index.json's {index.schema.to_json()}")
@@ -69,7 +72,7 @@ def _verify_shard(folder: Path, info: ShardInfo, index: DatasetIndex) -> list[st
         for block_id in range(info.num_blocks):
             if block_id in bad_blocks:
                 continue
-            batch = reader.get_batch(block_id)
+            batch = decode_block(shard, info, block_id, batch_offset=batch_offset, arrow_schema=reader.schema)  # the bytes the reader decodes
             batch.validate(full=True)
             if batch.num_rows != int(info.block_rows[block_id]):
                 problems.append(
