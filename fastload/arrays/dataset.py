@@ -31,28 +31,27 @@ from fastload.errors import ConfigError
 from fastload.format.reader import Dataset
 from fastload.packing.rows import row_number
 from fastload.sampler import Sampler, SamplerOptions
+from fastload.sampler.batch_dataset import BatchDataset
 
 __all__ = ["ArrayDataset"]
 
 FIXED_KINDS = ("scalar", "ndarray")
 
 
-class ArrayDataset:
+class ArrayDataset(BatchDataset):
     """Fixed-shape columns of a fastload dataset, as batches of arrays.
 
     dataset: a `fastload.Dataset` or the path of one.
     columns: {name: transform or None}, or a list of names (raw values), or
         None for every scalar and ndarray column.
-    seed, window_blocks, num_partitions: the shuffle (see `SamplerOptions`).
+    sampling: the shuffle, a `fastload.SamplerOptions` (seed, window_blocks, num_partitions).
     """
 
-    def __init__(self, dataset: Dataset | str | os.PathLike, columns=None, *, seed: int = 0, window_blocks: int = 8, num_partitions: int | None = None):
+    def __init__(self, dataset: Dataset | str | os.PathLike, columns=None, *, sampling: SamplerOptions | None = None):
+        super().__init__(sampling)
         opened = dataset if isinstance(dataset, Dataset) else Dataset(dataset)
-        SamplerOptions(seed=seed, window_blocks=window_blocks, num_partitions=num_partitions)  # validates them now
-        self.seed, self.window_blocks, self.num_partitions = seed, window_blocks, num_partitions
-        partitions = num_partitions or min(64, opened.num_blocks)
-        # The blocks the default order has live (two windows per partition) stay decoded.
-        self.dataset = Dataset(opened.path, check_blocks=opened.check_blocks, cache_blocks=2 * window_blocks * partitions + 2)
+        # The blocks the shuffled order has live stay decoded (and the next one or two being opened).
+        self.dataset = Dataset(opened.path, check_blocks=opened.check_blocks, cache_blocks=self.live_blocks(opened.num_blocks) + 2)
         schema = self.dataset.schema
         if columns is None:
             columns = {c.name: None for c in schema if c.kind in FIXED_KINDS}
@@ -85,7 +84,7 @@ class ArrayDataset:
 
     def batch_sampler(self, global_batch_size: int, *, rank: int = 0, world_size: int = 1, shuffle: bool = True, drop_last: bool = False) -> Sampler:
         """The sampler `fastload.DataLoader` uses: a `fastload.Sampler` over rows."""
-        options = SamplerOptions.for_shuffle(shuffle, seed=self.seed, window_blocks=self.window_blocks, num_partitions=self.num_partitions, drop_last=drop_last)
+        options = self.sampler_options(shuffle=shuffle, drop_last=drop_last)
         return Sampler(self.dataset.block_rows, global_batch_size=global_batch_size, rank=rank, world_size=world_size, options=options)
 
     def _gather(self, name: str, ids: np.ndarray, block_of: np.ndarray, blocks: list, out: np.ndarray) -> None:

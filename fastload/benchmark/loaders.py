@@ -64,8 +64,9 @@ def naive_loader(dataset: CountingDataset, *, column: str, tokenizer, eos_id: in
 def fastload_loader(dataset: CountingDataset, *, column: str, tokenizer, doc_lengths, options: BenchOptions, num_workers: int):
     from fastload.loader import DataLoader
     from fastload.packing import PackedDataset
+    from fastload.sampler import SamplerOptions
 
-    packed = PackedDataset(dataset, seq_len=options.seq_len, column=column, tokenizer=tokenizer, eos_id=options.eos_id, seed=options.seed,
+    packed = PackedDataset(dataset, seq_len=options.seq_len, column=column, tokenizer=tokenizer, eos_id=options.eos_id, sampling=SamplerOptions(seed=options.seed),
                            doc_lengths=doc_lengths if tokenizer is not None else None)
     return DataLoader(packed, batch_size=options.batch_size, num_workers=num_workers, shuffle=True)
 

@@ -20,12 +20,13 @@ def run_benchmark(path: str | os.PathLike, options: BenchOptions = BenchOptions(
     `progress(line)` is called before each loader runs (the CLI prints it to stderr).
     """
     from fastload.packing import PackedDataset
+    from fastload.sampler import SamplerOptions
 
     dataset = CountingDataset(path)
     column, tokenizer = tokens_or_text(dataset, options.tokenizer)
     # The plan (and, for text, every document's token count: tokenized once, then cached) is built
     # here, untimed: it also checks that the dataset holds at least one batch.
-    planned = PackedDataset(dataset, seq_len=options.seq_len, column=column, tokenizer=tokenizer, eos_id=options.eos_id, seed=options.seed)
+    planned = PackedDataset(dataset, seq_len=options.seq_len, column=column, tokenizer=tokenizer, eos_id=options.eos_id, sampling=SamplerOptions(seed=options.seed))
     doc_lengths = planned.doc_lengths
     eos_id = planned.eos_id
     epoch_batches = len(planned.batch_sampler(options.batch_size, shuffle=True))

@@ -72,8 +72,8 @@ class PackedDataset(TokenDocuments):
         packs documents back to back.
     pad_id: input id of padding (default eos_id, else 0); padding labels are -100.
     remainder: "drop" the tokens that do not fill a last batch, or "pad" it.
-    seed, window_blocks, num_partitions: the shuffle (see `SamplerOptions`);
-        the loader's `shuffle=True` picks the `block_window` order, False the storage order.
+    sampling: the shuffle, a `fastload.SamplerOptions` (seed, window_blocks, num_partitions);
+        the loader's `shuffle=True` picks its order (`block_window`), False the storage order.
     blocks: use only these blocks (a split: see `split_blocks`); None for all.
     """
 
@@ -88,18 +88,15 @@ class PackedDataset(TokenDocuments):
         pad_id: int | None = None,
         add_eos: bool = True,
         remainder: str = "drop",
-        seed: int = 0,
-        window_blocks: int = 8,
-        num_partitions: int | None = None,
+        sampling: SamplerOptions | None = None,
         blocks=None,
         doc_lengths: np.ndarray | None = None,
     ):
         if remainder not in REMAINDERS:
             raise ConfigError(f"remainder must be one of {REMAINDERS}, found {remainder!r}")
-        SamplerOptions(seed=seed, window_blocks=window_blocks, num_partitions=num_partitions)  # validates them now
-        self.remainder, self.seed, self.window_blocks, self.num_partitions = remainder, seed, window_blocks, num_partitions
+        self.remainder = remainder
         self.blocks = None if blocks is None else np.unique(np.asarray(blocks, np.int64))
-        super().__init__(dataset, seq_len=seq_len, column=column, tokenizer=tokenizer, eos_id=eos_id, pad_id=pad_id, add_eos=add_eos, doc_lengths=doc_lengths)
+        super().__init__(dataset, seq_len=seq_len, column=column, tokenizer=tokenizer, eos_id=eos_id, pad_id=pad_id, add_eos=add_eos, sampling=sampling, doc_lengths=doc_lengths)
 
     def _reset_process_state(self) -> None:
         super()._reset_process_state()
@@ -122,9 +119,6 @@ class PackedDataset(TokenDocuments):
             self._plans[key] = plan
         return plan
 
-    def options(self, order: str) -> SamplerOptions:
-        return SamplerOptions(order=order, seed=self.seed, window_blocks=self.window_blocks, num_partitions=self.num_partitions)
-
     def batch_sampler(
         self, global_batch_size: int, *, rank: int = 0, world_size: int = 1, shuffle: bool = True, drop_last: bool = False, order: str | None = None
     ) -> "PackedBatchSampler":
@@ -134,7 +128,7 @@ class PackedDataset(TokenDocuments):
         """
         if drop_last and self.remainder == "pad":
             raise ConfigError("drop_last=True contradicts the PackedDataset's remainder='pad'; pick one")
-        options = self.options(order or ("block_window" if shuffle else "sequential"))
+        options = self.sampler_options(shuffle=shuffle, order=order)
         return PackedBatchSampler(self, global_batch_size, rank=rank, world_size=world_size, options=options)
 
     # -- batches -------------------------------------------------------------------
@@ -158,14 +152,14 @@ class PackedDataset(TokenDocuments):
 
     def __len__(self) -> int:
         """Rows of the storage-order stream (what `packed[i]` indexes)."""
-        return self.plan(0, 1, self.options("sequential")).num_batches
+        return self.plan(0, 1, self.sampler_options(shuffle=False)).num_batches
 
     def __getitem__(self, index):
         if isinstance(index, BatchKey):
             return self.__fastload_batch__(index, np.empty)
         i = row_number(index, len(self), "packed rows")
-        options = self.options("sequential")
-        plan_key = (0, 1, "sequential", self.seed, self.window_blocks, self.num_partitions)
+        options = self.sampler_options(shuffle=False)
+        plan_key = (0, 1, "sequential", options.seed, options.window_blocks, options.num_partitions)
         batch = self._batch_filler().fill(self.plan(0, 1, options), plan_key, i, 0, 1)
         return {name: array[0] for name, array in batch.as_dict().items()}
 

@@ -18,11 +18,13 @@ from fastload.errors import ConfigError
 from fastload.format.reader import Dataset
 from fastload.environment import cache_dir
 from fastload.packing.blocks import TokenBlocks
+from fastload.sampler import SamplerOptions
+from fastload.sampler.batch_dataset import BatchDataset
 
 __all__ = ["TokenDocuments"]
 
 
-class TokenDocuments:
+class TokenDocuments(BatchDataset):
     """Documents of token ids from a fastload dataset; see `PackedDataset` for the arguments."""
 
     def __init__(
@@ -35,8 +37,10 @@ class TokenDocuments:
         eos_id: int | None = None,
         pad_id: int | None = None,
         add_eos: bool = True,
+        sampling: SamplerOptions | None = None,
         doc_lengths: np.ndarray | None = None,
     ):
+        super().__init__(sampling)
         self.dataset = dataset if isinstance(dataset, Dataset) else Dataset(dataset)
         if type(seq_len) is not int or seq_len < 1:
             raise ConfigError(f"seq_len must be a positive integer, found {seq_len!r}")

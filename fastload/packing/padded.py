@@ -45,25 +45,19 @@ class PaddedDataset(TokenDocuments):
         eos_id: int | None = None,
         pad_id: int | None = None,
         add_eos: bool = True,
-        seed: int = 0,
-        window_blocks: int = 8,
-        num_partitions: int | None = None,
+        sampling: SamplerOptions | None = None,
     ):
-        SamplerOptions(seed=seed, window_blocks=window_blocks, num_partitions=num_partitions)  # validates them now
-        self.seed, self.window_blocks, self.num_partitions = seed, window_blocks, num_partitions
-        super().__init__(dataset, seq_len=seq_len, column=column, tokenizer=tokenizer, eos_id=eos_id, pad_id=pad_id, add_eos=add_eos)
+        super().__init__(dataset, seq_len=seq_len, column=column, tokenizer=tokenizer, eos_id=eos_id, pad_id=pad_id, add_eos=add_eos, sampling=sampling)
 
     def _blocks_for_batches(self):
         # No plan needs the lengths here: they are checked when known without tokenizing (a tokens
         # column's offsets), and a text column is never counted ahead.
         known = self.doc_lengths if self.tokenizer is None else self._doc_lengths
-        # Keep what the default order has live: two windows of blocks for each partition.
-        partitions = self.num_partitions or min(64, self.dataset.num_blocks)
-        return self._token_blocks(keep_unused=2 * self.window_blocks * partitions, doc_lengths=known)
+        return self._token_blocks(keep_unused=self.live_blocks(self.dataset.num_blocks), doc_lengths=known)
 
     def batch_sampler(self, global_batch_size: int, *, rank: int = 0, world_size: int = 1, shuffle: bool = True, drop_last: bool = False) -> Sampler:
         """The sampler `fastload.DataLoader` uses: a `fastload.Sampler` over documents."""
-        options = SamplerOptions.for_shuffle(shuffle, seed=self.seed, window_blocks=self.window_blocks, num_partitions=self.num_partitions, drop_last=drop_last)
+        options = self.sampler_options(shuffle=shuffle, drop_last=drop_last)
         return Sampler(self.dataset.block_rows, global_batch_size=global_batch_size, rank=rank, world_size=world_size, options=options)
 
     def __fastload_batch__(self, sample_ids, allocate) -> dict:

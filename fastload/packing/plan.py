@@ -13,8 +13,8 @@ on its own and every worker and rank agrees on it.
           and the documents of a window shuffled (a window keeps its length)
       ──► global batch b = q_0 rows of partition 0's stream, then q_1 of partition 1's, …
 
-It is the sample sampler's `block_window` order (see `sampler/orders.py`)
-measured in tokens instead of samples: partitions are cut at exact token
+It is the row sampler's `block_window` order measured in tokens instead of
+rows — both are cut by `sampler/geometry.py`: partitions are cut at exact token
 counts, so every partition yields whole rows and nothing is lost but the
 final remainder; a document cut by a partition boundary contributes its
 head to one partition and its tail to the next. Rank r of W takes columns
@@ -48,11 +48,11 @@ from fastload.errors import ConfigError
 from fastload.kernels.pack import split_runs_at_windows
 from fastload.sampler import SamplerOptions
 from fastload.sampler import permutation
+from fastload.sampler.geometry import EpochGeometry
 
 __all__ = ["PackPlan", "Units", "REMAINDERS"]
 
 REMAINDERS = ("drop", "pad")
-DEFAULT_MAX_PARTITIONS = 64
 
 
 @dataclass(frozen=True)
@@ -95,58 +95,30 @@ class PackPlan:
         block_tokens = np.add.reduceat(self.stream_lengths, self.block_starts[:-1]) if len(self.doc_lengths) else np.zeros(len(self.block_rows), np.int64)
         block_tokens[self.block_rows == 0] = 0  # reduceat repeats a value for empty ranges
         self.blocks = _check_blocks(blocks, len(self.block_rows))  # the blocks this plan uses (a split), storage order
-        num_blocks = len(self.blocks)
-        self.num_tokens = int(block_tokens[self.blocks].sum())  # T: the virtual stream's length
-        batch_tokens = global_batch_size * self.row_tokens
-        if remainder == "drop":
-            self.num_batches = self.num_tokens // batch_tokens
-        else:
-            self.num_batches = -(-self.num_tokens // batch_tokens)
+        if options.order not in ("block_window", "uniform", "sequential"):
+            raise ConfigError(f"unknown order {options.order!r}; packing supports block_window, uniform and sequential")
+        # `uniform` is one window over the whole dataset; `sequential` keeps storage order unshuffled.
+        window_blocks = len(self.blocks) if options.order == "uniform" else options.window_blocks
+        self.shuffled = options.order != "sequential"
+        self.geometry = geometry = EpochGeometry(
+            block_tokens, options=options, epoch=epoch, global_batch_size=global_batch_size, column_units=self.row_tokens,
+            drop=remainder == "drop", wrap=False, blocks=self.blocks, window_blocks=window_blocks,
+        )
+        self.num_tokens = geometry.total_units  # T: the virtual stream's length
+        self.num_batches = geometry.num_batches
         if self.num_batches == 0:
             raise ConfigError(
                 f"the dataset holds {self.num_tokens:,} tokens (with EOS), fewer than one global batch of "
                 f"{global_batch_size} rows × {self.row_tokens} tokens; lower the batch size or seq_len, or pack with remainder='pad'"
             )
-        order = options.order
-        if order == "block_window":
-            rng = permutation.generator(options.seed, epoch, permutation.BLOCK_ORDER)
-            self.block_order = self.blocks[rng.permutation(num_blocks)]
-            self.num_partitions = options.num_partitions or min(DEFAULT_MAX_PARTITIONS, num_blocks)
-            window_blocks, self.shuffled = options.window_blocks, True
-        elif order == "uniform":
-            self.block_order = self.blocks
-            self.num_partitions, window_blocks, self.shuffled = 1, num_blocks, True
-        elif order == "sequential":
-            self.block_order = self.blocks
-            self.num_partitions, window_blocks, self.shuffled = 1, options.window_blocks, False
-        else:
-            raise ConfigError(f"unknown order {order!r}; packing supports block_window, uniform and sequential")
-        self.virtual_starts = np.concatenate([[0], np.cumsum(block_tokens[self.block_order])])  # stream position of each virtual block
-        P, B = self.num_partitions, global_batch_size
-        self.column_bounds = (np.arange(P + 1, dtype=np.int64) * B) // P
-        self.partition_starts = self.num_batches * self.row_tokens * self.column_bounds
-        self.window_starts = self._window_starts(window_blocks)
+        self.block_order, self.num_partitions = geometry.block_order, geometry.num_partitions
+        self.column_bounds, self.partition_starts, self.window_starts = geometry.column_bounds, geometry.partition_starts, geometry.window_starts
         self._starts_with_padding = np.concatenate([self.window_starts, [np.iinfo(np.int64).max]])  # window num_windows: padding
         self._geometry: dict[tuple[int, int], tuple] = {}
         self._windows: OrderedDict[int, Units] = OrderedDict()
-        self._cached_windows = 2 * P + 2  # a partition has at most two windows live (see sampler/orders.py)
+        self._cached_windows = 2 * self.num_partitions + 2  # a partition has at most two windows live
 
     # -- windows -------------------------------------------------------------------
-
-    def _window_starts(self, window_blocks: int) -> np.ndarray:
-        """Sorted stream positions where a window starts, with T appended: every partition start
-        (below T), then every `window_blocks` blocks counted from the partition's first block."""
-        T = self.num_tokens
-        starts = []
-        for p in range(self.num_partitions):
-            a, e = int(self.partition_starts[p]), min(int(self.partition_starts[p + 1]), T)
-            if a >= e:
-                continue
-            first = int(np.searchsorted(self.virtual_starts, a, side="right")) - 1
-            inner = self.virtual_starts[first + window_blocks :: window_blocks]
-            starts.append(np.concatenate([[a], inner[(inner > a) & (inner < e)]]))
-        starts.append([T])
-        return np.unique(np.concatenate(starts).astype(np.int64))
 
     @property
     def num_windows(self) -> int:
@@ -168,15 +140,14 @@ class PackPlan:
         if not 0 <= w < self.num_windows:
             raise IndexError(f"window {w} out of range [0, {self.num_windows})")
         s, t = int(self.window_starts[w]), int(self.window_starts[w + 1])
-        k0 = int(np.searchsorted(self.virtual_starts, s, side="right")) - 1
-        k1 = int(np.searchsorted(self.virtual_starts, t, side="left"))
-        blocks = self.block_order[k0:k1]
+        k0, k1 = self.geometry.virtual_range(s, t)
+        blocks = self.geometry.virtual_blocks[k0:k1]
         firsts, lasts = self.block_starts[blocks], self.block_starts[blocks + 1]
         counts = lasts - firsts
         # Every document of these blocks, with its stream position.
         doc = np.repeat(firsts - np.cumsum(np.concatenate([[0], counts[:-1]])), counts) + np.arange(int(counts.sum()))
         lengths = self.stream_lengths[doc]
-        begin = np.concatenate([[0], np.cumsum(lengths)[:-1]]) + self.virtual_starts[k0]
+        begin = np.concatenate([[0], np.cumsum(lengths)[:-1]]) + self.geometry.virtual_starts[k0]
         end = begin + lengths
         keep = (end > s) & (begin < t) & (lengths > 0)
         doc, begin, end = doc[keep], begin[keep], end[keep]
@@ -192,22 +163,17 @@ class PackPlan:
     # -- batches -------------------------------------------------------------------
 
     def rank_columns(self, rank: int, world_size: int) -> tuple[int, int]:
-        share = self.global_batch_size // world_size
-        return rank * share, (rank + 1) * share
+        return self.geometry.rank_columns(rank, world_size)
 
     def _rank_geometry(self, rank: int, world_size: int) -> tuple[np.ndarray, ...]:
         """Per partition serving this rank: (first stream position, stride per batch, tokens, flat output start)."""
         key = (rank, world_size)
         cached = self._geometry.get(key)
         if cached is None:
-            lo, hi = self.rank_columns(rank, world_size)
-            c0, c1 = self.column_bounds[:-1], self.column_bounds[1:]
-            a, z = np.maximum(lo, c0), np.minimum(hi, c1)
-            mine = np.flatnonzero(a < z)
+            partitions, out_column, taken, offset = self.geometry.rank_partitions(rank, world_size)
             L1 = self.row_tokens
-            base = self.partition_starts[mine] + (a[mine] - c0[mine]) * L1
-            stride = (c1[mine] - c0[mine]) * L1
-            cached = self._geometry[key] = (base, stride, (z[mine] - a[mine]) * L1, (a[mine] - lo) * L1)
+            stride = np.diff(self.column_bounds)[partitions] * L1
+            cached = self._geometry[key] = (self.partition_starts[partitions] + offset * L1, stride, taken * L1, out_column * L1)
         return cached
 
     def rank_runs(self, batch: int, rank: int = 0, world_size: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -224,10 +190,7 @@ class PackPlan:
 
     def blocks_of_window(self, w: int) -> np.ndarray:
         """Block ids (storage numbering) that window `w` reads."""
-        s, t = int(self.window_starts[w]), int(self.window_starts[w + 1])
-        k0 = int(np.searchsorted(self.virtual_starts, s, side="right")) - 1
-        k1 = int(np.searchsorted(self.virtual_starts, t, side="left"))
-        return self.block_order[k0:k1]
+        return self.geometry.blocks_of_window(w)
 
 
 def _check_blocks(blocks, num_blocks: int) -> np.ndarray:

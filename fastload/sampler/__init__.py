@@ -1,7 +1,8 @@
 """The sampler: which samples each rank reads, in which order, epoch by epoch.
 
 `options` (validated options, the names of the orders) → `permutation`
-(keyed randomness) → `orders` (pure epoch plans) → `sampler` (the stateful,
+(keyed randomness) → `geometry` (partitions, windows and columns of an
+epoch, in rows or tokens) → `orders` (pure epoch plans) → `sampler` (the stateful,
 resumable iterator) ; `metrics` measures shuffle quality and I/O. No torch.
 """
 

@@ -1,5 +1,8 @@
 """Epoch orders: pure functions from (layout, options, epoch, global batch) to a sample order.
 
+The cut into partitions, windows and columns is `geometry.py`'s (shared with
+the packer); this module decides which sample sits at each position.
+
 An epoch is a sequence of `num_batches` global batches of `B` samples; global
 position `v = b * B + j` (batch b, column j) holds one sample id. An
 `EpochPlan` computes the sample ids of any range of positions on demand,
@@ -47,11 +50,10 @@ import numpy as np
 
 from fastload.errors import ConfigError
 from fastload.sampler import permutation
+from fastload.sampler.geometry import EpochGeometry
 from fastload.sampler.options import SamplerOptions
 
 __all__ = ["EpochPlan", "plan_epoch", "ORDERS"]
-
-DEFAULT_MAX_PARTITIONS = 64
 
 
 class EpochPlan:
@@ -66,53 +68,25 @@ class EpochPlan:
         self.options = options
         self.epoch = epoch
         self.global_batch_size = global_batch_size
-        if options.drop_last:
-            self.num_batches = self.num_samples // global_batch_size
-        else:
-            self.num_batches = -(-self.num_samples // global_batch_size)
-        self.num_positions = self.num_batches * global_batch_size
-        self.num_partitions = 1
+        # Rows pad the last batch by wrapping around to the epoch's start (see the module's docstring).
+        self.geometry = EpochGeometry(self.block_rows, options=options, epoch=epoch, global_batch_size=global_batch_size, drop=options.drop_last, wrap=True)
+        self.num_batches = self.geometry.num_batches
+        self.num_positions = self.geometry.num_positions
+        self.num_partitions = self.geometry.num_partitions
 
     # -- columns and partitions ---------------------------------------------
 
     @property
     def column_bounds(self) -> np.ndarray:
         """(P + 1,) batch columns where each partition's quota starts: ⌊p·B/P⌋."""
-        P, B = self.num_partitions, self.global_batch_size
-        return (np.arange(P + 1, dtype=np.int64) * B) // P
+        return self.geometry.column_bounds
 
     def rank_columns(self, rank: int, world_size: int) -> tuple[int, int]:
-        share = self.global_batch_size // world_size
-        return rank * share, (rank + 1) * share
+        return self.geometry.rank_columns(rank, world_size)
 
     def worker_columns(self, rank: int, world_size: int, num_workers: int) -> list[tuple[int, int]]:
-        """How a rank's columns are split among its workers: one [lo, hi) per worker.
-
-        Worker k produces columns [lo_k, hi_k) of every batch of this rank,
-        so the batches themselves never depend on `num_workers`. Cuts fall on
-        partition boundaries whenever the rank serves at least `num_workers`
-        partitions, so each worker reads only its own partitions' blocks and a
-        block is read once per rank; otherwise the columns are split evenly
-        and workers may share blocks (measured by `metrics.worker_reads`).
-        """
-        lo, hi = self.rank_columns(rank, world_size)
-        bounds = self.column_bounds
-        inner = np.unique(np.clip(bounds, lo, hi))
-        inner = inner[(inner > lo) & (inner < hi)]
-        cuts = []
-        if len(inner) + 1 >= num_workers:
-            previous = lo
-            for k in range(1, num_workers):
-                ideal = lo + k * (hi - lo) / num_workers
-                candidates = inner[inner > previous]
-                # leave enough boundaries for the workers still to come
-                candidates = candidates[: len(candidates) - (num_workers - 1 - k)] if num_workers - 1 - k else candidates
-                previous = int(candidates[np.argmin(np.abs(candidates - ideal))])
-                cuts.append(previous)
-        else:
-            cuts = [lo + k * (hi - lo) // num_workers for k in range(1, num_workers)]
-        edges = [lo, *cuts, hi]
-        return list(zip(edges[:-1], edges[1:]))
+        """How a rank's columns are split among its workers (see `EpochGeometry.worker_columns`)."""
+        return self.geometry.worker_columns(rank, world_size, num_workers)
 
     # -- sample ids ----------------------------------------------------------
 
@@ -163,37 +137,13 @@ class BlockWindowPlan(EpochPlan):
 
     def __init__(self, block_rows, *, options, epoch, global_batch_size):
         super().__init__(block_rows, options=options, epoch=epoch, global_batch_size=global_batch_size)
-        num_blocks = len(self.block_rows)
-        self.num_partitions = options.num_partitions or min(DEFAULT_MAX_PARTITIONS, num_blocks)
-        rng = permutation.generator(options.seed, epoch, permutation.BLOCK_ORDER)
-        order = rng.permutation(num_blocks)
-        # The virtual sequence: blocks in this epoch's order, repeated when padding needs more.
-        repeats = max(1, -(-self.num_positions // self.num_samples))
-        self.virtual_blocks = np.tile(order, repeats)  # (repeats·num_blocks,) block id at each virtual block index
-        self.virtual_starts = np.concatenate([[0], np.cumsum(self.block_rows[self.virtual_blocks])])
-        # Partition p occupies virtual positions [partition_starts[p], partition_starts[p+1]).
-        self.partition_starts = self.num_batches * self.column_bounds
-        self.window_starts = self._window_starts()
+        geometry = self.geometry
+        self.virtual_blocks, self.virtual_starts = geometry.virtual_blocks, geometry.virtual_starts
+        self.partition_starts, self.window_starts = geometry.partition_starts, geometry.window_starts
         self._windows: OrderedDict[int, np.ndarray] = OrderedDict()
         # A partition's stream has at most two windows live (its current one and the next),
         # so this many cached permutations never regenerate one during an epoch.
         self._cached_windows = 2 * self.num_partitions + 2
-
-    def _window_starts(self) -> np.ndarray:
-        """Sorted virtual positions where a window starts: every partition start, then every
-        `window_blocks` blocks counted from the partition's first block."""
-        starts = []
-        wb = self.options.window_blocks
-        for p in range(self.num_partitions):
-            a, e = int(self.partition_starts[p]), int(self.partition_starts[p + 1])
-            if a == e:
-                continue
-            first = int(np.searchsorted(self.virtual_starts, a, side="right")) - 1
-            last = int(np.searchsorted(self.virtual_starts, e, side="left"))
-            inner = self.virtual_starts[first + wb : last : wb]
-            starts.append(np.concatenate([[a], inner[inner < e]]))
-        starts.append([self.num_positions])
-        return np.concatenate(starts).astype(np.int64)
 
     def _window(self, w: int) -> np.ndarray:
         cached = self._windows.get(w)
@@ -226,20 +176,12 @@ class BlockWindowPlan(EpochPlan):
     def rank_batch(self, batch: int, rank: int, world_size: int) -> np.ndarray:
         """One rank's share of a batch: per partition a contiguous run of its stream, so slices of
         the cached window permutations rather than a lookup per sample."""
-        lo, hi = self.rank_columns(rank, world_size)
-        bounds = self.column_bounds
-        first = int(np.searchsorted(bounds, lo, side="right")) - 1
+        partitions, _, taken, offset = self.geometry.rank_partitions(rank, world_size)
+        quotas = np.diff(self.column_bounds)
         pieces = []
-        for p in range(first, self.num_partitions):
-            c0, c1 = int(bounds[p]), int(bounds[p + 1])
-            if c0 >= hi:
-                break
-            a, z = max(lo, c0), min(hi, c1)
-            if a >= z:
-                continue
-            quota = c1 - c0
-            linear = int(self.partition_starts[p]) + batch * quota + (a - c0)
-            end = linear + (z - a)
+        for p, n, c in zip(partitions.tolist(), taken.tolist(), offset.tolist()):
+            linear = int(self.partition_starts[p]) + batch * int(quotas[p]) + c
+            end = linear + n
             while linear < end:  # a run crosses at most a window boundary or two
                 w = int(np.searchsorted(self.window_starts, linear, side="right")) - 1
                 start, stop = int(self.window_starts[w]), min(end, int(self.window_starts[w + 1]))

@@ -25,6 +25,7 @@ from fastload.errors import ConfigError
 from fastload.format.reader import Dataset
 from fastload.loader import DataLoader
 from fastload.packing import PackedDataset, split_blocks
+from fastload.sampler import SamplerOptions
 from fastload.train.config import TrainConfig
 
 __all__ = ["TrainData", "open_data", "to_device", "vocab_size_of"]
@@ -47,7 +48,7 @@ def open_data(dataset: Dataset | str | os.PathLike, config: TrainConfig, *, devi
     if config.validation:
         train_blocks, validation_blocks = split_blocks(opened, validation=config.validation, seed=config.seed)
     if loader is None:
-        packed = PackedDataset(opened, seq_len=config.rows_seq_len, blocks=train_blocks, seed=config.seed, tokenizer=tokenizer)
+        packed = PackedDataset(opened, seq_len=config.rows_seq_len, blocks=train_blocks, sampling=SamplerOptions(seed=config.seed), tokenizer=tokenizer)
         loader = DataLoader(
             packed, batch_size=config.batch_size, shuffle=True, num_workers=config.workers,
             pin_memory=device.type == "cuda", persistent_workers=config.workers > 0,
@@ -55,7 +56,7 @@ def open_data(dataset: Dataset | str | os.PathLike, config: TrainConfig, *, devi
         )
     validation = []
     if validation_blocks is not None:
-        held_out = PackedDataset(opened, seq_len=config.rows_seq_len, blocks=validation_blocks, seed=config.seed, tokenizer=tokenizer)
+        held_out = PackedDataset(opened, seq_len=config.rows_seq_len, blocks=validation_blocks, sampling=SamplerOptions(seed=config.seed), tokenizer=tokenizer)
         reader = DataLoader(held_out, batch_size=config.batch_size, shuffle=False, num_workers=0)
         validation = [{k: v.clone() for k, v in batch.items()} for batch in itertools.islice(reader, config.eval_batches)]
         validation = [to_device(batch, device) for batch in validation]

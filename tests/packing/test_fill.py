@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from fastload.errors import ConfigError, FormatError
 from fastload.kernels.pack import IGNORE_INDEX, fill_packed_batch
 from fastload.packing import BatchKey, PackedDataset
+from fastload.sampler import SamplerOptions
 from fastload.kernels.pack_reference import packed_epoch_reference
 from tests.packing.conftest import distinct_documents, write_documents
 
@@ -17,7 +18,7 @@ EOS, PAD = 0, 999_999
 
 
 def _key(packed, plan, b, rank, world, order):
-    return BatchKey(plan.epoch, b, rank, world, plan.global_batch_size, order, packed.seed, packed.window_blocks, packed.num_partitions)
+    return BatchKey(plan.epoch, b, rank, world, plan.global_batch_size, order, packed.sampling.seed, packed.sampling.window_blocks, packed.sampling.num_partitions)
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -39,9 +40,9 @@ def test_batches_equal_the_reference(tmp_path_factory, seed, num_docs, max_len, 
     documents = distinct_documents(rng, num_docs, max_len)
     path = tmp_path_factory.mktemp("ds") / "ds"
     write_documents(path, documents, block_rows=block_rows, compression=compression)
-    packed = PackedDataset(path, seq_len=seq_len, eos_id=EOS, pad_id=PAD, add_eos=add_eos, remainder=remainder, window_blocks=window_blocks, seed=seed)
+    packed = PackedDataset(path, seq_len=seq_len, eos_id=EOS, pad_id=PAD, add_eos=add_eos, remainder=remainder, sampling=SamplerOptions(window_blocks=window_blocks, seed=seed))
     try:
-        plan = packed.plan(1, batch * 2, packed.options(order))
+        plan = packed.plan(1, batch * 2, packed.sampler_options(order=order))
     except ConfigError:
         return  # fewer tokens than one batch (checked in test_plan)
     expected = packed_epoch_reference(plan, documents, eos_id=EOS, pad_id=PAD)
@@ -58,7 +59,7 @@ def test_labels_are_inputs_shifted_by_one_and_positions_restart_per_document(tmp
     documents = distinct_documents(np.random.default_rng(0), 300, 40)
     write_documents(tmp_path / "ds", documents, block_rows=25)
     packed = PackedDataset(tmp_path / "ds", seq_len=32, eos_id=EOS)
-    plan = packed.plan(0, 8, packed.options("block_window"))
+    plan = packed.plan(0, 8, packed.sampler_options(order="block_window"))
     for b in range(plan.num_batches):
         batch = packed[_key(packed, plan, b, 0, 1, "block_window")]
         ids, labels, positions, docs = batch["input_ids"], batch["labels"], batch["position_ids"], batch["document_ids"]

@@ -1,0 +1,69 @@
+"""The epoch geometry's one home: rows and tokens cut the same way, and the batch-dataset contract's options."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import fastload
+from fastload.errors import ConfigError
+from fastload.packing.plan import PackPlan
+from fastload.sampler import SamplerOptions, plan_epoch
+from tests.packing.conftest import write_documents
+from fastload.sampler.geometry import EpochGeometry, live_blocks, partition_count
+
+
+def test_rows_and_tokens_share_one_geometry():
+    """Packing two-token documents into rows of seq_len + 1 = 2 tokens puts one document in each
+    row: the packer then cuts the same blocks, partitions and windows as the row sampler."""
+    rng = np.random.default_rng(0)
+    block_rows = rng.integers(1, 9, 40)
+    options = SamplerOptions(seed=4, window_blocks=3, num_partitions=5, drop_last=True)
+    rows = plan_epoch(block_rows, options=options, epoch=2, global_batch_size=10)
+    # Every document 2 tokens with seq_len 1: a packed row holds exactly one document.
+    tokens = PackPlan(np.full(int(block_rows.sum()), 2), block_rows, seq_len=1, global_batch_size=10, options=options, epoch=2, add_eos=False)
+    assert np.array_equal(rows.geometry.block_order, tokens.geometry.block_order)
+    assert np.array_equal(rows.column_bounds, tokens.column_bounds)
+    assert np.array_equal(rows.partition_starts * 2, tokens.partition_starts)
+    assert rows.num_batches == tokens.num_batches
+    # Windows inside the epoch's positions agree (tokens keep the dropped tail in their last window).
+    inside = rows.window_starts[rows.window_starts < rows.num_positions]
+    assert np.array_equal(inside * 2, tokens.window_starts[: len(inside)])
+
+
+def test_wrapping_repeats_the_epoch_start_and_padding_does_not():
+    units = np.array([3, 4, 2])
+    options = SamplerOptions(order="sequential")
+    wrapped = EpochGeometry(units, options=options, epoch=0, global_batch_size=4, drop=False, wrap=True)
+    padded = EpochGeometry(units, options=options, epoch=0, global_batch_size=4, drop=False, wrap=False)
+    dropped = EpochGeometry(units, options=options, epoch=0, global_batch_size=4, drop=True, wrap=True)
+    assert (wrapped.num_batches, padded.num_batches, dropped.num_batches) == (3, 3, 2)
+    assert wrapped.virtual_starts[-1] >= wrapped.num_positions == 12 and wrapped.window_starts[-1] == 12
+    assert padded.virtual_starts[-1] == 9 and padded.window_starts[-1] == 9
+    assert dropped.window_starts[-1] == 8
+
+
+def test_partition_count_and_live_blocks():
+    assert partition_count(SamplerOptions(), 10) == 10
+    assert partition_count(SamplerOptions(), 1000) == 64
+    assert partition_count(SamplerOptions(num_partitions=3), 1000) == 3
+    assert partition_count(SamplerOptions(order="uniform"), 1000) == 1
+    assert live_blocks(SamplerOptions(window_blocks=4), 1000) == 2 * 4 * 64
+    # A reader sizes its cache for the shuffled order whatever the default order says.
+    assert live_blocks(SamplerOptions(order="sequential", window_blocks=2, num_partitions=5), 1000) == 20
+
+
+def test_batch_datasets_hold_one_sampling_option(tmp_path):
+    packed_path = tmp_path / "docs"
+    write_documents(packed_path, [[1, 2, 3]] * 40, block_rows=4)
+    packed = fastload.PackedDataset(packed_path, seq_len=16, eos_id=0, sampling=SamplerOptions(seed=7, window_blocks=2))
+    assert packed.sampler_options(shuffle=True).order == "block_window"
+    assert packed.sampler_options(shuffle=True).seed == 7
+    assert packed.sampler_options(shuffle=False).order == "sequential"
+    assert packed.sampler_options(shuffle=True, drop_last=True).drop_last
+    uniform = fastload.PackedDataset(packed_path, seq_len=16, eos_id=0, sampling=SamplerOptions(order="uniform"))
+    assert uniform.sampler_options(shuffle=True).order == "uniform"
+    with pytest.raises(ConfigError, match="sampling= takes a fastload.SamplerOptions"):
+        fastload.PackedDataset(packed_path, seq_len=16, eos_id=0, sampling={"seed": 1})
+    with pytest.raises(ConfigError, match="sampling= takes"):
+        fastload.PaddedDataset(packed_path, seq_len=16, eos_id=0, sampling=3)
