@@ -96,6 +96,13 @@ class EpochPlan:
             raise IndexError(f"positions [{start}, {stop}) outside the epoch's [0, {self.num_positions})")
         return self._samples(np.arange(start, stop, dtype=np.int64))
 
+    def samples_at(self, positions: np.ndarray) -> np.ndarray:
+        """Sample ids at the given global positions of this epoch (any order), as int64."""
+        positions = np.asarray(positions, np.int64)
+        if len(positions) and (positions.min() < 0 or positions.max() >= self.num_positions):
+            raise IndexError(f"positions outside the epoch's [0, {self.num_positions})")
+        return self._samples(positions)
+
     def global_batch(self, batch: int) -> np.ndarray:
         B = self.global_batch_size
         return self.samples(batch * B, (batch + 1) * B)

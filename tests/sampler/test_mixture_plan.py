@@ -1,0 +1,97 @@
+"""A mixture of row sources: each source's rows once per pass, exact counts, any world size, 'stop' ends the run."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from fastload.errors import ConfigError
+from fastload.sampler import SamplerOptions
+from fastload.sampler.mixing import exact_weights
+from fastload.sampler.mixture_plan import MixturePlan
+
+
+def _plan(layouts, raw, batch, **kwargs):
+    names = [f"src{i}" for i in range(len(layouts))]
+    weights = exact_weights(dict(zip(names, raw)))
+    return MixturePlan(dict(zip(names, layouts)), weights, options=SamplerOptions(seed=11, window_blocks=2), global_batch_size=batch, **kwargs)
+
+
+@settings(max_examples=60, deadline=None)
+@given(data=st.data(), num_sources=st.integers(1, 4), batch=st.integers(1, 24))
+def test_every_row_of_a_source_is_read_once_per_pass(data, num_sources, batch):
+    layouts = [np.array(data.draw(st.lists(st.integers(1, 9), min_size=1, max_size=12))) for _ in range(num_sources)]
+    raw = data.draw(st.lists(st.integers(1, 9), min_size=num_sources, max_size=num_sources))
+    try:
+        plan = _plan(layouts, raw, batch)
+    except ConfigError as error:
+        assert "fewer than the" in str(error)
+        return
+    reads = defaultdict(list)  # (source, pass) -> rows
+    for t in range(60):
+        source, rows = plan.columns(t, 0, batch)
+        _, column, source_batch = plan.layout.columns(t)
+        for s, r, k in zip(source.tolist(), rows.tolist(), source_batch.tolist()):
+            reads[(s, k // int(plan.batches_per_pass[s]))].append(r)
+        counts = np.bincount(source, minlength=num_sources)
+        assert np.array_equal(counts, plan.layout.batch_counts(t))
+    for (s, e), rows in reads.items():
+        total = int(layouts[s].sum())
+        assert len(rows) == len(set(rows)), f"source {s} pass {e} repeats a row"
+        assert all(0 <= r < total for r in rows)
+    consumed = plan.consumed(60)
+    for s, name in enumerate(plan.names):
+        per_pass = int(plan.batches_per_pass[s]) * int(plan.layout.source_columns[s])
+        assert consumed[name]["rows"] == sum(len(v) for (src, _), v in reads.items() if src == s)
+        dropped = int(layouts[s].sum()) - per_pass  # a pass leaves out less than one source batch
+        assert 0 <= dropped < int(plan.layout.source_columns[s])
+        for e in range(consumed[name]["passes"]):  # a completed pass read every row of the pass
+            assert len(set(reads[(s, e)])) == per_pass
+
+
+@settings(max_examples=40, deadline=None)
+@given(raw=st.lists(st.integers(1, 9), min_size=2, max_size=4), per_rank=st.integers(1, 6), world=st.sampled_from([2, 4]))
+def test_ranks_read_slices_of_one_global_order(raw, per_rank, world):
+    rng = np.random.default_rng(len(raw))
+    layouts = [rng.integers(1, 20, 30) for _ in raw]
+    batch = per_rank * world
+    plan = _plan(layouts, raw, batch)
+    for t in range(20):
+        whole = plan.columns(t, 0, batch)
+        parts = [plan.rank_batch(t, r, world) for r in range(world)]
+        assert np.array_equal(np.concatenate([p[0] for p in parts]), whole[0])
+        assert np.array_equal(np.concatenate([p[1] for p in parts]), whole[1])
+
+
+def test_a_source_set_to_stop_ends_the_mixture_before_its_second_pass():
+    small, big = np.full(5, 4), np.full(50, 4)  # 20 and 200 rows
+    plan = _plan([small, big], [1, 3], 8, on_exhausted={"src0": "stop"})  # src0: 2 rows a batch -> 10 batches a pass
+    assert plan.num_batches == 10
+    rows = np.concatenate([plan.columns(t, 0, 8)[1][plan.columns(t, 0, 8)[0] == 0] for t in range(10)])
+    assert sorted(rows.tolist()) == list(range(20))
+    with pytest.raises(IndexError, match="past the end"):
+        plan.columns(10, 0, 8)
+    assert _plan([small, big], [1, 3], 8).num_batches is None
+
+
+def test_each_source_keeps_its_order_when_others_change():
+    a, b, c = np.full(10, 7), np.full(12, 5), np.full(8, 9)
+    two = _plan([a, b], [1, 1], 8)
+    names = ["src0", "src1", "other"]
+    three = MixturePlan(dict(zip(names, [a, b, c])), exact_weights(dict(zip(names, [2, 1, 1]))), options=SamplerOptions(seed=11, window_blocks=2), global_batch_size=8)
+    assert two.layout.source_columns[0] == three.layout.source_columns[0] == 4
+    assert np.array_equal(two._plan(0, 1).samples(0, 68), three._plan(0, 1).samples(0, 68))
+    assert two.source_options[0].seed != two.source_options[1].seed
+
+
+def test_bad_configurations_name_the_source():
+    with pytest.raises(ConfigError, match="'src0' holds 3 rows"):
+        _plan([np.array([3]), np.full(10, 10)], [1, 1], 16)
+    with pytest.raises(ConfigError, match="on_exhausted must be one of"):
+        _plan([np.full(10, 10)], [1], 4, on_exhausted={"src0": "sometimes"})
+    with pytest.raises(ConfigError, match="not a source"):
+        _plan([np.full(10, 10)], [1], 4, on_exhausted={"web": "stop"})
