@@ -120,9 +120,13 @@ class BatchFiller:
 
     def fill(self, plan: PackPlan, plan_key: tuple, batch: int, rank: int, world_size: int, allocate=np.empty) -> PackedArrays:
         """Rank `rank`'s rows of global batch `batch`, in arrays from `allocate(shape, dtype)`."""
-        shape = (plan.global_batch_size // world_size, plan.seq_len)
+        return self.fill_rows(plan, plan_key, batch, *plan.rank_columns(rank, world_size), allocate)
+
+    def fill_rows(self, plan: PackPlan, plan_key: tuple, batch: int, lo: int, hi: int, allocate=np.empty) -> PackedArrays:
+        """Rows [lo, hi) of global batch `batch`, in arrays from `allocate(shape, dtype)`."""
+        shape = (hi - lo, plan.seq_len)
         out = PackedArrays(allocate(shape, np.int64), allocate(shape, np.int64), allocate(shape, np.int64), allocate(shape, np.int32))
-        windows, begin, end, run_out = plan.rank_runs(batch, rank, world_size)
+        windows, begin, end, run_out = plan.column_runs(batch, lo, hi)
         slots = self._tables_for(plan, plan_key, windows)
         window_start = plan.window_starts[np.maximum(windows, 0)]
         begin, end = begin - window_start, end - window_start  # tables count from their window's start

@@ -165,27 +165,31 @@ class PackPlan:
     def rank_columns(self, rank: int, world_size: int) -> tuple[int, int]:
         return self.geometry.rank_columns(rank, world_size)
 
-    def _rank_geometry(self, rank: int, world_size: int) -> tuple[np.ndarray, ...]:
-        """Per partition serving this rank: (first stream position, stride per batch, tokens, flat output start)."""
-        key = (rank, world_size)
+    def _column_geometry(self, lo: int, hi: int) -> tuple[np.ndarray, ...]:
+        """Per partition serving columns [lo, hi): (first stream position, stride per batch, tokens, flat output start)."""
+        key = (lo, hi)
         cached = self._geometry.get(key)
         if cached is None:
-            partitions, out_column, taken, offset = self.geometry.rank_partitions(rank, world_size)
+            partitions, out_column, taken, offset = self.geometry.column_partitions(lo, hi)
             L1 = self.row_tokens
             stride = np.diff(self.column_bounds)[partitions] * L1
             cached = self._geometry[key] = (self.partition_starts[partitions] + offset * L1, stride, taken * L1, out_column * L1)
         return cached
 
     def rank_runs(self, batch: int, rank: int = 0, world_size: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """The runs that fill rank `rank`'s rows of global batch `batch`, in output order.
+        """The runs that fill rank `rank`'s rows of global batch `batch` (see `column_runs`)."""
+        return self.column_runs(batch, *self.rank_columns(rank, world_size))
+
+    def column_runs(self, batch: int, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The runs that fill rows [lo, hi) of global batch `batch`, in output order.
 
         Four int64 arrays: window (-1: padding past the end of the stream),
-        begin and end (stream positions), and where each run starts in the
-        rank's batch seen flat as (rows, seq_len + 1).
+        begin and end (stream positions), and where each run starts in those
+        rows seen flat as (hi - lo, seq_len + 1).
         """
         if not 0 <= batch < self.num_batches:
             raise IndexError(f"batch {batch} out of range: this epoch has {self.num_batches} batches")
-        base, stride, length, out = self._rank_geometry(rank, world_size)
+        base, stride, length, out = self._column_geometry(lo, hi)
         return split_runs_at_windows(base + batch * stride, length, out, self._starts_with_padding, self.num_windows)
 
     def blocks_of_window(self, w: int) -> np.ndarray:

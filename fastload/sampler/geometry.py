@@ -139,10 +139,9 @@ class EpochGeometry:
         share = self.global_batch_size // world_size
         return rank * share, (rank + 1) * share
 
-    def rank_partitions(self, rank: int, world_size: int) -> tuple[np.ndarray, ...]:
-        """The partitions serving a rank's columns: (partition, first column of the rank served
-        by it, columns taken, column offset inside the partition's quota), each an int64 array."""
-        lo, hi = self.rank_columns(rank, world_size)
+    def column_partitions(self, lo: int, hi: int) -> tuple[np.ndarray, ...]:
+        """The partitions serving columns [lo, hi): (partition, its first column counted from lo,
+        columns taken, column offset inside the partition's quota), each an int64 array."""
         c0, c1 = self.column_bounds[:-1], self.column_bounds[1:]
         a, z = np.maximum(lo, c0), np.minimum(hi, c1)
         mine = np.flatnonzero(a < z)

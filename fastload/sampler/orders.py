@@ -183,7 +183,7 @@ class BlockWindowPlan(EpochPlan):
     def rank_batch(self, batch: int, rank: int, world_size: int) -> np.ndarray:
         """One rank's share of a batch: per partition a contiguous run of its stream, so slices of
         the cached window permutations rather than a lookup per sample."""
-        partitions, _, taken, offset = self.geometry.rank_partitions(rank, world_size)
+        partitions, _, taken, offset = self.geometry.column_partitions(*self.rank_columns(rank, world_size))
         quotas = np.diff(self.column_bounds)
         pieces = []
         for p, n, c in zip(partitions.tolist(), taken.tolist(), offset.tolist()):
