@@ -18,7 +18,7 @@ from fastload.sampler.mixture_plan import MixturePlan
 def _plan(layouts, raw, batch, **kwargs):
     names = [f"src{i}" for i in range(len(layouts))]
     weights = exact_weights(dict(zip(names, raw)))
-    return MixturePlan(dict(zip(names, layouts)), weights, options=SamplerOptions(seed=11, window_blocks=2), global_batch_size=batch, **kwargs)
+    return MixturePlan.of_rows(dict(zip(names, layouts)), weights, options=SamplerOptions(seed=11, window_blocks=2), global_batch_size=batch, **kwargs)
 
 
 @settings(max_examples=60, deadline=None)
@@ -29,7 +29,7 @@ def test_every_row_of_a_source_is_read_once_per_pass(data, num_sources, batch):
     try:
         plan = _plan(layouts, raw, batch)
     except ConfigError as error:
-        assert "fewer than the" in str(error)
+        assert "less than the" in str(error)
         return
     reads = defaultdict(list)  # (source, pass) -> rows
     for t in range(60):
@@ -65,6 +65,15 @@ def test_ranks_read_slices_of_one_global_order(raw, per_rank, world):
         parts = [plan.rank_batch(t, r, world) for r in range(world)]
         assert np.array_equal(np.concatenate([p[0] for p in parts]), whole[0])
         assert np.array_equal(np.concatenate([p[1] for p in parts]), whole[1])
+        # the same columns as pieces: runs of source rows landing where columns() puts them
+        lo, hi = per_rank, batch
+        rebuilt = np.empty(hi - lo, np.int64)
+        for piece in plan.pieces(t, lo, hi):
+            G = int(plan.layout.source_columns[piece.source])
+            positions = piece.batch * G + np.arange(piece.lo, piece.hi)
+            rebuilt[piece.out] = plan.plan(piece.source, piece.epoch).samples_at(positions)
+            assert np.all(plan.columns(t, lo, hi)[0][piece.out] == piece.source)
+        assert np.array_equal(rebuilt, plan.columns(t, lo, hi)[1])
 
 
 def test_a_source_set_to_stop_ends_the_mixture_before_its_second_pass():
@@ -82,14 +91,14 @@ def test_each_source_keeps_its_order_when_others_change():
     a, b, c = np.full(10, 7), np.full(12, 5), np.full(8, 9)
     two = _plan([a, b], [1, 1], 8)
     names = ["src0", "src1", "other"]
-    three = MixturePlan(dict(zip(names, [a, b, c])), exact_weights(dict(zip(names, [2, 1, 1]))), options=SamplerOptions(seed=11, window_blocks=2), global_batch_size=8)
+    three = MixturePlan.of_rows(dict(zip(names, [a, b, c])), exact_weights(dict(zip(names, [2, 1, 1]))), options=SamplerOptions(seed=11, window_blocks=2), global_batch_size=8)
     assert two.layout.source_columns[0] == three.layout.source_columns[0] == 4
     assert np.array_equal(two._plan(0, 1).samples(0, 68), three._plan(0, 1).samples(0, 68))
     assert two.source_options[0].seed != two.source_options[1].seed
 
 
 def test_bad_configurations_name_the_source():
-    with pytest.raises(ConfigError, match="'src0' holds 3 rows"):
+    with pytest.raises(ConfigError, match="'src0' holds 3 rows, less than the 8 rows"):
         _plan([np.array([3]), np.full(10, 10)], [1, 1], 16)
     with pytest.raises(ConfigError, match="on_exhausted must be one of"):
         _plan([np.full(10, 10)], [1], 4, on_exhausted={"src0": "sometimes"})
