@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from fastload.format import Column, Dataset, Schema, verify_dataset
     from fastload.loader import DataLoader
     from fastload.packing import PackedDataset, PaddedDataset, split_blocks
-    from fastload.sampler import Sampler, SamplerOptions
+    from fastload.sampler import Mixture, Sampler, SamplerOptions
     from fastload.tokenizer import Tokenizer, load_tokenizer
     from fastload.workers import get_worker_info
 
@@ -53,6 +53,7 @@ _EXPORTS = {
     "PaddedDataset": "fastload.packing",
     "split_blocks": "fastload.packing",
     "Sampler": "fastload.sampler",
+    "Mixture": "fastload.sampler",
     "SamplerOptions": "fastload.sampler",
     "Tokenizer": "fastload.tokenizer",
     "load_tokenizer": "fastload.tokenizer",
@@ -74,6 +75,7 @@ __all__ = [
     "PackedDataset",
     "PaddedDataset",
     "Sampler",
+    "Mixture",
     "SamplerOptions",
     "Schema",
     "Standardize",

@@ -223,11 +223,9 @@ def _is_fastload_dataset(dataset) -> bool:
 
 
 def _computes_batches(dataset) -> bool:
-    """Packed, padded and array datasets compute whole batches (see `__fastload_batch__`)."""
-    from fastload.arrays import ArrayDataset
-    from fastload.packing import PackedDataset, PaddedDataset
-
-    return isinstance(dataset, (PackedDataset, PaddedDataset, ArrayDataset))
+    """Datasets that compute whole batches: packed, padded, array and mixture datasets, or a user's
+    own with the same contract (`fastload/sampler/batch_dataset.py`)."""
+    return callable(getattr(dataset, "__fastload_batch__", None)) and callable(getattr(dataset, "batch_sampler", None))
 
 
 def _rank_and_world() -> tuple[int, int]:

@@ -37,7 +37,7 @@ from fastload.packing.documents import TokenDocuments
 from fastload.packing.fill import BatchFiller
 from fastload.packing.plan import REMAINDERS, PackPlan
 from fastload.packing.rows import row_number
-from fastload.sampler import SamplerOptions
+from fastload.sampler import Mixture, SamplerOptions
 from fastload.sampler.sampler import resume_position
 
 __all__ = ["PackedDataset", "PackedBatchSampler", "BatchKey", "split_blocks"]
@@ -62,7 +62,8 @@ class BatchKey(NamedTuple):
 class PackedDataset(TokenDocuments):
     """Documents of a fastload dataset packed into rows of `seq_len + 1` tokens.
 
-    dataset: a `fastload.Dataset` or the path of one.
+    dataset: a `fastload.Dataset` or the path of one; or a `fastload.Mixture`
+        of several, which makes a `PackedMixture` (see `packing/mixture.py`).
     seq_len: tokens of input per row (each row holds seq_len + 1 tokens: labels are shifted by one).
     column: the column to pack; default `tokens` if the dataset has it, else
         the text column (then `tokenizer` is required).
@@ -76,6 +77,16 @@ class PackedDataset(TokenDocuments):
         the loader's `shuffle=True` picks its order (`block_window`), False the storage order.
     blocks: use only these blocks (a split: see `split_blocks`); None for all.
     """
+
+    def __new__(cls, dataset=None, *args, **kwargs):
+        # A Mixture packs into a PackedMixture: one name for "packed batches of this data".
+        if isinstance(dataset, Mixture):
+            from fastload.packing.mixture import PackedMixture
+
+            if kwargs.pop("remainder", "drop") != "drop" or kwargs.pop("blocks", None) is not None or kwargs.pop("doc_lengths", None) is not None:
+                raise ConfigError("a mixture is packed with remainder='drop' and all blocks of every source (remainder=, blocks= and doc_lengths= apply to one dataset)")
+            return PackedMixture(dataset, *args, **kwargs)
+        return super().__new__(cls)
 
     def __init__(
         self,

@@ -6,8 +6,9 @@ epoch, in rows or tokens) → `orders` (pure epoch plans) → `sampler` (the sta
 resumable iterator) ; `metrics` measures shuffle quality and I/O. No torch.
 """
 
+from fastload.sampler.mixture import Mixture
 from fastload.sampler.options import ORDERS, SamplerOptions
 from fastload.sampler.orders import EpochPlan, plan_epoch
 from fastload.sampler.sampler import Sampler
 
-__all__ = ["ORDERS", "EpochPlan", "Sampler", "SamplerOptions", "plan_epoch"]
+__all__ = ["ORDERS", "EpochPlan", "Mixture", "Sampler", "SamplerOptions", "plan_epoch"]

@@ -188,6 +188,10 @@ class MixturePlan:
         share = self.global_batch_size // world_size
         return self.columns(batch, rank * share, (rank + 1) * share)
 
+    def describe_sources(self) -> dict[str, dict]:
+        """What fixes each source's share of the order: its columns and source batches per pass."""
+        return {name: {"columns": int(self.layout.source_columns[s]), "batches_per_pass": int(self.batches_per_pass[s])} for s, name in enumerate(self.names)}
+
     def consumed(self, batch: int) -> dict[str, dict]:
         """Per source, what the first `batch` global batches read: rows, and whole passes completed
         (every column of the source through that pass)."""

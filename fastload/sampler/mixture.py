@@ -1,0 +1,144 @@
+"""`Mixture`: a weighted mixture of datasets, as the user writes it.
+
+    mix = fastload.Mixture({
+        "web":   ("data/web", 0.6),
+        "code":  ("data/code", 0.3),
+        "books": ("data/books", 0.1),
+    }, on_exhausted={"books": "repeat"})
+    packed = fastload.PackedDataset(mix, seq_len=1024)
+
+A description only — names, datasets (paths or opened `fastload.Dataset`s),
+exact weights and what to do when a source has been read whole — accepted
+where a dataset is (`PackedDataset`; see the README). The order itself is
+`mixture_plan.py`'s. The CLI's `--mix web=data/web:0.6 code=data/code:0.3`
+and a TOML file (`[sources.web] path = "data/web", weight = 0.6`) read
+into the same object.
+"""
+
+from __future__ import annotations
+
+import os
+from fractions import Fraction
+from pathlib import Path
+
+from fastload.errors import ConfigError
+from fastload.sampler.mixing import exact_weights
+from fastload.sampler.mixture_plan import EXHAUSTION_POLICIES
+
+__all__ = ["Mixture"]
+
+
+class Mixture:
+    """Datasets read together in fixed proportions.
+
+    sources: {name: (dataset, weight)}: a dataset is a path or a
+        `fastload.Dataset`; weights are proportions (normalised; ints,
+        Fractions and floats, 0.1 read as exactly 1/10).
+    on_exhausted: {name: policy} for a source read whole: "repeat" (the
+        default: read it again in a fresh order — upsampling) or "stop"
+        (end the run before any of its rows is read twice).
+    """
+
+    def __init__(self, sources: dict, *, on_exhausted: dict[str, str] | None = None):
+        if not isinstance(sources, dict) or not sources:
+            raise ConfigError('a Mixture takes a non-empty dict {name: (dataset, weight)}, e.g. {"web": ("data/web", 0.7), "code": ("data/code", 0.3)}')
+        datasets, raw = {}, {}
+        for name, entry in sources.items():
+            if not isinstance(name, str) or not name:
+                raise ConfigError(f"mixture source names must be non-empty strings, found {name!r}")
+            if not isinstance(entry, tuple) or len(entry) != 2:
+                raise ConfigError(f"mixture source {name!r} must be a (dataset, weight) pair, found {entry!r}")
+            datasets[name], raw[name] = entry
+            if not isinstance(datasets[name], (str, os.PathLike)) and not hasattr(datasets[name], "block_rows"):
+                raise ConfigError(f"mixture source {name!r}: the dataset must be a path or a fastload.Dataset, found {type(datasets[name]).__name__}")
+        self.datasets = datasets
+        self.weights: dict[str, Fraction] = exact_weights(raw)
+        policies = {name: "repeat" for name in datasets}
+        for name, policy in (on_exhausted or {}).items():
+            if name not in datasets:
+                raise ConfigError(f"on_exhausted names {name!r}, which is not a source of the mixture ({', '.join(datasets)})")
+            if policy not in EXHAUSTION_POLICIES:
+                raise ConfigError(f"source {name!r}: on_exhausted must be one of {', '.join(EXHAUSTION_POLICIES)}, found {policy!r}")
+            policies[name] = policy
+        self.on_exhausted = policies
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.datasets)
+
+    @classmethod
+    def parse(cls, specs: list[str]) -> "Mixture":
+        """From command-line words NAME=PATH:WEIGHT[:stop] (the path may itself hold ':', as in s3://)."""
+        sources, policies = {}, {}
+        for spec in specs:
+            name, sep, rest = spec.partition("=")
+            parts = rest.rsplit(":", 2) if sep else []
+            policy = None
+            if len(parts) == 3 and parts[2] in EXHAUSTION_POLICIES:
+                path, weight, policy = parts
+            else:
+                path, _, weight = rest.rpartition(":") if sep else ("", "", "")
+            try:
+                value = Fraction(weight)
+            except (ValueError, ZeroDivisionError):
+                value = None
+            if not name or not path or value is None:
+                raise ConfigError(f"cannot read mixture source {spec!r}: write NAME=PATH:WEIGHT, e.g. web=data/web:0.6 (add :stop to end the run when it is read whole)")
+            if name in sources:
+                raise ConfigError(f"mixture source {name!r} is given twice")
+            sources[name] = (path, value)
+            if policy:
+                policies[name] = policy
+        return cls(sources, on_exhausted=policies)
+
+    @classmethod
+    def from_toml(cls, path: str | os.PathLike) -> "Mixture":
+        """From a TOML file: one table per source under [sources], with path, weight and optionally on_exhausted.
+
+            [sources.web]
+            path = "data/web"
+            weight = 0.6
+            [sources.books]
+            path = "data/books"
+            weight = 0.1
+            on_exhausted = "stop"
+        """
+        import tomllib
+
+        file = Path(path)
+        try:
+            with open(file, "rb") as handle:
+                config = tomllib.load(handle)
+        except OSError as error:
+            raise ConfigError(f"cannot read the mixture file {str(file)!r}: {error.strerror or error}") from None
+        except tomllib.TOMLDecodeError as error:
+            raise ConfigError(f"the mixture file {str(file)!r} is not valid TOML: {error}") from None
+        tables = config.get("sources")
+        if not isinstance(tables, dict) or not tables:
+            raise ConfigError(f"the mixture file {str(file)!r} needs a [sources.NAME] table per source, with path and weight")
+        sources, policies = {}, {}
+        for name, table in tables.items():
+            if not isinstance(table, dict) or "path" not in table or "weight" not in table:
+                raise ConfigError(f"{str(file)!r}: [sources.{name}] needs path and weight")
+            unknown = set(table) - {"path", "weight", "on_exhausted"}
+            if unknown:
+                raise ConfigError(f"{str(file)!r}: [sources.{name}] has unknown keys {', '.join(sorted(unknown))}; it takes path, weight, on_exhausted")
+            dataset = Path(table["path"])
+            if not dataset.is_absolute():
+                dataset = file.parent / dataset  # relative to the file, as a reader of the file expects
+            sources[name] = (str(dataset), table["weight"])
+            if "on_exhausted" in table:
+                policies[name] = table["on_exhausted"]
+        return cls(sources, on_exhausted=policies)
+
+    def fingerprint(self) -> dict:
+        """What fixes the mixture's order, as plain data (saved in state dicts and compared on resume)."""
+        return {
+            "sources": self.names,
+            "weights": {name: str(w) for name, w in self.weights.items()},
+            "on_exhausted": dict(self.on_exhausted),
+        }
+
+    def __repr__(self) -> str:
+        parts = ", ".join(f"{name!r}: ({str(getattr(d, 'path', d))!r}, {self.weights[name]})" for name, d in self.datasets.items())
+        return f"Mixture({{{parts}}})"

@@ -1,0 +1,161 @@
+"""Packed mixtures: exact rows per source in every batch, each source's rows as its own packing, workers and ranks agree, O(1) resume."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import fastload
+from fastload.errors import ConfigError
+from fastload.packing.mixture import PackedMixture
+from fastload.sampler import SamplerOptions
+from fastload.format import DatasetWriter, WriteOptions
+from tests.packing.conftest import TOKENS, write_documents
+import pyarrow as pa
+
+EOS = 0
+
+
+def _sources(tmp_path, sizes=(300, 200, 120), seed=0):
+    """Datasets whose tokens say their source: source s uses ids in [1000·(s+1), 1000·(s+1) + 999]."""
+    rng = np.random.default_rng(seed)
+    paths = {}
+    for s, n in enumerate(sizes):
+        docs = [list(1000 * (s + 1) + rng.integers(0, 1000, rng.integers(1, 40))) for _ in range(n)]
+        paths[f"src{s}"] = tmp_path / f"src{s}"
+        write_documents(paths[f"src{s}"], docs, block_rows=9, eos_id=EOS)
+    return paths
+
+
+def _mixture(paths, weights=(5, 3, 2), **kwargs):
+    return fastload.Mixture({name: (path, w) for (name, path), w in zip(paths.items(), weights)}, **kwargs)
+
+
+def test_packed_dataset_of_a_mixture_is_a_packed_mixture(tmp_path):
+    packed = fastload.PackedDataset(_mixture(_sources(tmp_path)), seq_len=16, eos_id=EOS)
+    assert isinstance(packed, PackedMixture)
+    with pytest.raises(ConfigError, match="remainder='drop'"):
+        fastload.PackedDataset(_mixture(_sources(tmp_path / "b")), seq_len=16, eos_id=EOS, remainder="pad")
+
+
+def test_every_batch_holds_each_source_in_proportion_and_rows_come_from_their_source(tmp_path):
+    packed = fastload.PackedDataset(_mixture(_sources(tmp_path)), seq_len=16, eos_id=EOS)
+    loader = fastload.DataLoader(packed, batch_size=10, num_workers=0, shuffle=True)
+    assert len(loader) > 10
+    delivered = np.zeros(3, np.int64)
+    for t, batch in enumerate(loader):
+        source = batch["source"].numpy()
+        counts = np.bincount(source, minlength=3)
+        assert counts.tolist() == [5, 3, 2]  # weights 5:3:2 of 10 rows: exact every batch
+        delivered += counts
+        tokens = batch["input_ids"].numpy()
+        for row, s in zip(tokens, source):
+            real = row[row != EOS]
+            assert np.all((real >= 1000 * (s + 1)) & (real < 1000 * (s + 2))), "a row holds another source's tokens"
+    assert delivered.tolist() == [5 * len(loader), 3 * len(loader), 2 * len(loader)]
+
+
+def test_workers_and_ranks_give_the_same_batches(tmp_path):
+    mix = _mixture(_sources(tmp_path), weights=(0.6, 0.3, 0.1))  # 8 rows: 4.8, 2.4, 0.8 — shared lanes at work
+    packed = fastload.PackedDataset(mix, seq_len=12, eos_id=EOS)
+    zero = [dict(b) for b in fastload.DataLoader(packed, batch_size=8, num_workers=0, shuffle=True)]
+    two = [{k: v.clone() for k, v in b.items()} for b in fastload.DataLoader(packed, batch_size=8, num_workers=2, shuffle=True)]
+    assert len(zero) == len(two)
+    for a, b in zip(zero, two):
+        for name in a:
+            assert torch.equal(a[name], b[name]), name
+    # ranks: world 2 and 4 concatenate to the single-rank batch
+    options = packed.sampler_options(shuffle=True)
+    for world in (2, 4):
+        samplers = [packed.batch_sampler(8, rank=r, world_size=world) for r in range(world)]
+        for t, keys in enumerate(zip(*samplers)):
+            if t == 5:
+                break
+            parts = [packed.__fastload_batch__(k, np.empty) for k in keys]
+            for name in zero[t]:
+                assert np.array_equal(np.concatenate([p[name] for p in parts]), zero[t][name].numpy()), (world, t, name)
+    assert options.order == "block_window"
+
+
+def test_each_source_is_read_once_per_pass(tmp_path):
+    """Over a run several passes long, each source's packed rows of one pass appear once each."""
+    paths = _sources(tmp_path, sizes=(60, 40, 30))
+    packed = fastload.PackedDataset(_mixture(paths, weights=(1, 1, 1)), seq_len=8, eos_id=EOS)
+    sampler = packed.batch_sampler(6)
+    plan = sampler.plan
+    seen = {}
+    for t in range(3 * sampler.epoch_batches):
+        for piece in plan.pieces(t, 0, 6):
+            for row in range(piece.lo, piece.hi):
+                key = (piece.source, piece.epoch, piece.batch, row)
+                assert key not in seen, f"source row {key} read twice"
+                seen[key] = t
+    consumed = plan.consumed(3 * sampler.epoch_batches)
+    for s, name in enumerate(plan.names):
+        assert consumed[name]["passes"] >= 1
+        per_pass = int(plan.batches_per_pass[s]) * int(plan.layout.source_columns[s])
+        for e in range(consumed[name]["passes"]):
+            assert sum(1 for k in seen if k[0] == s and k[1] == e) == per_pass
+
+
+def test_resume_is_exact_and_the_state_counts_each_source(tmp_path):
+    packed = fastload.PackedDataset(_mixture(_sources(tmp_path), weights=(0.6, 0.3, 0.1)), seq_len=12, eos_id=EOS)
+    loader = fastload.DataLoader(packed, batch_size=8, num_workers=0, shuffle=True)
+    full = [dict(b) for b in loader]
+    loader = fastload.DataLoader(packed, batch_size=8, num_workers=0, shuffle=True)
+    taken = []
+    for i, batch in enumerate(loader):
+        taken.append(dict(batch))
+        if i == 6:
+            state = loader.state_dict()
+            break
+    sampler_state = state["sampler_state"] if "sampler_state" in state else state
+    assert sampler_state["kind"] == "mixture" if "kind" in sampler_state else True
+    resumed = fastload.DataLoader(packed, batch_size=8, num_workers=2, shuffle=True)
+    resumed.load_state_dict(state)
+    rest = [{k: v.clone() for k, v in b.items()} for b in resumed]
+    for a, b in zip(full[7:], rest):
+        assert torch.equal(a["input_ids"], b["input_ids"]) and torch.equal(a["source"], b["source"])
+    assert len(rest) == len(full) - 7
+    # the per-source counts in the state equal what was delivered
+    counts = np.bincount(torch.cat([b["source"] for b in taken]).numpy(), minlength=3)
+    sampler = packed.batch_sampler(8)
+    sampler.load_state_dict(_sampler_state(state))
+    consumed = sampler.consumed()
+    assert [consumed[n]["rows"] for n in ("src0", "src1", "src2")] == counts.tolist()
+    assert consumed["src0"]["tokens"] == counts[0] * 13
+
+
+def _sampler_state(loader_state: dict) -> dict:
+    for value in loader_state.values():
+        if isinstance(value, dict) and value.get("kind") == "mixture":
+            return value
+    raise AssertionError(f"no mixture sampler state in {list(loader_state)}")
+
+
+def test_resuming_with_another_mixture_says_what_differs(tmp_path):
+    paths = _sources(tmp_path)
+    sampler = fastload.PackedDataset(_mixture(paths), seq_len=12, eos_id=EOS).batch_sampler(10)
+    state = sampler.state_dict(batches_done=3)
+    other = fastload.PackedDataset(_mixture(paths, weights=(4, 4, 2)), seq_len=12, eos_id=EOS).batch_sampler(10)
+    with pytest.raises(ConfigError, match=r"'src0' weight 1/2 \(now 2/5\)"):
+        other.load_state_dict(state)
+
+
+def test_sources_that_disagree_are_refused_by_name(tmp_path):
+    paths = _sources(tmp_path)
+    for name, eos in (("a", 0), ("b", 3)):
+        writer = DatasetWriter(tmp_path / name, TOKENS, options=WriteOptions(block_rows=9))
+        writer.write(pa.record_batch([pa.array([np.arange(1, 6, dtype=np.uint32)] * 50, pa.list_(pa.uint32()))], schema=TOKENS.arrow_schema()))
+        writer.close(tokenizer={"name": f"tok-{name}", "eos_id": eos})
+    mix = fastload.Mixture({"web": (tmp_path / "a", 1), "odd": (tmp_path / "b", 1)})
+    with pytest.raises(ConfigError, match="'web' and 'odd' have different eos_id"):
+        fastload.PackedDataset(mix, seq_len=8)
+    with pytest.raises(ConfigError, match="different tokenizers"):
+        fastload.PackedDataset(mix, seq_len=8, eos_id=0)
+    small = fastload.Mixture({"web": (paths["src0"], 1), "tiny": (paths["src2"], 1000)})
+    with pytest.raises(ConfigError, match="source 'web' holds .* tokens, less than the"):
+        fastload.PackedDataset(small, seq_len=64, eos_id=EOS).batch_sampler(1000)
+    with pytest.raises(ConfigError, match="mixture source 'gone'"):
+        fastload.PackedDataset(fastload.Mixture({"gone": (tmp_path / "nowhere", 1)}), seq_len=8, eos_id=EOS)
