@@ -12,6 +12,27 @@ fastload does not implement (a normalizer, a WordPiece model) alike.
 Trade-off: the checks run inside the loops that read the vocabulary and the
 merges (one type test per entry) rather than as a schema pass of their own
 over the tree, so a file that loads costs no second walk.
+
+Added tokens. Hugging Face tokenizers does not take an added token's id
+from the file: a token whose text is in `model.vocab` gets that entry's id,
+the others are numbered on from the vocabulary's size, and a file that said
+otherwise is loaded with a logged warning (`serialization.rs`,
+`added_vocabulary.rs` in huggingface/tokenizers). Where that renumbering
+hides a contradiction in the file, fastload refuses the file, naming both
+tokens and the id:
+
+* an added token whose id is a different `model.vocab` token's id (HF moves
+  the added token to a new id);
+* an added token whose text is in `model.vocab` under another id (HF uses
+  the vocabulary's id and leaves the file's unused);
+* two added tokens with one id (HF moves the second), or one text listed
+  twice with two ids (HF keeps the first).
+
+An added token that collides with nothing keeps the id the file gives it,
+also where HF would number it differently: ids that leave a gap after the
+vocabulary, as OpenAI's do (o200k has 199,998 ranks, `<|endoftext|>` is
+199999 and `<|endofprompt|>` 200018). Those ids are what the file and the
+model it came from mean.
 """
 
 from __future__ import annotations
@@ -308,6 +329,41 @@ def _read_merges(model: dict, by_text: dict[str, int], where: str) -> np.ndarray
     return np.array(merges, dtype=np.int64).reshape(-1, 4)
 
 
+def _check_added_ids(added: list[_Added], *, vocab: dict[str, int], tokens: dict[int, bytes],
+                     set_aside: dict[int, str], where: str) -> None:
+    """Refuse the contradictions HF would renumber its way around (see the module docstring)."""
+    first_by_text: dict[str, _Added] = {}
+    by_id: dict[int, _Added] = {}
+    for tok in added:
+        at, name = f"added_tokens[{tok.index}].id", _key(tok.content)
+        earlier = first_by_text.get(tok.content)
+        if earlier is not None:
+            if earlier.token_id != tok.token_id:
+                _fail(where, at, f"{name} is listed twice, with id {earlier.token_id} at added_tokens[{earlier.index}] "
+                      f"and id {tok.token_id} here; Hugging Face tokenizers keeps id {earlier.token_id}. "
+                      "Remove one of the entries")
+            continue
+        vocab_id = vocab.get(tok.content)
+        if vocab_id is not None and vocab_id != tok.token_id:
+            _fail(where, at, f"added token {name} has id {tok.token_id}, but model.vocab gives {name} id {vocab_id}; "
+                  f"Hugging Face tokenizers uses {vocab_id} and leaves {tok.token_id} unused. "
+                  f"Give the added token id {vocab_id}")
+        if vocab_id is None and (tok.token_id in tokens or tok.token_id in set_aside):
+            other = _key(next(t for t, i in vocab.items() if i == tok.token_id))
+            if tok.token_id in tokens:
+                other += f" (the bytes {tokens[tok.token_id]!r})"
+            free = max(max(vocab.values()), max(t.token_id for t in added)) + 1
+            _fail(where, at, f"added token {name} has id {tok.token_id}, which model.vocab gives to {other}; "
+                  f"one id cannot stand for two tokens (Hugging Face tokenizers moves {name} to another id). "
+                  f"Give the added token an id no other token has, e.g. {free}")
+        twin = by_id.get(tok.token_id)
+        if twin is not None:
+            _fail(where, at, f"added tokens {_key(twin.content)} (added_tokens[{twin.index}]) and {name} both have "
+                  f"id {tok.token_id} (Hugging Face tokenizers moves {name} to another id). Give each its own id")
+        first_by_text[tok.content] = tok
+        by_id[tok.token_id] = tok
+
+
 def read_hf_json(path: str | pathlib.Path) -> Vocab:
     """Read a Hugging Face `tokenizer.json` with a byte-level BPE model."""
     where = f"tokenizer file {str(path)!r}"
@@ -327,6 +383,7 @@ def read_hf_json(path: str | pathlib.Path) -> Vocab:
     vocab, tokens, by_bytes, by_text, set_aside = _read_vocab(model, {tok.content for tok in added}, where)
     byte_ids = single_byte_ids(by_bytes, f"{where}, at model.vocab")
     merges = _read_merges(model, by_text, where)
+    _check_added_ids(added, vocab=vocab, tokens=tokens, set_aside=set_aside, where=where)
 
     added_ids, special, stripping = {}, set(), set()
     for tok in added:

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from fastload.errors import FastloadError, TokenizerError
 from fastload.tokenizer import DEFAULT_TOKENIZER_PATH, Tokenizer
+from fastload.tokenizer.vocab import bytes_to_unicode
 
 
 @functools.lru_cache(maxsize=1)
@@ -29,6 +30,7 @@ def shipped() -> dict:
 
 VOCAB = shipped()["model"]["vocab"]
 THE = VOCAB["the"]  # an ordinary token and its id
+BYTE_E2 = VOCAB[bytes_to_unicode()[0xE2]]  # a lead byte: alone, it decodes to "\ufffd"
 NEXT_ID = len(VOCAB)  # the first id no token has
 assert "qj" not in VOCAB and "zzqq" not in VOCAB and max(VOCAB.values()) < NEXT_ID
 
@@ -144,6 +146,17 @@ MUTATIONS = [
      'at added_tokens[0].content: expected a non-empty string of valid Unicode, found a string "\\ud800"'),
     ("added token special is a string", setter("added_tokens", 0, "special", "yes"),
      'at added_tokens[0].special: expected true or false, found a string "yes"'),
+    # added tokens that contradict the vocabulary or each other (both tokens and the id are named)
+    ("added token takes an ordinary token's id", extra_added(added("<|x|>", THE)),
+     f'at added_tokens[1].id: added token "<|x|>" has id {THE}, which model.vocab gives to "the" (the bytes b\'the\')'),
+    ("added token takes a single byte's id", extra_added(added("<|x|>", BYTE_E2)),
+     f'at added_tokens[1].id: added token "<|x|>" has id {BYTE_E2}, which model.vocab gives to "â" (the bytes b\'\\xe2\')'),
+    ("added token repeats a vocabulary token under another id", extra_added(added("the", NEXT_ID, special=False)),
+     f'at added_tokens[1].id: added token "the" has id {NEXT_ID}, but model.vocab gives "the" id {THE}'),
+    ("two added tokens with one id", extra_added(added("<|a|>", NEXT_ID), added("<|b|>", NEXT_ID)),
+     f'at added_tokens[2].id: added tokens "<|a|>" (added_tokens[1]) and "<|b|>" both have id {NEXT_ID}'),
+    ("one added token with two ids", extra_added(added("<|endoftext|>", NEXT_ID)),
+     f'at added_tokens[1].id: "<|endoftext|>" is listed twice, with id 0 at added_tokens[0] and id {NEXT_ID} here'),
     # the pre-tokenizer
     ("pre_tokenizer missing", deleter(*PRE), "at pre_tokenizer: expected a ByteLevel pre-tokenizer"),
     ("pre_tokenizer null", setter(*PRE, None), "at pre_tokenizer: unsupported pre_tokenizer null; fastload supports"),
@@ -224,6 +237,89 @@ def test_a_folder_or_a_fifo_in_place_of_the_file_raises_instead_of_hanging(tmp_p
     for path in (tmp_path, tmp_path / "fifo.json"):
         with pytest.raises(TokenizerError, match="is not a regular file"):
             Tokenizer.from_file(path)
+
+
+# ---- added tokens: what Hugging Face tokenizers does, and what fastload does instead --------------
+
+
+def test_an_added_token_on_an_ordinary_tokens_id_is_refused_where_hf_would_move_it(tmp_path):
+    from tokenizers import Tokenizer as HF
+
+    spec = shipped()
+    spec["added_tokens"].append(added("<|x|>", THE))
+    path = write(tmp_path, spec)
+    hf = HF.from_file(str(path))  # HF ignores the file's id: "<|x|>" gets a new one, THE stays "the"
+    assert hf.token_to_id("<|x|>") == NEXT_ID and hf.id_to_token(THE) == "the"
+    with pytest.raises(TokenizerError) as info:
+        Tokenizer.from_file(path)
+    assert f'"<|x|>" has id {THE}, which model.vocab gives to "the"' in str(info.value)
+    assert f"e.g. {NEXT_ID}" in str(info.value)  # says what to do: an id no token has
+
+
+def test_an_added_token_repeating_a_vocabulary_token_under_another_id_is_refused(tmp_path):
+    from tokenizers import Tokenizer as HF
+
+    spec = shipped()
+    spec["added_tokens"].append(added("the", NEXT_ID, special=False))
+    path = write(tmp_path, spec)
+    hf = HF.from_file(str(path))  # HF keeps the vocabulary's id; the file's id is left without a token
+    assert hf.token_to_id("the") == THE and hf.id_to_token(NEXT_ID) is None
+    with pytest.raises(TokenizerError, match=f"Hugging Face tokenizers uses {THE} and leaves {NEXT_ID} unused"):
+        Tokenizer.from_file(path)
+
+
+def test_two_added_tokens_with_one_id_are_refused_where_hf_would_renumber_the_second(tmp_path):
+    from tokenizers import Tokenizer as HF
+
+    spec = shipped()
+    spec["added_tokens"] += [added("<|a|>", NEXT_ID), added("<|b|>", NEXT_ID)]
+    path = write(tmp_path, spec)
+    hf = HF.from_file(str(path))
+    assert (hf.token_to_id("<|a|>"), hf.token_to_id("<|b|>")) == (NEXT_ID, NEXT_ID + 1)
+    with pytest.raises(TokenizerError, match=f'"<\\|a\\|>" \\(added_tokens\\[1\\]\\) and "<\\|b\\|>" both have id {NEXT_ID}'):
+        Tokenizer.from_file(path)
+
+
+def test_added_tokens_that_agree_with_the_vocabulary_load_as_hf_reads_them(tmp_path):
+    from tokenizers import Tokenizer as HF
+
+    spec = shipped()
+    spec["added_tokens"] += [
+        added("the", THE, special=False),  # a vocabulary token, same id (GPT-2 lists <|endoftext|> so)
+        dict(spec["added_tokens"][0]),  # the same entry twice
+        added("<|a|>", NEXT_ID),  # new tokens numbered on from the vocabulary
+        added("<|b|>", NEXT_ID + 1),
+    ]
+    path = write(tmp_path, spec)
+    tok, hf = Tokenizer.from_file(path), HF.from_file(str(path))
+    text = "the <|a|>the<|b|> <|endoftext|>"
+    assert tok.encode(text, allowed_special="all") == hf.encode(text, add_special_tokens=False).ids
+    assert tok.special_tokens == {"<|endoftext|>": 0, "the": THE, "<|a|>": NEXT_ID, "<|b|>": NEXT_ID + 1}
+    assert tok.decode([THE, NEXT_ID]) == "the<|a|>"
+
+
+def test_an_added_token_spelled_as_text_in_the_vocabulary_loads_with_its_id(tmp_path):
+    from tokenizers import Tokenizer as HF
+
+    bos = "<｜begin▁of▁sentence｜>"  # DeepSeek's: not byte-level, listed in model.vocab and added_tokens
+    spec = shipped()
+    spec["model"]["vocab"][bos] = NEXT_ID
+    spec["added_tokens"].append(added(bos, NEXT_ID))
+    path = write(tmp_path, spec)
+    tok, hf = Tokenizer.from_file(path), HF.from_file(str(path))
+    text = f"{bos}the end"
+    assert tok.encode(text, allowed_special="all") == hf.encode(text, add_special_tokens=False).ids
+    assert tok.encode(text, allowed_special="all")[0] == NEXT_ID and tok.decode([NEXT_ID]) == bos
+
+
+def test_an_added_token_after_a_gap_keeps_the_files_id(tmp_path):
+    # HF numbers it NEXT_ID (and logs a warning); the file, like a converted OpenAI
+    # vocabulary, means the id it gives. See the docstring of fastload/tokenizer/hf_json.py.
+    spec = shipped()
+    spec["added_tokens"].append(added("<|gap|>", NEXT_ID + 10))
+    tok = Tokenizer.from_file(write(tmp_path, spec))
+    assert tok.encode("<|gap|>", allowed_special="all") == [NEXT_ID + 10]
+    assert tok.vocab_size == NEXT_ID + 11 and tok.decode([NEXT_ID + 10]) == "<|gap|>"
 
 
 def test_merges_written_as_strings_load_the_same_vocabulary(tmp_path):
