@@ -10,6 +10,10 @@ pickling. Results are consumed strictly in input order with a bounded number
 in flight, so memory stays flat and the dataset is byte-identical for every
 `workers` value.
 
+The output folder is held (`format.output.OutputFolder`: a lock, so a second
+conversion into it is refused) before any input is read, and a failed or
+interrupted conversion removes exactly what it created.
+
 Schema reconciliation: the first chunk fixes the column names; each later
 chunk's column kinds are merged with `promote_column` (widening only). A
 column that is null everywhere so far is held back (chunks are buffered)
@@ -22,7 +26,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import sys
 import time
 from collections import deque
@@ -37,7 +40,8 @@ from fastload.convert.normalize import TOKENS_COLUMN, prepare_table
 from fastload.convert.parse import LineError
 from fastload.convert.sources import COMPRESSED, Chunk, file_chunks, find_inputs, object_chunks
 from fastload.errors import ConfigError, ConvertError, FormatError
-from fastload.format.index import INDEX_FILE, DatasetIndex
+from fastload.format.index import DatasetIndex
+from fastload.format.output import OutputFolder
 from fastload.format.schema import Column, Schema, TypeMismatch, promote_column
 from fastload.format.writer import DatasetWriter, WriteOptions
 
@@ -158,12 +162,13 @@ class _Columns:
 class _Assembler:
     """Feeds prepared chunks to one `DatasetWriter` in input order, reconciling their columns.
 
-    The writer (which clears an old dataset in `out`) is created only once
-    every column has a type, or when too much is held back waiting for one.
+    The writer is created only once every column has a type, or when too
+    much is held back waiting for one; the folder it writes into is held from
+    the start.
     """
 
-    def __init__(self, out: Path, options: WriteOptions, overwrite: bool):
-        self.out, self.options, self.overwrite = out, options, overwrite
+    def __init__(self, output: OutputFolder, options: WriteOptions):
+        self.output, self.options = output, options
         self.known = _Columns()
         self.writer: DatasetWriter | None = None
         self.held: list[tuple[pa.Table, str]] = []
@@ -179,7 +184,7 @@ class _Assembler:
     def _flush(self) -> None:
         schema = self.known.schema()
         if self.writer is None:
-            self.writer = DatasetWriter(self.out, schema, options=self.options, overwrite=self.overwrite)
+            self.writer = DatasetWriter(self.output, schema, options=self.options)
         late = [name for name in schema.names if name not in self.writer.schema]
         if late:
             raise ConvertError(
@@ -209,6 +214,7 @@ class _Assembler:
     def abort(self) -> None:
         if self.writer is not None:
             self.writer.abort()
+        self.output.discard()
 
 
 def _resolve_tokenizer(tokenizer):
@@ -281,7 +287,6 @@ def convert(
     columns = tuple(columns) if columns is not None else None
     tokenizer = _resolve_tokenizer(tokenizer)
     out = Path(out)
-    created_folder = not out.exists()
     started = time.perf_counter()
     chunks, input_names, total = _chunks_of(source, input_format=input_format, on_error=on_error, text_field=text_field, text_lines=text_lines, out=out)
 
@@ -293,7 +298,8 @@ def convert(
         prepared = prepare_table(table, source=chunk.source, columns=columns, text_field=text_field, tokenizer=tokenizer, keep_text=keep_text)
         return chunk, prepared, skipped, num_lines, tuple(table.column_names)
 
-    assembler = _Assembler(out, options, overwrite)
+    # Held before any input is read: a second conversion into `out` is refused at once.
+    assembler = _Assembler(OutputFolder(out, overwrite=overwrite), options)
     bytes_in = skipped_rows = rows_in = 0
     input_fields: dict[str, None] = {}  # every field any input row has, in order of appearance
     progress = _progress(total, quiet)
@@ -339,9 +345,7 @@ def convert(
         except FormatError as exc:  # shards rewritten for a promotion hold values the wider type cannot
             raise ConvertError(f"{exc}. A field changed type between inputs in a way that loses values; make it consistent, or leave it out with --columns.") from None
     except BaseException:
-        assembler.abort()
-        if created_folder and out.is_dir() and not (out / INDEX_FILE).exists():
-            shutil.rmtree(out, ignore_errors=True)
+        assembler.abort()  # removes exactly what this conversion created
         raise
     finally:
         progress.close()
