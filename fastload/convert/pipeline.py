@@ -8,7 +8,8 @@ Threads, not processes: the expensive steps (pyarrow's parsers, the Numba
 tokenizer) release the GIL, and threads hand Arrow tables over without
 pickling. Results are consumed strictly in input order with a bounded number
 in flight, so memory stays flat and the dataset is byte-identical for every
-`workers` value.
+`workers` value; an error or Ctrl-C stops the threads within a fraction of a
+second (`threads.py`).
 
 The output folder is held (`format.output.OutputFolder`: a lock, so a second
 conversion into it is refused) before any input is read, and a failed or
@@ -28,8 +29,6 @@ import logging
 import os
 import sys
 import time
-from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -39,6 +38,7 @@ import pyarrow as pa
 from fastload.convert.normalize import TOKENS_COLUMN, prepare_table
 from fastload.convert.parse import LineError
 from fastload.convert.sources import COMPRESSED, Chunk, file_chunks, find_inputs, object_chunks
+from fastload.convert.threads import OrderedThreads, SlicedTokenizer
 from fastload.errors import ConfigError, ConvertError, FormatError
 from fastload.format.index import DatasetIndex
 from fastload.format.output import OutputFolder
@@ -289,36 +289,14 @@ def convert(
     out = Path(out)
     started = time.perf_counter()
     chunks, input_names, total = _chunks_of(source, input_format=input_format, on_error=on_error, text_field=text_field, text_lines=text_lines, out=out)
-
-    def work(chunk: Chunk):
-        try:
-            table, skipped, num_lines = chunk.load()
-        except LineError as error:  # located once the lines before this chunk are counted
-            return chunk, error, 0, 0, ()
-        prepared = prepare_table(table, source=chunk.source, columns=columns, text_field=text_field, tokenizer=tokenizer, keep_text=keep_text)
-        return chunk, prepared, skipped, num_lines, tuple(table.column_names)
-
     # Held before any input is read: a second conversion into `out` is refused at once.
     assembler = _Assembler(OutputFolder(out, overwrite=overwrite), options)
-    bytes_in = skipped_rows = rows_in = 0
-    input_fields: dict[str, None] = {}  # every field any input row has, in order of appearance
-    progress = _progress(total, quiet)
+    progress = None
     try:
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fastload-convert") as pool:
-            lines_before: dict[str, int] = {}  # input lines of each source in the chunks done so far
-            for chunk, prepared, skipped, num_lines, fields in _ordered(pool, work, chunks, depth=2 * workers):
-                input_fields.update(dict.fromkeys(fields))
-                first_line = chunk.first_line or lines_before.get(chunk.source, 0) + 1
-                lines_before[chunk.source] = lines_before.get(chunk.source, 0) + num_lines
-                if isinstance(prepared, LineError):
-                    raise prepared.to_convert_error(chunk.source, first_line)
-                bytes_in += chunk.num_bytes
-                skipped_rows += skipped
-                if prepared is not None:
-                    assembler.add(*prepared, source=chunk.source)
-                    rows_in += prepared[0].num_rows
-                    progress.set_postfix_str(f"{rows_in:,} rows", refresh=False)
-                progress.update(chunk.num_bytes)
+        progress = _progress(total, quiet)
+        with OrderedThreads(workers, depth=2 * workers) as threads:
+            work = _chunk_work(threads, columns=columns, text_field=text_field, tokenizer=tokenizer, keep_text=keep_text)
+            bytes_in, skipped_rows, input_fields = _assemble(threads.map(work, chunks), assembler, progress)
         unknown = [name for name in columns or () if name not in input_fields]
         if unknown and input_fields:
             raise ConfigError(
@@ -348,19 +326,47 @@ def convert(
         assembler.abort()  # removes exactly what this conversion created
         raise
     finally:
-        progress.close()
+        if progress is not None:
+            progress.close()
     return ConvertResult(out, index, bytes_in, time.perf_counter() - started, skipped_rows, dropped)
 
 
-def _ordered(pool: ThreadPoolExecutor, fn, items: Iterator, *, depth: int) -> Iterator:
-    """`pool.map(fn, items)` that keeps at most `depth` items in flight and yields in input order."""
-    in_flight: deque[Future] = deque()
-    for item in items:
-        in_flight.append(pool.submit(fn, item))
-        if len(in_flight) >= depth:
-            yield in_flight.popleft().result()
-    while in_flight:
-        yield in_flight.popleft().result()
+def _chunk_work(threads: OrderedThreads, *, columns, text_field: str, tokenizer, keep_text: bool):
+    """The function a worker thread runs on one chunk; it stops at the next check once `threads` is stopping."""
+    sliced = SlicedTokenizer(tokenizer, threads.check) if tokenizer is not None else None
+
+    def work(chunk: Chunk):
+        threads.check()
+        try:
+            table, skipped, num_lines = chunk.load()
+        except LineError as error:  # located once the lines before this chunk are counted
+            return chunk, error, 0, 0, ()
+        threads.check()
+        prepared = prepare_table(table, source=chunk.source, columns=columns, text_field=text_field, tokenizer=sliced, keep_text=keep_text)
+        return chunk, prepared, skipped, num_lines, tuple(table.column_names)
+
+    return work
+
+
+def _assemble(results: Iterator, assembler: _Assembler, progress) -> tuple[int, int, dict[str, None]]:
+    """Feed the workers' results, in input order, to the writer: (input bytes, rows skipped, every input field)."""
+    bytes_in = skipped_rows = rows_in = 0
+    input_fields: dict[str, None] = {}  # every field any input row has, in order of appearance
+    lines_before: dict[str, int] = {}  # input lines of each source in the chunks done so far
+    for chunk, prepared, skipped, num_lines, fields in results:
+        input_fields.update(dict.fromkeys(fields))
+        first_line = chunk.first_line or lines_before.get(chunk.source, 0) + 1
+        lines_before[chunk.source] = lines_before.get(chunk.source, 0) + num_lines
+        if isinstance(prepared, LineError):
+            raise prepared.to_convert_error(chunk.source, first_line)
+        bytes_in += chunk.num_bytes
+        skipped_rows += skipped
+        if prepared is not None:
+            assembler.add(*prepared, source=chunk.source)
+            rows_in += prepared[0].num_rows
+            progress.set_postfix_str(f"{rows_in:,} rows", refresh=False)
+        progress.update(chunk.num_bytes)
+    return bytes_in, skipped_rows, input_fields
 
 
 def _tokenizer_record(tokenizer, text_field: str) -> dict | None:

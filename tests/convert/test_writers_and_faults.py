@@ -1,6 +1,6 @@
-"""Conversions that meet each other, or a full disk: nothing lost, nothing silently wrong.
+"""Conversions that meet each other, a full disk, or Ctrl-C: nothing lost, nothing silently wrong.
 
-Concurrency is tested with real processes, ordered by lines on
+Concurrency and Ctrl-C are tested with real processes, ordered by lines on
 their pipes (a child says "paused" and waits for a line on stdin), never by
 sleeps; every wait has a timeout.
 """
@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import builtins
 import errno
+import gzip
 import io
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +25,7 @@ import pytest
 
 import fastload
 from fastload import ConfigError, ConvertError, Dataset
+from fastload.demo import demo_corpus_path
 from fastload.format import Column, DatasetWriter, Schema
 
 LOCK_FILE = ".fastload-lock"  # named in SPEC.md
@@ -266,3 +270,133 @@ def test_any_write_failure_is_a_convert_error_naming_it(tmp_path, monkeypatch, r
     with pytest.raises(ConvertError, match=r"writing failed \(Input/output error\) while writing .*Check the disk"):
         fastload.convert(rows_file, tmp_path / "out", block_bytes=16 << 10, quiet=True)
     assert not (tmp_path / "out").exists()
+
+
+# -- Ctrl-C -------------------------------------------------------------------------------------
+
+# A byte-level stand-in for a tokenizer that spends 2 s per MB of text asleep, as a compiled
+# kernel would busy a core: a conversion stuck in it must still stop promptly on SIGINT.
+_SLOW_TOKENIZER_CONVERT = """
+import sys, time
+import numpy as np, pyarrow.compute as pc
+import fastload
+
+class SlowBytes:
+    vocab_size, fingerprint, eos_id, bos_id = 256, "slow-bytes", None, None
+    busy = False
+
+    def encode_arrow(self, arr):
+        lengths = pc.binary_length(arr).fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)
+        offsets = np.concatenate([[0], np.cumsum(lengths)])
+        if offsets[-1] > 100_000 and not SlowBytes.busy:
+            SlowBytes.busy = True
+            print("paused", flush=True)  # the workers are inside the tokenizer now
+        time.sleep(offsets[-1] * 2e-6)
+        return np.zeros(offsets[-1], np.uint32), offsets
+
+try:
+    fastload.convert(sys.argv[1], sys.argv[2], tokenizer=SlowBytes(), workers=2, quiet=True)
+except KeyboardInterrupt:
+    print("interrupted", file=sys.stderr)
+    sys.exit(130)
+"""
+
+
+@pytest.fixture(scope="module")
+def big_text_file(tmp_path_factory) -> Path:
+    """~50 MB of JSON Lines (the demo corpus, 8 times): several 8 MiB chunks, seconds of tokenizing."""
+    path = tmp_path_factory.mktemp("sigint") / "big.jsonl"
+    corpus = gzip.decompress(demo_corpus_path().read_bytes())
+    with open(path, "wb") as f:
+        for _ in range(8):
+            f.write(corpus)
+    return path
+
+
+def _interrupt(process: subprocess.Popen) -> tuple[float, str]:
+    started = time.perf_counter()
+    process.send_signal(signal.SIGINT)
+    try:
+        _, err = process.communicate(timeout=TIMEOUT_S)
+    finally:
+        process.kill()
+    return time.perf_counter() - started, err
+
+
+def test_sigint_stops_work_inside_the_tokenizer_promptly_and_removes_everything(tmp_path, big_text_file):
+    out = tmp_path / "out"
+    child = _Child(_SLOW_TOKENIZER_CONVERT, str(big_text_file), str(out))
+    child.wait_until_paused()  # two workers hold 8 MiB chunks: 16 s of tokenizing each, had they to finish
+    seconds, err = _interrupt(child.process)
+    print(f"\nstopped {seconds:.2f} s after SIGINT (slow tokenizer)")
+    assert child.process.returncode == 130, err
+    assert seconds < 10, f"took {seconds:.1f} s to stop after SIGINT"
+    assert not out.exists()
+
+
+def test_sigint_to_the_cli_mid_conversion_exits_130_with_one_line_and_leaves_nothing(tmp_path, big_text_file):
+    out = tmp_path / "out"
+    process = subprocess.Popen(
+        [sys.executable, "-c", _CLI, "convert", str(big_text_file), "-o", str(out), "--tokenizer", "default", "--workers", "2"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    deadline = time.monotonic() + 5 * TIMEOUT_S  # a cold Numba cache compiles the tokenizer first
+    while not (out / ".tmp-shard-00000.arrow").exists():  # blocks are being written: mid-run
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            pytest.fail(f"the conversion never started writing: {process.communicate()}")
+        time.sleep(0.01)
+    seconds, err = _interrupt(process)
+    print(f"\nstopped {seconds:.2f} s after SIGINT (fastload convert --tokenizer default)")
+    assert process.returncode == 130, err
+    assert err.strip().splitlines() == ["fastload convert: interrupted"]
+    assert seconds < 10, f"took {seconds:.1f} s to stop after SIGINT"
+    assert not out.exists()
+
+
+def test_tokenizing_in_slices_gives_exactly_the_ids_of_one_call(tmp_path):
+    from fastload.convert.threads import SlicedTokenizer
+    from fastload.tokenizer import load_tokenizer
+
+    tokenizer = load_tokenizer("default")
+    texts = ["", None, "a", "héllo wörld " * 50, "漢字" * 3, None, "x" * 1000, "end."]
+    arr = pa.array(texts, pa.string())
+    checks = []
+    sliced = SlicedTokenizer(tokenizer, lambda: checks.append(1), slice_bytes=64)
+    ids, offsets = sliced.encode_arrow(arr)
+    expected_ids, expected_offsets = tokenizer.encode_arrow(arr)
+    assert np.array_equal(ids, expected_ids) and np.array_equal(offsets, expected_offsets)
+    assert len(checks) >= 3  # it did work in slices, checking before each
+    assert sliced.vocab_size == tokenizer.vocab_size
+
+
+def test_ordered_threads_stop_running_work_at_its_next_check_and_never_start_the_rest():
+    import threading
+
+    from fastload.convert.threads import OrderedThreads
+
+    threads = OrderedThreads(2, depth=8)
+    started: list[int] = []
+    both_running = threading.Barrier(3)
+
+    def work(i: int) -> int:
+        started.append(i)
+        if i < 2:
+            both_running.wait(TIMEOUT_S)
+        deadline = time.monotonic() + TIMEOUT_S
+        while time.monotonic() < deadline:
+            threads.check()
+            time.sleep(0.001)
+        return i
+
+    def items():
+        yield from range(4)
+        both_running.wait(TIMEOUT_S)
+        raise KeyboardInterrupt  # as Ctrl-C arrives while the main thread reads input
+
+    begun = time.perf_counter()
+    with pytest.raises(KeyboardInterrupt):
+        with threads:
+            list(threads.map(work, items()))
+    assert time.perf_counter() - begun < 10
+    assert sorted(started) == [0, 1]
