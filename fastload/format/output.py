@@ -225,6 +225,17 @@ class OutputFolder:
     def held(self) -> bool:
         return self._lock_fd is not None
 
+    @property
+    def num_bytes_created(self) -> int:
+        """Bytes on disk in the files we created and have not removed."""
+        total = 0
+        for name in self._created:
+            try:
+                total += os.stat(self.path / name).st_size
+            except OSError:  # already gone: it holds no bytes
+                pass
+        return total
+
 
 def _names_file(path: Path, fd: int) -> bool:
     """Whether `path` still names the file open as `fd`."""

@@ -189,11 +189,6 @@ class DatasetWriter:
         current = sum(self._current.block_rows) if self._current else 0
         return written + current + sum(b.num_rows for b in self._pending)
 
-    @property
-    def num_bytes_written(self) -> int:
-        """Bytes handed to shard files so far (some may still sit in buffers)."""
-        return sum(s.num_bytes for s in self._shards) + (self._current.raw.position if self._current else 0)
-
     def write(self, data: pa.RecordBatch | pa.Table) -> None:
         """Append rows. Column names and Arrow types must match `self.schema` exactly."""
         expected = self.schema.arrow_schema()
@@ -357,7 +352,7 @@ class DatasetWriter:
             raise self._write_failed(exc) from exc
 
     def _write_failed(self, exc: OSError) -> ConvertError:
-        num_bytes, num_shards = self.num_bytes_written, len(self._shards) + (self._current is not None)
+        num_bytes, num_shards = self.output.num_bytes_created, len(self._shards) + (self._current is not None)
         where = exc.filename or (self._current.path if self._current else self.folder)
         self.abort()
         what = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is exceeded"}.get(exc.errno, "writing failed")
@@ -368,8 +363,8 @@ class DatasetWriter:
             else "Check the disk and the folder's permissions, or choose another output folder"
         )
         return ConvertError(
-            f"{what} ({exc.strerror}) while writing {str(where)!r}, after {num_bytes:,} bytes of the dataset "
-            f"in {num_shards:,} shard file(s); every file this conversion wrote there was removed, so no partial "
+            f"{what} ({exc.strerror}) while writing {str(where)!r}, after writing {num_bytes:,} bytes in "
+            f"{num_shards:,} shard file(s); every file this conversion wrote there was removed, so no partial "
             f"dataset is left{kept}. {fix}."
         )
 

@@ -243,8 +243,10 @@ def test_a_full_disk_is_a_convert_error_saying_so_and_leaves_no_file_behind(tmp_
     with pytest.raises(ConvertError) as caught:
         fastload.convert(rows_file, out, block_bytes=16 << 10, quiet=True)
     message = str(caught.value)
-    assert message.startswith(f"the disk is full (No space left on device) while writing '{out / '.tmp-shard-00000.arrow'}', after ")
-    assert "bytes of the dataset in 1 shard file(s); every file this conversion wrote there was removed" in message
+    assert message.startswith(
+        f"the disk is full (No space left on device) while writing '{out / '.tmp-shard-00000.arrow'}', after writing "
+        "100,000 bytes in 1 shard file(s); every file this conversion wrote there was removed, so no partial dataset is left."
+    )
     assert "Free space on that disk, or choose an output folder on another one" in message
     assert caught.value.__cause__.errno == errno.ENOSPC
     assert not out.exists()  # it made the folder, so it removed it
