@@ -13,6 +13,7 @@ loader's `_buffer_pool(pin=...)` (the pool outlives an epoch) and
 
 from __future__ import annotations
 
+import errno
 import itertools
 import multiprocessing
 import os
@@ -26,6 +27,7 @@ import torch
 import torch.utils.data as tud
 from torch.utils.data.dataloader import _BaseDataLoaderIter, _DatasetKind
 
+from fastload.errors import ConfigError
 from fastload.pool import PAGE
 from fastload.workers import protocol
 from fastload.workers.codec import decode_batch
@@ -275,9 +277,7 @@ class PoolIterator(_BaseDataLoaderIter):
         if kind == protocol.BATCH:
             _, _, slot, used, skeleton, leaves = message
             if slot is protocol.DEDICATED:
-                from multiprocessing.reduction import recv_handle
-
-                fd = recv_handle(self._conns[worker_id])
+                fd = self._receive_fd(worker_id, task_id)
                 if assigned is not protocol.DEDICATED:
                     self._pool.release(assigned)
                 arena_id = self._pool.dedicated_arena(fd, used)
@@ -294,6 +294,37 @@ class PoolIterator(_BaseDataLoaderIter):
             self._done[task_id] = _SKIP
         elif kind == protocol.ERROR:
             self._done[task_id] = message[2]
+
+    def _receive_fd(self, worker_id: int, task_id: int) -> int:
+        """The fd of a batch's own segment, which follows its BATCH message. See NOTE [fastload worker protocol].
+
+        Receiving it takes a free descriptor in this process (two, briefly);
+        with none left, Python's multiprocessing fails with an obscure
+        "received 0 items of ancdata" (or EMFILE). The batches themselves hold
+        none (see pool.py), so what fills the table is the rest of the process:
+        say so, and what to do.
+        """
+        from multiprocessing.reduction import recv_handle
+
+        try:
+            return recv_handle(self._conns[worker_id])
+        except RuntimeError as exc:  # "received 0 items of ancdata": the kernel dropped the fd, no room for it
+            if "ancdata" not in str(exc):
+                raise
+            cause = exc
+        except OSError as exc:
+            if exc.errno not in (errno.EMFILE, errno.ENFILE):
+                raise
+            cause = exc
+        open_files = _open_files()  # counted before shutting down closes the workers' pipes
+        self._shutdown_workers()
+        raise ConfigError(
+            f"DataLoader worker {worker_id} handed over batch {task_id} in a shared-memory segment, but this process "
+            f"could not receive the segment's file descriptor ({cause}): {open_files}. fastload's batches hold "
+            "no descriptors, so files, sockets or other loaders of this process hold them. Close what is not "
+            "needed, or raise the limit: `ulimit -n 65536` in the shell that starts training, or "
+            "resource.setrlimit(resource.RLIMIT_NOFILE, (65536, hard_limit)) before creating the DataLoader."
+        ) from cause
 
     def _grow_pool(self, batch_bytes: int) -> None:
         """Size (or resize) the pool after a batch that needed its own segment."""
@@ -409,6 +440,20 @@ class PoolIterator(_BaseDataLoaderIter):
 
 
 _SKIP = object()  # a task that produced no batch (an exhausted iterable worker)
+
+
+def _open_files() -> str:
+    """How many descriptors this process has open, against its limit, in words."""
+    import resource
+
+    limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    try:
+        count = len(os.listdir("/proc/self/fd")) - 1  # less the one listdir itself opens
+    except OSError as exc:
+        if exc.errno == errno.EMFILE:  # not even one left to list them with
+            return f"all {limit:,} files it may open (ulimit -n) are open"
+        return f"it may open {limit:,} files (ulimit -n)"  # no /proc: not Linux
+    return f"it has {count:,} files open and may open {limit:,} (ulimit -n)"
 
 
 def _computes_whole_batches(loader, auto_collation: bool) -> bool:
