@@ -209,9 +209,9 @@ class _IteratorState:
     def persistent_workers(self) -> bool:
         return self._persistent_workers
 
-    def next_index(self):
-        """The sampler's next index or batch of indices; StopIteration at the end of the epoch."""
-        return self._next_index()
+    # The sampler's next index or batch of indices; StopIteration at the end of the epoch.
+    # torch's own method under fastload's name (an alias, not a wrapper: it runs once a batch).
+    next_index = _BaseDataLoaderIter._next_index
 
 
 class IteratorBase(_IteratorState, _BaseDataLoaderIter):

@@ -373,7 +373,7 @@ class PoolIterator(IteratorBase):
     def _wait_for_result(self) -> None:
         if not self._tasks:
             self._dispatch(allow_dedicated=True)
-        timeout = self.timeout if self.timeout > 0 else None
+        timeout = self.timeout or None  # torch's 0 means no timeout
         expected = self._tasks.get(self._rcvd_idx) if self._in_order else None
         if expected is not None:
             # In order, the next batch can only come from the worker that has its task: read
