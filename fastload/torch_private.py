@@ -27,12 +27,21 @@ torch API (`torch.utils.data.DataLoader`'s arguments, `get_worker_info`,
 
 from __future__ import annotations
 
+import torch
 import torch.autograd.profiler as _profiler
 import torch.utils.data as tud
-from torch._utils import ExceptionWrapper
-from torch.utils.data._utils import collate as _collate
-from torch.utils.data._utils import worker as _worker
-from torch.utils.data.dataloader import _BaseDataLoaderIter, _DatasetKind, _SingleProcessDataLoaderIter
+
+try:
+    from torch._utils import ExceptionWrapper
+    from torch.utils.data._utils import collate as _collate
+    from torch.utils.data._utils import worker as _worker
+    from torch.utils.data.dataloader import _BaseDataLoaderIter, _DatasetKind, _SingleProcessDataLoaderIter
+except ImportError as error:  # a torch that moved one of them: say so, not a bare ImportError from deep inside
+    raise ImportError(
+        f"fastload's DataLoader was tested with torch 2.13 and needs torch's {error.name or 'internal'} "
+        f"({error}), which torch {torch.__version__} does not have; install torch 2.13, or a fastload release "
+        "that supports this torch (see fastload/torch_private.py)"
+    ) from error
 
 __all__ = [
     "NAMES",

@@ -323,12 +323,27 @@ def test_the_scan_finds_private_torch_imports_and_attributes_and_passes_public_o
 
 def test_pyproject_states_a_torch_range_that_the_installed_torch_satisfies():
     text = (ROOT / "pyproject.toml").read_text()
-    match = re.search(r'"torch>=(\d+)\.(\d+),<(\d+)\.(\d+)"', text)
-    assert match, "pyproject.toml should pin torch to the tested minor versions, as torch>=A.B,<C.D"
-    low, high = (int(match[1]), int(match[2])), (int(match[3]), int(match[4]))
+    match = re.search(r'"torch>=(\d+)\.(\d+),<(\d+)"', text)
+    assert match, "pyproject.toml should state torch's range as torch>=A.B,<C"
+    low, high = (int(match[1]), int(match[2])), int(match[3])
     installed = tuple(int(p) for p in re.match(r"(\d+)\.(\d+)", torch.__version__).groups())
-    assert low <= installed < high, f"torch {torch.__version__} is outside the tested range in pyproject.toml"
-    assert "fastload/torch_private.py" in text
+    assert low <= installed and installed[0] < high, f"torch {torch.__version__} is outside the range in pyproject.toml"
+    assert "Tested with torch 2.13" in text and "fastload/torch_private.py" in text
+
+
+def test_a_torch_without_a_private_name_gets_a_clear_import_error(monkeypatch):
+    import importlib
+    import sys
+
+    import torch.utils.data.dataloader as dataloader
+
+    monkeypatch.delattr(dataloader, "_DatasetKind")
+    saved = sys.modules.pop("fastload.torch_private")
+    try:
+        with pytest.raises(ImportError, match="tested with torch 2.13 .* install torch 2.13"):
+            importlib.import_module("fastload.torch_private")
+    finally:
+        sys.modules["fastload.torch_private"] = saved
 
 
 def test_under_a_profiler_the_loader_goes_through_torchs_own_next_and_is_recorded_under_its_name():
