@@ -322,6 +322,10 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         print(f"fastload {args.command}: interrupted", file=sys.stderr)
+        if args.command == "convert":  # it has removed its files; skip the ~1 s of tearing down Numba's kernels at exit
+            import gc
+
+            gc.freeze()
         return 130
 
 

@@ -14,7 +14,8 @@ What differs is how a worker's batch reaches the training loop:
 A slot returns to the pool when the last tensor of its batch dies (see
 `pool.py`); the multi-process iteration is `workers/iterator.py`, and the
 protocol it speaks is NOTE [fastload worker protocol] in
-`workers/protocol.py`.
+`workers/protocol.py`. The private hooks and state of torch's DataLoader
+and iterators it relies on are reached through `torch_private.py`.
 
 Resumption follows torchdata's StatefulDataLoader convention:
 `state_dict()` mid-epoch, then `load_state_dict()` on a new loader, and the
@@ -29,17 +30,16 @@ import itertools
 import weakref
 
 import torch
-import torch.utils.data as tud
-from torch.utils.data.dataloader import _DatasetKind, _SingleProcessDataLoaderIter
 
 from fastload.errors import ConfigError
 from fastload.pool import BufferPool
+from fastload.torch_private import LoaderBase, SingleProcessIterator
 from fastload.workers.collate import ComputedBatchCollate
 from fastload.workers.iterator import PoolIterator, Progress
 
 __all__ = ["DataLoader"]
 
-class DataLoader(tud.DataLoader):
+class DataLoader(LoaderBase):
     """Drop-in for `torch.utils.data.DataLoader` (same arguments, same batches).
 
     With `num_workers > 0`, workers write batches into a pool of
@@ -83,20 +83,16 @@ class DataLoader(tud.DataLoader):
 
     # -- iteration -------------------------------------------------------------
 
-    def _get_iterator(self):
+    def _new_iterator(self):
         if self.num_workers == 0:
             iterator = _SingleProcessIterator(self)
             if self._skip_batches:
-                iterator._sampler_iter = _primed(itertools.islice(iterator._sampler_iter, self._skip_batches, None))
+                iterator.sampler_iter = _primed(itertools.islice(iterator.sampler_iter, self._skip_batches, None))
                 self._skip_batches = 0
         else:
             self.check_worker_number_rationality()
             iterator = PoolIterator(self)
         return iterator
-
-    @property
-    def _index_sampler_object(self):
-        return self.batch_sampler if self._auto_collation else self.sampler
 
     def __iter__(self):
         resume, self._resume_state = self._resume_state, None
@@ -104,7 +100,7 @@ class DataLoader(tud.DataLoader):
             return self._resumed_iterator(resume)
         sampler = self._index_sampler_object
         self._rewind_interrupted_sampler(sampler)
-        fresh_workers = not (self.persistent_workers and self.num_workers > 0 and getattr(self, "_iterator", None) is not None)
+        fresh_workers = not (self.persistent_workers and self.num_workers > 0 and self._persistent_iterator is not None)
         self._epoch_start = {
             "rng_state": torch.get_rng_state(),
             "generator_state": self.generator.get_state() if self.generator is not None else None,
@@ -114,7 +110,7 @@ class DataLoader(tud.DataLoader):
         self._progress = Progress()
         iterator = super().__iter__()
         iterator._progress = self._progress
-        self._epoch_start["base_seed"] = int(iterator._base_seed)
+        self._epoch_start["base_seed"] = int(iterator.base_seed)
         return iterator
 
     def _rewind_interrupted_sampler(self, sampler) -> None:
@@ -141,7 +137,7 @@ class DataLoader(tud.DataLoader):
         """
         skip = int(state["batches_yielded"])
         sampler = self._index_sampler_object
-        if self._dataset_kind == _DatasetKind.Map and skip >= len(self):
+        if self._map_style and skip >= len(self):
             # Taken after the last batch of an epoch: what comes next is the next epoch.
             if state.get("sampler_state") is not None and hasattr(sampler, "load_state_dict"):
                 sampler.load_state_dict({**state["sampler_state"], "epoch": state["sampler_state"]["epoch"] + 1, "samples_consumed": 0})
@@ -162,19 +158,19 @@ class DataLoader(tud.DataLoader):
                 if state.get("generator_state") is not None and self.generator is not None:
                     self.generator.set_state(state["generator_state"])
             if self.persistent_workers and self.num_workers > 0:
-                self._iterator = None  # a resumed epoch starts fresh workers, seeded as the original ones
-            self._skip_batches = skip if self._dataset_kind == _DatasetKind.Map else 0
-            iterator = self._get_iterator()
+                self._persistent_iterator = None  # a resumed epoch starts fresh workers, seeded as the original ones
+            self._skip_batches = skip if self._map_style else 0
+            iterator = self._new_iterator()
             if self.persistent_workers and self.num_workers > 0:
-                self._iterator = iterator
+                self._persistent_iterator = iterator
         finally:
             self._skip_batches = 0
             self._resume_seeds = None
             torch.set_rng_state(current)
-        if self._dataset_kind == _DatasetKind.Iterable:
+        if not self._map_style:
             for _ in range(skip):
                 next(iterator)
-        iterator._num_yielded = skip
+        iterator.num_yielded = skip
         self._progress = Progress(skip)
         iterator._progress = self._progress
         return iterator
@@ -204,7 +200,7 @@ class DataLoader(tud.DataLoader):
         self._resume_state = dict(state)
 
 
-class _SingleProcessIterator(_SingleProcessDataLoaderIter):
+class _SingleProcessIterator(SingleProcessIterator):
     """torch's single-process iteration, counting delivered batches for `state_dict()`."""
 
     _progress: Progress | None = None

@@ -13,6 +13,14 @@ memfd is unavailable (not Linux), an unlinked temporary file is used instead,
 with a warning. Only file descriptors and (arena, slot, offset, dtype,
 shape) handles cross processes (see the protocol NOTE in `workers/protocol.py`).
 
+A mapping holds no file descriptor (`_map_shared`; Python's `mmap.mmap` would
+keep a duplicate of the fd open as long as the mapping lives). An arena keeps
+its fd only while something still has to be sent: the pool's arenas, which
+workers attach to, and a worker's one-batch segment until it is handed over.
+So batches the training loop keeps cost memory but no descriptors: a loop
+that keeps thousands of them (past the pool, each in a one-batch segment of
+its own) does not run into the open-files limit (`ulimit -n`, often 1024).
+
 A slot is *leased* with each batch: every tensor handed to the user views a
 ctypes buffer over the slot, and a weak reference to that buffer, with a
 callback, returns the slot when the last tensor, view or slice of the batch
@@ -70,6 +78,43 @@ def available_memory_bytes() -> int | None:
     return None
 
 
+_LIBC = None  # libc with mmap/munmap typed, loaded on first use (importing fastload loads nothing)
+_MAP_FAILED = ctypes.c_void_p(-1).value
+
+
+def _libc():
+    global _LIBC
+    if _LIBC is None:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.mmap.restype = ctypes.c_void_p
+        libc.mmap.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long)
+        libc.munmap.restype = ctypes.c_int
+        libc.munmap.argtypes = (ctypes.c_void_p, ctypes.c_size_t)
+        _LIBC = libc
+    return _LIBC
+
+
+def _map_shared(fd: int, num_bytes: int):
+    """The first `num_bytes` of `fd`, mapped shared and read-write, as a ctypes char array.
+
+    The mapping is unmapped when the array and everything made from it (ctypes
+    views, numpy arrays, tensors) are gone. It holds no file descriptor — the
+    caller may close `fd` right away — where `mmap.mmap` keeps a duplicate of
+    `fd` open for the mapping's whole life (until Python 3.13's
+    `trackfd=False`), which made every batch the training loop kept cost
+    descriptors.
+    """
+    libc = _libc()
+    address = libc.mmap(None, num_bytes, mmap.PROT_READ | mmap.PROT_WRITE, mmap.MAP_SHARED, fd, 0)
+    if address is None or address == _MAP_FAILED:
+        code = ctypes.get_errno()
+        raise OSError(code, f"cannot map {num_bytes:,} bytes of shared memory: {os.strerror(code)}")
+    memory = (ctypes.c_char * num_bytes).from_address(address)
+    finalizer = weakref.finalize(memory, libc.munmap, address, num_bytes)
+    finalizer.atexit = False  # at exit, live tensors may still view it; the kernel unmaps it anyway
+    return memory
+
+
 def _anonymous_fd(num_bytes: int, name: str) -> int:
     """A file descriptor of `num_bytes` of shared memory that has no name anywhere."""
     if hasattr(os, "memfd_create"):
@@ -93,14 +138,23 @@ def _anonymous_fd(num_bytes: int, name: str) -> int:
 
 
 class SharedArena:
-    """One block of shared memory (a memfd), mapped read-write in this process."""
+    """One block of shared memory (a memfd), mapped read-write in this process.
 
-    def __init__(self, fd: int, num_bytes: int, *, owner: bool):
-        self.fd = fd
+    `memory` is the mapping (see `_map_shared`); `fd` is kept open only with
+    `keep_fd=True`, for an arena that is still to be sent to another process,
+    and is -1 otherwise.
+    """
+
+    def __init__(self, fd: int, num_bytes: int, *, owner: bool, keep_fd: bool = True):
         self.num_bytes = num_bytes
         self.owner = owner
-        self.mmap = mmap.mmap(fd, num_bytes, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ | mmap.PROT_WRITE)
-        self.address = ctypes.addressof(ctypes.c_char.from_buffer(self.mmap))
+        try:
+            self.memory = _map_shared(fd, num_bytes)
+        finally:
+            if not keep_fd:
+                os.close(fd)
+        self.fd = fd if keep_fd else -1
+        self.address = ctypes.addressof(self.memory)
         self.pinned = False
 
     @classmethod
@@ -116,11 +170,17 @@ class SharedArena:
 
     @classmethod
     def attach(cls, fd: int, num_bytes: int) -> "SharedArena":
-        return cls(fd, num_bytes, owner=False)
+        """Map an arena another process made; `fd` is closed (the mapping does not need it)."""
+        return cls(fd, num_bytes, owner=False, keep_fd=False)
+
+    @classmethod
+    def adopt(cls, fd: int, num_bytes: int) -> "SharedArena":
+        """Take over a segment another process made and handed over with `fd`, which is closed."""
+        return cls(fd, num_bytes, owner=True, keep_fd=False)
 
     def view(self, offset: int, num_bytes: int):
         """A ctypes char array over [offset, offset + num_bytes) that keeps the mapping alive."""
-        return (ctypes.c_char * num_bytes).from_buffer(self.mmap, offset)
+        return (ctypes.c_char * num_bytes).from_buffer(self.memory, offset)
 
     def pin(self) -> bool:
         """Register the arena as page-locked memory with CUDA (once). False if CUDA refuses."""
@@ -135,17 +195,13 @@ class SharedArena:
         return self.pinned
 
     def close(self) -> None:
-        """Unpin, unmap (when no buffer views it any more) and close the fd."""
+        """Unpin, close the fd, and let go of the mapping: unmapped now, or when the last view of it dies."""
         if self.pinned:
             import torch
 
             torch.cuda.cudart().cudaHostUnregister(self.address)
             self.pinned = False
-        try:
-            self.mmap.close()
-        except BufferError:
-            # A leased batch still views this arena; the mapping lives until that batch dies.
-            pass
+        self.memory = None
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
@@ -224,8 +280,9 @@ class BufferPool:
         return arena_id
 
     def dedicated_arena(self, fd: int, num_bytes: int) -> int:
-        """Adopt a worker-made segment that holds one oversized batch; it is closed when that batch dies."""
-        arena = SharedArena(fd, num_bytes, owner=True)
+        """Adopt a worker-made segment that holds one batch (`fd` is closed here: the batch holds no
+        descriptor, however long it is kept); the segment is unmapped when that batch dies."""
+        arena = SharedArena.adopt(fd, num_bytes)
         if self.pin:
             arena.pin()
         with self._lock:

@@ -51,6 +51,7 @@ PARTS = (
     Part("demo", 4, "the shipped demo corpus"),
     Part("pool", 5, "shared-memory slots, leased with each batch and returned when its tensors die", torch=True),
     Part("workers", 5, "the worker processes (protocol NOTE in `workers/protocol.py`)", torch=True),
+    Part("torch_private", 5, "every private torch name and attribute `loader` and `workers` use, each with what for (checked against the installed torch by `tests/loader/test_torch_private.py`)", torch=True),
     Part("loader", 6, "`fastload.DataLoader`", torch=True),
     Part("attention", 6, "`fastload.cu_seqlens`: packed batches' document ids as variable-length attention offsets", torch=True),
     Part("train", 7, "a small GPT trainer (model, loop, checkpoints, DDP, sweep)", torch=True),

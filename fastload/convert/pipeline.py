@@ -8,7 +8,15 @@ Threads, not processes: the expensive steps (pyarrow's parsers, the Numba
 tokenizer) release the GIL, and threads hand Arrow tables over without
 pickling. Results are consumed strictly in input order with a bounded number
 in flight, so memory stays flat and the dataset is byte-identical for every
-`workers` value.
+`workers` value; an error or Ctrl-C stops the threads within a fraction of a
+second (`threads.py`).
+
+The output folder is held (`format.output.OutputFolder`: a lock, so a second
+conversion into it is refused) before any input is read, and a failed or
+interrupted conversion removes exactly what it created. The tokenizer's
+kernels are compiled (or loaded from Numba's cache) before the clock starts,
+so the MB/s figure measures conversion, and the summary shows that time
+apart.
 
 Schema reconciliation: the first chunk fixes the column names; each later
 chunk's column kinds are merged with `promote_column` (widening only). A
@@ -22,11 +30,8 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import sys
 import time
-from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -36,8 +41,10 @@ import pyarrow as pa
 from fastload.convert.normalize import TOKENS_COLUMN, prepare_table
 from fastload.convert.parse import LineError
 from fastload.convert.sources import COMPRESSED, Chunk, file_chunks, find_inputs, object_chunks
+from fastload.convert.threads import OrderedThreads, SlicedTokenizer
 from fastload.errors import ConfigError, ConvertError, FormatError
-from fastload.format.index import INDEX_FILE, DatasetIndex
+from fastload.format.index import DatasetIndex
+from fastload.format.output import OutputFolder
 from fastload.format.schema import Column, Schema, TypeMismatch, promote_column
 from fastload.format.writer import DatasetWriter, WriteOptions
 
@@ -47,6 +54,7 @@ log = logging.getLogger("fastload.convert")
 
 ON_ERROR = ("fail", "skip")
 _MAX_HELD_BYTES = 512 << 20  # chunks held back while a column is still all-null
+_WARMUP_SHOWN_S = 0.05  # kernel warm-up shorter than this goes unmentioned in the summary
 
 
 @dataclass
@@ -56,9 +64,10 @@ class ConvertResult:
     path: Path
     index: DatasetIndex
     bytes_in: int
-    seconds: float
+    seconds: float  # the conversion itself, which the MB/s figure divides by
     num_skipped_rows: int
     dropped_columns: list[str] = field(default_factory=list)
+    warmup_seconds: float = 0.0  # before `seconds`: compiling the tokenizer's kernels, or loading them from Numba's cache
 
     @property
     def num_rows(self) -> int:
@@ -83,6 +92,11 @@ class ConvertResult:
             lines.append(f"dropped      {', '.join(self.dropped_columns)} (null in every row)")
         rate = mb_in / self.seconds if self.seconds > 0 else float("inf")
         lines.append(f"time         {self.seconds:,.2f} s   ({rate:,.1f} MB/s in)")
+        if self.warmup_seconds >= _WARMUP_SHOWN_S:
+            lines.append(
+                f"             + {self.warmup_seconds:,.2f} s before that to compile the tokenizer's kernels "
+                "(or load them from Numba's cache), not counted in MB/s"
+            )
         return "\n".join(lines)
 
 
@@ -158,12 +172,13 @@ class _Columns:
 class _Assembler:
     """Feeds prepared chunks to one `DatasetWriter` in input order, reconciling their columns.
 
-    The writer (which clears an old dataset in `out`) is created only once
-    every column has a type, or when too much is held back waiting for one.
+    The writer is created only once every column has a type, or when too
+    much is held back waiting for one; the folder it writes into is held from
+    the start.
     """
 
-    def __init__(self, out: Path, options: WriteOptions, overwrite: bool):
-        self.out, self.options, self.overwrite = out, options, overwrite
+    def __init__(self, output: OutputFolder, options: WriteOptions):
+        self.output, self.options = output, options
         self.known = _Columns()
         self.writer: DatasetWriter | None = None
         self.held: list[tuple[pa.Table, str]] = []
@@ -179,7 +194,7 @@ class _Assembler:
     def _flush(self) -> None:
         schema = self.known.schema()
         if self.writer is None:
-            self.writer = DatasetWriter(self.out, schema, options=self.options, overwrite=self.overwrite)
+            self.writer = DatasetWriter(self.output, schema, options=self.options)
         late = [name for name in schema.names if name not in self.writer.schema]
         if late:
             raise ConvertError(
@@ -209,6 +224,7 @@ class _Assembler:
     def abort(self) -> None:
         if self.writer is not None:
             self.writer.abort()
+        self.output.discard()
 
 
 def _resolve_tokenizer(tokenizer):
@@ -281,38 +297,17 @@ def convert(
     columns = tuple(columns) if columns is not None else None
     tokenizer = _resolve_tokenizer(tokenizer)
     out = Path(out)
-    created_folder = not out.exists()
-    started = time.perf_counter()
     chunks, input_names, total = _chunks_of(source, input_format=input_format, on_error=on_error, text_field=text_field, text_lines=text_lines, out=out)
-
-    def work(chunk: Chunk):
-        try:
-            table, skipped, num_lines = chunk.load()
-        except LineError as error:  # located once the lines before this chunk are counted
-            return chunk, error, 0, 0, ()
-        prepared = prepare_table(table, source=chunk.source, columns=columns, text_field=text_field, tokenizer=tokenizer, keep_text=keep_text)
-        return chunk, prepared, skipped, num_lines, tuple(table.column_names)
-
-    assembler = _Assembler(out, options, overwrite)
-    bytes_in = skipped_rows = rows_in = 0
-    input_fields: dict[str, None] = {}  # every field any input row has, in order of appearance
-    progress = _progress(total, quiet)
+    # Held before any input is read: a second conversion into `out` is refused at once.
+    assembler = _Assembler(OutputFolder(out, overwrite=overwrite), options)
+    progress = None
     try:
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fastload-convert") as pool:
-            lines_before: dict[str, int] = {}  # input lines of each source in the chunks done so far
-            for chunk, prepared, skipped, num_lines, fields in _ordered(pool, work, chunks, depth=2 * workers):
-                input_fields.update(dict.fromkeys(fields))
-                first_line = chunk.first_line or lines_before.get(chunk.source, 0) + 1
-                lines_before[chunk.source] = lines_before.get(chunk.source, 0) + num_lines
-                if isinstance(prepared, LineError):
-                    raise prepared.to_convert_error(chunk.source, first_line)
-                bytes_in += chunk.num_bytes
-                skipped_rows += skipped
-                if prepared is not None:
-                    assembler.add(*prepared, source=chunk.source)
-                    rows_in += prepared[0].num_rows
-                    progress.set_postfix_str(f"{rows_in:,} rows", refresh=False)
-                progress.update(chunk.num_bytes)
+        warmup_seconds = _warm_up(tokenizer)
+        started = time.perf_counter()
+        progress = _progress(total, quiet)
+        with OrderedThreads(workers, depth=2 * workers) as threads:
+            work = _chunk_work(threads, columns=columns, text_field=text_field, tokenizer=tokenizer, keep_text=keep_text)
+            bytes_in, skipped_rows, input_fields = _assemble(threads.map(work, chunks), assembler, progress)
         unknown = [name for name in columns or () if name not in input_fields]
         if unknown and input_fields:
             raise ConfigError(
@@ -339,24 +334,64 @@ def convert(
         except FormatError as exc:  # shards rewritten for a promotion hold values the wider type cannot
             raise ConvertError(f"{exc}. A field changed type between inputs in a way that loses values; make it consistent, or leave it out with --columns.") from None
     except BaseException:
-        assembler.abort()
-        if created_folder and out.is_dir() and not (out / INDEX_FILE).exists():
-            shutil.rmtree(out, ignore_errors=True)
+        assembler.abort()  # removes exactly what this conversion created
         raise
     finally:
-        progress.close()
-    return ConvertResult(out, index, bytes_in, time.perf_counter() - started, skipped_rows, dropped)
+        if progress is not None:
+            progress.close()
+    return ConvertResult(out, index, bytes_in, time.perf_counter() - started, skipped_rows, dropped, warmup_seconds=warmup_seconds)
 
 
-def _ordered(pool: ThreadPoolExecutor, fn, items: Iterator, *, depth: int) -> Iterator:
-    """`pool.map(fn, items)` that keeps at most `depth` items in flight and yields in input order."""
-    in_flight: deque[Future] = deque()
-    for item in items:
-        in_flight.append(pool.submit(fn, item))
-        if len(in_flight) >= depth:
-            yield in_flight.popleft().result()
-    while in_flight:
-        yield in_flight.popleft().result()
+def _warm_up(tokenizer) -> float:
+    """Compile the tokenizer's kernels, or load them from Numba's cache, before the clock starts; seconds it took.
+
+    The first conversion on a machine compiles them (tens of seconds), later
+    ones load them (about a second): either would otherwise land in the MB/s
+    figure, and inside the first chunk's work.
+    """
+    if tokenizer is None:
+        return 0.0
+    started = time.perf_counter()
+    tokenizer.encode_arrow(pa.array(["warm up: ASCII, é, 漢字", None], pa.string()))
+    return time.perf_counter() - started
+
+
+def _chunk_work(threads: OrderedThreads, *, columns, text_field: str, tokenizer, keep_text: bool):
+    """The function a worker thread runs on one chunk; it stops at the next check once `threads` is stopping."""
+    sliced = SlicedTokenizer(tokenizer, threads.check) if tokenizer is not None else None
+
+    def work(chunk: Chunk):
+        threads.check()
+        try:
+            table, skipped, num_lines = chunk.load()
+        except LineError as error:  # located once the lines before this chunk are counted
+            return chunk, error, 0, 0, ()
+        threads.check()
+        prepared = prepare_table(table, source=chunk.source, columns=columns, text_field=text_field, tokenizer=sliced, keep_text=keep_text)
+        return chunk, prepared, skipped, num_lines, tuple(table.column_names)
+
+    return work
+
+
+def _assemble(results: Iterator, assembler: _Assembler, progress) -> tuple[int, int, dict[str, None]]:
+    """Feed the workers' results, in input order, to the writer: (input bytes, rows skipped, every input field)."""
+    bytes_in = skipped_rows = rows_in = 0
+    input_fields: dict[str, None] = {}  # every field any input row has, in order of appearance
+    lines_before: dict[str, int] = {}  # input lines of each source in the chunks done so far
+    for chunk, prepared, skipped, num_lines, fields in results:
+        input_fields.update(dict.fromkeys(fields))
+        first_line = chunk.first_line or lines_before.get(chunk.source, 0) + 1
+        lines_before[chunk.source] = lines_before.get(chunk.source, 0) + num_lines
+        if isinstance(prepared, LineError):
+            raise prepared.to_convert_error(chunk.source, first_line)
+        bytes_in += chunk.num_bytes
+        skipped_rows += skipped
+        if prepared is not None:
+            assembler.add(*prepared, source=chunk.source)
+            rows_in += prepared[0].num_rows
+            progress.set_postfix_str(f"{rows_in:,} rows", refresh=False)
+        progress.update(chunk.num_bytes)
+    return bytes_in, skipped_rows, input_fields
 
 
 def _tokenizer_record(tokenizer, text_field: str) -> dict | None:

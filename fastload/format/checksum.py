@@ -110,3 +110,16 @@ class ChecksummingFile:
             os.fsync(self.file.fileno())
             self.file.close()
             self.closed = True
+
+    def discard(self) -> None:
+        """Close without keeping what is still buffered (the file is being thrown away).
+
+        Flushing could fail again on a full disk; the descriptor is closed
+        whatever happens, and later writes raise instead of reaching the disk.
+        """
+        if not self.closed:
+            self.closed = True
+            try:
+                self.file.close()
+            except OSError:  # the buffered bytes that could not be written: the file is being removed anyway
+                pass

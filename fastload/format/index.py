@@ -1,4 +1,4 @@
-"""`index.json`: the description of a dataset folder, its validation and its atomic write.
+"""`index.json`: the description of a dataset folder, its validation and its encoding.
 
 The index is the single source of truth about a dataset: which shards exist,
 how many rows and blocks each holds, where each block's bytes lie in its
@@ -36,7 +36,7 @@ __all__ = [
     "ShardInfo",
     "DatasetIndex",
     "read_index",
-    "write_index",
+    "encode_index",
 ]
 
 FORMAT_NAME = "fastload"
@@ -276,17 +276,9 @@ def read_index(folder: str | os.PathLike) -> DatasetIndex:
     return DatasetIndex.from_json(obj)
 
 
-def write_index(folder: str | os.PathLike, index: DatasetIndex) -> None:
-    """Write `index.json` atomically: a temporary file, fsync, then rename over the old one."""
-    folder = Path(folder)
-    data = _dumps(index.to_json()).encode()
-    tmp = folder / f".tmp-{INDEX_FILE}"
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, folder / INDEX_FILE)
-    _fsync_dir(folder)
+def encode_index(index: DatasetIndex) -> bytes:
+    """The bytes of `index.json` for `index` (written atomically by `output.OutputFolder.commit`)."""
+    return _dumps(index.to_json()).encode()
 
 
 def _dumps(obj: dict) -> str:
@@ -303,17 +295,3 @@ def _dumps(obj: dict) -> str:
         else:
             lines.append(f" {json.dumps(key)}: {compact(value)}")
     return "{\n" + ",\n".join(lines) + "\n}\n"
-
-
-def _fsync_dir(folder: Path) -> None:
-    """Make a rename durable (best effort on filesystems that refuse O_RDONLY on dirs)."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)

@@ -13,7 +13,15 @@ N` byte-identical for every N.
 Atomicity: shards are written as `.tmp-shard-*.arrow`, fsynced, and renamed
 only when the whole dataset is done; `index.json` is written last through a
 temporary file and a rename. A crash at any moment leaves a folder with no
-`index.json`, which `fastload.Dataset` refuses to open.
+`index.json`, which `fastload.Dataset` refuses to open. The folder itself is
+held through `output.OutputFolder`: one writer at a time, and a failed writer
+removes exactly the files it created (with `overwrite`, the old dataset
+survives a failed run).
+
+A failure to write (a full disk, a quota, an I/O error) removes every file
+this writer created and raises a `ConvertError` that says what happened,
+where, and how much had been written, instead of an `OSError` from the middle
+of pyarrow with a half-written shard left on the full disk.
 
 Schema promotion (an int column that later turns out to hold floats, uint16
 tokens that meet a token id >= 65536) is supported by `promote`: shards
@@ -23,8 +31,9 @@ rare and costs one extra pass over those shards only.
 
 from __future__ import annotations
 
+import errno
 import os
-import re
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,9 +41,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.ipc as ipc
 
-from fastload.errors import ConfigError, FormatError
+from fastload.errors import ConfigError, ConvertError, FormatError
 from fastload.format.checksum import ChecksummingFile
-from fastload.format.index import COMPRESSIONS, INDEX_FILE, DatasetIndex, ShardInfo, write_index
+from fastload.format.index import COMPRESSIONS, DatasetIndex, ShardInfo, encode_index
+from fastload.format.output import TMP_PREFIX, OutputFolder
 from fastload.format.schema import Schema, offsets_of
 from fastload.format.stats import new_stats
 
@@ -83,16 +93,8 @@ def shard_file_name(shard_id: int) -> str:
     return f"shard-{shard_id:05d}.arrow"
 
 
-_SHARD_NAME = re.compile(r"shard-\d{5}\.arrow")
-
-
-def _written_by_fastload(name: str) -> bool:
-    """Whether a file name in a dataset folder is one fastload writes (index, shards, temporaries)."""
-    return name == INDEX_FILE or bool(_SHARD_NAME.fullmatch(name)) or name.startswith(".tmp-")
-
-
 def _tmp_name(name: str) -> str:
-    return f".tmp-{name}"
+    return f"{TMP_PREFIX}{name}"
 
 
 def _row_bytes(batch: pa.RecordBatch) -> np.ndarray:
@@ -149,12 +151,13 @@ class _ShardFile:
         )
 
     def abort(self) -> None:
-        try:
+        """Let go of the file without writing another byte (the disk may be full); the caller removes it."""
+        self.raw.discard()
+        try:  # its footer now fails to reach the discarded file, which is all we want from this
             self.writer.close()
         except Exception:  # the file is being thrown away; its own error does not matter
             pass
         self.sink.close()
-        self.raw.file.close()
 
 
 class DatasetWriter:
@@ -164,11 +167,12 @@ class DatasetWriter:
     yourself. Until `close()` returns, the folder has no `index.json`.
     """
 
-    def __init__(self, folder: str | os.PathLike, schema: Schema, *, options: WriteOptions = WriteOptions(), overwrite: bool = False):
-        self.folder = Path(folder)
+    def __init__(self, folder: str | os.PathLike | OutputFolder, schema: Schema, *, options: WriteOptions = WriteOptions(), overwrite: bool = False):
+        """`folder`: a path, or an `OutputFolder` already held (then `overwrite` was decided when it was taken)."""
+        self.output = folder if isinstance(folder, OutputFolder) else OutputFolder(folder, overwrite=overwrite)
+        self.folder = self.output.path
         self.schema = schema
         self.options = options
-        self._prepare_folder(overwrite)
         self._shards: list[ShardInfo] = []
         self._shard_schemas: list[Schema] = []
         self._current: _ShardFile | None = None
@@ -176,36 +180,6 @@ class DatasetWriter:
         self._pending_bytes: list[np.ndarray] = []
         self._stats = {c.name: new_stats(c) for c in schema}
         self._closed = False
-
-    # -- folder ----------------------------------------------------------------
-
-    def _prepare_folder(self, overwrite: bool) -> None:
-        if self.folder.exists() and not self.folder.is_dir():
-            raise ConfigError(f"output {str(self.folder)!r} exists and is not a folder; choose another output path")
-        entries = list(self.folder.iterdir()) if self.folder.is_dir() else []
-        if not entries:
-            self.folder.mkdir(parents=True, exist_ok=True)
-            return
-        if not overwrite:
-            raise ConfigError(
-                f"output folder {str(self.folder)!r} is not empty; pass --overwrite (overwrite=True) to "
-                "replace the dataset in it, or choose another folder"
-            )
-        # Only a folder that holds nothing but what fastload writes may be overwritten:
-        # a user's own files (their raw .arrow input, notes) are never deleted.
-        foreign = [p.name for p in entries if not _written_by_fastload(p.name)]
-        if foreign:
-            raise ConfigError(
-                f"output folder {str(self.folder)!r} holds files fastload did not write "
-                f"({', '.join(sorted(foreign)[:5])}{', ...' if len(foreign) > 5 else ''}); refusing to "
-                "overwrite it. Choose an empty or new folder."
-            )
-        # The index goes first, so a crash from here on leaves a folder that does not open as complete.
-        (self.folder / INDEX_FILE).unlink(missing_ok=True)
-        for path in entries:
-            if path.name != INDEX_FILE:
-                path.unlink(missing_ok=True)
-        self.folder.mkdir(parents=True, exist_ok=True)
 
     # -- writing ---------------------------------------------------------------
 
@@ -226,7 +200,8 @@ class DatasetWriter:
                 batch = self._conform(batch, expected)
             self._pending.append(batch)
             self._pending_bytes.append(_row_bytes(batch))
-        self._flush_full_blocks()
+        with self._writing():
+            self._flush_full_blocks()
 
     def _conform(self, batch: pa.RecordBatch, expected: pa.Schema) -> pa.RecordBatch:
         if batch.schema.names != expected.names:
@@ -246,7 +221,8 @@ class DatasetWriter:
             raise FormatError(f"promotion cannot change columns: {self.schema.names} -> {schema.names}")
         expected = schema.arrow_schema()
         pending = [self._conform(b, expected) for b in self._pending]  # raises before anything changes
-        self._finish_shard()
+        with self._writing():
+            self._finish_shard()
         self.schema = schema
         self._pending = pending
 
@@ -289,7 +265,7 @@ class DatasetWriter:
     def _write_block(self, block: pa.RecordBatch) -> None:
         if self._current is None:
             name = shard_file_name(len(self._shards))
-            self._current = _ShardFile(self.folder / _tmp_name(name), self.schema.arrow_schema(), self.options.compression)
+            self._current = _ShardFile(self.output.create(_tmp_name(name)), self.schema.arrow_schema(), self.options.compression)
         block = pa.RecordBatch.from_arrays(block.columns, schema=self.schema.arrow_schema())  # the dataset's field metadata
         for column, array in zip(self.schema, block.columns):
             self._stats[column.name].add(array)
@@ -310,14 +286,14 @@ class DatasetWriter:
         """Write the last block, rewrite promoted shards, rename shards, write `index.json`."""
         if self._closed:
             raise FormatError("this DatasetWriter is already closed")
-        self._flush_full_blocks(final=True)
-        self._finish_shard()
+        with self._writing():
+            self._flush_full_blocks(final=True)
+            self._finish_shard()
         if not self._shards:
             self.abort()
             raise FormatError("no rows were written; an empty dataset is not created")
-        self._rewrite_promoted_shards()
-        for info in self._shards:
-            os.replace(self.folder / _tmp_name(info.file), self.folder / info.file)
+        with self._writing():
+            self._rewrite_promoted_shards()
         index = DatasetIndex(
             schema=self.schema,
             shards=tuple(self._shards),
@@ -329,7 +305,8 @@ class DatasetWriter:
             num_skipped_rows=num_skipped_rows,
             created_by=created_by,
         )
-        write_index(self.folder, index)
+        with self._writing():
+            self.output.commit([(_tmp_name(s.file), s.file) for s in self._shards], encode_index(index))
         self._closed = True
         return index
 
@@ -339,8 +316,8 @@ class DatasetWriter:
             if schema == self.schema:
                 continue
             old_path = self.folder / _tmp_name(info.file)
-            new_path = self.folder / _tmp_name("promoted-" + info.file)
-            shard = _ShardFile(new_path, target, self.options.compression)
+            new_name = _tmp_name("promoted-" + info.file)
+            shard = _ShardFile(self.output.create(new_name), target, self.options.compression)
             with pa.memory_map(str(old_path)) as source:
                 reader = ipc.open_file(source)
                 for i in range(reader.num_record_batches):
@@ -352,16 +329,44 @@ class DatasetWriter:
                         raise FormatError(f"rows written earlier do not fit the widened schema {self.schema.to_json()}: {exc}") from None
                     shard.write(pa.RecordBatch.from_arrays(columns, schema=target))
             self._shards[shard_id] = shard.finish(info.file)
-            os.replace(new_path, old_path)
+            self.output.rename(new_name, old_path.name)
 
     def abort(self) -> None:
-        """Remove everything this writer created; the folder is left without an index."""
+        """Remove every file this writer created (and its folder, if it made it); write nothing.
+
+        Files that were in the folder before (with `overwrite`, the old
+        dataset) are left as they were, unless `close` had begun replacing them.
+        """
         if self._current is not None:
             self._current.abort()
             self._current = None
-        for path in self.folder.glob(".tmp-*"):
-            path.unlink(missing_ok=True)
+        self.output.discard()
         self._closed = True
+
+    @contextmanager
+    def _writing(self):
+        """Turn a failure to write into a `ConvertError`, after removing what this writer wrote."""
+        try:
+            yield
+        except OSError as exc:
+            raise self._write_failed(exc) from exc
+
+    def _write_failed(self, exc: OSError) -> ConvertError:
+        num_bytes, num_shards = self.output.num_bytes_created, len(self._shards) + (self._current is not None)
+        where = exc.filename or (self._current.path if self._current else self.folder)
+        self.abort()
+        what = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is exceeded"}.get(exc.errno, "writing failed")
+        kept = "; the dataset that was in the folder before is untouched" if self.output.previous_intact and self.output.had_previous else ""
+        fix = (
+            "Free space on that disk, or choose an output folder on another one"
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT)
+            else "Check the disk and the folder's permissions, or choose another output folder"
+        )
+        return ConvertError(
+            f"{what} ({exc.strerror}) while writing {str(where)!r}, after writing {num_bytes:,} bytes in "
+            f"{num_shards:,} shard file(s); every file this conversion wrote there was removed, so no partial "
+            f"dataset is left{kept}. {fix}."
+        )
 
     def __enter__(self) -> "DatasetWriter":
         return self

@@ -3,9 +3,9 @@ and tiktoken, computed by Numba kernels with no Python per document.
 
 What lives here: `Tokenizer` (load, encode, decode, fingerprint, pickle) and
 `load_tokenizer(spec)`, the one entry point `fastload convert` and the loader
-use. What does not: file readers (`vocab.py`), the pattern registry
+use. What does not: file readers (`hf_json.py`, `vocab.py`), the pattern registry
 (`patterns.py`), Arrow input handling (`batch.py`), the kernels
-(`fastload/kernels/pretokenize.py`, `fastload/kernels/bpe.py`).
+(`fastload/tokenizer/kernels/pretokenize.py`, `fastload/tokenizer/kernels/bpe.py`).
 
 Semantics. Document text is encoded with tiktoken's `encode_ordinary`
 semantics: text that looks like a special token (`<|endoftext|>`) is encoded
@@ -34,7 +34,8 @@ from typing import Collection, Iterable, Literal
 import numpy as np
 
 from fastload.errors import ConfigError, TokenizerError
-from fastload.tokenizer.vocab import Vocab, byte_vocab, read_hf_json, read_tiktoken
+from fastload.tokenizer.hf_json import read_hf_json
+from fastload.tokenizer.vocab import Vocab, byte_vocab, read_tiktoken
 
 __all__ = ["Tokenizer", "load_tokenizer", "DEFAULT_TOKENIZER_PATH"]
 

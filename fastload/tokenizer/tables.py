@@ -3,8 +3,9 @@
 What lives here: `KernelTables` (the tuples `encode_documents` takes) and
 `build_tables`, which fills the pair table (HF merges, or every split of
 every token for tiktoken rank files) and the whole-token table. What does
-not: reading files (`vocab.py`), the table code (`fastload/kernels/hashtable.py`)
-or encoding (`fastload/kernels/bpe.py`).
+not: reading files (`hf_json.py`, `vocab.py`), the table code
+(`fastload/tokenizer/kernels/hashtable.py`) or encoding
+(`fastload/tokenizer/kernels/bpe.py`).
 
 Pieces that are whole tokens skip the merge loop through a token index
 (keys of up to 7 bytes are the bytes themselves, so a hit costs one cache
@@ -31,7 +32,7 @@ __all__ = ["KernelTables", "build_tables", "special_tables"]
 
 @dataclass(frozen=True, eq=False)
 class KernelTables:
-    vocab: tuple  # (byte_ids, byte_pairs, pairs, tokens): see merge_piece in fastload/kernels/bpe.py
+    vocab: tuple  # (byte_ids, byte_pairs, pairs, tokens): see merge_piece in fastload/tokenizer/kernels/bpe.py
     num_pairs: int
     num_shortcuts: int  # tokens a piece may map to directly, without merging
 

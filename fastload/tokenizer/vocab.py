@@ -1,12 +1,14 @@
-"""Vocabularies: reading `tokenizer.json` and tiktoken rank files into arrays.
+"""Vocabularies: the arrays a tokenizer is made of, and the simple readers.
 
 What lives here: `Vocab`, the tokenizer's data as plain numpy arrays (the
 bytes of every id, the 256 single-byte ids, the merge list, the added
-tokens, the pattern), the readers that build it from Hugging Face
-`tokenizer.json`, tiktoken `.tiktoken` rank files or nothing (the byte
-tokenizer), and the canonical serialisation behind the fingerprint. What
-does not: the hash tables and encoding loop (`fastload/kernels/bpe.py`) and
-the public `Tokenizer` (`__init__.py`).
+tokens, the pattern), the readers that build it from tiktoken `.tiktoken`
+rank files or from nothing (the byte tokenizer), the helpers every reader
+packs its tokens with, and the canonical serialisation behind the
+fingerprint. What does not: reading Hugging Face `tokenizer.json`
+(`hf_json.py`), the hash tables and encoding loop
+(`fastload/tokenizer/kernels/bpe.py`) and the public `Tokenizer`
+(`__init__.py`).
 
 Trade-off: a reader accepts exactly the byte-level BPE configurations the
 kernels reproduce and raises `TokenizerError` naming the first part it does
@@ -29,7 +31,8 @@ from fastload.errors import TokenizerError
 from fastload.tokenizer import patterns
 from fastload.tokenizer.patterns import Pattern
 
-__all__ = ["Vocab", "bytes_to_unicode", "read_hf_json", "read_tiktoken", "byte_vocab"]
+__all__ = ["Vocab", "bytes_to_unicode", "pack_tokens", "single_byte_ids", "read_tiktoken", "byte_vocab",
+           "MAX_TOKEN_ID"]
 
 FINGERPRINT_VERSION = "fastload-bpe-1"
 
@@ -109,7 +112,7 @@ class Vocab:
 MAX_TOKEN_ID = (1 << 24) - 1  # 16.7M: far above any real vocabulary, keeps kernel arithmetic in range
 
 
-def _pack(tokens: dict[int, bytes], where: str = "vocabulary") -> tuple[np.ndarray, np.ndarray]:
+def pack_tokens(tokens: dict[int, bytes], where: str = "vocabulary") -> tuple[np.ndarray, np.ndarray]:
     if tokens and (min(tokens) < 0 or max(tokens) > MAX_TOKEN_ID):
         bad = min(tokens) if min(tokens) < 0 else max(tokens)
         raise TokenizerError(f"{where}: token id {bad} is outside 0..{MAX_TOKEN_ID:,}")
@@ -123,7 +126,7 @@ def _pack(tokens: dict[int, bytes], where: str = "vocabulary") -> tuple[np.ndarr
     return np.frombuffer(blob, dtype=np.uint8).copy(), offsets
 
 
-def _byte_ids(by_bytes: dict[bytes, int], where: str) -> np.ndarray:
+def single_byte_ids(by_bytes: dict[bytes, int], where: str) -> np.ndarray:
     missing = [b for b in range(256) if bytes([b]) not in by_bytes]
     if missing:
         raise TokenizerError(
@@ -131,118 +134,6 @@ def _byte_ids(by_bytes: dict[bytes, int], where: str) -> np.ndarray:
             f"(e.g. {missing[:5]}); a byte-level BPE needs all 256 so that any text can be encoded"
         )
     return np.array([by_bytes[bytes([b])] for b in range(256)], dtype=np.int64)
-
-
-def _check(condition: bool, where: str, part: str, found, supported: str) -> None:
-    if not condition:
-        raise TokenizerError(
-            f"{where}: unsupported {part} {found!r}; fastload supports {supported}. "
-            "Convert the tokenizer, or tokenize with Hugging Face tokenizers before 'fastload convert'."
-        )
-
-
-def _hf_pattern(pre, where: str) -> Pattern:
-    bytelevel = (
-        "a ByteLevel pre-tokenizer (add_prefix_space=false, use_regex=true), or a Sequence of a Split "
-        "(Isolated, invert=false, with a GPT-2/cl100k/o200k regex) and a ByteLevel (add_prefix_space=false, "
-        "use_regex=false)"
-    )
-    _check(isinstance(pre, dict), where, "pre_tokenizer", pre, bytelevel)
-    if pre.get("type") == "ByteLevel":
-        _check(not pre.get("add_prefix_space", True), where, "ByteLevel add_prefix_space", True,
-               "add_prefix_space=false (GPT-2/tiktoken behaviour)")
-        _check(pre.get("use_regex", True), where, "ByteLevel use_regex", False, bytelevel)
-        return patterns.HF_BYTELEVEL
-    _check(pre.get("type") == "Sequence", where, "pre_tokenizer type", pre.get("type"), bytelevel)
-    steps = pre.get("pretokenizers", [])
-    _check(len(steps) == 2 and [s.get("type") for s in steps] == ["Split", "ByteLevel"], where,
-           "pre_tokenizer sequence", [s.get("type") for s in steps], bytelevel)
-    split, level = steps
-    regex = (split.get("pattern") or {}).get("Regex")
-    _check(regex is not None, where, "Split pattern", split.get("pattern"), "a {'Regex': ...} pattern")
-    _check(split.get("behavior") == "Isolated" and not split.get("invert", False), where,
-           "Split behavior", (split.get("behavior"), split.get("invert")), "behavior Isolated, invert false")
-    _check(not level.get("add_prefix_space", True) and not level.get("use_regex", True), where,
-           "ByteLevel after Split", level, "add_prefix_space=false, use_regex=false")
-    return patterns.pattern_for_hf_split(regex, where)
-
-
-def read_hf_json(path: str | pathlib.Path) -> Vocab:
-    """Read a Hugging Face `tokenizer.json` with a byte-level BPE model."""
-    where = f"tokenizer file {str(path)!r}"
-    try:
-        spec = json.loads(pathlib.Path(path).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise TokenizerError(f"cannot read {where}: {exc}") from exc
-    _check(isinstance(spec, dict) and isinstance(spec.get("model"), dict), where, "file layout",
-           type(spec).__name__, "a tokenizer.json with a 'model' object")
-    _check(spec.get("normalizer") is None, where, "normalizer", (spec.get("normalizer") or {}).get("type"),
-           "no normalizer (null)")
-    pattern = _hf_pattern(spec.get("pre_tokenizer"), where)
-    model = spec["model"]
-    _check(model.get("type") == "BPE", where, "model type", model.get("type"), "BPE")
-    _check(model.get("dropout") in (None, 0, 0.0), where, "BPE dropout", model.get("dropout"), "no dropout")
-    _check(not model.get("continuing_subword_prefix"), where, "continuing_subword_prefix",
-           model.get("continuing_subword_prefix"), "none (byte-level BPE)")
-    _check(not model.get("end_of_word_suffix"), where, "end_of_word_suffix", model.get("end_of_word_suffix"),
-           "none (byte-level BPE)")
-    _check(not model.get("byte_fallback", False), where, "byte_fallback", True, "byte_fallback=false")
-
-    char_to_byte = {c: b for b, c in bytes_to_unicode().items()}
-    added_texts = {tok.get("content") for tok in spec.get("added_tokens", [])}
-    tokens: dict[int, bytes] = {}
-    by_bytes: dict[bytes, int] = {}
-    by_text: dict[str, int] = {}
-    for text, token_id in model.get("vocab", {}).items():
-        try:
-            raw = bytes(char_to_byte[c] for c in text)
-        except KeyError:
-            if text in added_texts:  # e.g. "<｜begin▁of▁sentence｜>": an added token, matched by text only
-                continue
-            raise TokenizerError(
-                f"{where}: vocabulary entry {text!r} (id {token_id}) is not byte-level (its characters "
-                "are not GPT-2 byte stand-ins); fastload supports byte-level BPE vocabularies only"
-            ) from None
-        if int(token_id) in tokens:
-            raise TokenizerError(f"{where}: id {token_id} is given to two vocabulary entries (the second is {text!r})")
-        tokens[int(token_id)] = raw
-        by_bytes.setdefault(raw, int(token_id))
-        by_text[text] = int(token_id)
-    byte_ids = _byte_ids(by_bytes, where)
-
-    merges = []
-    for rank, entry in enumerate(model.get("merges", [])):
-        left, right = entry.split(" ", 1) if isinstance(entry, str) else entry
-        if left not in by_text or right not in by_text or left + right not in by_text:
-            raise TokenizerError(
-                f"{where}: merge #{rank} {left!r} + {right!r} uses a token that is not in the vocabulary"
-            )
-        merges.append((by_text[left], by_text[right], by_text[left + right], rank))
-
-    added, special, stripping = {}, set(), set()
-    for tok in spec.get("added_tokens", []):
-        content, token_id = tok["content"], int(tok["id"])
-        if any(tok.get(option, False) for option in ("lstrip", "rstrip", "single_word")):
-            stripping.add(content)  # fine as ordinary text; refused in allowed_special
-        added[content] = token_id
-        if tok.get("special", False):
-            special.add(content)
-        if token_id not in tokens:
-            tokens[token_id] = content.encode("utf-8")
-    tok_bytes, tok_offsets = _pack(tokens, where)
-    return Vocab(
-        tok_bytes=tok_bytes,
-        tok_offsets=tok_offsets,
-        byte_ids=byte_ids,
-        merges=np.array(merges, dtype=np.int64).reshape(-1, 4),
-        whole_piece=bool(model.get("ignore_merges", False)),
-        lookup_ids=np.array(sorted(set(by_text.values())), dtype=np.int64),
-        added=added,
-        special=frozenset(special),
-        pattern=pattern,
-        source=str(path),
-        stripping=frozenset(stripping),
-    )
 
 
 def read_tiktoken(path: str | pathlib.Path, *, pattern: str, special_tokens: dict[str, int] | None) -> Vocab:
@@ -269,7 +160,7 @@ def read_tiktoken(path: str | pathlib.Path, *, pattern: str, special_tokens: dic
             raise TokenizerError(f"{where}, line {number}: duplicate or negative rank/token {line[:80]!r}")
         tokens[rank] = raw
         by_bytes[raw] = rank
-    byte_ids = _byte_ids(by_bytes, where)
+    byte_ids = single_byte_ids(by_bytes, where)
     num_ranks = len(tokens)
     if special_tokens is None:
         family = {"r50k": "gpt2", "p50k": "gpt2"}.get(pattern, pattern)
@@ -280,7 +171,7 @@ def read_tiktoken(path: str | pathlib.Path, *, pattern: str, special_tokens: dic
                 f"{where}: special token {text!r} has id {token_id}, which is already a rank in the file"
             )
         tokens[token_id] = text.encode("utf-8")
-    tok_bytes, tok_offsets = _pack(tokens, where)
+    tok_bytes, tok_offsets = pack_tokens(tokens, where)
     return Vocab(
         tok_bytes=tok_bytes,
         tok_offsets=tok_offsets,
@@ -303,7 +194,7 @@ def byte_vocab(special_tokens: dict[str, int] | None = None) -> Vocab:
         if token_id < 256:
             raise TokenizerError(f"special token {text!r} has id {token_id}; ids 0-255 are the bytes")
         tokens[token_id] = text.encode("utf-8")
-    tok_bytes, tok_offsets = _pack(tokens)
+    tok_bytes, tok_offsets = pack_tokens(tokens)
     return Vocab(
         tok_bytes=tok_bytes,
         tok_offsets=tok_offsets,

@@ -101,7 +101,7 @@ def encode_batch(batch, writer: SlotWriter | None, slot_address: int = 0):
     arena = SharedArena.create(max(total, 1), name="fastload-batch")
     for leaf, offset, size in zip(pickler.leaves, offsets, sizes):
         if size:
-            np.frombuffer(arena.mmap, np.uint8, size, offset)[:] = _bytes_of(leaf)
+            np.frombuffer(arena.memory, np.uint8, size, offset)[:] = _bytes_of(leaf)
     fd = os.dup(arena.fd)
     arena.close()
     leaves = [_describe(leaf, offset) for leaf, offset in zip(pickler.leaves, offsets)]

@@ -17,9 +17,9 @@ import threading
 
 import numpy as np
 import torch
-from torch.utils.data._utils.collate import collate, collate_tensor_fn, default_collate_fn_map
 
 from fastload.pool import SlotFull, SlotWriter
+from fastload.torch_private import collate, collate_tensor_fn, default_collate_fn_map
 
 __all__ = ["slot_collate", "current_slot", "slot_array", "ComputedBatchCollate"]
 

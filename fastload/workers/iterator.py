@@ -1,7 +1,8 @@
 """The main process's side of the worker protocol: `PoolIterator`.
 
-It is torch's `_BaseDataLoaderIter` (so sampler handling, seeds and
-`len()` are torch's) with torch's multiprocessing replaced by fastload's:
+It is torch's base iterator (so sampler handling, seeds and `len()` are
+torch's; reached through `IteratorBase` in `fastload/torch_private.py`) with
+torch's multiprocessing replaced by fastload's:
 it starts the workers, gives each task a free slot of the buffer pool,
 collects finished batches — reading only the pipe of the worker that holds
 the next task — and hands out tensors that view their slot. Everything it
@@ -13,6 +14,7 @@ loader's `_buffer_pool(pin=...)` (the pool outlives an epoch) and
 
 from __future__ import annotations
 
+import errno
 import itertools
 import multiprocessing
 import os
@@ -23,10 +25,10 @@ import warnings
 from multiprocessing.connection import wait
 
 import torch
-import torch.utils.data as tud
-from torch.utils.data.dataloader import _BaseDataLoaderIter, _DatasetKind
 
+from fastload.errors import ConfigError
 from fastload.pool import PAGE
+from fastload.torch_private import DatasetKind, ExceptionWrapper, IteratorBase, is_default_collate, profiler_enabled
 from fastload.workers import protocol
 from fastload.workers.codec import decode_batch
 from fastload.workers.loop import worker_main
@@ -56,7 +58,7 @@ class _WorkerDied(RuntimeError):
     pass
 
 
-class PoolIterator(_BaseDataLoaderIter):
+class PoolIterator(IteratorBase):
     """Multi-process iteration over the buffer pool. See NOTE [fastload worker protocol]."""
 
     _progress: Progress | None = None
@@ -65,7 +67,7 @@ class PoolIterator(_BaseDataLoaderIter):
         super().__init__(loader)
         resume = loader._resume_seeds
         if resume is not None:  # resuming an epoch whose workers were reused: see DataLoader._resumed_iterator
-            self._base_seed = int(resume["base_seed"])
+            self.base_seed = int(resume["base_seed"])
             torch.set_rng_state(resume["rng_state"])
             if resume.get("generator_state") is not None and loader.generator is not None:
                 loader.generator.set_state(resume["generator_state"])
@@ -73,14 +75,14 @@ class PoolIterator(_BaseDataLoaderIter):
         self._in_order = loader.in_order
         # Datasets that compute whole batches (fastload's own) are cheap per batch, so the hand-off's
         # wake-ups dominate: their tasks go in groups, one message and one wake-up each way per group.
-        self._group = TASK_GROUP if _computes_whole_batches(loader, self._auto_collation) else 1
-        self._max_tasks = self._prefetch_factor * self._num_workers * self._group
-        self._pool = loader._buffer_pool(pin=self._pin_memory and torch.cuda.is_available())
+        self._group = TASK_GROUP if _computes_whole_batches(loader, self.auto_collation) else 1
+        self._max_tasks = self._prefetch_factor * self.num_workers * self._group
+        self._pool = loader._buffer_pool(pin=self.pin_memory and torch.cuda.is_available())
         self._warned_holding = False
         self._shutdown = False
         self._tasks: dict[int, tuple[int, tuple | None]] = {}  # task_id -> (worker_id, slot)
         self._start_workers(loader)
-        self._reset(loader, first_iter=True)
+        self.new_epoch(loader, first=True)
 
     # -- workers ---------------------------------------------------------------
 
@@ -88,20 +90,20 @@ class PoolIterator(_BaseDataLoaderIter):
         context = loader.multiprocessing_context or multiprocessing.get_context()
         if isinstance(context, str):
             context = multiprocessing.get_context(context)
-        uses_default = loader.collate_fn is tud.default_collate or loader.collate_fn is tud._utils.collate.default_collate
+        uses_default = is_default_collate(loader.collate_fn)
         self._workers, self._conns, self._pollers = [], [], []
-        for worker_id in range(self._num_workers):
+        for worker_id in range(self.num_workers):
             parent, child = context.Pipe(duplex=True)
             config = protocol.WorkerConfig(
                 worker_id=worker_id,
-                num_workers=self._num_workers,
-                dataset=self._dataset,
-                dataset_kind=self._dataset_kind,
-                auto_collation=self._auto_collation,
+                num_workers=self.num_workers,
+                dataset=self.dataset,
+                dataset_kind=self.dataset_kind,
+                auto_collation=self.auto_collation,
                 collate_fn=loader.collate_fn,
-                uses_default_collate=uses_default and self._auto_collation,
-                drop_last=self._drop_last,
-                base_seed=self._base_seed,
+                uses_default_collate=uses_default and self.auto_collation,
+                drop_last=self.drop_last,
+                base_seed=self.base_seed,
                 worker_init_fn=loader.worker_init_fn,
                 parent_pid=os.getpid(),
             )
@@ -113,7 +115,7 @@ class PoolIterator(_BaseDataLoaderIter):
             poller = select.poll()  # a registered poll object costs ~2 µs a call; Connection.poll ~30
             poller.register(parent.fileno(), select.POLLIN)
             self._pollers.append(poller)
-        for worker_id in range(self._num_workers):
+        for worker_id in range(self.num_workers):
             message = self._receive_from(worker_id, timeout=None)
             if message[0] == protocol.ERROR:
                 self._shutdown_workers()
@@ -156,22 +158,22 @@ class PoolIterator(_BaseDataLoaderIter):
 
     # -- epochs ------------------------------------------------------------------
 
-    def _reset(self, loader, first_iter: bool = False) -> None:
-        super()._reset(loader, first_iter)
-        if not first_iter:
+    def new_epoch(self, loader, *, first: bool) -> None:
+        super().new_epoch(loader, first=first)
+        if not first:
             self._drain()
             for conn in self._conns:
-                if self._dataset_kind == _DatasetKind.Iterable:
+                if self.dataset_kind == DatasetKind.Iterable:
                     protocol.send(conn, (protocol.RESET,))
         self._send_idx = 0
         self._rcvd_idx = 0
         self._tasks = {}
         self._done: dict[int, object] = {}  # out-of-order arrivals, by task id
-        self._active = [True] * self._num_workers
-        self._next_worker = itertools.cycle(range(self._num_workers))
+        self._active = [True] * self.num_workers
+        self._next_worker = itertools.cycle(range(self.num_workers))
         self._sampler_done = False
         if loader._skip_batches:
-            self._sampler_iter = itertools.islice(self._sampler_iter, loader._skip_batches, None)
+            self.sampler_iter = itertools.islice(self.sampler_iter, loader._skip_batches, None)
         for _ in range(self._max_tasks):
             if not self._dispatch():
                 break
@@ -199,7 +201,7 @@ class PoolIterator(_BaseDataLoaderIter):
             if slot is False:
                 break
             try:
-                index = self._next_index()
+                index = self.next_index()
             except StopIteration:
                 self._sampler_done = True
                 if slot is not protocol.DEDICATED:
@@ -275,9 +277,7 @@ class PoolIterator(_BaseDataLoaderIter):
         if kind == protocol.BATCH:
             _, _, slot, used, skeleton, leaves = message
             if slot is protocol.DEDICATED:
-                from multiprocessing.reduction import recv_handle
-
-                fd = recv_handle(self._conns[worker_id])
+                fd = self._receive_fd(worker_id, task_id)
                 if assigned is not protocol.DEDICATED:
                     self._pool.release(assigned)
                 arena_id = self._pool.dedicated_arena(fd, used)
@@ -295,6 +295,37 @@ class PoolIterator(_BaseDataLoaderIter):
         elif kind == protocol.ERROR:
             self._done[task_id] = message[2]
 
+    def _receive_fd(self, worker_id: int, task_id: int) -> int:
+        """The fd of a batch's own segment, which follows its BATCH message. See NOTE [fastload worker protocol].
+
+        Receiving it takes a free descriptor in this process (two, briefly);
+        with none left, Python's multiprocessing fails with an obscure
+        "received 0 items of ancdata" (or EMFILE). The batches themselves hold
+        none (see pool.py), so what fills the table is the rest of the process:
+        say so, and what to do.
+        """
+        from multiprocessing.reduction import recv_handle
+
+        try:
+            return recv_handle(self._conns[worker_id])
+        except RuntimeError as exc:  # "received 0 items of ancdata": the kernel dropped the fd, no room for it
+            if "ancdata" not in str(exc):
+                raise
+            cause = exc
+        except OSError as exc:
+            if exc.errno not in (errno.EMFILE, errno.ENFILE):
+                raise
+            cause = exc
+        open_files = _open_files()  # counted before shutting down closes the workers' pipes
+        self._shutdown_workers()
+        raise ConfigError(
+            f"DataLoader worker {worker_id} handed over batch {task_id} in a shared-memory segment, but this process "
+            f"could not receive the segment's file descriptor ({cause}): {open_files}. fastload's batches hold "
+            "no descriptors, so files, sockets or other loaders of this process hold them. Close what is not "
+            "needed, or raise the limit: `ulimit -n 65536` in the shell that starts training, or "
+            "resource.setrlimit(resource.RLIMIT_NOFILE, (65536, hard_limit)) before creating the DataLoader."
+        ) from cause
+
     def _grow_pool(self, batch_bytes: int) -> None:
         """Size (or resize) the pool after a batch that needed its own segment."""
         if batch_bytes <= self._pool.largest_batch and self._pool.num_slots >= self._max_tasks + EXTRA_SLOTS:
@@ -302,7 +333,7 @@ class PoolIterator(_BaseDataLoaderIter):
         self._pool.largest_batch = max(batch_bytes, self._pool.largest_batch)
         slot_bytes = int(self._pool.largest_batch * SLOT_HEADROOM) + PAGE
         self._pool.add_arena(self._max_tasks + EXTRA_SLOTS, slot_bytes)
-        for worker_id in range(self._num_workers):
+        for worker_id in range(self.num_workers):
             self._send_arena(worker_id)
 
     def _send_arena(self, worker_id: int) -> None:
@@ -316,10 +347,10 @@ class PoolIterator(_BaseDataLoaderIter):
         protocol.send(self._conns[worker_id], (protocol.ARENA, arena_id, self._pool.slot_bytes[arena_id], arena.num_bytes))
         send_handle(self._conns[worker_id], arena.fd, self._workers[worker_id].pid)
 
-    def _next_data(self):
+    def next_batch(self):
         while True:
             if self._rcvd_idx >= self._send_idx and not self._dispatch(allow_dedicated=True):
-                if not self._persistent_workers:
+                if not self.persistent_workers:
                     self._shutdown_workers()
                 raise StopIteration
             if self._in_order:
@@ -335,14 +366,14 @@ class PoolIterator(_BaseDataLoaderIter):
             self._dispatch()
             if data is _SKIP:
                 continue
-            if isinstance(data, torch._utils.ExceptionWrapper):
+            if isinstance(data, ExceptionWrapper):
                 data.reraise()
             return data
 
     def _wait_for_result(self) -> None:
         if not self._tasks:
             self._dispatch(allow_dedicated=True)
-        timeout = self._timeout if self._timeout > 0 else None
+        timeout = self.timeout or None  # torch's 0 means no timeout
         expected = self._tasks.get(self._rcvd_idx) if self._in_order else None
         if expected is not None:
             # In order, the next batch can only come from the worker that has its task: read
@@ -352,24 +383,24 @@ class PoolIterator(_BaseDataLoaderIter):
             self._handle(worker_id, message)
             return
         if not self._receive_any(block=True, timeout=timeout):
-            raise RuntimeError(f"DataLoader timed out after {self._timeout} seconds")
+            raise RuntimeError(f"DataLoader timed out after {self.timeout} seconds")
 
     def __next__(self):
         # torch's __next__ without its per-batch record_function when no profiler listens (~15 µs).
-        if torch.autograd.profiler._is_profiler_enabled:
+        if profiler_enabled():
             data = super().__next__()
             if self._progress is not None:
                 self._progress.batches += 1
             return data
-        data = self._next_data()
-        self._num_yielded += 1
+        data = self.next_batch()
+        self.num_yielded += 1
         if self._progress is not None:
             self._progress.batches += 1
-        length = self._IterableDataset_len_called
-        if self._dataset_kind == _DatasetKind.Iterable and length is not None and self._num_yielded > length:
+        length = self.reported_len
+        if length is not None and self.dataset_kind == DatasetKind.Iterable and self.num_yielded > length:
             warnings.warn(
-                f"Length of IterableDataset {self._dataset} was reported to be {length} (when accessing "
-                f"len(dataloader)), but {self._num_yielded} samples have been fetched. For multiprocessing data-loading, "
+                f"Length of IterableDataset {self.dataset} was reported to be {length} (when accessing "
+                f"len(dataloader)), but {self.num_yielded} samples have been fetched. For multiprocessing data-loading, "
                 "this could be caused by not properly configuring the IterableDataset replica at each worker.",
                 stacklevel=2,
             )
@@ -409,6 +440,20 @@ class PoolIterator(_BaseDataLoaderIter):
 
 
 _SKIP = object()  # a task that produced no batch (an exhausted iterable worker)
+
+
+def _open_files() -> str:
+    """How many descriptors this process has open, against its limit, in words."""
+    import resource
+
+    limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    try:
+        count = len(os.listdir("/proc/self/fd")) - 1  # less the one listdir itself opens
+    except OSError as exc:
+        if exc.errno == errno.EMFILE:  # not even one left to list them with
+            return f"all {limit:,} files it may open (ulimit -n) are open"
+        return f"it may open {limit:,} files (ulimit -n)"  # no /proc: not Linux
+    return f"it has {count:,} files open and may open {limit:,} (ulimit -n)"
 
 
 def _computes_whole_batches(loader, auto_collation: bool) -> bool:

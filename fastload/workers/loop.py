@@ -19,6 +19,7 @@ import select
 import signal
 
 from fastload.pool import SharedArena, SlotWriter
+from fastload.torch_private import DatasetKind, ExceptionWrapper, numpy_seed, set_worker_info
 from fastload.workers import protocol
 from fastload.workers.codec import encode_batch, encode_computed_batch
 from fastload.workers.collate import ComputedBatchCollate, current_slot, slot_array, slot_collate
@@ -29,15 +30,12 @@ __all__ = ["worker_main"]
 def _seed_like_torch(config: protocol.WorkerConfig) -> int:
     import numpy as np
     import torch
-    from torch.utils.data._utils import worker as torch_worker
 
     seed = config.base_seed + config.worker_id
     random.seed(seed)
     torch.manual_seed(seed)
-    np.random.seed(torch_worker._generate_state(config.base_seed, config.worker_id))
-    torch_worker._worker_info = torch_worker.WorkerInfo(
-        id=config.worker_id, num_workers=config.num_workers, seed=seed, dataset=config.dataset
-    )
+    np.random.seed(numpy_seed(config.base_seed, config.worker_id))
+    set_worker_info(worker_id=config.worker_id, num_workers=config.num_workers, seed=seed, dataset=config.dataset)
     return seed
 
 
@@ -55,23 +53,20 @@ class _BatchWritingFetcher:
 
 
 def _make_fetcher(config: protocol.WorkerConfig):
-    from torch.utils.data.dataloader import _DatasetKind
-
     if (
-        config.dataset_kind == _DatasetKind.Map
+        config.dataset_kind == DatasetKind.Map
         and not config.auto_collation
         and hasattr(config.dataset, "__fastload_batch__")
         and isinstance(config.collate_fn, ComputedBatchCollate)
     ):
         return _BatchWritingFetcher(config.dataset, config.collate_fn)
     collate_fn = slot_collate if config.uses_default_collate else config.collate_fn
-    return _DatasetKind.create_fetcher(config.dataset_kind, config.dataset, config.auto_collation, collate_fn, config.drop_last)
+    return DatasetKind.create_fetcher(config.dataset_kind, config.dataset, config.auto_collation, collate_fn, config.drop_last)
 
 
 def worker_main(config: protocol.WorkerConfig, conn) -> None:
     """Serve tasks on `conn`. See NOTE [fastload worker protocol]."""
     import torch
-    from torch._utils import ExceptionWrapper
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle
     torch.set_num_threads(1)
@@ -155,8 +150,6 @@ def _run_task(config: protocol.WorkerConfig, fetcher, message: tuple, arenas: di
 
     See NOTE [fastload worker protocol].
     """
-    from torch._utils import ExceptionWrapper
-
     _, task_id, slot, index = message
     writer = slot_address = None
     if slot is not protocol.DEDICATED and slot[0] in arenas:

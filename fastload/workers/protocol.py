@@ -60,7 +60,7 @@ class WorkerConfig:
     worker_id: int
     num_workers: int
     dataset: Any
-    dataset_kind: int  # torch's _DatasetKind.Map / _DatasetKind.Iterable
+    dataset_kind: int  # torch_private.DatasetKind.Map / .Iterable
     auto_collation: bool
     collate_fn: Callable
     uses_default_collate: bool  # then the batch is stacked straight into the slot

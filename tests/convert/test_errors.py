@@ -101,15 +101,15 @@ def test_overwrite_that_fails_before_writing_leaves_the_old_dataset_intact(tmp_p
     assert [r["v"] for r in Dataset(tmp_path / "out")] == [0, 1, 2]
 
 
-def test_overwrite_that_fails_while_writing_leaves_no_complete_looking_dataset(tmp_path):
+def test_overwrite_that_fails_while_writing_keeps_the_old_dataset_and_leaves_nothing_of_its_own(tmp_path):
     fastload.convert(_write_lines(tmp_path / "old.jsonl", [json.dumps({"v": 1})]), tmp_path / "out", quiet=True)
+    before = sorted(p.name for p in (tmp_path / "out").iterdir())
     good = _write_lines(tmp_path / "a.jsonl", [json.dumps({"v": i}) for i in range(3)])
     bad = _write_lines(tmp_path / "b.jsonl", ["{broken"])
     with pytest.raises(ConvertError, match="b.jsonl, line 1"):
         fastload.convert([good, bad], tmp_path / "out", overwrite=True, workers=1, quiet=True)
-    with pytest.raises(FormatError, match="no index.json"):
-        Dataset(tmp_path / "out")
-    assert not list((tmp_path / "out").glob(".tmp-*"))
+    assert [r["v"] for r in Dataset(tmp_path / "out")] == [1]  # the old dataset is replaced only by a complete new one
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == before == ["index.json", "shard-00000.arrow"]
 
 
 def test_unsupported_nested_field_suggests_columns(tmp_path):

@@ -69,6 +69,46 @@ def test_a_batch_that_outlives_its_closed_pool_still_closes_the_arena_fd_when_it
     assert not os.path.exists(f"/proc/self/fd/{fd}") or not _fd_is_memfd(fd)
 
 
+def _open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def _mappings_of(name: str) -> int:
+    with open("/proc/self/maps") as maps:
+        return sum(f"/memfd:{name} " in line for line in maps)
+
+
+def test_a_mapping_holds_no_file_descriptor_only_an_arena_still_to_be_sent_keeps_its_own():
+    before = _open_fds()
+    arena = SharedArena.create(1 << 20)
+    assert _open_fds() == before + 1  # its fd, which workers are sent (mmap.mmap held a duplicate too)
+    attached = SharedArena.attach(os.dup(arena.fd), arena.num_bytes)  # what a worker does with it
+    assert _open_fds() == before + 1 and attached.fd == -1
+    attached.view(0, 4)[:] = b"abcd"
+    assert arena.view(0, 4).raw == b"abcd"
+    attached.close()
+    arena.close()
+    assert _open_fds() == before
+
+
+def test_a_one_batch_segment_closes_its_fd_at_once_and_is_unmapped_when_its_batch_dies():
+    segment = SharedArena.create(8192, name="fastload-test-segment")  # what a worker makes for one batch
+    np.frombuffer(segment.memory, np.int64, 4)[:] = [1, 2, 3, 4]
+    fd = os.dup(segment.fd)  # the fd the main process receives
+    segment.close()
+    assert _mappings_of("fastload-test-segment") == 0
+    before = _open_fds()
+    pool = BufferPool()
+    arena_id = pool.dedicated_arena(fd, 8192)
+    assert _open_fds() == before - 1  # kept batches cost no descriptors
+    batch = torch.from_numpy(np.frombuffer(pool.lease_buffer(arena_id, -1, used_bytes=32), np.int64, 4))
+    assert batch.tolist() == [1, 2, 3, 4] and _mappings_of("fastload-test-segment") == 1
+    del batch
+    gc.collect()
+    pool.num_free  # returned slots are collected by the pool's next locked operation
+    assert arena_id not in pool.arenas and _mappings_of("fastload-test-segment") == 0
+
+
 def test_the_slot_writer_aligns_and_refuses_what_does_not_fit():
     arena = SharedArena.create(4096)
     writer = SlotWriter(arena.view(0, 4096), 4096)
