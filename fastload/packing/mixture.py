@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from fastload.errors import ConfigError
+from fastload.errors import ConfigError, FastloadError
 from fastload.packing.dataset import PackedDataset
 from fastload.sampler import SamplerOptions
 from fastload.sampler.batch_dataset import BatchDataset
@@ -55,8 +55,8 @@ class PackedMixture(BatchDataset):
         for name, dataset in mixture.datasets.items():
             try:
                 self.sources.append(PackedDataset(dataset, seq_len=seq_len, column=column, tokenizer=tokenizer, eos_id=eos_id, pad_id=pad_id, add_eos=add_eos))
-            except ConfigError as error:
-                raise ConfigError(f"mixture source {name!r}: {error}") from None
+            except FastloadError as error:  # the same kind of error, saying which source
+                raise type(error)(f"mixture source {name!r}: {error}") from None
         self.seq_len, self.add_eos = seq_len, add_eos
         self._check_sources_agree()
         first = self.sources[0]

@@ -102,10 +102,13 @@ class MixturePlan:
             columns = int(self.layout.source_columns[s])
             if columns == 0:
                 continue  # weight 0: never read
-            n = self._plan(s, 0).num_batches
+            try:
+                n = self._plan(s, 0).num_batches
+            except ConfigError:  # the source's own plan refused: less than one batch of its columns
+                n = 0
             if n == 0:
                 raise ConfigError(
-                    f"source {name!r} holds {describe(s)}, less than the {columns} rows it gives every global batch of "
+                    f"source {name!r} holds {describe(s)}, less than the {columns} rows (at most) it gives a global batch of "
                     f"{global_batch_size}; lower its weight or the batch size"
                 )
             self.batches_per_pass[s] = n

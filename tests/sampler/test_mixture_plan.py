@@ -98,7 +98,7 @@ def test_each_source_keeps_its_order_when_others_change():
 
 
 def test_bad_configurations_name_the_source():
-    with pytest.raises(ConfigError, match="'src0' holds 3 rows, less than the 8 rows"):
+    with pytest.raises(ConfigError, match=r"'src0' holds 3 rows, less than the 8 rows \(at most\)"):
         _plan([np.array([3]), np.full(10, 10)], [1, 1], 16)
     with pytest.raises(ConfigError, match="on_exhausted must be one of"):
         _plan([np.full(10, 10)], [1], 4, on_exhausted={"src0": "sometimes"})
