@@ -138,6 +138,18 @@ def test_the_readme_has_python_snippets_and_marks_the_ones_that_do_not_run():
     assert len(not_run) == EXPECTED_NOT_RUN, [(b.line, b.not_run) for b in not_run]
 
 
+def test_a_not_run_marker_is_read_from_the_line_before_its_block_and_bash_lines_become_fastload_commands():
+    text = (
+        "<!-- not-run: needs 8 GPUs -->\n```python\nlaunch()\n```\n\n```python\nprint(1)\n```\n"
+        "```bash\npip install -e . && fastload demo --out demo/corpus  # first\n"
+        "torchrun --nproc_per_node 2 -m fastload.cli train demo/corpus\n```\n"
+    )
+    marked, plain, bash = readme_blocks(text)
+    assert (marked.not_run, marked.code, marked.line) == ("needs 8 GPUs", "launch()\n", 2)
+    assert plain.not_run is None and plain.code == "print(1)\n"
+    assert fastload_commands(bash) == [["demo", "--out", "demo/corpus"], ["train", "demo/corpus"]]
+
+
 @pytest.mark.parametrize("index", range(len(PYTHON)), ids=[f"README.md:{b.line}" for b in PYTHON])
 def test_each_python_snippet_runs_as_written(session, index):
     if PYTHON[index].not_run is not None:  # counted by the test above; nothing to run
