@@ -45,8 +45,9 @@ def _add_convert(sub) -> None:
     p.add_argument("-o", "--out", required=True, help="output dataset folder")
     p.add_argument("--columns", help="comma-separated fields to keep (default: all)")
     p.add_argument("--text-field", default="text", help="the text field (tokenized with --tokenizer; named so for text files)")
-    p.add_argument("--tokenizer", help="tokenize the text field: 'default', 'bytes', or a tokenizer.json / .tiktoken path")
-    p.add_argument("--keep-text", action="store_true", help="keep the text field next to the tokens")
+    p.add_argument("--tokenizer", help="tokenize the text field into a `tokens` column: 'default', 'bytes', or a tokenizer.json / .tiktoken path; "
+                                       "the text field itself is then dropped unless --keep-text")
+    p.add_argument("--keep-text", action="store_true", help="with --tokenizer: keep the text field next to the tokens (by default it is dropped)")
     p.add_argument("--format", dest="input_format", help="input format when the file names do not say (jsonl, parquet, csv, text, arrow)")
     p.add_argument("--text-lines", action="store_true", help="text files hold one document per line (default: one per file)")
     p.add_argument("--shard-bytes", type=_size, default=WriteOptions.shard_bytes, help="target shard size (default 128MiB)")
