@@ -2,6 +2,12 @@
 
     fastload demo --out demo/corpus                 # once: the shipped corpus, tokenized
     python docs/train_packed.py demo/corpus --steps 200
+    python docs/train_packed.py demo/corpus --steps 300   # continues from the checkpoint at step 200
+
+The checkpoint goes to runs/train_packed/checkpoint.pt (or --checkpoint PATH),
+named when the run starts; a run finding it there resumes from it. Progress
+lines are flushed as they are printed, so a piped run (`| tee log.txt`)
+shows them as they come.
 
 The model is deliberately tiny (an embedding, one causal-attention block and a
 head) so the loop runs on a CPU in seconds; put your own model in its place.
@@ -15,7 +21,7 @@ the next batch.
 from __future__ import annotations
 
 import argparse
-import os
+from pathlib import Path
 
 import torch
 import torch.nn as nn
@@ -50,7 +56,7 @@ def main() -> None:
     parser.add_argument("--seq-len", type=int, default=128)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--checkpoint", default="checkpoint.pt")
+    parser.add_argument("--checkpoint", default="runs/train_packed/checkpoint.pt", help="saved every 50 steps and at the end; resumed from when it exists")
     args = parser.parse_args()
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -63,13 +69,17 @@ def main() -> None:
     model = TinyCausalLM(vocab_size, args.seq_len).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     step = 0
-    if os.path.exists(args.checkpoint):  # resume: model, optimizer and the exact place in the data
-        saved = torch.load(args.checkpoint, weights_only=False)
+    checkpoint = Path(args.checkpoint)
+    if checkpoint.exists():  # resume: model, optimizer and the exact place in the data
+        saved = torch.load(checkpoint, weights_only=False)
         model.load_state_dict(saved["model"])
         optimizer.load_state_dict(saved["optimizer"])
         loader.load_state_dict(saved["loader"])
         step = saved["step"]
-        print(f"resumed at step {step}")
+        print(f"resumed at step {step} from {checkpoint} (delete it, or pass another --checkpoint, to start afresh)", flush=True)
+    else:
+        checkpoint.parent.mkdir(parents=True, exist_ok=True)
+        print(f"training {args.steps} steps on {device}; checkpoint: {checkpoint}", flush=True)
 
     while step < args.steps:
         for batch in loader:
@@ -81,8 +91,8 @@ def main() -> None:
             optimizer.step()
             step += 1
             if step % 50 == 0 or step == args.steps:
-                print(f"step {step:5d}  loss {loss.item():.3f}")
-                torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "loader": loader.state_dict(), "step": step}, args.checkpoint)
+                print(f"step {step:5d}  loss {loss.item():.3f}", flush=True)  # flushed: a piped stdout holds lines back otherwise
+                torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "loader": loader.state_dict(), "step": step}, checkpoint)
             if step == args.steps:
                 break
 

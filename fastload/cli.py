@@ -45,8 +45,9 @@ def _add_convert(sub) -> None:
     p.add_argument("-o", "--out", required=True, help="output dataset folder")
     p.add_argument("--columns", help="comma-separated fields to keep (default: all)")
     p.add_argument("--text-field", default="text", help="the text field (tokenized with --tokenizer; named so for text files)")
-    p.add_argument("--tokenizer", help="tokenize the text field: 'default', 'bytes', or a tokenizer.json / .tiktoken path")
-    p.add_argument("--keep-text", action="store_true", help="keep the text field next to the tokens")
+    p.add_argument("--tokenizer", help="tokenize the text field into a `tokens` column: 'default', 'bytes', or a tokenizer.json / .tiktoken path; "
+                                       "the text field itself is then dropped unless --keep-text")
+    p.add_argument("--keep-text", action="store_true", help="with --tokenizer: keep the text field next to the tokens (by default it is dropped)")
     p.add_argument("--format", dest="input_format", help="input format when the file names do not say (jsonl, parquet, csv, text, arrow)")
     p.add_argument("--text-lines", action="store_true", help="text files hold one document per line (default: one per file)")
     p.add_argument("--shard-bytes", type=_size, default=WriteOptions.shard_bytes, help="target shard size (default 128MiB)")
@@ -227,22 +228,9 @@ def _run_train(args) -> int:
 
 
 def _print_record(record: dict) -> None:
-    kind, step = record["kind"], record["step"]
-    if kind == "start":
-        m = record["model"]
-        resumed = f", resuming at step {step}" if record["resumed"] else ""
-        print(f"training GPT {m['n_layer']} layers x {m['n_embd']} ({record['parameters'] / 1e6:.1f} M parameters, {m['position']} positions) "
-              f"on {record['device']} in {record['precision']}, {record['world_size']} rank(s), {record['workers']} loader workers; "
-              f"{record['tokens_per_step']:,} tokens a step{resumed}", flush=True)
-    elif kind == "train":
-        print(f"step {step:6d}  loss {_num(record['loss'])}  lr {record['lr']:.2e}  {record['step_time_ms']:8.1f} ms/step  "
-              f"{record['tokens_per_s']:10,.0f} tok/s  data wait {record['data_wait_pct']:5.2f}%", flush=True)
-    elif kind == "eval":
-        stop = "  early stop" if record["early_stop"] else ""
-        print(f"eval {step:6d}  val_loss {_num(record['val_loss'])}  ppl {record['val_ppl']:,.1f}  best {_num(record['best_val_loss'])}{stop}", flush=True)
-    elif kind == "end":
-        early = " (stopped early)" if record["stopped_early"] else ""
-        print(f"done at step {step}{early}: best val_loss {_num(record['best_val_loss'])}", flush=True)
+    from fastload.train.progress import format_record
+
+    print(format_record(record), flush=True)
 
 
 def _print_sweep_run(index: int, total: int, settings: dict) -> None:

@@ -10,7 +10,7 @@ dataset's `index.json` (gathered at conversion), so
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -18,7 +18,7 @@ from fastload.errors import ConfigError
 from fastload.format.schema import Column
 from fastload.kernels.normalize import OUTPUT_DTYPES, normalize_images, standardize
 
-__all__ = ["Standardize", "NormalizeImage", "resolve_transform"]
+__all__ = ["Standardize", "NormalizeImage", "LAYOUTS", "resolve_transform"]
 
 
 def _check_dtype(dtype: str) -> None:
@@ -56,39 +56,93 @@ class Standardize:
         standardize(values, np.asarray(self.mean, np.float64), np.asarray(self.std, np.float64), out=out, dtype=self.dtype)
 
 
+# How an image column may store its images; None is "HWC", refusing shapes that look channels-first.
+LAYOUTS = ("HWC", "CHW")
+# Gray, RGB and RGBA: a first axis this short before a longer last one is taken for channels-first.
+MAX_IMAGE_CHANNELS = 4
+
+
 @dataclass(frozen=True)
 class NormalizeImage:
-    """uint8 HWC images to CHW `(x / 255 - mean[c]) / std[c]` in `dtype` (torchvision's Normalize after ToTensor).
+    """uint8 images to CHW `(x / 255 - mean[c]) / std[c]` in `dtype` (torchvision's Normalize after ToTensor).
 
     mean, std: in 0..1 units, scalars or one per channel; None reads them
-    from the dataset's per-channel statistics (of the last axis, divided by 255).
+        from the dataset's per-channel statistics (divided by 255).
+    layout: how the column stores each image. "HWC" (height, width,
+        channels: what image decoders and PIL give) or "CHW" (channels first,
+        as torch tensors are; read through a transposed view, nothing is
+        copied). None (the default) means HWC, and refuses a shape that looks
+        channels-first, (1|3|4, H, W) with W > 4, at construction with a
+        `ConfigError` rather than normalising the wrong axis; say
+        layout="HWC" for images that really are that shape.
     """
 
     mean: float | tuple | None = None
     std: float | tuple | None = None
     dtype: str = "float32"
+    layout: str | None = None
 
     def __post_init__(self) -> None:
         _check_dtype(self.dtype)
+        if self.layout is not None and self.layout not in LAYOUTS:
+            raise ConfigError(f"layout must be one of {', '.join(LAYOUTS)} (or None for HWC), found {self.layout!r}")
+
+    @property
+    def channel_axis(self) -> int:
+        """The axis of a stored image (H, W, C or C, H, W) that holds its channels."""
+        return 0 if self.layout == "CHW" else 2
 
     def bind(self, column: Column, stats: dict) -> "NormalizeImage":
         if column.kind != "ndarray" or column.dtype != "uint8" or len(column.shape) != 3:
             raise ConfigError(
-                f"NormalizeImage needs a uint8 ndarray column of shape (height, width, channels); {column.name!r} is "
-                f"{column.kind} of {column.dtype} with shape {column.shape}"
+                f"NormalizeImage needs a uint8 ndarray column of images, (height, width, channels) or with layout='CHW' "
+                f"(channels, height, width); {column.name!r} is {column.kind} of {column.dtype} with shape {column.shape}"
             )
+        self._check_layout(column)
         if self.mean is not None and self.std is not None:
             return self
-        mean, std = _recorded(column, stats, axis=2)
+        mean, std = _recorded(column, stats, axis=self.channel_axis)
         mean, std = tuple(np.asarray(mean, np.float64) / 255), tuple(np.asarray(std, np.float64) / 255)
-        return NormalizeImage(self.mean if self.mean is not None else mean, self.std if self.std is not None else std, self.dtype)
+        return replace(self, mean=self.mean if self.mean is not None else mean, std=self.std if self.std is not None else std)
+
+    def _check_layout(self, column: Column) -> None:
+        """Refuse, before any worker starts, a column whose images are not laid out as `layout` says."""
+        shape, channels = column.shape, column.shape[self.channel_axis]
+        looks_chw = shape[0] <= MAX_IMAGE_CHANNELS < shape[2]
+        if self.layout is None and looks_chw:
+            height, width = shape[1], shape[2]
+            raise ConfigError(
+                f"NormalizeImage: column {column.name!r} holds images of shape {shape}, which looks channels-first (CHW: "
+                f"{shape[0]} channels of {height} x {width}); NormalizeImage expects height x width x channels (HWC), here "
+                f"({height}, {width}, {shape[0]}). Pass NormalizeImage(..., layout='CHW') to read them as stored, or convert "
+                f"HWC images (image.transpose(1, 2, 0) for each one); or layout='HWC' if they really are {shape[0]} x "
+                f"{shape[1]} pixels of {shape[2]} channels."
+            )
+        for name in ("mean", "std"):
+            given = getattr(self, name)
+            count = np.size(given) if given is not None else 1
+            if np.ndim(given) > 1 or count not in (1, channels):
+                axis = "first" if self.channel_axis == 0 else "last"
+                hint = ""
+                if count == shape[2 - self.channel_axis] and count != channels:
+                    other = "HWC" if self.channel_axis == 0 else "CHW"
+                    hint = f"; if the images are {other}, pass layout={other!r}"
+                raise ConfigError(
+                    f"NormalizeImage: {name} has {count} values but column {column.name!r} holds images of shape {shape} "
+                    f"with {channels} channels (the {axis} axis, layout {self.layout or 'HWC'}); give a scalar or "
+                    f"{channels} values{hint}"
+                )
 
     def output(self, column: Column) -> tuple[tuple, np.dtype]:
+        if self.channel_axis == 0:
+            return column.shape, OUTPUT_DTYPES[self.dtype]
         height, width, channels = column.shape
         return (channels, height, width), OUTPUT_DTYPES[self.dtype]
 
     def apply(self, values: np.ndarray, out: np.ndarray) -> None:
-        normalize_images(values, self.mean, self.std, out=out, dtype=self.dtype)
+        """values: (N, H, W, C), or (N, C, H, W) with layout "CHW"; out: (N, C, H, W)."""
+        hwc = values.transpose(0, 2, 3, 1) if self.channel_axis == 0 else values  # (N, H, W, C), a view
+        normalize_images(hwc, self.mean, self.std, out=out, dtype=self.dtype)
 
 
 def _recorded(column: Column, stats: dict, *, axis: int | None) -> tuple:

@@ -38,7 +38,18 @@ class Sampler:
     options: a `SamplerOptions` (or pass its fields as keywords, or
         torch's `shuffle=True/False`, which picks `block_window`/`sequential`).
 
+    The last global batch of an epoch is padded: unless the global batch
+    size divides the number of samples, it is completed with samples
+    repeated from the start of the epoch (`drop_last=False`, torch's
+    default), so every rank gets `len(sampler)` batches of exactly
+    global_batch_size / world_size samples, and the repeated samples are
+    seen twice that epoch. For evaluation, where a repeat would count twice,
+    pass `drop_last=True`: the incomplete batch is dropped instead (its
+    samples are then not seen; a global batch size that divides the number
+    of samples sees each exactly once).
+
     >>> sampler = Sampler(dataset.block_rows, global_batch_size=512, rank=rank, world_size=world, shuffle=True)
+    >>> evaluation = Sampler(dataset.block_rows, global_batch_size=512, rank=rank, world_size=world, shuffle=False, drop_last=True)
     """
 
     def __init__(

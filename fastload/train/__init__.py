@@ -8,8 +8,8 @@ or `fastload train demo/corpus --config tiny`. The parts, one job each:
 train`'s flags, read from config.py's source), `optim.py` (AdamW, the
 learning-rate schedule), `precision.py` (autocast and the grad scaler),
 `data.py` (split, loader, validation batches), `distributed.py` (torchrun),
-`checkpoint.py`, `metrics.py`, `plot.py`, `loop.py` (the loop itself) and
-`sweep.py` (a hyper-parameter grid).
+`checkpoint.py`, `metrics.py`, `progress.py` (the lines a run logs), `plot.py`,
+`loop.py` (the loop itself) and `sweep.py` (a hyper-parameter grid).
 
 The public names are imported from their modules on first use (PEP 562, the
 table `_EXPORTS`), the way `fastload/__init__.py` does it: importing

@@ -48,6 +48,7 @@ from fastload.train.model import GPT
 from fastload.train.optim import lr_at, make_optimizer
 from fastload.train.plot import plot_metrics
 from fastload.train.precision import resolve_precision
+from fastload.train.progress import write_progress
 
 __all__ = ["train", "TrainResult"]
 
@@ -77,10 +78,15 @@ def train(
     on_record: Callable[[dict], None] | None = None,
     on_batch: Callable[[int, dict], None] | None = None,
     loader=None,
+    quiet: bool = False,
 ) -> TrainResult:
     """Train a GPT on `dataset` as `config` says.
 
-    on_record(record): called on rank 0 with every metrics record (the CLI prints them).
+    Progress goes to stderr as it happens, one line per metrics record (the
+    lines `fastload train` prints: the model, then loss, tokens/s and data
+    wait every `log_every` steps, each evaluation, the end); quiet=True: none.
+    on_record(record): called on rank 0 with every metrics record, instead of writing its line
+        (the CLI prints them; `fastload.train.progress.format_record` gives the line).
     on_batch(step, batch): called on every rank with each micro-batch as the loader gave it.
     loader: train on these batches instead of fastload's (any iterable of dicts of (B, T) tensors:
         input_ids, labels, position_ids, document_ids), to compare loaders in the same loop
@@ -90,6 +96,8 @@ def train(
     """
     dist = setup_distributed(config.device)
     try:
+        if on_record is None and not quiet:
+            on_record = write_progress
         return _Run(dataset, config, dist, on_record=on_record, on_batch=on_batch, loader=loader).run()
     finally:
         dist.close()

@@ -100,10 +100,11 @@ def sweep(
     *,
     on_run: Callable[[int, int, dict], None] | None = None,
     on_record: Callable[[dict], None] | None = None,
+    quiet: bool = False,
 ) -> list[SweepResult]:
     """Train every combination of `grid` over `base`; the results, best validation loss first.
 
-    on_run(index, total, settings) is called before each run starts.
+    on_run(index, total, settings) is called before each run starts; on_record and quiet are `train()`'s.
     """
     if not base.validation:
         raise ConfigError("a sweep ranks runs by validation loss: set validation > 0")
@@ -116,7 +117,7 @@ def sweep(
         config = base.replace(**settings, out=out, resume=False)
         if on_run is not None:
             on_run(index, len(runs), settings)
-        results.append(SweepResult(settings, train(dataset, config, on_record=on_record)))
+        results.append(SweepResult(settings, train(dataset, config, on_record=on_record, quiet=quiet)))
     return sorted(results, key=lambda r: (r.best_val_loss is None, r.best_val_loss if r.best_val_loss is not None else 0.0))
 
 
