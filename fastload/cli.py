@@ -13,7 +13,7 @@ import json
 import sys
 from pathlib import Path
 
-from fastload.errors import FastloadError
+from fastload.errors import ConfigError, FastloadError
 
 __all__ = ["main"]
 
@@ -205,22 +205,41 @@ def _add_train(sub) -> None:
     p = sub.add_parser("train", help="train a small GPT on a tokenized dataset; report tokens/s and the time spent waiting for data",
                        description="Train a GPT on a fastload dataset (under torchrun: one process per rank). Flags are TrainConfig fields; "
                                    "one left out keeps TrainConfig's default (None in the help: what leaving it out means).")
-    p.add_argument("dataset")
+    p.add_argument("dataset", nargs="?", help="a fastload dataset, or a mixture's .toml file ([sources.NAME] tables with path and weight)")
+    p.add_argument("--mix", nargs="+", metavar="NAME=PATH:WEIGHT",
+                   help="train on a mixture instead of one dataset, e.g. --mix web=data/web:0.6 code=data/code:0.3 books=data/books:0.1 "
+                        "(append :stop to end the run when that source has been read whole)")
     add_config_flags(p)
     p.add_argument("--sweep", nargs="+", metavar="NAME=V1,V2", help="train every combination (e.g. lr=3e-4,1e-3 batch_size=8,16, or a .toml file) and rank by validation loss")
+
+
+def _training_data(args):
+    """The dataset argument, a mixture's .toml file, or --mix words."""
+    from fastload.sampler import Mixture
+
+    if args.mix:
+        if args.dataset is not None:
+            raise ConfigError(f"give either a dataset ({args.dataset!r}) or --mix, not both")
+        return Mixture.parse(args.mix)
+    if args.dataset is None:
+        raise ConfigError("name the dataset to train on (a folder, or a mixture's .toml file), or a mixture with --mix NAME=PATH:WEIGHT ...")
+    if args.dataset.endswith(".toml"):
+        return Mixture.from_toml(args.dataset)
+    return args.dataset
 
 
 def _run_train(args) -> int:
     from fastload.train import parse_sweep, sweep, train
     from fastload.train.flags import config_from_flags
 
+    data = _training_data(args)
     if args.sweep:
         grid, fixed = parse_sweep(args.sweep)
-        results = sweep(args.dataset, config_from_flags(args, fixed), grid, on_run=_print_sweep_run, on_record=_print_record)
+        results = sweep(data, config_from_flags(args, fixed), grid, on_run=_print_sweep_run, on_record=_print_record)
         _print_sweep_table(results)
         return 0
     config = config_from_flags(args)
-    result = train(args.dataset, config, on_record=_print_record)
+    result = train(data, config, on_record=_print_record)
     if result.out is not None and result.rank == 0:
         files = [result.out / name for name in ("metrics.jsonl", "metrics.png", "checkpoint.pt")]
         print("wrote " + ", ".join(str(f) for f in files if f.exists()))

@@ -83,8 +83,8 @@ class PackedDataset(TokenDocuments):
         if isinstance(dataset, Mixture):
             from fastload.packing.mixture import PackedMixture
 
-            if kwargs.pop("remainder", "drop") != "drop" or kwargs.pop("blocks", None) is not None or kwargs.pop("doc_lengths", None) is not None:
-                raise ConfigError("a mixture is packed with remainder='drop' and all blocks of every source (remainder=, blocks= and doc_lengths= apply to one dataset)")
+            if kwargs.pop("remainder", "drop") != "drop" or kwargs.pop("doc_lengths", None) is not None:
+                raise ConfigError("a mixture is packed with remainder='drop' (remainder= and doc_lengths= apply to one dataset)")
             return PackedMixture(dataset, *args, **kwargs)
         return super().__new__(cls)
 

@@ -33,7 +33,8 @@ __all__ = ["PackedMixture"]
 
 class PackedMixture(BatchDataset):
     """A `Mixture` packed into rows of `seq_len + 1` tokens; arguments as `PackedDataset` (every source
-    shares them: one EOS id, one tokenizer)."""
+    shares them: one EOS id, one tokenizer). blocks: {source name: block ids} to read only those
+    blocks of a source (a split, see `split_blocks`); others read all of theirs."""
 
     def __init__(
         self,
@@ -46,15 +47,22 @@ class PackedMixture(BatchDataset):
         pad_id: int | None = None,
         add_eos: bool = True,
         sampling: SamplerOptions | None = None,
+        blocks: dict | None = None,
     ):
         super().__init__(sampling)
         if not isinstance(mixture, Mixture):
             raise ConfigError(f"PackedMixture takes a fastload.Mixture, found {type(mixture).__name__}")
+        unknown = set(blocks or {}) - set(mixture.names)
+        if unknown:
+            raise ConfigError(f"blocks= names {', '.join(sorted(unknown))}, not sources of the mixture ({', '.join(mixture.names)})")
         self.mixture = mixture
         self.sources: list[PackedDataset] = []
         for name, dataset in mixture.datasets.items():
             try:
-                self.sources.append(PackedDataset(dataset, seq_len=seq_len, column=column, tokenizer=tokenizer, eos_id=eos_id, pad_id=pad_id, add_eos=add_eos))
+                self.sources.append(PackedDataset(
+                    dataset, seq_len=seq_len, column=column, tokenizer=tokenizer, eos_id=eos_id, pad_id=pad_id, add_eos=add_eos,
+                    blocks=(blocks or {}).get(name),
+                ))
             except FastloadError as error:  # the same kind of error, saying which source
                 raise type(error)(f"mixture source {name!r}: {error}") from None
         self.seq_len, self.add_eos = seq_len, add_eos

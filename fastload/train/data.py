@@ -11,6 +11,10 @@ RNG (dropout's) untouched and resumption is exact.
 Validation batches are read once, at the start, from the held-out blocks
 (`split_blocks`: no document on both sides) in storage order, and kept: every
 evaluation scores the same rows, and evaluating never waits for data.
+
+A `fastload.Mixture` trains on its `PackedMixture`: each source is split
+on its own (its held-out blocks form the validation mixture, in the same
+proportions), and the loader's sampler reports what each source delivered.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from fastload.errors import ConfigError
 from fastload.format.reader import Dataset
 from fastload.loader import DataLoader
 from fastload.packing import PackedDataset, split_blocks
-from fastload.sampler import SamplerOptions
+from fastload.sampler import Mixture, SamplerOptions
 from fastload.train.config import TrainConfig
 
 __all__ = ["TrainData", "open_data", "to_device", "vocab_size_of"]
@@ -33,15 +37,18 @@ __all__ = ["TrainData", "open_data", "to_device", "vocab_size_of"]
 
 @dataclass
 class TrainData:
-    dataset: Dataset
+    dataset: Dataset  # a mixture's first source: what the vocabulary and tokenizer are read from
     loader: DataLoader  # or the caller's own iterable of batch dicts
     validation: list[dict]  # batches on the training device; empty without a split
-    train_blocks: list[int] | None
-    validation_blocks: list[int] | None
+    train_blocks: list[int] | dict | None  # a mixture's: {source: blocks}
+    validation_blocks: list[int] | dict | None
+    mixture: Mixture | None = None
 
 
-def open_data(dataset: Dataset | str | os.PathLike, config: TrainConfig, *, device: torch.device, loader=None) -> TrainData:
+def open_data(dataset: Dataset | Mixture | str | os.PathLike, config: TrainConfig, *, device: torch.device, loader=None) -> TrainData:
     """The split, the training loader and the validation batches; `loader` replaces fastload's for training."""
+    if isinstance(dataset, Mixture):
+        return _open_mixture(dataset, config, device=device, loader=loader)
     opened = dataset if isinstance(dataset, Dataset) else Dataset(dataset)
     tokenizer = _tokenizer(config.tokenizer)
     train_blocks = validation_blocks = None
@@ -49,23 +56,54 @@ def open_data(dataset: Dataset | str | os.PathLike, config: TrainConfig, *, devi
         train_blocks, validation_blocks = split_blocks(opened, validation=config.validation, seed=config.seed)
     if loader is None:
         packed = PackedDataset(opened, seq_len=config.rows_seq_len, blocks=train_blocks, sampling=SamplerOptions(seed=config.seed), tokenizer=tokenizer)
-        loader = DataLoader(
-            packed, batch_size=config.batch_size, shuffle=True, num_workers=config.workers,
-            pin_memory=device.type == "cuda", persistent_workers=config.workers > 0,
-            generator=torch.Generator().manual_seed(config.seed),
-        )
+        loader = _training_loader(packed, config, device)
     validation = []
     if validation_blocks is not None:
         held_out = PackedDataset(opened, seq_len=config.rows_seq_len, blocks=validation_blocks, sampling=SamplerOptions(seed=config.seed), tokenizer=tokenizer)
-        reader = DataLoader(held_out, batch_size=config.batch_size, shuffle=False, num_workers=0)
-        validation = [{k: v.clone() for k, v in batch.items()} for batch in itertools.islice(reader, config.eval_batches)]
-        validation = [to_device(batch, device) for batch in validation]
-        if not validation:
-            raise ConfigError(
-                f"the validation blocks {validation_blocks.tolist()} hold too few tokens for one batch of "
-                f"{config.batch_size} x {config.rows_seq_len}; raise validation= or lower batch_size"
-            )
+        validation = _validation_batches(held_out, config, device, what=f"the validation blocks {validation_blocks.tolist()}")
     return TrainData(opened, loader, validation, _list(train_blocks), _list(validation_blocks))
+
+
+def _open_mixture(mixture: Mixture, config: TrainConfig, *, device: torch.device, loader=None) -> TrainData:
+    opened = {name: d if isinstance(d, Dataset) else Dataset(d) for name, d in mixture.datasets.items()}
+    mixture = Mixture({name: (opened[name], mixture.weights[name]) for name in mixture.names}, on_exhausted=mixture.on_exhausted)
+    tokenizer = _tokenizer(config.tokenizer)
+    train_blocks = validation_blocks = None
+    if config.validation:
+        splits = {name: split_blocks(d, validation=config.validation, seed=config.seed) for name, d in opened.items()}
+        train_blocks = {name: train for name, (train, _) in splits.items()}
+        validation_blocks = {name: held for name, (_, held) in splits.items()}
+    sampling = SamplerOptions(seed=config.seed)
+    if loader is None:
+        packed = PackedDataset(mixture, seq_len=config.rows_seq_len, blocks=train_blocks, sampling=sampling, tokenizer=tokenizer)
+        loader = _training_loader(packed, config, device)
+    validation = []
+    if validation_blocks is not None:
+        held_out = PackedDataset(mixture, seq_len=config.rows_seq_len, blocks=validation_blocks, sampling=sampling, tokenizer=tokenizer)
+        validation = _validation_batches(held_out, config, device, what="the sources' validation blocks")
+    as_lists = (lambda blocks: None if blocks is None else {name: _list(b) for name, b in blocks.items()})
+    return TrainData(next(iter(opened.values())), loader, validation, as_lists(train_blocks), as_lists(validation_blocks), mixture)
+
+
+def _training_loader(packed, config: TrainConfig, device: torch.device) -> DataLoader:
+    return DataLoader(
+            packed, batch_size=config.batch_size, shuffle=True, num_workers=config.workers,
+            pin_memory=device.type == "cuda", persistent_workers=config.workers > 0,
+            generator=torch.Generator().manual_seed(config.seed),
+    )
+
+
+def _validation_batches(held_out, config: TrainConfig, device: torch.device, *, what: str) -> list[dict]:
+    try:
+        reader = DataLoader(held_out, batch_size=config.batch_size, shuffle=False, num_workers=0)
+        batches = [{k: v.clone() for k, v in batch.items()} for batch in itertools.islice(reader, config.eval_batches)]
+    except ConfigError as error:
+        raise ConfigError(f"{what} cannot make a validation batch: {error}; raise validation= or lower batch_size") from None
+    if not batches:
+        raise ConfigError(
+            f"{what} hold too few tokens for one batch of {config.batch_size} x {config.rows_seq_len}; raise validation= or lower batch_size"
+        )
+    return [to_device(batch, device) for batch in batches]
 
 
 def to_device(batch: dict, device: torch.device) -> dict:

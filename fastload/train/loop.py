@@ -151,7 +151,7 @@ class _Run:
                 self.step += 1
                 if log_now:
                     loss = self.dist.mean(loss_sum).item() / self.meter.steps  # mean over the interval and the ranks
-                    self._record({"kind": "train", "step": self.step, "loss": loss, "lr": lr_at(self.step - 1, config), **self.meter.summary()})
+                    self._record({"kind": "train", "step": self.step, "loss": loss, "lr": lr_at(self.step - 1, config), **self.meter.summary(), **self._source_counts()})
                     loss_sum.zero_()
                 evaluate = bool(self.data.validation) and (self.step % config.eval_every == 0 or self.step == config.steps)
                 if evaluate:
@@ -280,6 +280,9 @@ class _Run:
             _drop_records_after(self._metrics_path(), self.step)
         logger.info("resumed from %s at step %d", self.out / CHECKPOINT_NAME, self.step)
 
+    def _source_counts(self) -> dict:
+        return _mixture_counts(self.data.loader) if self.data.mixture is not None else {}
+
     # -- records -----------------------------------------------------------------------
 
     def _metrics_path(self) -> Path | None:
@@ -300,6 +303,7 @@ class _Run:
             "tokens_per_step": c.batch_size * c.grad_accum * c.rows_seq_len * self.dist.world_size,
             "train_blocks": self.data.train_blocks, "validation_blocks": self.data.validation_blocks,
             "resumed": c.resume, "workers": c.workers,
+            **({"mixture": self.data.mixture.fingerprint()} if self.data.mixture is not None else {}),
         })
 
     def _finish(self, stopped_early: bool) -> TrainResult:
@@ -311,6 +315,14 @@ class _Run:
             plot_metrics(records, self.out / PLOT_NAME, title=f"GPT {self.model_config.n_layer} x {self.model_config.n_embd}, {self.dist.world_size} rank(s)")
         self.dist.barrier()
         return TrainResult(self.step, best, self.last_val_loss, stopped_early, self.out, list(self.log.records), self.model, self.dist.rank)
+
+
+def _mixture_counts(loader) -> dict:
+    """What each source of a mixture has delivered to the whole job so far (rows, tokens, passes), from the loader's sampler."""
+    sampler = getattr(loader, "sampler", None)
+    if not hasattr(sampler, "consumed") or not hasattr(loader, "state_dict"):
+        return {}
+    return {"sources": sampler.consumed(batches_done=loader.state_dict()["batches_yielded"])}
 
 
 def _endless(loader):

@@ -30,7 +30,10 @@ def plot_metrics(records: list[dict], path: str | os.PathLike, *, title: str = "
         return None
     train = [r for r in records if r.get("kind") == "train"]
     evals = [r for r in records if r.get("kind") == "eval"]
-    figure, (loss_axes, wait_axes) = plt.subplots(2, 1, sharex=True, figsize=(8, 6), height_ratios=(2, 1))
+    mixed = [r for r in train if r.get("sources")]
+    rows = 3 if mixed else 2
+    figure, axes = plt.subplots(rows, 1, sharex=True, figsize=(8, 6 + 2 * (rows - 2)), height_ratios=(2, 1, 1)[:rows])
+    loss_axes, wait_axes = axes[0], axes[1]
     loss_axes.plot([r["step"] for r in train], [r["loss"] for r in train], label="train loss")
     if evals:
         loss_axes.plot([r["step"] for r in evals], [r["val_loss"] for r in evals], "o-", label="validation loss")
@@ -39,9 +42,16 @@ def plot_metrics(records: list[dict], path: str | os.PathLike, *, title: str = "
     loss_axes.grid(alpha=0.3)
     wait_axes.plot([r["step"] for r in train], [r["data_wait_pct"] for r in train], color="tab:red")
     wait_axes.set_ylabel("data wait (% of step)")
-    wait_axes.set_xlabel("step")
     wait_axes.set_ylim(bottom=0)
     wait_axes.grid(alpha=0.3)
+    if mixed:  # a mixture: the tokens each source has delivered
+        source_axes = axes[2]
+        for name in mixed[-1]["sources"]:
+            source_axes.plot([r["step"] for r in mixed], [r["sources"][name]["tokens"] / 1e6 for r in mixed], label=name)
+        source_axes.set_ylabel("tokens read (M)")
+        source_axes.legend(fontsize="small")
+        source_axes.grid(alpha=0.3)
+    axes[-1].set_xlabel("step")
     if title:
         figure.suptitle(title)
     figure.tight_layout()

@@ -29,8 +29,10 @@ def format_record(record: dict) -> str:
                 f"on {record['device']} in {record['precision']}, {record['world_size']} rank(s), {record['workers']} loader workers; "
                 f"{record['tokens_per_step']:,} tokens a step{resumed}")
     if kind == "train":
+        sources = record.get("sources")  # a mixture: tokens each source delivered so far
+        mix = "  tokens " + "  ".join(f"{name} {_amount(c['tokens'])}" for name, c in sources.items()) if sources else ""
         return (f"step {step:6d}  loss {_num(record['loss'])}  lr {record['lr']:.2e}  {record['step_time_ms']:8.1f} ms/step  "
-                f"{record['tokens_per_s']:10,.0f} tok/s  data wait {record['data_wait_pct']:5.2f}%")
+                f"{record['tokens_per_s']:10,.0f} tok/s  data wait {record['data_wait_pct']:5.2f}%{mix}")
     if kind == "eval":
         stop = "  early stop" if record["early_stop"] else ""
         return f"eval {step:6d}  val_loss {_num(record['val_loss'])}  ppl {record['val_ppl']:,.1f}  best {_num(record['best_val_loss'])}{stop}"
@@ -45,6 +47,14 @@ def write_progress(record: dict) -> None:
     stream = sys.stderr
     stream.write(format_record(record) + "\n")
     stream.flush()
+
+
+def _amount(n: int) -> str:
+    """A count in a few characters: 950, 12.3k, 4.56M, 1.20G."""
+    for scale, unit in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if n >= scale:
+            return f"{n / scale:.3g}{unit}"
+    return str(n)
 
 
 def _num(x) -> str:

@@ -171,7 +171,7 @@ def test_fastload_train_offers_exactly_the_config_flags_and_sweep(capsys):
         main(["train", "--help"])
     usage = capsys.readouterr().out.split("\n\n", 1)[0]  # the usage lines name every option, and nothing from the help texts
     config_flags = {option for action in _train_parser()._actions for option in action.option_strings}
-    assert set(re.findall(r"(?<![\w-])(--?[a-z][-\w]*)", usage)) == (config_flags | {"--sweep"}) - {"--help"}  # usage shows -h alone
+    assert set(re.findall(r"(?<![\w-])(--?[a-z][-\w]*)", usage)) == (config_flags | {"--sweep", "--mix"}) - {"--help"}  # usage shows -h alone
 
 
 def test_building_the_train_parser_imports_no_torch():
