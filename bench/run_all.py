@@ -11,6 +11,7 @@ arguments of the chosen mode (the table below, also printed at the start):
   tokenizers      bench/tokenizers.py      byte-level BPE (MB/s of text)
   loader_generic  bench/loader_generic.py  torch's vs fastload's DataLoader on in-memory items (batches/s)
   loader_tokens   bench/loader_tokens.py   packed token batches from a real corpus, five peers (M tokens/s)
+  mixture         bench/mixture.py         a three-source mixture vs one dataset; exactness; state size and load time
   train           bench/train.py           the trainer fed by fastload (if the script is in this checkout)
 
 Every script measures its contenders in child processes of their own, after
@@ -73,6 +74,7 @@ def _steps() -> list[Step]:
         Step("loader_tokens", "loader_tokens.py",
              ("--quick", "--corpus-mb", "20", "--workers", "0,1,2", "--only", "naive,memmap,litdata,hf,mds,fastload,fastload-otf,write-ref"),
              ("--workers", workers), 6 * 3600),
+        Step("mixture", "mixture.py", ("--corpus-mb", "20", "--repeats", "1", "--batches", "40", "--exact-batches", "2000"), (), 2 * 3600),
         Step("train", "train.py", ("--steps", "6", "--warmup-steps", "3", "--repeats", "1", "--only", "fastload-2,naive-2"), (), 2 * 3600),
     ]
 

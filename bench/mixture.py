@@ -1,0 +1,207 @@
+"""Mixtures: what mixing costs, how exact it is, and how cheap its state is.
+
+    python bench/mixture.py [--corpus-mb 200] [--batches 200] [--repeats 3] [--workers 2]
+
+The ~200 MB real-text corpus of `bench/convert.py`, split by its `kind`
+field into three sources (code, English prose — Debian docs and man pages —
+and translations: other languages), each converted once with the default
+tokenizer into `bench/.cache/mixture/` (and the whole corpus as one dataset,
+for the single-dataset baseline). Weights 0.5 / 0.3 / 0.2, packed batches of
+16 x 1025 tokens, `--workers` loader workers. Each contender runs in a child
+process of its own, after a warm-up, as the median of `--repeats` runs.
+
+1. Throughput and time to first batch: fastload's mixture against fastload
+   on the one combined dataset (the cost of mixing; goal: < 5%).
+2. Exactness over the first `--exact-batches` global batches of the order:
+   the largest deviation of any source's row count from weight x rows, over
+   every prefix of whole batches and over every prefix of rows (goal: ≤ 1 row
+   at every prefix of batches), and the spread of rows per batch.
+3. State: `state_dict()` size (JSON bytes) and `load_state_dict` + the first
+   batch's plan at global batch 10^6 (goal: load < 10 ms).
+
+Peers (LitData `CombinedStreamingDataset(weights=...)`, MosaicML
+`StreamingDataset(streams=[Stream(proportion=...)])`) are listed and not yet
+measured: their rows say so (issue #13 keeps that open).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+_BENCH = str(Path(__file__).resolve().parent)
+sys.path.insert(0, _BENCH)
+from _harness import PeakMemory, child_main, format_table, machine_info, ratio, run_child, write_json  # noqa: E402
+from convert import CACHE, ensure_corpus  # noqa: E402
+
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(_BENCH)]
+
+WEIGHTS = {"code": 0.5, "prose": 0.3, "translation": 0.2}
+BATCH_SIZE, SEQ_LEN = 16, 1024
+CHILD_TIMEOUT_S = 1800
+PEERS = ("litdata CombinedStreamingDataset", "mosaicml Stream(proportion=)")
+
+
+def _datasets(corpus: Path) -> dict[str, Path]:
+    """Each kind of the corpus, and the whole corpus, as tokenized fastload datasets (built once)."""
+    import fastload
+
+    root = CACHE / "mixture" / corpus.stem
+    paths = {kind: root / kind for kind in WEIGHTS} | {"all": root / "all"}
+    if all((p / "index.json").exists() for p in paths.values()):
+        return paths
+    rows = [json.loads(line) for line in open(corpus, encoding="utf-8")]
+    for kind in WEIGHTS:
+        fastload.convert((r for r in rows if r["kind"] == kind), paths[kind], tokenizer="default", overwrite=True, quiet=True)
+    fastload.convert(corpus, paths["all"], tokenizer="default", overwrite=True, quiet=True)
+    return paths
+
+
+def _loader(name: str, paths: dict[str, Path], workers: int):
+    import fastload
+
+    if name == "fastload one dataset":
+        packed = fastload.PackedDataset(paths["all"], seq_len=SEQ_LEN)
+    else:
+        packed = fastload.PackedDataset(fastload.Mixture({kind: (paths[kind], w) for kind, w in WEIGHTS.items()}), seq_len=SEQ_LEN)
+    return fastload.DataLoader(packed, batch_size=BATCH_SIZE, shuffle=True, num_workers=workers)
+
+
+def child_throughput(name: str, corpus: Path, *, workers: int, batches: int, warmup: int, repeats: int) -> dict:
+    paths = _datasets(corpus)
+    runs = []
+    for i in range(warmup + repeats):
+        peak = PeakMemory()
+        started = time.perf_counter()
+        iterator = iter(_loader(name, paths, workers))
+        next(iterator)
+        first = time.perf_counter() - started
+        started = time.perf_counter()
+        for _ in range(batches):
+            next(iterator)
+        elapsed = time.perf_counter() - started
+        peak.sample(force=True)
+        del iterator
+        if i >= warmup:
+            runs.append({"tokens_per_s": batches * BATCH_SIZE * (SEQ_LEN + 1) / elapsed, "first_batch_s": first, "peak_pss_mb": peak.pss_mb})
+    return {
+        "tokens_per_s": statistics.median(r["tokens_per_s"] for r in runs),
+        "tokens_per_s_min": min(r["tokens_per_s"] for r in runs),
+        "tokens_per_s_max": max(r["tokens_per_s"] for r in runs),
+        "first_batch_s": statistics.median(r["first_batch_s"] for r in runs),
+        "peak_pss_mb": max((r["peak_pss_mb"] for r in runs if r["peak_pss_mb"] is not None), default=None),
+    }
+
+
+def child_exactness(corpus: Path, *, exact_batches: int) -> dict:
+    """Deviation of every source's count from its share over prefixes of the order (computed from the plan: no data read)."""
+    import numpy as np
+
+    import fastload
+
+    paths = _datasets(corpus)
+    mix = fastload.Mixture({kind: (paths[kind], w) for kind, w in WEIGHTS.items()})
+    packed = fastload.PackedDataset(mix, seq_len=SEQ_LEN)
+    sampler = packed.batch_sampler(BATCH_SIZE)
+    layout = sampler.plan.layout
+    weights = np.array([float(mix.weights[k]) for k in mix.names])
+    delivered = np.zeros(len(weights))
+    worst_batches = worst_rows = 0.0
+    per_batch = []
+    for t in range(exact_batches):
+        source, _, _ = layout.columns(t)
+        counts = np.bincount(source, minlength=len(weights))
+        per_batch.append(counts)
+        inside = delivered[None, :] + np.cumsum(np.eye(len(weights))[source], axis=0)
+        n = t * BATCH_SIZE + np.arange(1, BATCH_SIZE + 1)
+        worst_rows = max(worst_rows, float(np.abs(inside - n[:, None] * weights).max()))
+        delivered += counts
+        worst_batches = max(worst_batches, float(np.abs(delivered - (t + 1) * BATCH_SIZE * weights).max()))
+    per_batch = np.array(per_batch)
+
+    # the state at global batch 10^6, and loading it
+    sampler.samples_consumed = 10**6 * BATCH_SIZE - sampler.epoch_batches * BATCH_SIZE * (10**6 // sampler.epoch_batches)
+    sampler.epoch = 10**6 // sampler.epoch_batches
+    state = sampler.state_dict()
+    size = len(json.dumps(state).encode())
+    fresh = packed.batch_sampler(BATCH_SIZE)
+    loads = []
+    for _ in range(20):
+        started = time.perf_counter()
+        fresh.load_state_dict(state)
+        key = next(iter(fresh))
+        fresh.plan.pieces(key.batch, 0, BATCH_SIZE)
+        loads.append(time.perf_counter() - started)
+    return {
+        "max_deviation_batch_prefix_rows": worst_batches,
+        "max_deviation_row_prefix_rows": worst_rows,
+        "rows_per_batch": {k: [int(per_batch[:, i].min()), int(per_batch[:, i].max())] for i, k in enumerate(mix.names)},
+        "state_bytes": size,
+        "load_state_ms_at_1e6": 1e3 * statistics.median(loads),
+        "period_batches": layout.period,
+        "batches_checked": exact_batches,
+    }
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--corpus-mb", type=float, default=200)
+    p.add_argument("--batches", type=int, default=200)
+    p.add_argument("--warmup", type=int, default=1)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--exact-batches", type=int, default=20_000)
+    p.add_argument("--json", type=Path, default=None, help="write the results as JSON here (bench/run_all.py reads it)")
+    p.add_argument("--child", help=argparse.SUPPRESS)
+    args = p.parse_args()
+    corpus = CACHE / f"corpus-{args.corpus_mb:g}mb.jsonl"
+    if args.child == "exactness":
+        child_main(lambda: child_exactness(corpus, exact_batches=args.exact_batches))
+        return
+    if args.child:
+        child_main(lambda: child_throughput(args.child, corpus, workers=args.workers, batches=args.batches, warmup=args.warmup, repeats=args.repeats))
+        return
+
+    ensure_corpus(corpus, args.corpus_mb)
+    base = [sys.executable, __file__, "--corpus-mb", f"{args.corpus_mb:g}", "--batches", str(args.batches), "--warmup", str(args.warmup),
+            "--repeats", str(args.repeats), "--workers", str(args.workers), "--exact-batches", str(args.exact_batches)]
+    run_child([*base, "--child", "exactness"], timeout_s=CHILD_TIMEOUT_S)  # builds the datasets, untimed
+    results = {}
+    for name in ("fastload one dataset", "fastload mixture"):
+        print(f"measuring {name} ...", file=sys.stderr, flush=True)
+        results[name] = run_child([*base, "--child", name], timeout_s=CHILD_TIMEOUT_S)
+    exact = run_child([*base, "--child", "exactness"], timeout_s=CHILD_TIMEOUT_S)
+
+    baseline = results["fastload one dataset"].get("tokens_per_s")
+    rows = []
+    for name, r in results.items():
+        if "error" in r:
+            rows.append([name, "FAILED", "", "", "", r["error"][:80]])
+            continue
+        rows.append([name, f"{r['tokens_per_s'] / 1e6:.1f} ({r['tokens_per_s_min'] / 1e6:.1f}-{r['tokens_per_s_max'] / 1e6:.1f})",
+                     ratio(r["tokens_per_s"], baseline), f"{r['first_batch_s']:.2f}", f"{r['peak_pss_mb'] or 0:.0f}", ""])
+    for peer in PEERS:
+        rows.append([peer, "not measured yet", "", "", "", "issue #13: to do"])
+    print(f"Mixture {WEIGHTS} of the {args.corpus_mb:g} MB corpus, {BATCH_SIZE} x {SEQ_LEN + 1} packed batches, {args.workers} workers, "
+          f"median of {args.repeats} (min-max)")
+    print(format_table(["contender", "M tokens/s", "vs one dataset", "first batch s", "peak PSS MB", "note"], rows))
+    if "error" in exact:
+        print(f"exactness: FAILED: {exact['error']}")
+    else:
+        print(f"\nexactness over {exact['batches_checked']:,} batches (the order's period: {exact['period_batches']} batches): "
+              f"largest deviation {exact['max_deviation_batch_prefix_rows']:.3f} rows at prefixes of whole batches, "
+              f"{exact['max_deviation_row_prefix_rows']:.3f} at prefixes of rows; rows per batch {exact['rows_per_batch']}")
+        print(f"state at global batch 10^6: {exact['state_bytes']:,} bytes of JSON; load_state_dict + the first batch's plan "
+              f"{exact['load_state_ms_at_1e6']:.2f} ms")
+    if args.json:
+        rows = [{"name": name, "value": r["tokens_per_s"] / 1e6 if "tokens_per_s" in r else None, "unit": "M tokens/s", "workers": args.workers,
+                 "baseline": name == "fastload one dataset", **r} for name, r in results.items()]
+        write_json(args.json, {"machine": machine_info(), "results": rows, "exactness": exact, "args": vars(args) | {"json": str(args.json)}})
+
+
+if __name__ == "__main__":
+    main()
