@@ -110,7 +110,7 @@ class PackedMixture(BatchDataset):
 
             plan = self._plans[key] = MixturePlan(
                 self.mixture.weights, plan_of=plan_of, describe=describe, options=options, global_batch_size=global_batch_size,
-                on_exhausted=self.mixture.on_exhausted, names=self.mixture.names,
+                on_exhausted=self.mixture.on_exhausted, names=self.mixture.names, schedule=self.mixture.schedule,
             )
         return plan
 
@@ -137,8 +137,8 @@ class PackedMixture(BatchDataset):
         }
         for piece in plan.pieces(key.batch, lo, hi):
             source = self.sources[piece.source]
-            source_plan = plan.plan(piece.source, piece.epoch)
-            plan_key = ("mixture", piece.epoch, source_plan.global_batch_size, plan.source_options[piece.source])
+            source_plan = plan.plan(piece.source, piece.epoch, piece.columns)
+            plan_key = ("mixture", piece.epoch, piece.columns, plan.source_options[piece.source])
             rows = source._batch_filler().fill_rows(source_plan, plan_key, piece.batch, piece.lo, piece.hi).as_dict()
             for name, array in rows.items():
                 out[name][piece.out] = array

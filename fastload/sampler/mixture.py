@@ -37,9 +37,13 @@ class Mixture:
     on_exhausted: {name: policy} for a source read whole: "repeat" (the
         default: read it again in a fresh order — upsampling) or "stop"
         (end the run before any of its rows is read twice).
+    schedule: {first global batch: {name: weight}}: other weights from that
+        batch on (e.g. an annealing stage at the end of the run); every stage
+        weights every source (0 pauses one). Across a change no row of a
+        source's current pass is lost or read twice.
     """
 
-    def __init__(self, sources: dict, *, on_exhausted: dict[str, str] | None = None):
+    def __init__(self, sources: dict, *, on_exhausted: dict[str, str] | None = None, schedule: dict | None = None):
         if not isinstance(sources, dict) or not sources:
             raise ConfigError('a Mixture takes a non-empty dict {name: (dataset, weight)}, e.g. {"web": ("data/web", 0.7), "code": ("data/code", 0.3)}')
         datasets, raw = {}, {}
@@ -61,6 +65,15 @@ class Mixture:
                 raise ConfigError(f"source {name!r}: on_exhausted must be one of {', '.join(EXHAUSTION_POLICIES)}, found {policy!r}")
             policies[name] = policy
         self.on_exhausted = policies
+        self.schedule: list[tuple[int, dict[str, Fraction]]] = []
+        for start, stage in sorted((schedule or {}).items()):
+            if type(start) is not int or start < 1:
+                raise ConfigError(f"schedule stages start at a global batch >= 1 (batch 0 has the sources' own weights), found {start!r}")
+            if not isinstance(stage, dict) or set(stage) != set(datasets):
+                named = ", ".join(stage) if isinstance(stage, dict) else repr(stage)
+                raise ConfigError(f"the schedule's stage from batch {start} must weight every source ({', '.join(datasets)}), found {named}")
+            weights = exact_weights({name: stage[name] for name in datasets})
+            self.schedule.append((start, weights))
 
     @property
     def names(self) -> list[str]:
@@ -93,15 +106,19 @@ class Mixture:
 
     @classmethod
     def from_toml(cls, path: str | os.PathLike) -> "Mixture":
-        """From a TOML file: one table per source under [sources], with path, weight and optionally on_exhausted.
+        """From a TOML file: one table per source under [sources], with path, weight and optionally
+        on_exhausted; and optionally the stages of a schedule.
 
             [sources.web]
             path = "data/web"
             weight = 0.6
             [sources.books]
             path = "data/books"
-            weight = 0.1
+            weight = 0.4
             on_exhausted = "stop"
+            [[schedule]]
+            from_batch = 9000
+            weights = { web = 0.3, books = 0.7 }
         """
         import tomllib
 
@@ -117,6 +134,9 @@ class Mixture:
         if not isinstance(tables, dict) or not tables:
             raise ConfigError(f"the mixture file {str(file)!r} needs a [sources.NAME] table per source, with path and weight")
         sources, policies = {}, {}
+        unknown = set(config) - {"sources", "schedule"}
+        if unknown:
+            raise ConfigError(f"the mixture file {str(file)!r} has unknown tables {', '.join(sorted(unknown))}; it takes [sources.NAME] and [[schedule]]")
         for name, table in tables.items():
             if not isinstance(table, dict) or "path" not in table or "weight" not in table:
                 raise ConfigError(f"{str(file)!r}: [sources.{name}] needs path and weight")
@@ -129,7 +149,12 @@ class Mixture:
             sources[name] = (str(dataset), table["weight"])
             if "on_exhausted" in table:
                 policies[name] = table["on_exhausted"]
-        return cls(sources, on_exhausted=policies)
+        schedule = {}
+        for stage in config.get("schedule", []):
+            if not isinstance(stage, dict) or set(stage) != {"from_batch", "weights"} or not isinstance(stage["weights"], dict):
+                raise ConfigError(f"{str(file)!r}: each [[schedule]] stage takes from_batch = N and weights = {{name = weight, ...}}")
+            schedule[stage["from_batch"]] = stage["weights"]
+        return cls(sources, on_exhausted=policies, schedule=schedule)
 
     def fingerprint(self) -> dict:
         """What fixes the mixture's order, as plain data (saved in state dicts and compared on resume)."""
@@ -137,6 +162,7 @@ class Mixture:
             "sources": self.names,
             "weights": {name: str(w) for name, w in self.weights.items()},
             "on_exhausted": dict(self.on_exhausted),
+            "schedule": [[start, {name: str(w) for name, w in stage.items()}] for start, stage in self.schedule],
         }
 
     def __repr__(self) -> str:

@@ -1,20 +1,32 @@
 """`MixturePlan`: what fills every column of every global batch of a weighted mixture of sources.
 
-The columns come from `MixtureLayout` (`mixing.py`): column j of global
-batch t is source s's column c at source batch k. Each source is read
-through its own epoch order — a `block_window` plan with G_s columns, keyed
-by the mixture's seed and the source's name — laid end to end pass after
-pass: source batch k is batch k mod n_s of pass k // n_s, n_s being the
-source's batches per pass. A pass drops the last incomplete source batch
-(fewer than G_s rows; different rows every pass, as with `drop_last`).
+The columns come from `MixtureLayout` (`mixing.py`): in each global batch,
+source s has G_s lanes (q_s dedicated, and one shared when f_s > 0). Each
+source is read through its own epoch order — a `block_window` plan with G
+columns, keyed by the mixture's seed and the source's name — pass after
+pass; lane c reads the plan's column c, one source batch at a time, so
+column c of a source has a counter K_c: the next (pass, batch) it reads is
+(K_c // n, K_c % n), n being the plan's batches per pass. A pass drops the
+last incomplete source batch (fewer than G rows; different rows every pass,
+as with `drop_last`). The shared lane reads its column more slowly than the
+dedicated ones read theirs (f_s < 1 per batch), so it may lag some passes.
+
+A schedule changes the weights at given global batches (stages). A source
+whose lane count stays the same keeps reading column by column. One whose
+lane count changes first reads what it left unread of the passes it has
+started — per column, from K_c to the end of the pass its furthest column is
+in — in order (pass, then position), through whatever lanes it now has;
+then its next pass begins in the new geometry. So across a weight change no
+row of a pass is read twice or skipped; only while finishing that remainder
+are a source's reads not rank-local. Everything is a closed form of the
+batch index inside a stage; the state of every source at each stage's start
+is computed once, by walking the stages (O(stages × columns)).
 
 A source's order is any epoch plan with `num_batches` and batches of
 `columns` rows: the row sampler's (`MixturePlan.of_rows`: `columns()` gives
 (source, row) pairs) or the packer's (`fastload.packing`: `pieces()` says
-which rows of which source batch go to which columns).
-
-Nothing is materialised per sample: the plan holds the layout (one period of
-the shared-lane schedule) and, per source, the plans of the passes in use.
+which rows of which source batch go to which columns). Nothing is
+materialised per sample.
 """
 
 from __future__ import annotations
@@ -45,7 +57,7 @@ def source_seed(seed: int, name: str) -> int:
 
 
 class Piece(NamedTuple):
-    """Source `source`'s rows [lo, hi) of batch `batch` of its pass `epoch`, bound for the output columns `out`."""
+    """Source `source`'s rows [lo, hi) of batch `batch` of its pass `epoch` (a plan with `columns` columns), bound for the output columns `out`."""
 
     source: int
     epoch: int
@@ -53,6 +65,28 @@ class Piece(NamedTuple):
     lo: int
     hi: int
     out: np.ndarray  # (hi - lo,) columns, counted from the start of the requested range
+    columns: int
+
+
+@dataclasses.dataclass
+class _Reading:
+    """Where one source stands: the geometry its counters refer to, and each column's counter."""
+
+    columns: int  # G of the passes in progress (0: nothing read yet)
+    counters: np.ndarray  # (G,) absolute source batch each column reads next
+
+
+@dataclasses.dataclass
+class _Segment:
+    """How one source is read during one stage."""
+
+    start: _Reading  # at the stage's start
+    columns: int  # G in this stage's layout (0: not read in this stage)
+    backlog: int  # rows left in the passes started under another geometry, read first, in order
+    top: int  # the first pass of this stage's geometry (when there is a backlog)
+    lane_start: int  # stage batch from which the lanes read column by column
+    lane_base: np.ndarray  # (columns,) counter of each lane at stage batch 0 of its lane clock (u, or E_s(u))
+    linear_new: int  # rows of pass `top` read in order in the batch where the backlog ends
 
 
 class MixturePlan:
@@ -64,6 +98,8 @@ class MixturePlan:
     describe: describe(source index) -> how many rows it holds, for errors.
     options: the shuffle of every source (`order`, `seed`, `window_blocks`, `num_partitions`).
     on_exhausted: {name: "repeat" | "stop"} (default "repeat").
+    schedule: [(first global batch, {name: exact fraction}), ...]: the weights
+        from that batch on (stages; the first stage, from batch 0, is `weights`).
     """
 
     @classmethod
@@ -80,14 +116,22 @@ class MixturePlan:
 
     def __init__(
         self, weights: dict[str, Fraction], *, plan_of: Callable, describe: Callable[[int], str], options: SamplerOptions, global_batch_size: int,
-        on_exhausted: dict[str, str] | None = None, names: list[str] | None = None,
+        on_exhausted: dict[str, str] | None = None, names: list[str] | None = None, schedule: list | None = None,
     ):
         if names is not None and names != list(weights):
             raise ConfigError(f"the mixture's sources ({', '.join(names)}) and weights ({', '.join(weights)}) must name the same sources")
         self.names = list(weights)
-        self._plan_of = plan_of
+        self._plan_of, self._describe = plan_of, describe
         self.options, self.global_batch_size = options, global_batch_size
-        self.layout = MixtureLayout([weights[n] for n in self.names], global_batch_size)
+        stages = [(0, weights), *(schedule or [])]
+        for (a, _), (b, stage) in zip(stages, stages[1:]):
+            if type(b) is not int or b <= a:
+                raise ConfigError(f"schedule stages must start at increasing global batches after 0, found {b!r} after {a!r}")
+            if list(stage) != self.names:
+                raise ConfigError(f"the stage from batch {b} weights {', '.join(stage)}; every stage must weight the sources {', '.join(self.names)}")
+        self.stage_starts = [start for start, _ in stages]
+        self.layouts = [MixtureLayout([stage[n] for n in self.names], global_batch_size) for _, stage in stages]
+        self.layout = self.layouts[0]
         self.on_exhausted = {name: "repeat" for name in self.names}
         for name, policy in (on_exhausted or {}).items():
             if name not in weights:
@@ -96,116 +140,268 @@ class MixturePlan:
                 raise ConfigError(f"source {name!r}: on_exhausted must be one of {EXHAUSTION_POLICIES}, found {policy!r}")
             self.on_exhausted[name] = policy
         self.source_options = [dataclasses.replace(options, seed=source_seed(options.seed, n), drop_last=True) for n in self.names]
-        self.batches_per_pass = np.zeros(len(self.names), np.int64)  # n_s
-        self._plans: dict[tuple[int, int], EpochPlan] = {}
-        for s, name in enumerate(self.names):
-            columns = int(self.layout.source_columns[s])
-            if columns == 0:
-                continue  # weight 0: never read
+        self._plans: dict[tuple[int, int, int], EpochPlan] = {}
+        self._per_pass: dict[tuple[int, int], int] = {}  # (source, columns) -> source batches per pass
+        for layout in self.layouts:
+            for s in range(len(self.names)):
+                if layout.source_columns[s]:
+                    self.batches(s, int(layout.source_columns[s]))  # refuses a source too small for its columns, now
+        self.batches_per_pass = np.array([self.batches(s, int(G)) if G else 0 for s, G in enumerate(self.layout.source_columns)], np.int64)
+        self._segments = self._walk_stages()  # [stage][source]
+        self.num_batches = self._stop_batch()  # None: the mixture never ends
+
+    # -- sources' plans ----------------------------------------------------------------
+
+    def batches(self, s: int, columns: int) -> int:
+        """Source batches per pass of source `s` read with `columns` columns."""
+        key = (s, columns)
+        n = self._per_pass.get(key)
+        if n is None:
             try:
-                n = self._plan(s, 0).num_batches
+                n = self.plan(s, 0, columns).num_batches
             except ConfigError:  # the source's own plan refused: less than one batch of its columns
                 n = 0
             if n == 0:
                 raise ConfigError(
-                    f"source {name!r} holds {describe(s)}, less than the {columns} rows (at most) it gives a global batch of "
-                    f"{global_batch_size}; lower its weight or the batch size"
+                    f"source {self.names[s]!r} holds {self._describe(s)}, less than the {columns} rows (at most) it gives a global "
+                    f"batch of {self.global_batch_size}; lower its weight or the batch size"
                 )
-            self.batches_per_pass[s] = n
-        self.num_batches = self._stop_batch()  # None: the mixture never ends
+            self._per_pass[key] = n
+        return n
 
-    def _plan(self, s: int, epoch: int) -> EpochPlan:
-        key = (s, epoch)
+    def plan(self, source: int, epoch: int, columns: int | None = None):
+        """Source `source`'s plan of its pass `epoch`, read with `columns` columns (default: the first stage's)."""
+        columns = int(self.layout.source_columns[source]) if columns is None else columns
+        key = (source, epoch, columns)
         plan = self._plans.get(key)
         if plan is None:
-            if len(self._plans) >= 4 * len(self.names):  # a source has at most two passes live
+            if len(self._plans) >= 4 * len(self.names):  # a source has a pass or two live (three across a weight change)
                 self._plans.pop(next(iter(self._plans)))
-            plan = self._plans[key] = self._plan_of(s, epoch, int(self.layout.source_columns[s]), self.source_options[s])
+            plan = self._plans[key] = self._plan_of(source, epoch, columns, self.source_options[source])
         return plan
 
-    def _stop_batch(self) -> int | None:
-        """The first global batch that would read a second pass of a source whose policy is "stop"."""
-        stops = []
-        for s, name in enumerate(self.names):
-            if self.on_exhausted[name] != "stop" or self.layout.source_columns[s] == 0:
-                continue
-            n = int(self.batches_per_pass[s])
-            if self.layout.dedicated[s]:
-                stops.append(n)  # dedicated columns read source batch t in global batch t
-            if self.layout.source_columns[s] > self.layout.dedicated[s]:
-                # the shared column reads source batch E_s(t) in the batches that give it one: it
-                # first needs batch n in the first t with E_s(t + 1) = n + 1 (E is monotone: bisect)
-                lo, hi = 0, 1
-                while self.layout.shared_count(hi)[s] <= n:
-                    hi *= 2
-                while lo < hi:
-                    mid = (lo + hi) // 2
-                    if self.layout.shared_count(mid + 1)[s] > n:
-                        hi = mid
-                    else:
-                        lo = mid + 1
-                stops.append(lo)
-        return min(stops) if stops else None
+    # -- stages ------------------------------------------------------------------------
 
-    # -- batches ---------------------------------------------------------------------
+    def _stage_of(self, batch: int) -> int:
+        return int(np.searchsorted(self.stage_starts, batch, side="right")) - 1
 
-    def _layout_columns(self, batch: int, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _stage_length(self, k: int) -> int | None:
+        return self.stage_starts[k + 1] - self.stage_starts[k] if k + 1 < len(self.stage_starts) else None
+
+    def _walk_stages(self) -> list[list[_Segment]]:
+        reading = [_Reading(0, np.zeros(0, np.int64)) for _ in self.names]
+        segments = []
+        for k, layout in enumerate(self.layouts):
+            stage = [self._segment(s, layout, reading[s]) for s in range(len(self.names))]
+            segments.append(stage)
+            length = self._stage_length(k)
+            if length is not None:
+                reading = [self._reading_after(seg, layout, s, length) for s, seg in enumerate(stage)]
+        return segments
+
+    def _segment(self, s: int, layout: MixtureLayout, start: _Reading) -> _Segment:
+        G = int(layout.source_columns[s])
+        if G == 0:
+            return _Segment(start, 0, 0, 0, 0, np.zeros(0, np.int64), 0)
+        dedicated = int(layout.dedicated[s])
+        if start.columns in (0, G):  # the same geometry (or a first read): column by column from the counters
+            counters = start.counters if start.columns == G else np.zeros(G, np.int64)
+            return _Segment(start, G, 0, 0, 0, counters.copy(), 0)
+        n_old = self.batches(s, start.columns)
+        top = int(np.max(-(-start.counters // n_old)))  # passes begun under the old geometry run to the end of this one
+        backlog = int((top * n_old - start.counters).sum())
+        linear_new, lane_start = 0, 0
+        if backlog:
+            # The batch in which the backlog runs out; the rest of its rows of this source read pass `top` in order.
+            last = _first_true(lambda u: int(layout.delivered(u + 1)[s]) >= backlog)
+            linear_new, lane_start = int(layout.delivered(last + 1)[s]) - backlog, last + 1
+        n_new = self.batches(s, G)
+        counters = top * n_new + (np.arange(G) < linear_new)
+        clock = np.full(G, lane_start, np.int64)  # dedicated lanes count batches; the shared lane counts its turns
+        if G > dedicated:
+            clock[dedicated:] = int(layout.shared_count(lane_start)[s])
+        return _Segment(start, G, backlog, top, lane_start, counters - clock, linear_new)
+
+    def _reading_after(self, seg: _Segment, layout: MixtureLayout, s: int, u: int) -> _Reading:
+        """Where source `s` stands after `u` batches of the stage `seg` describes."""
+        if seg.columns == 0:
+            return seg.start
+        if u >= seg.lane_start:
+            return _Reading(seg.columns, seg.lane_base + self._clock(layout, s, seg.columns, u))
+        # still in the backlog: every column moves past what the first `read` rows of it covered
+        read = int(layout.delivered(u)[s])
+        start = seg.start
+        n = self.batches(s, start.columns)
+        if read == 0:
+            return start
+        epoch, position = self._backlog_positions(seg, s, np.array([read - 1]))
+        last = int(epoch[0]) * n * start.columns + int(position[0])  # absolute position of the last row read
+        columns = np.arange(start.columns)
+        # per column, the first absolute source batch whose position comes after `last`
+        after = -(-(last + 1 - columns) // start.columns)
+        return _Reading(start.columns, np.maximum(start.counters, after))
+
+    def _clock(self, layout: MixtureLayout, s: int, G: int, u: int) -> np.ndarray:
+        clock = np.full(G, u, np.int64)
+        dedicated = int(layout.dedicated[s])
+        if G > dedicated:
+            clock[dedicated:] = int(layout.shared_count(u)[s])
+        return clock
+
+    def _backlog_positions(self, seg: _Segment, s: int, index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(pass, position in the pass) of backlog rows `index` (0-based, in reading order) of source `s`."""
+        start = seg.start
+        G, n = start.columns, self.batches(s, start.columns)
+        first = int(start.counters.min()) // n
+        epochs = np.arange(first, seg.top, dtype=np.int64)
+        thresholds = np.clip(start.counters[None, :] - epochs[:, None] * n, 0, n)  # (passes, G) first unread batch per column
+        per_pass = (n - thresholds).sum(axis=1)
+        cumulative = np.concatenate([[0], np.cumsum(per_pass)])
+        which = np.searchsorted(cumulative, index, side="right") - 1
+        rank = index - cumulative[which]
+        t = thresholds[which]  # (len(index), G)
+        column = np.arange(G)
+        # the smallest x with more than `rank` unread positions below it; the row sits at x - 1
+        lo, hi = np.zeros(len(index), np.int64), np.full(len(index), n * G, np.int64)
+        while np.any(lo < hi):
+            mid = (lo + hi) // 2
+            below = np.clip(-(-(mid[:, None] - column[None, :]) // G), 0, n)  # positions k·G + c < mid, per column
+            unread = np.clip(below - t, 0, None).sum(axis=1)
+            more = unread > rank
+            hi = np.where(more, mid, hi)
+            lo = np.where(more, lo, mid + 1)
+        return epochs[which], lo - 1
+
+    # -- batches -----------------------------------------------------------------------
+
+    def _slots(self, batch: int) -> tuple:
+        """Every column of global batch `batch`: (source, pass, source batch, source column, its plan's columns)."""
         if batch < 0 or (self.num_batches is not None and batch >= self.num_batches):
             raise IndexError(f"batch {batch} is past the end of the mixture ({self.num_batches} batches: a source set to 'stop' is exhausted)")
-        return self.layout.columns(batch, lo, hi)
+        k = self._stage_of(batch)
+        layout, u = self.layouts[k], batch - self.stage_starts[k]
+        source, lane, clock = layout.columns(u)
+        B = len(source)
+        epoch, within, column, columns = (np.empty(B, np.int64) for _ in range(4))
+        delivered = layout.delivered(u)
+        for s in np.unique(source).tolist():
+            seg = self._segments[k][s]
+            mine = np.flatnonzero(source == s)
+            G = seg.columns
+            if u >= seg.lane_start:  # column by column
+                absolute = seg.lane_base[lane[mine]] + clock[mine]
+                n = self.batches(s, G)
+                epoch[mine], within[mine] = np.divmod(absolute, n)
+                column[mine], columns[mine] = lane[mine], G
+                continue
+            index = int(delivered[s]) + np.arange(len(mine))  # the rows of this stage, in column order
+            old = index < seg.backlog
+            if old.any():
+                e, position = self._backlog_positions(seg, s, index[old])
+                G_old = seg.start.columns
+                epoch[mine[old]], within[mine[old]], column[mine[old]] = e, position // G_old, position % G_old
+                columns[mine[old]] = G_old
+            if (~old).any():  # the backlog ends in this batch: the next pass's first positions, in order
+                fresh = index[~old] - seg.backlog
+                epoch[mine[~old]], within[mine[~old]], column[mine[~old]], columns[mine[~old]] = seg.top, 0, fresh, G
+        return source, epoch, within, column, columns
 
     def pieces(self, batch: int, lo: int, hi: int) -> list[Piece]:
         """Columns [lo, hi) of global batch `batch` as runs of consecutive rows of source batches."""
-        source, column, source_batch = self._layout_columns(batch, lo, hi)
-        n = np.maximum(self.batches_per_pass[source], 1)
-        passes, within = np.divmod(source_batch, n)
-        # Group by (source, pass, batch): a source's dedicated lanes are consecutive source columns.
-        key = np.stack([source, passes, within, column])
+        source, epoch, within, column, columns = (a[lo:hi] for a in self._slots(batch))
+        key = np.stack([source, epoch, columns, within, column])
         order = np.lexsort(key[::-1])
         pieces = []
         start = 0
         for i in range(1, len(order) + 1):
-            if i == len(order) or tuple(key[:3, order[i]]) != tuple(key[:3, order[start]]) or column[order[i]] != column[order[i - 1]] + 1:
+            if i == len(order) or tuple(key[:4, order[i]]) != tuple(key[:4, order[start]]) or column[order[i]] != column[order[i - 1]] + 1:
                 first = order[start]
-                pieces.append(Piece(int(source[first]), int(passes[first]), int(within[first]), int(column[first]), int(column[order[i - 1]]) + 1, order[start:i]))
+                pieces.append(Piece(int(source[first]), int(epoch[first]), int(within[first]), int(column[first]),
+                                    int(column[order[i - 1]]) + 1, order[start:i], int(columns[first])))
                 start = i
         return pieces
 
-    def plan(self, source: int, epoch: int):
-        """Source `source`'s plan of its pass `epoch`."""
-        return self._plan(source, epoch)
-
     def columns(self, batch: int, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
         """(source index, row of that source) of columns [lo, hi) of global batch `batch` (row sources)."""
-        source, column, source_batch = self._layout_columns(batch, lo, hi)
+        source, epoch, within, column, columns = (a[lo:hi] for a in self._slots(batch))
         rows = np.empty(len(source), np.int64)
-        n = self.batches_per_pass[source]
-        passes, within = np.divmod(source_batch, np.maximum(n, 1))
-        for s, e in sorted(set(zip(source.tolist(), passes.tolist()))):
-            mine = (source == s) & (passes == e)
-            G = int(self.layout.source_columns[s])
-            rows[mine] = self._plan(s, e).samples_at(within[mine] * G + column[mine])
+        for s, e, G in sorted(set(zip(source.tolist(), epoch.tolist(), columns.tolist()))):
+            mine = (source == s) & (epoch == e) & (columns == G)
+            rows[mine] = self.plan(s, e, G).samples_at(within[mine] * G + column[mine])
         return source, rows
 
     def rank_batch(self, batch: int, rank: int, world_size: int) -> tuple[np.ndarray, np.ndarray]:
         share = self.global_batch_size // world_size
         return self.columns(batch, rank * share, (rank + 1) * share)
 
+    # -- accounting --------------------------------------------------------------------
+
     def describe_sources(self) -> dict[str, dict]:
-        """What fixes each source's share of the order: its columns and source batches per pass."""
-        return {name: {"columns": int(self.layout.source_columns[s]), "batches_per_pass": int(self.batches_per_pass[s])} for s, name in enumerate(self.names)}
+        """What fixes each source's share of the order: its columns and source batches per pass, stage by stage."""
+        return {
+            name: {
+                "columns": [int(layout.source_columns[s]) for layout in self.layouts],
+                "batches_per_pass": [self.batches(s, int(layout.source_columns[s])) if layout.source_columns[s] else 0 for layout in self.layouts],
+            }
+            for s, name in enumerate(self.names)
+        }
 
     def consumed(self, batch: int) -> dict[str, dict]:
         """Per source, what the first `batch` global batches read: rows, and whole passes completed
         (every column of the source through that pass)."""
-        rows = self.layout.delivered(batch)
-        shared = self.layout.shared_count(batch)
+        k = self._stage_of(batch)
+        rows = sum((layout.delivered(self._stage_length(i)) for i, layout in enumerate(self.layouts[:k])), np.zeros(len(self.names), np.int64))
+        u = batch - self.stage_starts[k]
+        rows = rows + self.layouts[k].delivered(u)
         out = {}
         for s, name in enumerate(self.names):
-            n = int(self.batches_per_pass[s])
-            if n == 0:
-                out[name] = {"rows": 0, "passes": 0}
-                continue
-            slowest = batch if self.layout.source_columns[s] == self.layout.dedicated[s] else int(shared[s])
-            out[name] = {"rows": int(rows[s]), "passes": min(batch, slowest) // n}
+            reading = self._reading_after(self._segments[k][s], self.layouts[k], s, u)
+            passes = int(reading.counters.min()) // self.batches(s, reading.columns) if reading.columns else 0
+            out[name] = {"rows": int(rows[s]), "passes": passes}
         return out
+
+    def _stop_batch(self) -> int | None:
+        """The first global batch that would read a second pass of a source whose policy is "stop"."""
+        stops = [s for s, name in enumerate(self.names) if self.on_exhausted[name] == "stop"]
+        if not stops:
+            return None
+
+        def reads_second_pass(batch: int) -> bool:
+            source, epoch, *_ = self._slots_unchecked(batch)
+            return bool(np.any(np.isin(source, stops) & (epoch >= 1)))
+
+        for k in range(len(self.layouts)):
+            first, length = self.stage_starts[k], self._stage_length(k)
+            if length is None:
+                if not any(self.layouts[k].source_columns[s] for s in stops):
+                    return None
+                length = 1
+                while not reads_second_pass(first + length - 1):
+                    length *= 2
+            if reads_second_pass(first + length - 1):
+                return first + _first_true(lambda u: reads_second_pass(first + u), limit=length)
+        return None
+
+    def _slots_unchecked(self, batch: int):
+        limit, self.num_batches = getattr(self, "num_batches", None), None
+        try:
+            return self._slots(batch)
+        finally:
+            self.num_batches = limit
+
+
+def _first_true(predicate: Callable[[int], bool], *, limit: int | None = None) -> int:
+    """The smallest u >= 0 where a monotone `predicate` holds; it must hold at `limit` - 1 when a limit is given."""
+    hi = 1
+    while not predicate(hi - 1):  # double until it holds: the answer is then in [hi // 2, hi - 1]
+        if limit is not None and hi >= limit:
+            break
+        hi = min(2 * hi, limit) if limit is not None else 2 * hi
+    lo, hi = hi // 2, hi - 1
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if predicate(mid):
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo

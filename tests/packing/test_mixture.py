@@ -151,3 +151,50 @@ def test_sources_that_disagree_are_refused_by_name(tmp_path):
         fastload.PackedDataset(small, seq_len=64, eos_id=EOS).batch_sampler(1000)
     with pytest.raises(FormatError, match="mixture source 'gone': dataset folder .* does not exist"):
         fastload.PackedDataset(fastload.Mixture({"gone": (tmp_path / "nowhere", 1)}), seq_len=8, eos_id=EOS)
+
+
+def test_a_schedule_switches_the_weights_at_its_batch_and_resumes_across_it(tmp_path):
+    paths = _sources(tmp_path)
+    mix = fastload.Mixture({name: (path, w) for (name, path), w in zip(paths.items(), (5, 3, 2))},
+                           schedule={6: {"src0": 2, "src1": 2, "src2": 6}})  # an "annealing" stage from batch 6
+    packed = fastload.PackedDataset(mix, seq_len=12, eos_id=EOS)
+    loader = fastload.DataLoader(packed, batch_size=10, num_workers=0, shuffle=True)
+    full = [dict(b) for b in loader]
+    counts = [torch.bincount(b["source"], minlength=3).tolist() for b in full]
+    assert counts[:6] == [[5, 3, 2]] * 6 and counts[6:12] == [[2, 2, 6]] * 6
+    for batch in full:  # every row still holds its source's tokens
+        for row, s in zip(batch["input_ids"].numpy(), batch["source"].numpy()):
+            real = row[row != EOS]
+            assert np.all((real >= 1000 * (s + 1)) & (real < 1000 * (s + 2)))
+    loader = fastload.DataLoader(packed, batch_size=10, num_workers=0, shuffle=True)
+    for i, _ in enumerate(loader):
+        if i == 3:
+            state = loader.state_dict()
+            break
+    resumed = fastload.DataLoader(packed, batch_size=10, num_workers=2, shuffle=True)
+    resumed.load_state_dict(state)
+    rest = [{k: v.clone() for k, v in b.items()} for b in resumed]
+    assert len(rest) == len(full) - 4
+    for a, b in zip(full[4:], rest):
+        assert torch.equal(a["input_ids"], b["input_ids"]) and torch.equal(a["source"], b["source"])
+    other = fastload.PackedDataset(fastload.Mixture({name: (path, w) for (name, path), w in zip(paths.items(), (5, 3, 2))}), seq_len=12, eos_id=EOS)
+    sampler = other.batch_sampler(10)
+    with pytest.raises(ConfigError, match="cannot resume"):
+        sampler.load_state_dict(state["sampler_state"])
+
+
+def test_schedules_are_checked_when_the_mixture_is_made(tmp_path):
+    paths = _sources(tmp_path)
+    sources = {name: (path, 1) for name, path in paths.items()}
+    with pytest.raises(ConfigError, match="must weight every source"):
+        fastload.Mixture(sources, schedule={10: {"src0": 1}})
+    with pytest.raises(ConfigError, match="batch >= 1"):
+        fastload.Mixture(sources, schedule={0: {"src0": 1, "src1": 1, "src2": 1}})
+    toml = tmp_path / "m.toml"
+    toml.write_text("".join(f'[sources.{n}]\npath = "{p}"\nweight = 1\n' for n, p in paths.items())
+                    + '[[schedule]]\nfrom_batch = 4\nweights = { src0 = 0, src1 = 1, src2 = 1 }\n')
+    mix = fastload.Mixture.from_toml(toml)
+    assert mix.schedule[0][0] == 4 and str(mix.schedule[0][1]["src0"]) == "0"
+    packed = fastload.PackedDataset(mix, seq_len=12, eos_id=EOS)
+    sources_seen = [set(packed.__fastload_batch__(key, np.empty)["source"].tolist()) for key, _ in zip(packed.batch_sampler(6), range(8))]
+    assert all(0 in s for s in sources_seen[:4]) and all(0 not in s for s in sources_seen[4:])

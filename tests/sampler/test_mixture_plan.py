@@ -6,7 +6,7 @@ from collections import defaultdict
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from fastload.errors import ConfigError
@@ -69,9 +69,8 @@ def test_ranks_read_slices_of_one_global_order(raw, per_rank, world):
         lo, hi = per_rank, batch
         rebuilt = np.empty(hi - lo, np.int64)
         for piece in plan.pieces(t, lo, hi):
-            G = int(plan.layout.source_columns[piece.source])
-            positions = piece.batch * G + np.arange(piece.lo, piece.hi)
-            rebuilt[piece.out] = plan.plan(piece.source, piece.epoch).samples_at(positions)
+            positions = piece.batch * piece.columns + np.arange(piece.lo, piece.hi)
+            rebuilt[piece.out] = plan.plan(piece.source, piece.epoch, piece.columns).samples_at(positions)
             assert np.all(plan.columns(t, lo, hi)[0][piece.out] == piece.source)
         assert np.array_equal(rebuilt, plan.columns(t, lo, hi)[1])
 
@@ -93,7 +92,7 @@ def test_each_source_keeps_its_order_when_others_change():
     names = ["src0", "src1", "other"]
     three = MixturePlan.of_rows(dict(zip(names, [a, b, c])), exact_weights(dict(zip(names, [2, 1, 1]))), options=SamplerOptions(seed=11, window_blocks=2), global_batch_size=8)
     assert two.layout.source_columns[0] == three.layout.source_columns[0] == 4
-    assert np.array_equal(two._plan(0, 1).samples(0, 68), three._plan(0, 1).samples(0, 68))
+    assert np.array_equal(two.plan(0, 1).samples(0, 68), three.plan(0, 1).samples(0, 68))
     assert two.source_options[0].seed != two.source_options[1].seed
 
 
@@ -104,3 +103,45 @@ def test_bad_configurations_name_the_source():
         _plan([np.full(10, 10)], [1], 4, on_exhausted={"src0": "sometimes"})
     with pytest.raises(ConfigError, match="not a source"):
         _plan([np.full(10, 10)], [1], 4, on_exhausted={"web": "stop"})
+
+
+@settings(max_examples=80, deadline=None)
+@given(data=st.data(), num_sources=st.integers(1, 3), batch=st.integers(1, 12), num_stages=st.integers(2, 4))
+def test_a_schedule_changes_the_counts_and_never_loses_or_repeats_a_row_of_a_pass(data, num_sources, batch, num_stages):
+    layouts = [np.array(data.draw(st.lists(st.integers(3, 12), min_size=2, max_size=8))) for _ in range(num_sources)]
+    names = [f"src{i}" for i in range(num_sources)]
+    weights_of = st.lists(st.integers(0, 5), min_size=num_sources, max_size=num_sources).map(lambda w: w if any(w) else [1, *w[1:]])
+    stages = [data.draw(weights_of) for _ in range(num_stages)]
+    starts = sorted(set(data.draw(st.lists(st.integers(1, 40), min_size=num_stages - 1, max_size=num_stages - 1, unique=True))))
+    weights = [exact_weights(dict(zip(names, w))) for w in stages[: len(starts) + 1]]
+    try:
+        plan = MixturePlan.of_rows(dict(zip(names, layouts)), weights[0], options=SamplerOptions(seed=3, window_blocks=2),
+                                   global_batch_size=batch, schedule=list(zip(starts, weights[1:])))
+    except ConfigError as error:
+        assert "less than the" in str(error)
+        event("a source too small for its columns")
+        return
+    event("planned")
+    reads = defaultdict(list)  # (source, pass) -> rows
+    geometry = {}
+    total = starts[-1] + 40
+    for t in range(total):
+        k = int(np.searchsorted(plan.stage_starts, t, side="right")) - 1
+        source, epoch, within, column, columns = plan._slots(t)
+        assert np.array_equal(np.bincount(source, minlength=num_sources), plan.layouts[k].batch_counts(t - plan.stage_starts[k]))
+        _, rows = plan.columns(t, 0, batch)
+        for s, e, G, r in zip(source.tolist(), epoch.tolist(), columns.tolist(), rows.tolist()):
+            assert geometry.setdefault((s, e), G) == G, "a pass was read with two geometries"
+            reads[(s, e)].append(r)
+    for (s, e), rows in reads.items():
+        assert len(rows) == len(set(rows)), f"source {s} pass {e} read a row twice"
+    consumed = plan.consumed(total)
+    for s, name in enumerate(names):
+        assert consumed[name]["rows"] == sum(len(v) for (src, _), v in reads.items() if src == s)
+        if consumed[name]["passes"] >= 2:
+            event("a source passed twice")
+        if len({G for (src, _), G in geometry.items() if src == s}) > 1:
+            event("a source changed geometry")
+        for e in range(consumed[name]["passes"]):  # a completed pass read every row of it, once
+            G = geometry[(s, e)]
+            assert len(reads[(s, e)]) == plan.batches(s, G) * G, (s, e, G)
