@@ -114,6 +114,19 @@ class PackedMixture(BatchDataset):
             )
         return plan
 
+    def check_run(self, num_batches: int, global_batch_size: int) -> None:
+        """Refuse a run of `num_batches` global batches that would read a source more often than its `max_repetitions`."""
+        if not self.mixture.max_repetitions:
+            return
+        plan = self.mixture_plan(global_batch_size, self.sampler_options(shuffle=True))
+        read = plan.repetitions(num_batches)
+        for name, limit in self.mixture.max_repetitions.items():
+            if read[name] > limit:
+                raise ConfigError(
+                    f"mixture source {name!r} would be read {read[name]} times in {num_batches:,} global batches of {global_batch_size}, "
+                    f"more than its max_repetitions={limit}; lower its weight, train for fewer steps, or give it more data"
+                )
+
     def batch_sampler(self, global_batch_size: int, *, rank: int = 0, world_size: int = 1, shuffle: bool = True, drop_last: bool = False) -> MixtureBatchSampler:
         """The sampler `fastload.DataLoader` uses: one `MixtureKey` per batch of this rank (batches are always full)."""
         options = self.sampler_options(shuffle=shuffle)

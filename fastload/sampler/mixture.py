@@ -35,15 +35,19 @@ class Mixture:
         `fastload.Dataset`; weights are proportions (normalised; ints,
         Fractions and floats, 0.1 read as exactly 1/10).
     on_exhausted: {name: policy} for a source read whole: "repeat" (the
-        default: read it again in a fresh order — upsampling) or "stop"
-        (end the run before any of its rows is read twice).
+        default: read it again in a fresh order — upsampling), "stop" (end
+        the run before any of its rows is read twice) or "drop" (leave it
+        out from then on; the others keep their proportions).
+    max_repetitions: {name: n}: refuse, when a run's length is known
+        (`fastload train`, or `PackedMixture.check_run`), weights that would
+        read any row of that source more than n times.
     schedule: {first global batch: {name: weight}}: other weights from that
         batch on (e.g. an annealing stage at the end of the run); every stage
         weights every source (0 pauses one). Across a change no row of a
         source's current pass is lost or read twice.
     """
 
-    def __init__(self, sources: dict, *, on_exhausted: dict[str, str] | None = None, schedule: dict | None = None):
+    def __init__(self, sources: dict, *, on_exhausted: dict[str, str] | None = None, schedule: dict | None = None, max_repetitions: dict[str, int] | None = None):
         if not isinstance(sources, dict) or not sources:
             raise ConfigError('a Mixture takes a non-empty dict {name: (dataset, weight)}, e.g. {"web": ("data/web", 0.7), "code": ("data/code", 0.3)}')
         datasets, raw = {}, {}
@@ -65,6 +69,13 @@ class Mixture:
                 raise ConfigError(f"source {name!r}: on_exhausted must be one of {', '.join(EXHAUSTION_POLICIES)}, found {policy!r}")
             policies[name] = policy
         self.on_exhausted = policies
+        self.max_repetitions: dict[str, int] = {}
+        for name, limit in (max_repetitions or {}).items():
+            if name not in datasets:
+                raise ConfigError(f"max_repetitions names {name!r}, which is not a source of the mixture ({', '.join(datasets)})")
+            if type(limit) is not int or limit < 1:
+                raise ConfigError(f"max_repetitions of source {name!r} must be a positive integer (times a row may be read), found {limit!r}")
+            self.max_repetitions[name] = limit
         self.schedule: list[tuple[int, dict[str, Fraction]]] = []
         for start, stage in sorted((schedule or {}).items()):
             if type(start) is not int or start < 1:
@@ -133,28 +144,30 @@ class Mixture:
         tables = config.get("sources")
         if not isinstance(tables, dict) or not tables:
             raise ConfigError(f"the mixture file {str(file)!r} needs a [sources.NAME] table per source, with path and weight")
-        sources, policies = {}, {}
+        sources, policies, limits = {}, {}, {}
         unknown = set(config) - {"sources", "schedule"}
         if unknown:
             raise ConfigError(f"the mixture file {str(file)!r} has unknown tables {', '.join(sorted(unknown))}; it takes [sources.NAME] and [[schedule]]")
         for name, table in tables.items():
             if not isinstance(table, dict) or "path" not in table or "weight" not in table:
                 raise ConfigError(f"{str(file)!r}: [sources.{name}] needs path and weight")
-            unknown = set(table) - {"path", "weight", "on_exhausted"}
+            unknown = set(table) - {"path", "weight", "on_exhausted", "max_repetitions"}
             if unknown:
-                raise ConfigError(f"{str(file)!r}: [sources.{name}] has unknown keys {', '.join(sorted(unknown))}; it takes path, weight, on_exhausted")
+                raise ConfigError(f"{str(file)!r}: [sources.{name}] has unknown keys {', '.join(sorted(unknown))}; it takes path, weight, on_exhausted, max_repetitions")
             dataset = Path(table["path"])
             if not dataset.is_absolute():
                 dataset = file.parent / dataset  # relative to the file, as a reader of the file expects
             sources[name] = (str(dataset), table["weight"])
             if "on_exhausted" in table:
                 policies[name] = table["on_exhausted"]
+            if "max_repetitions" in table:
+                limits[name] = table["max_repetitions"]
         schedule = {}
         for stage in config.get("schedule", []):
             if not isinstance(stage, dict) or set(stage) != {"from_batch", "weights"} or not isinstance(stage["weights"], dict):
                 raise ConfigError(f"{str(file)!r}: each [[schedule]] stage takes from_batch = N and weights = {{name = weight, ...}}")
             schedule[stage["from_batch"]] = stage["weights"]
-        return cls(sources, on_exhausted=policies, schedule=schedule)
+        return cls(sources, on_exhausted=policies, schedule=schedule, max_repetitions=limits)
 
     def fingerprint(self) -> dict:
         """What fixes the mixture's order, as plain data (saved in state dicts and compared on resume)."""

@@ -45,8 +45,9 @@ from fastload.sampler.orders import EpochPlan, plan_epoch
 
 __all__ = ["MixturePlan", "Piece", "EXHAUSTION_POLICIES", "source_seed"]
 
-# What happens when a source has been read whole: read it again in a fresh order (upsampling), or end the run.
-EXHAUSTION_POLICIES = ("repeat", "stop")
+# What happens when a source has been read whole: read it again in a fresh order (upsampling), end the
+# run, or drop it and share its columns among the others in proportion to their weights.
+EXHAUSTION_POLICIES = ("repeat", "stop", "drop")
 
 
 def source_seed(seed: int, name: str) -> int:
@@ -123,15 +124,12 @@ class MixturePlan:
         self.names = list(weights)
         self._plan_of, self._describe = plan_of, describe
         self.options, self.global_batch_size = options, global_batch_size
-        stages = [(0, weights), *(schedule or [])]
+        stages = [(0, dict(weights)), *((start, dict(stage)) for start, stage in (schedule or []))]
         for (a, _), (b, stage) in zip(stages, stages[1:]):
             if type(b) is not int or b <= a:
                 raise ConfigError(f"schedule stages must start at increasing global batches after 0, found {b!r} after {a!r}")
             if list(stage) != self.names:
                 raise ConfigError(f"the stage from batch {b} weights {', '.join(stage)}; every stage must weight the sources {', '.join(self.names)}")
-        self.stage_starts = [start for start, _ in stages]
-        self.layouts = [MixtureLayout([stage[n] for n in self.names], global_batch_size) for _, stage in stages]
-        self.layout = self.layouts[0]
         self.on_exhausted = {name: "repeat" for name in self.names}
         for name, policy in (on_exhausted or {}).items():
             if name not in weights:
@@ -142,13 +140,48 @@ class MixturePlan:
         self.source_options = [dataclasses.replace(options, seed=source_seed(options.seed, n), drop_last=True) for n in self.names]
         self._plans: dict[tuple[int, int, int], EpochPlan] = {}
         self._per_pass: dict[tuple[int, int], int] = {}  # (source, columns) -> source batches per pass
+        self.num_batches = None  # None: the mixture never ends
+        self._set_stages(stages)
+        self._drop_exhausted(stages)
+        stop = self._first_second_pass([s for s, name in enumerate(self.names) if self.on_exhausted[name] == "stop"])
+        self.num_batches = stop if self.num_batches is None else (self.num_batches if stop is None else min(stop, self.num_batches))
+
+    def _set_stages(self, stages: list[tuple[int, dict]]) -> None:
+        self.stage_starts = [start for start, _ in stages]
+        self.stage_weights = [stage for _, stage in stages]
+        self.layouts = [MixtureLayout([stage[n] for n in self.names], self.global_batch_size) for _, stage in stages]
+        self.layout = self.layouts[0]
         for layout in self.layouts:
             for s in range(len(self.names)):
                 if layout.source_columns[s]:
                     self.batches(s, int(layout.source_columns[s]))  # refuses a source too small for its columns, now
         self.batches_per_pass = np.array([self.batches(s, int(G)) if G else 0 for s, G in enumerate(self.layout.source_columns)], np.int64)
         self._segments = self._walk_stages()  # [stage][source]
-        self.num_batches = self._stop_batch()  # None: the mixture never ends
+
+    def _drop_exhausted(self, stages: list[tuple[int, dict]]) -> None:
+        """Sources set to "drop": at the first batch that would read one a second time, a stage begins
+        without it, the others keeping their proportions (and so on, one source at a time)."""
+        dropping = [s for s, name in enumerate(self.names) if self.on_exhausted[name] == "drop"]
+        while dropping:
+            batch = self._first_second_pass(dropping)
+            if batch is None:
+                return
+            gone = [s for s in dropping if self._reads_second_pass(batch, [s])]
+            dropping = [s for s in dropping if s not in gone]
+            k = int(np.searchsorted([start for start, _ in stages], batch, side="right")) - 1
+            if stages[k][0] != batch:
+                stages.insert(k + 1, (batch, dict(stages[k][1])))
+                k += 1
+            for i in range(k, len(stages)):
+                start, stage = stages[i]
+                kept = {name: (0 if self.names.index(name) in gone else w) for name, w in stage.items()}
+                if not any(kept.values()):  # nothing left to read from this stage on: the mixture ends
+                    del stages[i:]
+                    self.num_batches = start if self.num_batches is None else min(self.num_batches, start)
+                    break
+                total = sum(kept.values())
+                stages[i] = (start, {name: w / total for name, w in kept.items()})
+            self._set_stages(stages)
 
     # -- sources' plans ----------------------------------------------------------------
 
@@ -360,34 +393,41 @@ class MixturePlan:
             out[name] = {"rows": int(rows[s]), "passes": passes}
         return out
 
-    def _stop_batch(self) -> int | None:
-        """The first global batch that would read a second pass of a source whose policy is "stop"."""
-        stops = [s for s, name in enumerate(self.names) if self.on_exhausted[name] == "stop"]
-        if not stops:
+    def _reads_second_pass(self, batch: int, sources: list[int]) -> bool:
+        """Whether batches [0, batch] read some row of one of `sources` a second time (monotone in `batch`)."""
+        begun = self._passes_begun(batch + 1)
+        return any(begun[s] >= 2 for s in sources)
+
+    def _passes_begun(self, batch: int) -> list[int]:
+        k = self._stage_of(batch)
+        u = batch - self.stage_starts[k]
+        begun = []
+        for s in range(len(self.names)):
+            reading = self._reading_after(self._segments[k][s], self.layouts[k], s, u)
+            begun.append(int(np.max(-(-reading.counters // self.batches(s, reading.columns)))) if reading.columns else 0)
+        return begun
+
+    def _first_second_pass(self, sources: list[int]) -> int | None:
+        """The first global batch that would read a row of one of `sources` a second time (None: never)."""
+        if not sources:
             return None
-
-        def reads_second_pass(batch: int) -> bool:
-            source, epoch, *_ = self._slots_unchecked(batch)
-            return bool(np.any(np.isin(source, stops) & (epoch >= 1)))
-
         for k in range(len(self.layouts)):
             first, length = self.stage_starts[k], self._stage_length(k)
+            if self.num_batches is not None and first >= self.num_batches:
+                return None
             if length is None:
-                if not any(self.layouts[k].source_columns[s] for s in stops):
+                if not any(self.layouts[k].source_columns[s] for s in sources):
                     return None
                 length = 1
-                while not reads_second_pass(first + length - 1):
+                while not self._reads_second_pass(first + length - 1, sources):
                     length *= 2
-            if reads_second_pass(first + length - 1):
-                return first + _first_true(lambda u: reads_second_pass(first + u), limit=length)
+            if self._reads_second_pass(first + length - 1, sources):
+                return first + _first_true(lambda u: self._reads_second_pass(first + u, sources), limit=length)
         return None
 
-    def _slots_unchecked(self, batch: int):
-        limit, self.num_batches = getattr(self, "num_batches", None), None
-        try:
-            return self._slots(batch)
-        finally:
-            self.num_batches = limit
+    def repetitions(self, batch: int) -> dict[str, int]:
+        """Per source, the most times any of its rows has been read in the first `batch` global batches (the passes begun)."""
+        return dict(zip(self.names, self._passes_begun(batch)))
 
 
 def _first_true(predicate: Callable[[int], bool], *, limit: int | None = None) -> int:

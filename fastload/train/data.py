@@ -66,7 +66,10 @@ def open_data(dataset: Dataset | Mixture | str | os.PathLike, config: TrainConfi
 
 def _open_mixture(mixture: Mixture, config: TrainConfig, *, device: torch.device, loader=None) -> TrainData:
     opened = {name: d if isinstance(d, Dataset) else Dataset(d) for name, d in mixture.datasets.items()}
-    mixture = Mixture({name: (opened[name], mixture.weights[name]) for name in mixture.names}, on_exhausted=mixture.on_exhausted)
+    mixture = Mixture(
+        {name: (opened[name], mixture.weights[name]) for name in mixture.names}, on_exhausted=mixture.on_exhausted,
+        schedule=dict(mixture.schedule), max_repetitions=mixture.max_repetitions,
+    )
     tokenizer = _tokenizer(config.tokenizer)
     train_blocks = validation_blocks = None
     if config.validation:
@@ -76,6 +79,8 @@ def _open_mixture(mixture: Mixture, config: TrainConfig, *, device: torch.device
     sampling = SamplerOptions(seed=config.seed)
     if loader is None:
         packed = PackedDataset(mixture, seq_len=config.rows_seq_len, blocks=train_blocks, sampling=sampling, tokenizer=tokenizer)
+        world = torch.distributed.get_world_size() if torch.distributed.is_available() and torch.distributed.is_initialized() else 1
+        packed.check_run(config.steps * config.grad_accum, config.batch_size * world)  # a step takes grad_accum global batches
         loader = _training_loader(packed, config, device)
     validation = []
     if validation_blocks is not None:

@@ -198,3 +198,14 @@ def test_schedules_are_checked_when_the_mixture_is_made(tmp_path):
     packed = fastload.PackedDataset(mix, seq_len=12, eos_id=EOS)
     sources_seen = [set(packed.__fastload_batch__(key, np.empty)["source"].tolist()) for key, _ in zip(packed.batch_sampler(6), range(8))]
     assert all(0 in s for s in sources_seen[:4]) and all(0 not in s for s in sources_seen[4:])
+
+
+def test_max_repetitions_refuses_a_run_that_would_read_a_source_too_often(tmp_path):
+    paths = _sources(tmp_path, sizes=(300, 200, 30))
+    mix = fastload.Mixture({name: (path, w) for (name, path), w in zip(paths.items(), (1, 1, 1))}, max_repetitions={"src2": 2})
+    packed = fastload.PackedDataset(mix, seq_len=12, eos_id=EOS)
+    packed.check_run(5, 6)
+    with pytest.raises(ConfigError, match=r"'src2' would be read \d+ times in 2,000 global batches of 6, more than its max_repetitions=2"):
+        packed.check_run(2000, 6)
+    with pytest.raises(ConfigError, match="max_repetitions of source 'src2' must be a positive integer"):
+        fastload.Mixture({"src2": (paths["src2"], 1)}, max_repetitions={"src2": 0})

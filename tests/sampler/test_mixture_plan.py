@@ -108,6 +108,7 @@ def test_bad_configurations_name_the_source():
 @settings(max_examples=80, deadline=None)
 @given(data=st.data(), num_sources=st.integers(1, 3), batch=st.integers(1, 12), num_stages=st.integers(2, 4))
 def test_a_schedule_changes_the_counts_and_never_loses_or_repeats_a_row_of_a_pass(data, num_sources, batch, num_stages):
+    """With random schedules and exhaustion policies (a source set to drop or stop is never read twice)."""
     layouts = [np.array(data.draw(st.lists(st.integers(3, 12), min_size=2, max_size=8))) for _ in range(num_sources)]
     names = [f"src{i}" for i in range(num_sources)]
     weights_of = st.lists(st.integers(0, 5), min_size=num_sources, max_size=num_sources).map(lambda w: w if any(w) else [1, *w[1:]])
@@ -115,8 +116,9 @@ def test_a_schedule_changes_the_counts_and_never_loses_or_repeats_a_row_of_a_pas
     starts = sorted(set(data.draw(st.lists(st.integers(1, 40), min_size=num_stages - 1, max_size=num_stages - 1, unique=True))))
     weights = [exact_weights(dict(zip(names, w))) for w in stages[: len(starts) + 1]]
     try:
+        policies = dict(zip(names, data.draw(st.lists(st.sampled_from(["repeat", "repeat", "drop", "stop"]), min_size=num_sources, max_size=num_sources))))
         plan = MixturePlan.of_rows(dict(zip(names, layouts)), weights[0], options=SamplerOptions(seed=3, window_blocks=2),
-                                   global_batch_size=batch, schedule=list(zip(starts, weights[1:])))
+                                   global_batch_size=batch, schedule=list(zip(starts, weights[1:])), on_exhausted=policies)
     except ConfigError as error:
         assert "less than the" in str(error)
         event("a source too small for its columns")
@@ -124,7 +126,7 @@ def test_a_schedule_changes_the_counts_and_never_loses_or_repeats_a_row_of_a_pas
     event("planned")
     reads = defaultdict(list)  # (source, pass) -> rows
     geometry = {}
-    total = starts[-1] + 40
+    total = starts[-1] + 40 if plan.num_batches is None else min(starts[-1] + 40, plan.num_batches)
     for t in range(total):
         k = int(np.searchsorted(plan.stage_starts, t, side="right")) - 1
         source, epoch, within, column, columns = plan._slots(t)
@@ -142,6 +144,32 @@ def test_a_schedule_changes_the_counts_and_never_loses_or_repeats_a_row_of_a_pas
             event("a source passed twice")
         if len({G for (src, _), G in geometry.items() if src == s}) > 1:
             event("a source changed geometry")
+        if policies[name] != "repeat":
+            assert all(e == 0 for (src, e) in reads if src == s), f"{name} ({policies[name]}) was read a second time"
         for e in range(consumed[name]["passes"]):  # a completed pass read every row of it, once
             G = geometry[(s, e)]
             assert len(reads[(s, e)]) == plan.batches(s, G) * G, (s, e, G)
+
+
+def test_a_source_set_to_drop_leaves_and_the_others_keep_their_proportions():
+    small, big, other = np.full(5, 4), np.full(60, 4), np.full(60, 4)  # 20, 240 and 240 rows
+    names = ["small", "big", "other"]
+    plan = MixturePlan.of_rows(dict(zip(names, [small, big, other])), exact_weights(dict(zip(names, [2, 3, 3]))),
+                               options=SamplerOptions(seed=1), global_batch_size=8, on_exhausted={"small": "drop"})
+    assert plan.num_batches is None and plan.stage_starts == [0, 10]  # small: 2 rows a batch, 20 rows -> gone after batch 9
+    small_rows = []
+    for t in range(30):
+        source, rows = plan.columns(t, 0, 8)
+        counts = np.bincount(source, minlength=3).tolist()
+        assert counts == ([2, 3, 3] if t < 10 else [0, 4, 4])
+        small_rows += rows[source == 0].tolist()
+    assert sorted(small_rows) == list(range(20))  # read whole, once
+    everything = MixturePlan.of_rows({"small": small}, exact_weights({"small": 1}), options=SamplerOptions(), global_batch_size=4,
+                                     on_exhausted={"small": "drop"})
+    assert everything.num_batches == 5  # nothing left once the only source is dropped
+
+
+def test_repetitions_count_the_passes_begun():
+    plan = _plan([np.full(5, 4), np.full(50, 4)], [1, 3], 8)  # src0: 2 rows a batch of 20 -> a pass every 10 batches
+    assert plan.repetitions(0) == {"src0": 0, "src1": 0}
+    assert plan.repetitions(10)["src0"] == 1 and plan.repetitions(11)["src0"] == 2 and plan.repetitions(31)["src0"] == 4
