@@ -145,23 +145,32 @@ class _Run:
         stopped_early = False
         loss_sum = torch.zeros((), device=self.device)
         try:
-            while self.step < config.steps and not stopped_early:
-                log_now = (self.step + 1) % config.log_every == 0 or self.step + 1 == config.steps
-                loss_sum += self._train_step(sync=log_now)
-                self.step += 1
-                if log_now:
-                    loss = self.dist.mean(loss_sum).item() / self.meter.steps  # mean over the interval and the ranks
-                    self._record({"kind": "train", "step": self.step, "loss": loss, "lr": lr_at(self.step - 1, config), **self.meter.summary(), **self._source_counts()})
-                    loss_sum.zero_()
-                evaluate = bool(self.data.validation) and (self.step % config.eval_every == 0 or self.step == config.steps)
-                if evaluate:
-                    stopped_early = self._evaluate()
-                every = config.checkpoint_every
-                if (every is not None and self.step % every == 0) or (every is None and evaluate) or self.step == config.steps or stopped_early:
-                    self._save()
+            stopped_early = self._steps(loss_sum)
+        except _DataEnded as ended:  # a mixture with a source set to "stop" was read whole
+            self._save()
+            self._end_reason, stopped_early = str(ended), True
         finally:
             self.batches.close()  # ends the loader's iterator, and with it the workers
         return self._finish(stopped_early)
+
+    def _steps(self, loss_sum: torch.Tensor) -> bool:
+        """Train to the configured step (or an early stop); whether it stopped early."""
+        config, stopped_early = self.config, False
+        while self.step < config.steps and not stopped_early:
+            log_now = (self.step + 1) % config.log_every == 0 or self.step + 1 == config.steps
+            loss_sum += self._train_step(sync=log_now)
+            self.step += 1
+            if log_now:
+                loss = self.dist.mean(loss_sum).item() / self.meter.steps  # mean over the interval and the ranks
+                self._record({"kind": "train", "step": self.step, "loss": loss, "lr": lr_at(self.step - 1, config), **self.meter.summary(), **self._source_counts()})
+                loss_sum.zero_()
+            evaluate = bool(self.data.validation) and (self.step % config.eval_every == 0 or self.step == config.steps)
+            if evaluate:
+                stopped_early = self._evaluate()
+            every = config.checkpoint_every
+            if (every is not None and self.step % every == 0) or (every is None and evaluate) or self.step == config.steps or stopped_early:
+                self._save()
+        return stopped_early
 
     def _train_step(self, *, sync: bool) -> torch.Tensor:
         """One optimizer step over grad_accum micro-batches; the mean micro-batch loss (a device tensor)."""
@@ -308,7 +317,8 @@ class _Run:
 
     def _finish(self, stopped_early: bool) -> TrainResult:
         best = min((v for v in (self.best_val_loss, self.last_val_loss) if v is not None), default=None)
-        self._record({"kind": "end", "step": self.step, "best_val_loss": best, "final_val_loss": self.last_val_loss, "stopped_early": stopped_early})
+        self._record({"kind": "end", "step": self.step, "best_val_loss": best, "final_val_loss": self.last_val_loss, "stopped_early": stopped_early,
+                      **({"reason": self._end_reason} if getattr(self, "_end_reason", None) else {})})
         self.log.close()
         if self.dist.is_main and self.out is not None and self.config.plot:
             records = read_metrics(self._metrics_path())
@@ -325,6 +335,10 @@ def _mixture_counts(loader) -> dict:
     return {"sources": sampler.consumed(batches_done=loader.state_dict()["batches_yielded"])}
 
 
+class _DataEnded(Exception):
+    """The training data has an end (a mixture's source set to on_exhausted="stop"), and it was reached."""
+
+
 def _endless(loader):
     """The loader's batches, epoch after epoch (each `for` over the loader starts the next epoch)."""
     while True:
@@ -332,6 +346,9 @@ def _endless(loader):
         for batch in loader:
             delivered = True
             yield batch
+        end = getattr(getattr(getattr(loader, "sampler", None), "plan", None), "num_batches", None)
+        if not delivered and end is not None:
+            raise _DataEnded(f"the mixture ended after {end:,} global batches: a source set to on_exhausted='stop' was read whole")
         if not delivered:
             raise ConfigError("the training split gives no batch at all; use a larger dataset, a smaller batch_size or seq_len")
 

@@ -37,7 +37,7 @@ def format_record(record: dict) -> str:
         stop = "  early stop" if record["early_stop"] else ""
         return f"eval {step:6d}  val_loss {_num(record['val_loss'])}  ppl {record['val_ppl']:,.1f}  best {_num(record['best_val_loss'])}{stop}"
     if kind == "end":
-        early = " (stopped early)" if record["stopped_early"] else ""
+        early = f" (stopped early: {record['reason']})" if record.get("reason") else " (stopped early)" if record["stopped_early"] else ""
         return f"done at step {step}{early}: best val_loss {_num(record['best_val_loss'])}"
     raise ValueError(f"unknown metrics record kind {kind!r}; expected start, train, eval or end")
 

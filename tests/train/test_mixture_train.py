@@ -78,3 +78,15 @@ def test_mixture_words_and_files_are_read_exactly(tmp_path):
     for words, message in [(["web"], "NAME=PATH:WEIGHT"), (["a=x:1", "a=y:2"], "given twice"), (["a=x:-1"], "negative")]:
         with pytest.raises(ConfigError, match=message):
             fastload.Mixture.parse(words)
+
+
+def test_a_mixture_that_stops_ends_training_cleanly_and_says_why(sources, tiny_config, tmp_path, capsys):
+    rows = [json.loads(line) for line in gzip.open(demo_corpus_path())]
+    short = [{"text": r["text"][:300]} for r in rows if r["kind"] == "code"][:40]  # about 40 x 100 tokens
+    fastload.convert(short, tmp_path / "short", tokenizer="default", block_rows=10, quiet=True)
+    mix = fastload.Mixture({"prose": (sources["prose"], 1), "short": (tmp_path / "short", 1)}, on_exhausted={"short": "stop"})
+    result = train(mix, tiny_config(steps=100_000, validation=0, eval_every=100_000, log_every=50))
+    end = [r for r in result.records if r["kind"] == "end"][0]
+    assert end["stopped_early"] and "a source set to on_exhausted='stop' was read whole" in end["reason"]
+    assert result.steps == 52 and result.stopped_early  # 40 short documents: 52 batches of 2 rows of 33 tokens
+    assert "stopped early: the mixture ended after" in capsys.readouterr().err
