@@ -30,7 +30,7 @@ from fastload.arrays.transforms import resolve_transform
 from fastload.errors import ConfigError
 from fastload.format.reader import Dataset
 from fastload.packing.rows import row_number
-from fastload.sampler import Sampler, SamplerOptions
+from fastload.sampler import Mixture, Sampler, SamplerOptions
 from fastload.sampler.batch_dataset import BatchDataset
 
 __all__ = ["ArrayDataset"]
@@ -45,9 +45,21 @@ class ArrayDataset(BatchDataset):
     columns: {name: transform or None}, or a list of names (raw values), or
         None for every scalar and ndarray column.
     sampling: the shuffle, a `fastload.SamplerOptions` (seed, window_blocks, num_partitions).
+    statistics: where transforms without mean/std find them (default: the
+        dataset's own, recorded at conversion).
+
+    A `fastload.Mixture` in place of the dataset makes a mixture of array
+    datasets (see `arrays/mixture.py`).
     """
 
-    def __init__(self, dataset: Dataset | str | os.PathLike, columns=None, *, sampling: SamplerOptions | None = None):
+    def __new__(cls, dataset=None, *args, **kwargs):
+        if isinstance(dataset, Mixture):
+            from fastload.arrays.mixture import array_mixture
+
+            return array_mixture(dataset, *args, **kwargs)
+        return super().__new__(cls)
+
+    def __init__(self, dataset: Dataset | str | os.PathLike, columns=None, *, sampling: SamplerOptions | None = None, statistics: dict | None = None):
         super().__init__(sampling)
         opened = dataset if isinstance(dataset, Dataset) else Dataset(dataset)
         # The blocks the shuffled order has live stay decoded (and the next one or two being opened).
@@ -69,7 +81,7 @@ class ArrayDataset(BatchDataset):
                     f"column {name!r} is of kind {column.kind!r}: ArrayDataset batches fixed-shape columns (scalar, ndarray); "
                     "pack tokens with PackedDataset or PaddedDataset"
                 )
-            self.transforms[name] = resolve_transform(transform, column, self.dataset.stats)
+            self.transforms[name] = resolve_transform(transform, column, self.dataset.stats if statistics is None else statistics)
         self._scratch: dict[str, np.ndarray] = {}
 
     @property

@@ -26,14 +26,22 @@ from fastload.format.reader import Dataset
 from fastload.kernels.pack import fill_padded_batch
 from fastload.packing.documents import TokenDocuments
 from fastload.packing.rows import row_number
-from fastload.sampler import Sampler, SamplerOptions
+from fastload.errors import ConfigError, FastloadError
+from fastload.sampler import Mixture, Sampler, SamplerOptions
+from fastload.sampler.row_mixture import RowMixture
 
 __all__ = ["PaddedDataset"]
 
 
 class PaddedDataset(TokenDocuments):
     """Documents of a fastload dataset, one per row; arguments as `PackedDataset` (no remainder:
-    the loader's `drop_last` drops an incomplete last batch, else it is completed from the start)."""
+    the loader's `drop_last` drops an incomplete last batch, else it is completed from the start).
+    A `fastload.Mixture` in place of the dataset pads the documents of several, in its proportions."""
+
+    def __new__(cls, dataset=None, *args, **kwargs):
+        if isinstance(dataset, Mixture):
+            return _padded_mixture(dataset, *args, **kwargs)
+        return super().__new__(cls)
 
     def __init__(
         self,
@@ -104,3 +112,22 @@ class PaddedDataset(TokenDocuments):
     def __repr__(self) -> str:
         source = f"tokenized on the fly from {self.column!r}" if self.tokenizer is not None else f"column {self.column!r}"
         return f"PaddedDataset({str(self.dataset.path)!r}, seq_len={self.seq_len}, {source}, eos_id={self.eos_id}, pad_id={self.pad_id})"
+
+
+def _padded_mixture(mixture: Mixture, *, sampling: SamplerOptions | None = None, **arguments) -> RowMixture:
+    """One `PaddedDataset` per source, sharing every argument (one EOS and padding id: rows meet in a batch)."""
+    sources = []
+    for name, dataset in mixture.datasets.items():
+        try:
+            sources.append(PaddedDataset(dataset, **arguments))
+        except FastloadError as error:  # the same kind of error, saying which source
+            raise type(error)(f"mixture source {name!r}: {error}") from None
+    first_name, first = mixture.names[0], sources[0]
+    for name, source in zip(mixture.names[1:], sources[1:]):
+        for what in ("eos_id", "pad_id"):
+            if getattr(source, what) != getattr(first, what):
+                raise ConfigError(
+                    f"mixture sources {first_name!r} and {name!r} have different {what} ({getattr(first, what)} and "
+                    f"{getattr(source, what)}); pass {what}= to use one for all, or convert them with the same tokenizer"
+                )
+    return RowMixture(mixture, sources, sampling=sampling)
