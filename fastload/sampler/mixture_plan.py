@@ -140,6 +140,7 @@ class MixturePlan:
         self.source_options = [dataclasses.replace(options, seed=source_seed(options.seed, n), drop_last=True) for n in self.names]
         self._plans: dict[tuple[int, int, int], EpochPlan] = {}
         self._per_pass: dict[tuple[int, int], int] = {}  # (source, columns) -> source batches per pass
+        self._templates: dict[tuple, list] = {}  # (stage, batch in the period, lo, hi) -> runs (see pieces)
         self.num_batches = None  # None: the mixture never ends
         self._set_stages(stages)
         self._drop_exhausted(stages)
@@ -341,6 +342,54 @@ class MixturePlan:
 
     def pieces(self, batch: int, lo: int, hi: int) -> list[Piece]:
         """Columns [lo, hi) of global batch `batch` as runs of consecutive rows of source batches."""
+        if batch < 0 or (self.num_batches is not None and batch >= self.num_batches):
+            raise IndexError(f"batch {batch} is past the end of the mixture ({self.num_batches} batches: a source set to 'stop' is exhausted)")
+        k = self._stage_of(batch)
+        u = batch - self.stage_starts[k]
+        segments = self._segments[k]
+        if all(u >= seg.lane_start for seg in segments):  # every source reads column by column: a periodic template
+            return self._pieces_from_template(k, u, lo, hi)
+        return self._grouped_pieces(batch, lo, hi)
+
+    def _pieces_from_template(self, k: int, u: int, lo: int, hi: int) -> list[Piece]:
+        """The runs of batch u of stage k, from the runs of its place in the layout's period (which lanes,
+        which sources, which lane clock) plus this batch's clocks: the common case costs no grouping."""
+        layout = self.layouts[k]
+        key = (k, u % layout.period, lo, hi)
+        template = self._templates.get(key)
+        if template is None:
+            if len(self._templates) >= 4096:
+                self._templates.pop(next(iter(self._templates)))
+            template = self._templates[key] = self._template(k, u, lo, hi)
+        shared = layout.shared_count(u)
+        pieces = []
+        for s, lane_lo, lane_hi, out, is_shared, base, G, n in template:
+            absolute = base + (int(shared[s]) if is_shared else u)
+            epoch, within = divmod(absolute, n)
+            pieces.append(Piece(s, epoch, within, lane_lo, lane_hi, out, G))
+        return pieces
+
+    def _template(self, k: int, u: int, lo: int, hi: int) -> list[tuple]:
+        layout, segments = self.layouts[k], self._segments[k]
+        source, lane, _ = layout.columns(u, lo, hi)
+        runs = []
+        for s in np.unique(source).tolist():
+            seg = segments[s]
+            mine = np.flatnonzero(source == s)
+            lanes = lane[mine]
+            order = np.argsort(lanes, kind="stable")
+            mine, lanes = mine[order], lanes[order]
+            dedicated = int(layout.dedicated[s])
+            base = seg.lane_base[lanes]
+            is_shared = lanes >= dedicated
+            # a run: consecutive lanes with one lane clock and one base (hence one source batch)
+            cut = np.flatnonzero((np.diff(lanes) != 1) | (np.diff(base) != 0) | (np.diff(is_shared) != 0)) + 1
+            n = self.batches(s, seg.columns)
+            for a, b in zip(np.concatenate([[0], cut]), np.concatenate([cut, [len(lanes)]])):
+                runs.append((s, int(lanes[a]), int(lanes[b - 1]) + 1, mine[a:b], bool(is_shared[a]), int(base[a]), seg.columns, n))
+        return runs
+
+    def _grouped_pieces(self, batch: int, lo: int, hi: int) -> list[Piece]:
         source, epoch, within, column, columns = (a[lo:hi] for a in self._slots(batch))
         key = np.stack([source, epoch, columns, within, column])
         order = np.lexsort(key[::-1])
