@@ -1,14 +1,11 @@
 """Parse one chunk of JSON Lines or text into an Arrow table, or say exactly which line is bad.
 
-The fast path hands the whole chunk to pyarrow's C++ parser, after two
-vectorised checks that protect it: the chunk must be UTF-8 (pyarrow's JSON
-reader passes invalid bytes through into string columns, which then fail to
-read back), and no line may nest deeper than `MAX_JSON_DEPTH` (the reader
-recurses, and a line ten thousand levels deep overflows the thread's stack
-and kills the process). After parsing, a float column holding a value of
-2**53 or more is a hint that the reader may have rounded an integer (it
-turns a whole column into float64 when one integer leaves int64 or one row
-holds a float), so those rows are re-read exactly.
+The fast path hands the whole chunk to pyarrow's C++ parser, after the
+vectorised checks of `prescan` that protect it: the chunk must be UTF-8, and
+no line may nest deeper than `MAX_JSON_DEPTH`. After parsing, a float column
+holding a value of 2**53 or more is a hint that the reader may have rounded
+an integer (it turns a whole column into float64 when one integer leaves
+int64 or one row holds a float), so those rows are re-read exactly.
 
 Only when something is wrong does the slow path look at the chunk line by
 line with Python's `json` module, to name the file and line, or, with
@@ -30,24 +27,17 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pajson
 
+from fastload.convert.prescan import MAX_JSON_DEPTH, deep_lines, is_utf8
 from fastload.errors import ConvertError
 
 __all__ = [
     "LineError",
-    "MAX_JSON_DEPTH",
     "check_utf8",
     "count_lines",
     "float_fields_to_recheck",
-    "json_depth",
     "parse_json_lines",
     "parse_text",
 ]
-
-# pyarrow's JSON reader (RapidJSON, then recursive type inference) overflows an 8 MiB
-# thread stack at about 7,000 levels. Fastload stores at most two (a row object holding
-# a list of token ids), so 512 leaves room for fields dropped with --columns and for
-# smaller thread stacks, and stays below Python's recursion limit for the slow path.
-MAX_JSON_DEPTH = 512
 
 _INT64 = (-(2**63), 2**63 - 1)
 _EXACT_IN_FLOAT64 = 2**53  # every integer of at most this magnitude is a float64
@@ -87,83 +77,7 @@ def _read_json(data) -> pa.Table:
     )
 
 
-# -- the vectorised checks ------------------------------------------------------------------
-
-
-def _is_utf8(data) -> bool:
-    """Whether all of `data` is UTF-8, checked by Arrow's validator without copying."""
-    offsets = pa.py_buffer(np.array([0, len(data)], np.int64))
-    try:
-        pa.LargeStringArray.from_buffers(1, offsets, pa.py_buffer(data)).validate(full=True)
-    except pa.ArrowInvalid:
-        return False
-    return True
-
-
-_SCAN_BLOCK = 1 << 19  # 512 KiB of reused scratch: stays in cache; 16 blocks per 8 MiB chunk, so the loop costs nothing
-
-
-def _positions(raw: np.ndarray, value: int, *, fold: int = 0) -> np.ndarray:
-    """Where `raw | fold == value`, searched block by block in reused scratch.
-
-    Whole-chunk temporaries would be fresh memory on every call, and faulting
-    it in costs more than the compares themselves.
-    """
-    size = min(len(raw), _SCAN_BLOCK)
-    folded, hits = np.empty(size, np.uint8), np.empty(size, bool)
-    found = []
-    for start in range(0, len(raw), _SCAN_BLOCK):
-        block = raw[start : start + _SCAN_BLOCK]
-        n = len(block)
-        if fold:
-            block = np.bitwise_or(block, fold, out=folded[:n])
-        found.append(np.flatnonzero(np.equal(block, value, out=hits[:n])) + start)
-    return np.concatenate(found) if found else np.zeros(0, np.int64)
-
-
-def _deep_lines(data, raw: np.ndarray, newlines: np.ndarray) -> set[int]:
-    """Offsets of the lines nested deeper than MAX_JSON_DEPTH.
-
-    A line cannot nest deeper than the '[' and '{' it holds, nor hold more of
-    them than it has bytes; so short lines are passed at once, and only lines
-    with more than MAX_JSON_DEPTH openers (brackets in strings included) get
-    an exact, string-aware look.
-    """
-    starts = np.concatenate([[0], newlines + 1])
-    if len(raw) and raw[-1] != 10:
-        starts = np.append(starts, len(raw))
-    if len(starts) < 2 or np.diff(starts).max() <= MAX_JSON_DEPTH:
-        return set()
-    openers = _positions(raw, ord("{"), fold=0x20)  # '[' (0x5B) and '{' (0x7B) differ only in bit 0x20
-    per_line = np.bincount(np.searchsorted(newlines, openers), minlength=1)
-    suspects = np.flatnonzero(per_line > MAX_JSON_DEPTH)
-    return {int(i) for i in suspects if json_depth(bytes(data[starts[i] : starts[i + 1]])) > MAX_JSON_DEPTH}
-
-
-def json_depth(line: bytes) -> int:
-    """How deep one line of JSON nests, brackets inside strings not counted.
-
-    Vectorised over the line's quotes, backslashes and brackets only, so it
-    stays linear however the line is built. Past a syntax error (where a
-    parser stops) the count may be off, but never below the depth reached
-    before it.
-    """
-    raw = np.frombuffer(line, np.uint8)
-    quotes = np.flatnonzero(raw == ord('"'))
-    backslashes = np.flatnonzero(raw == ord("\\"))
-    if len(quotes) and len(backslashes):
-        # A quote is escaped when a run of an odd number of backslashes ends right before it.
-        breaks = np.diff(backslashes) != 1
-        run_starts = backslashes[np.concatenate([[True], breaks])]
-        run_ends = backslashes[np.concatenate([breaks, [True]])]
-        k = np.minimum(np.searchsorted(run_ends, quotes - 1), len(run_ends) - 1)
-        run_length = np.where(run_ends[k] == quotes - 1, quotes - run_starts[k], 0)
-        quotes = quotes[run_length % 2 == 0]
-    folded = raw | 0x20  # '[' -> '{', ']' -> '}'
-    brackets = np.flatnonzero((folded == ord("{")) | (folded == ord("}")))
-    brackets = brackets[np.searchsorted(quotes, brackets) % 2 == 0]  # an even number of quotes before: outside strings
-    steps = np.where(folded[brackets] == ord("{"), 1, -1)
-    return int(np.cumsum(steps).max(initial=0))
+# -- JSON Lines -----------------------------------------------------------------------------
 
 
 def float_fields_to_recheck(table: pa.Table) -> list[str]:
@@ -180,16 +94,10 @@ def float_fields_to_recheck(table: pa.Table) -> list[str]:
     return fields
 
 
-# -- JSON Lines -----------------------------------------------------------------------------
-
-
 def parse_json_lines(data, on_error: str) -> tuple[pa.Table, int, int]:
     """JSON Lines (whole lines; bytes or memoryview) -> (table, lines skipped, lines read). Raises `LineError`."""
-    raw = np.frombuffer(data, np.uint8)
-    newlines = _positions(raw, 10)
-    num_lines = len(newlines)
-    deep = _deep_lines(data, raw, newlines)
-    if not deep and _is_utf8(data):
+    num_lines, deep = deep_lines(data)
+    if not deep and is_utf8(data):
         try:
             table = _read_json(data)
         except pa.ArrowInvalid:

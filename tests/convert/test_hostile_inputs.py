@@ -21,6 +21,7 @@ from fastload import ConvertError, Dataset, FormatError
 sources = importlib.import_module("fastload.convert.sources")
 pipeline = importlib.import_module("fastload.convert.pipeline")
 parse = importlib.import_module("fastload.convert.parse")
+prescan = importlib.import_module("fastload.convert.prescan")
 
 
 def _write(path, data: bytes):
@@ -132,12 +133,12 @@ def test_a_line_nested_ten_thousand_deep_is_refused_naming_the_line_not_a_crash(
     path = tmp_path / "deep.jsonl"
     path.write_text('{"a": 1}\n{"a": 2, "x": ' + nest(10_000) + '}\n{"a": 3}\n')
     out = _convert_in_a_child(path, tmp_path / "out")
-    assert f"deep.jsonl, line 2: nested deeper than {parse.MAX_JSON_DEPTH} levels" in out
+    assert f"deep.jsonl, line 2: nested deeper than {prescan.MAX_JSON_DEPTH} levels" in out
     assert _convert_in_a_child(path, tmp_path / "skipped", on_error="skip").strip() == "rows [1, 3] skipped 1"
 
 
 def test_nesting_up_to_the_limit_is_parsed_and_brackets_inside_strings_do_not_count(tmp_path):
-    limit = parse.MAX_JSON_DEPTH
+    limit = prescan.MAX_JSON_DEPTH
     within = "[" * (limit - 1) + "]" * (limit - 1)  # the row object is one level
     path = tmp_path / "in.jsonl"
     path.write_text(json.dumps({"a": 1, "text": "[{" * 20_000}) + "\n" + '{"a": 2, "text": "x", "deep": ' + within + "}\n")
@@ -149,15 +150,32 @@ def test_nesting_up_to_the_limit_is_parsed_and_brackets_inside_strings_do_not_co
 
 
 def test_a_deep_line_is_found_across_scan_blocks_among_long_lines():
-    limit = parse.MAX_JSON_DEPTH
+    limit = prescan.MAX_JSON_DEPTH
     long_line = json.dumps({"text": "x" * 2000, "ids": [[1, 2]] * 300}).encode()  # 601 openers, depth 3
     lines = [long_line] * 400
-    k = parse._SCAN_BLOCK // (len(long_line) + 1)  # the line where the first scan block ends
-    pad = parse._SCAN_BLOCK - k * (len(long_line) + 1) - limit // 2  # its brackets straddle that boundary
+    k = prescan._SCAN_BLOCK // (len(long_line) + 1)  # the line where the first scan block ends
+    pad = prescan._SCAN_BLOCK - k * (len(long_line) + 1) - limit // 2  # its brackets straddle that boundary
     lines[k] = b'{"pad": "' + b"y" * max(pad - 20, 0) + b'", "x": ' + b"[" * (limit + 5) + b"]" * (limit + 5) + b"}"
     with pytest.raises(parse.LineError) as caught:
         parse.parse_json_lines(b"\n".join(lines) + b"\n", "fail")
     assert caught.value.offset == k and f"nested deeper than {limit}" in caught.value.detail
+
+
+@pytest.mark.parametrize("layout", ["short lines, one deep line late", "long lines", "no final newline"])
+def test_the_depth_prescan_finds_exactly_the_lines_a_line_by_line_check_finds(layout):
+    rng = np.random.default_rng(0)
+    limit = prescan.MAX_JSON_DEPTH
+    lines = []
+    for i in range(30_000 if layout.startswith("short") else 600):
+        width = int(rng.integers(2, 60 if layout.startswith("short") else 5000))
+        lines.append(json.dumps({"i": i, "ids": [[1]] * (width // 8), "t": "x" * width}).encode())
+    for k in (20_000, 20_001, 25_000) if layout.startswith("short") else (100, 599):
+        lines[k] = b'{"x": ' + b"[" * (limit + k % 3) + b"]" * (limit + k % 3) + b"}"  # limit, limit+1, limit+2 deep
+    data = b"\n".join(lines) + (b"" if layout == "no final newline" else b"\n")
+    num_lines, deep = prescan.deep_lines(data)
+    assert num_lines == data.count(b"\n")
+    assert deep == {i for i, line in enumerate(data.split(b"\n")) if prescan.json_depth(line) > limit}
+    assert len(deep) >= 1
 
 
 @pytest.mark.parametrize(
@@ -171,7 +189,7 @@ def test_a_deep_line_is_found_across_scan_blocks_among_long_lines():
     ],
 )
 def test_json_depth_counts_brackets_outside_strings_only(line, depth):
-    assert parse.json_depth(line) == depth
+    assert prescan.json_depth(line) == depth
 
 
 # -- integers that float64 or int64 cannot hold ----------------------------------------
@@ -238,6 +256,13 @@ def test_python_integers_beyond_int64_name_the_item_and_field(tmp_path):
     for rows, item in (([{"n": 1}, {"n": 2**63}], 2), ([{"n": -(2**63) - 1}], 1), ([{"n": 1.5}, {"n": 2**53 + 1}], 2)):
         with pytest.raises(ConvertError, match=rf"item {item}, field 'n': .*integer"):
             fastload.convert(rows, tmp_path / "out", quiet=True)
+
+
+def test_a_dataframe_column_pyarrow_cannot_take_is_named(tmp_path):
+    pd = pytest.importorskip("pandas")
+    frame = pd.DataFrame({"text": ["a", "b"], "n": [1, 2**64]})
+    with pytest.raises(ConvertError, match=r"column 'n': the DataFrame cannot be converted"):
+        fastload.convert(frame, tmp_path / "out", quiet=True)
 
 
 def test_numpy_uint64_values_are_stored_exactly(tmp_path):
