@@ -359,12 +359,7 @@ def object_chunks(obj: object) -> Iterator[Chunk]:
             obj = obj.flatten_indices()
         obj = obj.data.table
     if module == "pandas":
-        try:
-            obj = pa.Table.from_pandas(obj, preserve_index=False)
-        except (pa.ArrowException, OverflowError, UnicodeEncodeError) as exc:
-            raise ConvertError(
-                f"{name}: the DataFrame cannot be converted to Arrow: {exc}. Fix the column's values, or leave it out with --columns"
-            ) from None
+        obj = _arrow_from_pandas(obj, name)
     if isinstance(obj, pa.RecordBatch):
         obj = pa.Table.from_batches([obj])
     if isinstance(obj, pa.Table):
@@ -379,6 +374,24 @@ def object_chunks(obj: object) -> Iterator[Chunk]:
         yield from _table_chunks(obj, name)
     else:
         yield from _dict_chunks(obj, name)
+
+
+def _arrow_from_pandas(frame, name: str) -> pa.Table:
+    failures = (pa.ArrowException, OverflowError, UnicodeEncodeError)
+    try:
+        return pa.Table.from_pandas(frame, preserve_index=False)
+    except failures as exc:
+        bad = []
+        for column in frame.columns:
+            try:
+                pa.Array.from_pandas(frame[column])
+            except failures:
+                bad.append(column)
+        where = f" column {bad[0]!r}:" if bad else ""
+        raise ConvertError(
+            f"{name}:{where} the DataFrame cannot be converted to Arrow ({exc}), e.g. an integer beyond int64 in an "
+            "object column; fix the values, or leave the column out with --columns"
+        ) from None
 
 
 def _dict_chunks(obj: object, name: str) -> Iterator[Chunk]:
