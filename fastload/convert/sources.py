@@ -12,6 +12,15 @@ sequentially, decompressed on the fly when they end in `.gz`, `.zst` or
 remembers its file and first line number so that a parse error can name the
 exact line. Parsing itself (pyarrow's C++ readers, tokenization) happens in
 the workers and releases the GIL.
+
+Rows from text files get a `source_file` column naming their file, relative
+to the folder or glob it was found through (other formats carry their own
+fields and get none). Inputs are trusted to hold still: a file that is
+deleted, replaced, damaged or written to while it is converted is a
+`ConvertError` naming it, never a raw OS error or a silently shorter dataset
+(its size and mtime are compared with those it had when it was found; Arrow
+files are read, not memory-mapped, since a mapped file truncated under us
+kills the process with SIGBUS).
 """
 
 from __future__ import annotations
