@@ -15,29 +15,26 @@ the workers and releases the GIL.
 
 Rows from text files get a `source_file` column naming their file, relative
 to the folder or glob it was found through (other formats carry their own
-fields and get none). Inputs are trusted to hold still: a file that is
-deleted, replaced, damaged or written to while it is converted is a
-`ConvertError` naming it, never a raw OS error or a silently shorter dataset
-(its size and mtime are compared with those it had when it was found; Arrow
+fields and get none). A file that is deleted, replaced, damaged or written
+to while it is converted is a `ConvertError` naming it (`input_files`); Arrow
 files are read, not memory-mapped, since a mapped file truncated under us
-kills the process with SIGBUS).
+kills the process with SIGBUS.
 """
 
 from __future__ import annotations
 
 import glob
-import gzip
-import io
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, NamedTuple
+from typing import Callable, Iterable, Iterator
 
 import pyarrow as pa
 import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 
 from fastload.convert.csv_input import csv_tables
+from fastload.convert.input_files import InputFile, line_pieces, open_decompressed, read_errors, require_unchanged, unreadable
 from fastload.convert.parse import check_utf8, count_lines, parse_json_lines, parse_text
 from fastload.convert.rows import ArrayLayouts, field_names, rows_to_table
 from fastload.errors import ConvertError
@@ -75,17 +72,6 @@ class Chunk:
     first_line: int | None  # 1-based line (or item) of the chunk's first row; None: right after the previous chunk
     num_bytes: int  # input bytes, for the progress bar's MB/s
     load: Callable[[], tuple[pa.Table, int, int]]
-
-
-class InputFile(NamedTuple):
-    """One input file, as `find_inputs` found it."""
-
-    path: Path
-    fmt: str
-    compression: str | None
-    name: str  # relative to the folder (or glob's folder) it was found in; the file name when given directly
-    num_bytes: int  # on disk, when found
-    mtime_ns: int  # when found: a file written to during the conversion is refused
 
 
 def _format_of(path: Path) -> tuple[str | None, str | None]:
@@ -148,88 +134,12 @@ def find_inputs(inputs: Iterable[str | os.PathLike], *, input_format: str | None
             try:
                 stat = path.stat()
             except OSError as exc:
-                raise _unreadable(str(path), exc) from None
+                raise unreadable(str(path), exc) from None
             name = path.relative_to(folder).as_posix() if path.is_relative_to(folder) else path.name
             found.append(InputFile(path, fmt, compression, name, stat.st_size, stat.st_mtime_ns))
     if not found:
         raise ConvertError("no input files were given")
     return found
-
-
-def _open_decompressed(path: Path, compression: str | None) -> io.BufferedIOBase:
-    if compression is None:
-        return open(path, "rb")
-    if compression == ".gz":
-        return gzip.open(path, "rb")
-    if compression == ".lz4":
-        import lz4.frame
-
-        return lz4.frame.open(path, "rb")
-    try:
-        import zstandard
-    except ImportError:
-        raise ConvertError(f"{str(path)!r} is zstd-compressed; install zstandard (pip install 'fastload[zstd]')") from None
-    return zstandard.ZstdDecompressor().stream_reader(open(path, "rb"), closefd=True)
-
-
-def _read_errors(compression: str | None) -> tuple[type[BaseException], ...]:
-    """What reading a file can raise when it vanishes, changes or is damaged (by OS, Arrow or decompressor)."""
-    errors: tuple[type[BaseException], ...] = (OSError, EOFError, pa.ArrowException)
-    if compression == ".lz4":
-        errors += (RuntimeError,)  # lz4.frame reports damaged frames as RuntimeError
-    elif compression == ".zst":
-        import zstandard
-
-        errors += (zstandard.ZstdError,)
-    return errors
-
-
-def _unreadable(name: str, exc: BaseException) -> ConvertError:
-    reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc) or type(exc).__name__
-    return ConvertError(
-        f"cannot read input {name!r}: {reason}. The file was moved, deleted or changed during the conversion, "
-        "or it is damaged (e.g. a truncated or mislabelled compressed file)"
-    )
-
-
-def _require_unchanged(found: InputFile) -> None:
-    """Refuse a file that was written to since it was found: rows read from it may be cut short or mixed."""
-    try:
-        now = found.path.stat()
-    except FileNotFoundError:
-        return  # deleted after it was opened: what was read is the whole file
-    if (now.st_size, now.st_mtime_ns) != (found.num_bytes, found.mtime_ns):
-        raise ConvertError(
-            f"input {str(found.path)!r} changed while it was being converted ({found.num_bytes:,} bytes when the "
-            f"conversion started, {now.st_size:,} now); the rows read from it may be incomplete or mixed. Convert "
-            "a copy that nothing writes to"
-        )
-
-
-def _line_chunks(path: Path, compression: str | None) -> Iterator[memoryview]:
-    """Whole-line pieces of a file, about CHUNK_BYTES each, without copying them.
-
-    Each piece is read straight into a buffer of its own (workers parse
-    pieces in parallel, so none is reused) after the partial line left over
-    from the previous read.
-    """
-    carry = b""
-    with _open_decompressed(path, compression) as f:
-        while True:
-            buffer = bytearray(len(carry) + CHUNK_BYTES)
-            buffer[: len(carry)] = carry
-            n = f.readinto(memoryview(buffer)[len(carry) :])
-            end = len(carry) + (n or 0)
-            if not n:
-                break
-            cut = buffer.rfind(b"\n", 0, end) + 1
-            if cut == 0:  # a line longer than a chunk: keep reading until it ends
-                carry = bytes(buffer[:end])
-                continue
-            carry = bytes(buffer[cut:end])
-            yield memoryview(buffer)[:cut]
-    if carry:
-        yield memoryview(carry + b"\n")
 
 
 def _with_source_file(table: pa.Table, name: str) -> pa.Table:
@@ -242,7 +152,7 @@ def file_chunks(found: InputFile, *, on_error: str, text_field: str, text_lines:
     A file that cannot be read (deleted, replaced or damaged while converting)
     is a `ConvertError` naming it, whether reading fails here or in a worker.
     """
-    errors = _read_errors(found.compression)
+    errors = read_errors(found.compression)
     name = str(found.path)
 
     def guarded(load: Callable[[], tuple[pa.Table, int, int]]) -> Callable[[], tuple[pa.Table, int, int]]:
@@ -250,16 +160,16 @@ def file_chunks(found: InputFile, *, on_error: str, text_field: str, text_lines:
             try:
                 return load()
             except errors as exc:
-                raise _unreadable(name, exc) from None
+                raise unreadable(name, exc) from None
 
         return run
 
     try:
         for chunk in _file_chunks(found, on_error=on_error, text_field=text_field, text_lines=text_lines):
             yield Chunk(chunk.source, chunk.first_line, chunk.num_bytes, guarded(chunk.load))
-        _require_unchanged(found)
+        require_unchanged(found)
     except errors as exc:
-        raise _unreadable(name, exc) from None
+        raise unreadable(name, exc) from None
 
 
 def _file_chunks(found: InputFile, *, on_error: str, text_field: str, text_lines: bool) -> Iterator[Chunk]:
@@ -271,7 +181,7 @@ def _file_chunks(found: InputFile, *, on_error: str, text_field: str, text_lines
             "choose another text field"
         )
     if fmt == "jsonl":
-        for data in _line_chunks(path, compression):
+        for data in line_pieces(path, compression, piece_bytes=CHUNK_BYTES):
             yield Chunk(name, None, len(data), lambda data=data: parse_json_lines(data, on_error))
     elif fmt == "text" and text_lines:
 
@@ -279,14 +189,14 @@ def _file_chunks(found: InputFile, *, on_error: str, text_field: str, text_lines
             table, skipped = parse_text(data, name, text_field, on_error)
             return _with_source_file(table, found.name), skipped, count_lines(data)
 
-        for data in _line_chunks(path, compression):
+        for data in line_pieces(path, compression, piece_bytes=CHUNK_BYTES):
             yield Chunk(name, None, len(data), lambda data=data: load_lines(data))
     elif fmt == "text":
 
         def load_document() -> tuple[pa.Table, int, int]:
-            with _open_decompressed(path, compression) as f:
+            with open_decompressed(path, compression) as f:
                 raw = f.read()
-            _require_unchanged(found)
+            require_unchanged(found)
             table, skipped = parse_text(raw, name, text_field, on_error, whole=True)
             return _with_source_file(table, found.name), skipped, 0
 
@@ -300,7 +210,7 @@ def _file_chunks(found: InputFile, *, on_error: str, text_field: str, text_lines
 
         def load_row_group(group: int, first_row: int) -> tuple[pa.Table, int, int]:
             table = pq.ParquetFile(path).read_row_group(group)
-            _require_unchanged(found)
+            require_unchanged(found)
             return check_utf8(table, name, first_row), 0, 0
 
         first_row = 1
@@ -352,7 +262,7 @@ def _table_chunks(batches: Iterable[pa.RecordBatch], name: str) -> Iterator[Chun
 
 def _csv_chunks(path: Path, compression: str | None) -> Iterator[Chunk]:
     name = str(path)
-    for table in csv_tables(path, lambda: _open_decompressed(path, compression), block_bytes=CHUNK_BYTES):
+    for table in csv_tables(path, lambda: open_decompressed(path, compression), block_bytes=CHUNK_BYTES):
         yield Chunk(name, 0, table.nbytes, lambda table=table: (table, 0, 0))
 
 
