@@ -49,7 +49,12 @@ def _add_convert(sub) -> None:
                                        "the text field itself is then dropped unless --keep-text")
     p.add_argument("--keep-text", action="store_true", help="with --tokenizer: keep the text field next to the tokens (by default it is dropped)")
     p.add_argument("--format", dest="input_format", help="input format when the file names do not say (jsonl, parquet, csv, text, arrow)")
-    p.add_argument("--text-lines", action="store_true", help="text files hold one document per line (default: one per file)")
+    p.add_argument(
+        "--text-lines",
+        action="store_true",
+        help="text files hold one document per line (default: one per file); rows from text files also get a "
+        "'source_file' column naming their file, relative to the folder or glob given (drop it with --columns)",
+    )
     p.add_argument("--shard-bytes", type=_size, default=WriteOptions.shard_bytes, help="target shard size (default 128MiB)")
     p.add_argument("--block-bytes", type=_size, default=WriteOptions.block_bytes, help="target block size (default 1MiB)")
     p.add_argument("--block-rows", type=int, help="exact rows per block (overrides --block-bytes)")

@@ -1,24 +1,48 @@
-"""Parse one chunk of input into an Arrow table, or say exactly which line is bad.
+"""Parse one chunk of JSON Lines or text into an Arrow table, or say exactly which line is bad.
 
-The fast path hands the whole chunk to pyarrow's C++ parser. Only when that
-fails does the slow path look at the chunk line by line with Python's `json`
-module, to name the file and line and the parser's message, or, with
+The fast path hands the whole chunk to pyarrow's C++ parser, after the
+vectorised checks of `prescan` that protect it: the chunk must be UTF-8, and
+no line may nest deeper than `MAX_JSON_DEPTH`. After parsing, a float column
+holding a value of 2**53 or more is a hint that the reader may have rounded
+an integer (it turns a whole column into float64 when one integer leaves
+int64 or one row holds a float), so those rows are re-read exactly.
+
+Only when something is wrong does the slow path look at the chunk line by
+line with Python's `json` module, to name the file and line, or, with
 `on_error="skip"`, to drop the bad lines and count them. So clean input pays
-nothing for good error messages.
+a few vectorised passes for good error messages, and nothing per line.
+
+Tables that arrive parsed (Parquet, Arrow IPC, in-memory Arrow) are held to
+the same promise by `check_utf8`: Arrow's readers do not validate strings,
+and a string that is not UTF-8 would make its whole block unreadable.
 """
 
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pajson
 
+from fastload.convert.prescan import MAX_JSON_DEPTH, deep_lines, is_utf8
 from fastload.errors import ConvertError
 
-__all__ = ["LineError", "count_lines", "parse_json_lines", "parse_text", "rows_to_table"]
+__all__ = [
+    "LineError",
+    "check_utf8",
+    "count_lines",
+    "float_fields_to_recheck",
+    "parse_json_lines",
+    "parse_text",
+]
+
+_INT64 = (-(2**63), 2**63 - 1)
+_EXACT_IN_FLOAT64 = 2**53  # every integer of at most this magnitude is a float64
+_LONG_DIGITS = re.compile(rb"\d{16}")  # an integer beyond 2**53 has at least 16 digits
+_BEYOND_INT64_DIGITS = re.compile(r"\d{19}")
 
 
 class LineError(Exception):
@@ -53,46 +77,189 @@ def _read_json(data) -> pa.Table:
     )
 
 
-def _bad_json_lines(data: bytes) -> list[tuple[int, str]]:
-    """(line offset within the chunk, message) of every line that is not a JSON object."""
-    bad = []
-    for offset, line in enumerate(data.split(b"\n")):
-        if not line.strip():
-            continue
+# -- JSON Lines -----------------------------------------------------------------------------
+
+
+def float_fields_to_recheck(table: pa.Table) -> list[str]:
+    """Float (or list of float) fields holding a magnitude of 2**53 or more, where an integer may have been rounded."""
+    fields = []
+    for f, column in zip(table.schema, table.columns):
+        values = column
+        if (pa.types.is_list(f.type) or pa.types.is_large_list(f.type)) and pa.types.is_floating(f.type.value_type):
+            values = pc.list_flatten(column)
+        if pa.types.is_floating(values.type) and len(values):
+            low, high = pc.min_max(values).values()
+            if low.is_valid and max(-low.as_py(), high.as_py()) >= _EXACT_IN_FLOAT64:
+                fields.append(f.name)
+    return fields
+
+
+def parse_json_lines(data, on_error: str) -> tuple[pa.Table, int, int]:
+    """JSON Lines (whole lines; bytes or memoryview) -> (table, lines skipped, lines read). Raises `LineError`."""
+    num_lines, deep = deep_lines(data)
+    if not deep and is_utf8(data):
         try:
-            value = json.loads(line)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            bad.append((offset, f"invalid JSON: {exc}"))
-            continue
-        if not isinstance(value, dict):
-            bad.append((offset, f"expected a JSON object, found a JSON {type(value).__name__}"))
-    return bad
+            table = _read_json(data)
+        except pa.ArrowInvalid:
+            pass  # the slow path says which line, and why
+        else:
+            if not float_fields_to_recheck(table):
+                return table, 0, num_lines
+    table, skipped = _parse_line_by_line(bytes(data), on_error, deep)
+    return table, skipped, num_lines
 
 
-def parse_json_lines(data, on_error: str) -> tuple[pa.Table, int]:
-    """JSON Lines (whole lines; bytes or memoryview) -> (table, lines skipped). Raises `LineError`."""
-    try:
-        return _read_json(data), 0
-    except pa.ArrowInvalid as arrow_error:
-        data = bytes(data)
-        bad = _bad_json_lines(data)
-        if not bad:
+def _parse_line_by_line(data: bytes, on_error: str, deep: set[int]) -> tuple[pa.Table, int]:
+    """The slow path: find the bad lines, raise for the first (or drop them all with "skip"), parse the rest."""
+    lines = data.split(b"\n")
+    bad: dict[int, str] = {}
+    for offset, line in enumerate(lines):
+        if offset in deep:
+            bad[offset] = (
+                f"nested deeper than {MAX_JSON_DEPTH} levels, which fastload refuses before parsing "
+                "(a parser would overflow its stack)"
+            )
+        elif line.strip():
+            problem = _line_problem(line)
+            if problem is not None:
+                bad[offset] = problem
+    while True:
+        if bad and on_error != "skip":
+            offset = min(bad)
+            more = f" ({len(bad) - 1} more bad lines in this part of the file)" if len(bad) > 1 else ""
+            raise LineError(offset, f"{bad[offset]}{more}. Fix the line, or pass --on-error skip to drop bad lines and count them.")
+        keep = [i for i, line in enumerate(lines) if i not in bad and line.strip()]
+        if not keep:
+            return pa.table({}), len(bad)
+        try:
+            table = _read_json(b"\n".join(lines[i] for i in keep) + b"\n")
+        except pa.ArrowInvalid as arrow_error:
             # Every line is a valid object, so pyarrow objected to types that change inside the chunk.
             raise LineError(
-                0,
+                keep[0],
                 f"{arrow_error}. A field holds values of different types (e.g. a number in one row, "
                 "a string in another); make them consistent.",
-                last_offset=max(0, data.count(b"\n") - 1),
+                last_offset=keep[-1],
             ) from None
-        if on_error != "skip":
-            offset, message = bad[0]
-            more = f" ({len(bad) - 1} more bad lines in this part of the file)" if len(bad) > 1 else ""
-            raise LineError(offset, f"{message}{more}. Fix the line, or pass --on-error skip to drop bad lines and count them.") from None
-    bad_offsets = {offset for offset, _ in bad}
-    good = b"\n".join(line for i, line in enumerate(data.split(b"\n")) if i not in bad_offsets)
-    if not good.strip():
-        return pa.table({}), len(bad)
-    return parse_json_lines(good + b"\n", "fail")[0], len(bad)
+        fields = float_fields_to_recheck(table)
+        rounded = {i: problem for i in keep if fields and (problem := _rounded_integer(lines[i], fields))}
+        if not rounded:
+            return table, len(bad)
+        bad.update(rounded)
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise ValueError(f"the number {text} is too large for a float64")
+    return value
+
+
+def _unique_keys(pairs: list) -> dict:
+    value = dict(pairs)
+    if len(value) != len(pairs):
+        repeated = sorted({k for k, _ in pairs if sum(1 for other, _ in pairs if other == k) > 1})
+        raise ValueError(f"the key(s) {', '.join(map(repr, repeated))} appear more than once in one object")
+    return value
+
+
+def _line_problem(line: bytes) -> str | None:
+    """Why one line cannot be a row, or None: what pyarrow's reader would reject, and what it would let through wrongly."""
+    try:
+        text = line.decode("utf-8")  # strict: also refuses encoded surrogates, unlike json.loads(bytes)
+    except UnicodeDecodeError as exc:
+        byte = exc.object[exc.start : exc.start + 1]
+        return f"not valid UTF-8 (byte {byte!r} at column {exc.start + 1}: {exc.reason}); convert the file to UTF-8"
+    try:
+        value = json.loads(text, parse_float=_finite_float, object_pairs_hook=_unique_keys)
+    except RecursionError:
+        return f"nested deeper than {MAX_JSON_DEPTH} levels"
+    except ValueError as exc:  # JSONDecodeError, and ours above, and Python's limit on integer digits
+        return f"invalid JSON: {exc}"
+    if not isinstance(value, dict):
+        return f"expected a JSON object, found a JSON {type(value).__name__}"
+    if "\\u" in text:
+        try:
+            json.dumps(value, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            return "a \\u escape gives a lone UTF-16 surrogate (half of a pair), which is not text; fix the escape"
+    if _BEYOND_INT64_DIGITS.search(text):
+        for name, number in _integers(value):
+            if not _INT64[0] <= number <= _INT64[1]:
+                return (
+                    f"field {name!r} holds the integer {number}, outside int64, the widest integer fastload reads "
+                    "from JSON; write it as a string (in quotes) to keep every digit, or leave the field out with --columns"
+                )
+    return None
+
+
+def _integers(value: dict):
+    """(top-level field, integer) for every integer in a row, nested ones under their top-level field."""
+    for name, item in value.items():
+        stack = [item]
+        while stack:
+            v = stack.pop()
+            if isinstance(v, int) and not isinstance(v, bool):
+                yield name, v
+            elif isinstance(v, list):
+                stack.extend(v)
+            elif isinstance(v, dict):
+                stack.extend(v.values())
+
+
+def _rounded_integer(line: bytes, fields: list[str]) -> str | None:
+    """The problem of a line whose integer would be rounded to fit a float field, or None."""
+    if not _LONG_DIGITS.search(line):
+        return None
+    value = json.loads(line)
+    for name, number in _integers({f: value.get(f) for f in fields}):
+        if float(number) != number:
+            return (
+                f"field {name!r} holds the integer {number}, which float64 cannot store exactly, and nearby rows "
+                "give the field fractional numbers, so it would become float64 and change; write the integer as a "
+                "string (in quotes), or keep the field all-integer"
+            )
+    return None
+
+
+# -- tables from Arrow readers --------------------------------------------------------------
+
+
+def check_utf8(table: pa.Table, source: str, first_row: int) -> pa.Table:
+    """`table`, once all its data is valid, strings UTF-8 included; `first_row` numbers its rows in messages.
+
+    Arrow's and Parquet's readers do not check strings (CSV's reader does).
+    """
+    for f, column in zip(table.schema, table.columns):
+        try:
+            column.validate(full=True)
+        except pa.ArrowInvalid as exc:
+            row = _first_non_utf8_row(column)
+            if row is not None:
+                raise ConvertError(
+                    f"{source}: field {f.name!r} in row {first_row + row} holds text that is not valid UTF-8; "
+                    "fix the input, or leave the field out with --columns"
+                ) from None
+            raise ConvertError(
+                f"{source}: field {f.name!r} holds invalid data ({exc}); fix the input, or leave the field out with --columns"
+            ) from None
+    return table
+
+
+def _first_non_utf8_row(column: pa.ChunkedArray) -> int | None:
+    if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
+        return None  # nested strings: the field is named, the row is not looked for
+    binary = pa.binary() if pa.types.is_string(column.type) else pa.large_binary()
+    for row, value in enumerate(column.cast(binary).to_pylist()):
+        if value is not None:
+            try:
+                value.decode("utf-8")
+            except UnicodeDecodeError:
+                return row
+    return None
+
+
+# -- plain text -----------------------------------------------------------------------------
 
 
 def parse_text(data, source: str, text_field: str, on_error: str, *, whole: bool = False) -> tuple[pa.Table, int]:
@@ -132,42 +299,3 @@ def parse_text(data, source: str, text_field: str, on_error: str, *, whole: bool
     lines = pc.utf8_rtrim(lines, characters="\r\n")
     lines = lines.filter(pc.greater(pc.binary_length(lines), 0))
     return pa.table({text_field: lines}), skipped
-
-
-def rows_to_table(rows: list, source: str, first_row: int) -> pa.Table:
-    """A list of dicts (Python values or numpy arrays) -> a table; numpy arrays become fixed-shape columns."""
-    for i, row in enumerate(rows):
-        if not isinstance(row, dict):
-            raise ConvertError(f"{source}, item {first_row + i}: expected a dict, found {type(row).__name__}")
-    names = list(dict.fromkeys(k for row in rows for k in row))
-    columns, fields = [], []
-    for name in names:
-        values = [row.get(name) for row in rows]
-        sample = next((v for v in values if v is not None), None)
-        if isinstance(sample, np.ndarray) and sample.ndim >= 1:
-            array, shape = _stack_arrays(values, sample, name, source, first_row)
-            columns.append(array)
-            fields.append(pa.field(name, array.type, metadata={b"fastload.shape": json.dumps(list(shape)).encode()}))
-            continue
-        try:
-            array = pa.array(values)
-        except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
-            raise ConvertError(f"{source}, items {first_row}-{first_row + len(rows) - 1}, field {name!r}: {exc}") from None
-        columns.append(array)
-        fields.append(pa.field(name, array.type))
-    return pa.Table.from_arrays(columns, schema=pa.schema(fields))
-
-
-def _stack_arrays(values: list, sample: np.ndarray, name: str, source: str, first_row: int) -> tuple[pa.Array, tuple]:
-    for i, v in enumerate(values):
-        if v is not None and (not isinstance(v, np.ndarray) or v.shape != sample.shape):
-            found = v.shape if isinstance(v, np.ndarray) else type(v).__name__
-            raise ConvertError(
-                f"{source}, item {first_row + i}, field {name!r}: expected an array of shape {sample.shape} "
-                f"like the first one, found {found}"
-            )
-    filled = [v if v is not None else np.zeros_like(sample) for v in values]
-    flat = np.stack(filled).reshape(-1)
-    mask = pa.array([v is None for v in values]) if any(v is None for v in values) else None
-    array = pa.FixedSizeListArray.from_arrays(pa.array(flat), sample.size, mask=mask)
-    return array, sample.shape

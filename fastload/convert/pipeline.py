@@ -245,11 +245,11 @@ def _chunks_of(source, *, input_format, on_error, text_field, text_lines, out: P
     if isinstance(source, (str, os.PathLike)) or (isinstance(source, (list, tuple)) and source and all(isinstance(s, (str, os.PathLike)) for s in source)):
         paths = [source] if isinstance(source, (str, os.PathLike)) else list(source)
         files = find_inputs(paths, input_format=input_format, exclude=out.resolve())
-        total = None if any(c in COMPRESSED for _, _, c in files) else sum(p.stat().st_size for p, _, _ in files)
+        total = None if any(f.compression in COMPRESSED for f in files) else sum(f.num_bytes for f in files)
 
         def generate() -> Iterator[Chunk]:
-            for path, fmt, compression in files:
-                yield from file_chunks(path, fmt, compression, on_error=on_error, text_field=text_field, text_lines=text_lines)
+            for found in files:
+                yield from file_chunks(found, on_error=on_error, text_field=text_field, text_lines=text_lines)
 
         return generate(), [str(s) for s in paths], total
     return object_chunks(source), [f"<{type(source).__module__}.{type(source).__name__}>"], None

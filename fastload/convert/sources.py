@@ -12,27 +12,34 @@ sequentially, decompressed on the fly when they end in `.gz`, `.zst` or
 remembers its file and first line number so that a parse error can name the
 exact line. Parsing itself (pyarrow's C++ readers, tokenization) happens in
 the workers and releases the GIL.
+
+Rows from text files get a `source_file` column naming their file, relative
+to the folder or glob it was found through (other formats carry their own
+fields and get none). A file that is deleted, replaced, damaged or written
+to while it is converted is a `ConvertError` naming it (`input_files`); Arrow
+files are read, not memory-mapped, since a mapped file truncated under us
+kills the process with SIGBUS.
 """
 
 from __future__ import annotations
 
 import glob
-import gzip
-import io
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
 import pyarrow as pa
-import pyarrow.csv as pacsv
 import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 
-from fastload.convert.parse import count_lines, parse_json_lines, parse_text
+from fastload.convert.csv_input import csv_tables
+from fastload.convert.input_files import InputFile, line_pieces, open_decompressed, read_errors, require_unchanged, unreadable
+from fastload.convert.parse import check_utf8, count_lines, parse_json_lines, parse_text
+from fastload.convert.rows import ArrayLayouts, field_names, rows_to_table
 from fastload.errors import ConvertError
 
-__all__ = ["Chunk", "FORMATS", "find_inputs", "file_chunks", "object_chunks"]
+__all__ = ["Chunk", "FORMATS", "InputFile", "SOURCE_FILE_COLUMN", "find_inputs", "file_chunks", "object_chunks"]
 
 CHUNK_BYTES = 8 << 20  # big enough that per-chunk overhead vanishes, small enough to keep 2 workers busy on a few-MB corpus
 CHUNK_ROWS = 16_384  # rows per chunk for in-memory inputs
@@ -54,6 +61,7 @@ FORMATS = {
     ".ipc": "arrow",
 }
 COMPRESSED = (".gz", ".zst", ".lz4")
+SOURCE_FILE_COLUMN = "source_file"  # text inputs: the file each row came from, relative to the folder given
 
 
 @dataclass(frozen=True)
@@ -74,20 +82,28 @@ def _format_of(path: Path) -> tuple[str | None, str | None]:
     return (FORMATS.get(suffixes[-1]) if suffixes else None), compression
 
 
-def find_inputs(inputs: Iterable[str | os.PathLike], *, input_format: str | None = None, exclude: Path | None = None) -> list[tuple[Path, str, str | None]]:
-    """Expand files, folders and globs into (path, format, compression), sorted within each folder/glob.
+def _glob_folder(pattern: str) -> Path:
+    """The part of a glob pattern before its first wildcard: what matches are named relative to."""
+    parts = Path(pattern).parts
+    first_wild = next(i for i, part in enumerate(parts) if any(ch in part for ch in "*?["))
+    return Path(*parts[:first_wild]) if first_wild else Path(".")
+
+
+def find_inputs(inputs: Iterable[str | os.PathLike], *, input_format: str | None = None, exclude: Path | None = None) -> list[InputFile]:
+    """Expand files, folders and globs into `InputFile`s, sorted within each folder/glob.
 
     Files under `exclude` (the output folder) are left out, so an output placed
     inside an input folder is never read back as input; naming such a file
     explicitly is an error, since converting would overwrite it.
     """
-    found: list[tuple[Path, str, str | None]] = []
+    found: list[InputFile] = []
     for item in inputs:
         text = str(item)
         if any(ch in text for ch in "*?["):
             paths = [Path(p) for p in sorted(glob.glob(text, recursive=True)) if Path(p).is_file()]
             if not paths:
                 raise ConvertError(f"the pattern {text!r} matches no files")
+            folder = _glob_folder(text)
         elif Path(text).is_dir():
             paths = sorted(p for p in Path(text).rglob("*") if p.is_file() and not p.name.startswith("."))
             paths = [p for p in paths if input_format or _format_of(p)[0]]
@@ -96,8 +112,10 @@ def find_inputs(inputs: Iterable[str | os.PathLike], *, input_format: str | None
                     f"the folder {text!r} holds no files fastload can read (suffixes: {', '.join(sorted(FORMATS))}, "
                     f"optionally with {', '.join(COMPRESSED)})"
                 )
+            folder = Path(text)
         elif Path(text).is_file():
             paths = [Path(text)]
+            folder = Path(text).parent
         else:
             raise ConvertError(f"input {text!r} does not exist")
         if exclude is not None:
@@ -113,87 +131,94 @@ def find_inputs(inputs: Iterable[str | os.PathLike], *, input_format: str | None
                     f"cannot tell the format of {str(path)!r} from its name; pass --format "
                     f"({', '.join(sorted(set(FORMATS.values())))})"
                 )
-            found.append((path, fmt, compression))
+            try:
+                stat = path.stat()
+            except OSError as exc:
+                raise unreadable(str(path), exc) from None
+            name = path.relative_to(folder).as_posix() if path.is_relative_to(folder) else path.name
+            found.append(InputFile(path, fmt, compression, name, stat.st_size, stat.st_mtime_ns))
     if not found:
         raise ConvertError("no input files were given")
     return found
 
 
-def _open_decompressed(path: Path, compression: str | None) -> io.BufferedIOBase:
-    if compression is None:
-        return open(path, "rb")
-    if compression == ".gz":
-        return gzip.open(path, "rb")
-    if compression == ".lz4":
-        import lz4.frame
-
-        return lz4.frame.open(path, "rb")
-    try:
-        import zstandard
-    except ImportError:
-        raise ConvertError(f"{str(path)!r} is zstd-compressed; install zstandard (pip install 'fastload[zstd]')") from None
-    return zstandard.ZstdDecompressor().stream_reader(open(path, "rb"), closefd=True)
+def _with_source_file(table: pa.Table, name: str) -> pa.Table:
+    return table.append_column(SOURCE_FILE_COLUMN, pa.repeat(pa.scalar(name, pa.string()), table.num_rows))
 
 
-def _line_chunks(path: Path, compression: str | None) -> Iterator[memoryview]:
-    """Whole-line pieces of a file, about CHUNK_BYTES each, without copying them.
+def file_chunks(found: InputFile, *, on_error: str, text_field: str, text_lines: bool) -> Iterator[Chunk]:
+    """The chunks of one input file, in order.
 
-    Each piece is read straight into a buffer of its own (workers parse
-    pieces in parallel, so none is reused) after the partial line left over
-    from the previous read.
+    A file that cannot be read (deleted, replaced or damaged while converting)
+    is a `ConvertError` naming it, whether reading fails here or in a worker.
     """
-    carry = b""
-    with _open_decompressed(path, compression) as f:
-        while True:
-            buffer = bytearray(len(carry) + CHUNK_BYTES)
-            buffer[: len(carry)] = carry
-            n = f.readinto(memoryview(buffer)[len(carry) :])
-            end = len(carry) + (n or 0)
-            if not n:
-                break
-            cut = buffer.rfind(b"\n", 0, end) + 1
-            if cut == 0:  # a line longer than a chunk: keep reading until it ends
-                carry = bytes(buffer[:end])
-                continue
-            carry = bytes(buffer[cut:end])
-            yield memoryview(buffer)[:cut]
-    if carry:
-        yield memoryview(carry + b"\n")
+    errors = read_errors(found.compression)
+    name = str(found.path)
+
+    def guarded(load: Callable[[], tuple[pa.Table, int, int]]) -> Callable[[], tuple[pa.Table, int, int]]:
+        def run() -> tuple[pa.Table, int, int]:
+            try:
+                return load()
+            except errors as exc:
+                raise unreadable(name, exc) from None
+
+        return run
+
+    try:
+        for chunk in _file_chunks(found, on_error=on_error, text_field=text_field, text_lines=text_lines):
+            yield Chunk(chunk.source, chunk.first_line, chunk.num_bytes, guarded(chunk.load))
+        require_unchanged(found)
+    except errors as exc:
+        raise unreadable(name, exc) from None
 
 
-def _lines_loaded(parse, data) -> tuple[pa.Table, int, int]:
-    table, skipped = parse(data)
-    return table, skipped, count_lines(data)
-
-
-def file_chunks(path: Path, fmt: str, compression: str | None, *, on_error: str, text_field: str, text_lines: bool) -> Iterator[Chunk]:
-    """The chunks of one input file, in order."""
+def _file_chunks(found: InputFile, *, on_error: str, text_field: str, text_lines: bool) -> Iterator[Chunk]:
+    path, fmt, compression = found.path, found.fmt, found.compression
     name = str(path)
+    if fmt == "text" and text_field == SOURCE_FILE_COLUMN:
+        raise ConvertError(
+            f"--text-field {SOURCE_FILE_COLUMN} is the column fastload adds to text inputs to name each row's file; "
+            "choose another text field"
+        )
     if fmt == "jsonl":
-        parse = lambda data: parse_json_lines(data, on_error)  # noqa: E731
-        for data in _line_chunks(path, compression):
-            yield Chunk(name, None, len(data), lambda data=data: _lines_loaded(parse, data))
+        for data in line_pieces(path, compression, piece_bytes=CHUNK_BYTES):
+            yield Chunk(name, None, len(data), lambda data=data: parse_json_lines(data, on_error))
     elif fmt == "text" and text_lines:
-        parse = lambda data: parse_text(data, name, text_field, on_error)  # noqa: E731
-        for data in _line_chunks(path, compression):
-            yield Chunk(name, None, len(data), lambda data=data: _lines_loaded(parse, data))
-    elif fmt == "text":
-        def load_document() -> tuple[pa.Table, int, int]:
-            with _open_decompressed(path, compression) as f:
-                raw = f.read()
-            return (*parse_text(raw, name, text_field, on_error, whole=True), 0)
 
-        yield Chunk(name, 1, path.stat().st_size, load_document)
+        def load_lines(data) -> tuple[pa.Table, int, int]:
+            table, skipped = parse_text(data, name, text_field, on_error)
+            return _with_source_file(table, found.name), skipped, count_lines(data)
+
+        for data in line_pieces(path, compression, piece_bytes=CHUNK_BYTES):
+            yield Chunk(name, None, len(data), lambda data=data: load_lines(data))
+    elif fmt == "text":
+
+        def load_document() -> tuple[pa.Table, int, int]:
+            with open_decompressed(path, compression) as f:
+                raw = f.read()
+            require_unchanged(found)
+            table, skipped = parse_text(raw, name, text_field, on_error, whole=True)
+            return _with_source_file(table, found.name), skipped, 0
+
+        yield Chunk(name, 1, found.num_bytes, load_document)
     elif fmt == "parquet":
         _require_uncompressed(path, compression)
         try:
             meta = pq.ParquetFile(path)
         except (OSError, pa.ArrowException) as exc:
             raise ConvertError(f"{name!r} is not a readable Parquet file: {exc}") from None
+
+        def load_row_group(group: int, first_row: int) -> tuple[pa.Table, int, int]:
+            table = pq.ParquetFile(path).read_row_group(group)
+            require_unchanged(found)
+            return check_utf8(table, name, first_row), 0, 0
+
+        first_row = 1
         for group in range(meta.num_row_groups):
             row_group = meta.metadata.row_group(group)  # bytes on disk, as the progress bar's total counts them
             size = sum(row_group.column(c).total_compressed_size for c in range(row_group.num_columns))
-            yield Chunk(name, 0, size, lambda group=group: (pq.ParquetFile(path).read_row_group(group), 0, 0))
+            yield Chunk(name, 0, size, lambda group=group, first_row=first_row: load_row_group(group, first_row))
+            first_row += row_group.num_rows
     elif fmt == "arrow":
         _require_uncompressed(path, compression)
         yield from _arrow_file_chunks(path)
@@ -209,38 +234,36 @@ def _require_uncompressed(path: Path, compression: str | None) -> None:
 
 
 def _arrow_file_chunks(path: Path) -> Iterator[Chunk]:
+    # Read, not memory-mapped: a mapped file truncated by someone else while it is
+    # read kills the process with SIGBUS; a read fails with an error we can name.
     name = str(path)
-    source = pa.memory_map(str(path))
-    try:
-        reader = ipc.open_file(source)
-        batches = (reader.get_batch(i) for i in range(reader.num_record_batches))
-    except pa.ArrowInvalid:
-        try:  # Arrow IPC *stream* files (and Feather v2 written as a stream) are read sequentially
-            reader = ipc.open_stream(source)
-            batches = iter(reader)
-        except pa.ArrowInvalid as exc:
-            raise ConvertError(f"{name!r} is not an Arrow IPC / Feather file: {exc}") from None
+    with pa.OSFile(str(path)) as source:
+        try:
+            reader = ipc.open_file(source)
+            batches = (reader.get_batch(i) for i in range(reader.num_record_batches))
+        except pa.ArrowInvalid:
+            try:  # Arrow IPC *stream* files (and Feather v2 written as a stream) are read sequentially
+                source.seek(0)
+                reader = ipc.open_stream(source)
+                batches = iter(reader)
+            except pa.ArrowInvalid as exc:
+                raise ConvertError(f"{name!r} is not an Arrow IPC / Feather file: {exc}") from None
+        yield from _table_chunks(batches, name)
+
+
+def _table_chunks(batches: Iterable[pa.RecordBatch], name: str) -> Iterator[Chunk]:
+    """One chunk per record batch; each batch's text is checked in a worker."""
+    row = 1
     for batch in batches:
         table = pa.Table.from_batches([batch])
-        yield Chunk(name, 0, batch.nbytes, lambda table=table: (table, 0, 0))
+        yield Chunk(name, row, batch.nbytes, lambda table=table, row=row: (check_utf8(table, name, row), 0, 0))
+        row += batch.num_rows
 
 
 def _csv_chunks(path: Path, compression: str | None) -> Iterator[Chunk]:
-    # CSV cannot be cut at arbitrary newlines (quoted fields may hold them), so it
-    # is parsed by pyarrow's streaming reader here and handed to workers parsed.
     name = str(path)
-    delimiter = "\t" if ".tsv" in [s.lower() for s in path.suffixes] else ","
-    try:
-        reader = pacsv.open_csv(
-            _open_decompressed(path, compression),
-            read_options=pacsv.ReadOptions(block_size=CHUNK_BYTES),
-            parse_options=pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=True),
-        )
-        for batch in reader:
-            table = pa.Table.from_batches([batch])
-            yield Chunk(name, 0, batch.nbytes, lambda table=table: (table, 0, 0))
-    except pa.ArrowInvalid as exc:
-        raise ConvertError(f"{name!r}: CSV parse error: {exc}") from None
+    for table in csv_tables(path, lambda: open_decompressed(path, compression), block_bytes=CHUNK_BYTES):
+        yield Chunk(name, 0, table.nbytes, lambda table=table: (table, 0, 0))
 
 
 def object_chunks(obj: object) -> Iterator[Chunk]:
@@ -255,31 +278,42 @@ def object_chunks(obj: object) -> Iterator[Chunk]:
             obj = obj.flatten_indices()
         obj = obj.data.table
     if module == "pandas":
-        obj = pa.Table.from_pandas(obj, preserve_index=False)
+        obj = _arrow_from_pandas(obj, name)
     if isinstance(obj, pa.RecordBatch):
         obj = pa.Table.from_batches([obj])
     if isinstance(obj, pa.Table):
         for start in range(0, obj.num_rows, CHUNK_ROWS):
             piece = obj.slice(start, CHUNK_ROWS)
-            yield Chunk(name, start + 1, piece.nbytes, lambda piece=piece: (piece, 0, 0))
+            load = lambda piece=piece, row=start + 1: (check_utf8(piece, name, row), 0, 0)  # noqa: E731
+            yield Chunk(name, start + 1, piece.nbytes, load)
         return
     if hasattr(obj, "to_batches") and hasattr(obj, "schema"):  # pyarrow.dataset.Dataset, Scanner
-        batches: Iterable = obj.to_batches()
+        yield from _table_chunks(obj.to_batches(), name)
     elif isinstance(obj, pa.RecordBatchReader):
-        batches = obj
+        yield from _table_chunks(obj, name)
     else:
         yield from _dict_chunks(obj, name)
-        return
-    row = 1
-    for batch in batches:
-        table = pa.Table.from_batches([batch])
-        yield Chunk(name, row, batch.nbytes, lambda table=table: (table, 0, 0))
-        row += batch.num_rows
+
+
+def _arrow_from_pandas(frame, name: str) -> pa.Table:
+    failures = (pa.ArrowException, OverflowError, UnicodeEncodeError)
+    try:
+        return pa.Table.from_pandas(frame, preserve_index=False)
+    except failures as exc:
+        bad = []
+        for column in frame.columns:
+            try:
+                pa.Array.from_pandas(frame[column])
+            except failures:
+                bad.append(column)
+        where = f" column {bad[0]!r}:" if bad else ""
+        raise ConvertError(
+            f"{name}:{where} the DataFrame cannot be converted to Arrow ({exc}), e.g. an integer beyond int64 in an "
+            "object column; fix the values, or leave the column out with --columns"
+        ) from None
 
 
 def _dict_chunks(obj: object, name: str) -> Iterator[Chunk]:
-    from fastload.convert.parse import rows_to_table
-
     try:
         iterator = iter(obj)
     except TypeError:
@@ -287,13 +321,20 @@ def _dict_chunks(obj: object, name: str) -> Iterator[Chunk]:
             f"cannot convert an object of type {type(obj).__name__}; give files, a pyarrow Table, a pandas "
             "DataFrame, a Hugging Face dataset or an iterable of dicts"
         ) from None
+    layouts = ArrayLayouts()  # how array fields are stored, decided in input order for every chunk
+
+    def chunk(rows: list, row: int) -> Chunk:
+        names = field_names(rows)
+        layouts.decide(rows, names)
+        return Chunk(name, row, 0, lambda: (rows_to_table(rows, name, row, names=names, layouts=layouts), 0, 0))
+
     row = 1
     rows: list = []
     for item in iterator:
         rows.append(item)
         if len(rows) == CHUNK_ROWS:
-            yield Chunk(name, row, 0, lambda rows=rows, row=row: (rows_to_table(rows, name, row), 0, 0))
+            yield chunk(rows, row)
             row += len(rows)
             rows = []
     if rows:
-        yield Chunk(name, row, 0, lambda rows=rows, row=row: (rows_to_table(rows, name, row), 0, 0))
+        yield chunk(rows, row)

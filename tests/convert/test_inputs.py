@@ -64,7 +64,7 @@ def test_text_files_one_document_per_file_or_per_line(tmp_path):
     assert [r["text"] for r in _rows(tmp_path / "per-file")] == ["first file ✓", "second file\nstill the second document\n"]
     (tmp_path / "lines.txt").write_bytes(b"one\r\ntwo\n\nthree")
     fastload.convert(tmp_path / "lines.txt", tmp_path / "per-line", text_lines=True, text_field="body", quiet=True)
-    assert _rows(tmp_path / "per-line") == [{"body": "one"}, {"body": "two"}, {"body": "three"}]
+    assert _rows(tmp_path / "per-line") == [{"body": line, "source_file": "lines.txt"} for line in ("one", "two", "three")]
 
 
 def test_globs_and_folders_are_read_in_sorted_order(tmp_path):

@@ -1,0 +1,114 @@
+"""Reading input files: decompressing them, cutting them into whole lines, and
+turning whatever goes wrong while reading into a `ConvertError` that names the file.
+
+Inputs are trusted to hold still while they are converted. When one does
+not (deleted, replaced by a folder, truncated, appended to) or is damaged (a
+truncated or mislabelled .gz/.lz4/.zst), the OS, Arrow or the decompressor
+raises one of several exceptions, some of them mid-file in a worker; here
+they all become one message. A file that changed but still reads is caught
+by comparing its size and mtime with those it had when it was found, which
+is what keeps a file truncated at a line boundary from silently giving
+fewer rows.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+from pathlib import Path
+from typing import Iterator, NamedTuple
+
+import pyarrow as pa
+
+from fastload.errors import ConvertError
+
+__all__ = ["InputFile", "line_pieces", "open_decompressed", "read_errors", "require_unchanged", "unreadable"]
+
+
+class InputFile(NamedTuple):
+    """One input file, as `find_inputs` found it."""
+
+    path: Path
+    fmt: str
+    compression: str | None
+    name: str  # relative to the folder (or glob's folder) it was found in; the file name when given directly
+    num_bytes: int  # on disk, when found
+    mtime_ns: int  # when found: a file written to during the conversion is refused
+
+
+def open_decompressed(path: Path, compression: str | None) -> io.BufferedIOBase:
+    """The file's bytes, decompressed on the fly for .gz, .lz4 and .zst."""
+    if compression is None:
+        return open(path, "rb")
+    if compression == ".gz":
+        return gzip.open(path, "rb")
+    if compression == ".lz4":
+        import lz4.frame
+
+        return lz4.frame.open(path, "rb")
+    try:
+        import zstandard
+    except ImportError:
+        raise ConvertError(f"{str(path)!r} is zstd-compressed; install zstandard (pip install 'fastload[zstd]')") from None
+    return zstandard.ZstdDecompressor().stream_reader(open(path, "rb"), closefd=True)
+
+
+def read_errors(compression: str | None) -> tuple[type[BaseException], ...]:
+    """What reading a file can raise when it vanishes, changes or is damaged (by OS, Arrow or decompressor)."""
+    errors: tuple[type[BaseException], ...] = (OSError, EOFError, pa.ArrowException)
+    if compression == ".lz4":
+        errors += (RuntimeError,)  # lz4.frame reports damaged frames as RuntimeError
+    elif compression == ".zst":
+        import zstandard
+
+        errors += (zstandard.ZstdError,)
+    return errors
+
+
+def unreadable(name: str, exc: BaseException) -> ConvertError:
+    """The error for a read that failed with one of `read_errors`."""
+    reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc) or type(exc).__name__
+    return ConvertError(
+        f"cannot read input {name!r}: {reason}. The file was moved, deleted or changed during the conversion, "
+        "or it is damaged (e.g. a truncated or mislabelled compressed file)"
+    )
+
+
+def require_unchanged(found: InputFile) -> None:
+    """Refuse a file that was written to since it was found: rows read from it may be cut short or mixed."""
+    try:
+        now = found.path.stat()
+    except FileNotFoundError:
+        return  # deleted after it was opened: what was read is the whole file
+    if (now.st_size, now.st_mtime_ns) != (found.num_bytes, found.mtime_ns):
+        raise ConvertError(
+            f"input {str(found.path)!r} changed while it was being converted ({found.num_bytes:,} bytes when the "
+            f"conversion started, {now.st_size:,} now); the rows read from it may be incomplete or mixed. Convert "
+            "a copy that nothing writes to"
+        )
+
+
+def line_pieces(path: Path, compression: str | None, *, piece_bytes: int) -> Iterator[memoryview]:
+    """Whole-line pieces of a file, about `piece_bytes` each, without copying them.
+
+    Each piece is read straight into a buffer of its own (workers parse
+    pieces in parallel, so none is reused) after the partial line left over
+    from the previous read.
+    """
+    carry = b""
+    with open_decompressed(path, compression) as f:
+        while True:
+            buffer = bytearray(len(carry) + piece_bytes)
+            buffer[: len(carry)] = carry
+            n = f.readinto(memoryview(buffer)[len(carry) :])
+            end = len(carry) + (n or 0)
+            if not n:
+                break
+            cut = buffer.rfind(b"\n", 0, end) + 1
+            if cut == 0:  # a line longer than a piece: keep reading until it ends
+                carry = bytes(buffer[:end])
+                continue
+            carry = bytes(buffer[cut:end])
+            yield memoryview(buffer)[:cut]
+    if carry:
+        yield memoryview(carry + b"\n")
