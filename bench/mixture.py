@@ -19,14 +19,21 @@ process of its own, after a warm-up, as the median of `--repeats` runs.
 3. State: `state_dict()` size (JSON bytes) and `load_state_dict` + the first
    batch's plan at global batch 10^6 (goal: load < 10 ms).
 
-Peers (LitData `CombinedStreamingDataset(weights=...)`, MosaicML
-`StreamingDataset(streams=[Stream(proportion=...)])`) are listed and not yet
-measured: their rows say so (issue #13 keeps that open).
+The peers on the same three sources: LitData `CombinedStreamingDataset(
+weights=...)` over `StreamingDataset(item_loader=TokensLoader(1025))` chunks,
+and MosaicML `StreamingDataset(streams=[Stream(proportion=...)])` over MDS
+rows (both built once from each kind's token stream, as in
+`bench/loader_tokens.py`; rows of 1025 tokens, not packed documents with
+EOS, as those libraries' recipes do). Each row is tagged with its source, so
+every contender's deviation from the weights is measured on the batches it
+delivered (`pip install -r bench/requirements.txt` for the peers; a peer
+that is not installed is a row that says so).
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import statistics
 import sys
@@ -36,6 +43,9 @@ from pathlib import Path
 _BENCH = str(Path(__file__).resolve().parent)
 sys.path.insert(0, _BENCH)
 from _harness import PeakMemory, child_main, format_table, machine_info, ratio, run_child, write_json  # noqa: E402
+from token_loaders.litdata_chunks import litdata_chunks  # noqa: E402  (loads no peer library until called)
+from token_loaders.mds_shards import import_streaming, mds_shards  # noqa: E402
+from token_loaders.prepare import ROW_LEN, to_int64  # noqa: E402
 from convert import CACHE, ensure_corpus  # noqa: E402
 
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(_BENCH)]
@@ -43,7 +53,7 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(_BENCH)]
 WEIGHTS = {"code": 0.5, "prose": 0.3, "translation": 0.2}
 BATCH_SIZE, SEQ_LEN = 16, 1024
 CHILD_TIMEOUT_S = 1800
-PEERS = ("litdata CombinedStreamingDataset", "mosaicml Stream(proportion=)")
+LITDATA, MOSAIC = "litdata CombinedStreamingDataset", "mosaicml Stream(proportion=)"
 
 
 def _datasets(corpus: Path) -> dict[str, Path]:
@@ -61,9 +71,62 @@ def _datasets(corpus: Path) -> dict[str, Path]:
     return paths
 
 
-def _loader(name: str, paths: dict[str, Path], workers: int):
+def _kind_corpora(corpus: Path) -> dict[str, Path]:
+    """The corpus split by kind into JSON Lines files of their own (the peers' builders take a corpus file)."""
+    paths = {kind: CACHE / f"{corpus.stem}-{kind}.jsonl" for kind in WEIGHTS}
+    if not all(p.exists() for p in paths.values()):
+        handles = {kind: open(paths[kind].with_suffix(".tmp"), "w", encoding="utf-8") for kind in WEIGHTS}
+        with open(corpus, encoding="utf-8") as f:
+            for line in f:
+                handles[json.loads(line)["kind"]].write(line)
+        for kind, handle in handles.items():
+            handle.close()
+            paths[kind].with_suffix(".tmp").rename(paths[kind])
+    return paths
+
+
+def _tagged(source: int, tokens):
+    """A peer's row with the index of the source it came from (module-level: it pickles into workers)."""
+    return {"input_ids": to_int64(tokens), "source": source}
+
+
+def _litdata_loader(corpus: Path, workers: int):
+    import functools
+
+    from litdata import CombinedStreamingDataset, StreamingDataLoader, StreamingDataset, TokensLoader
+
+    chunks = {kind: litdata_chunks(path) for kind, path in _kind_corpora(corpus).items()}  # built once, cached
+    datasets = [StreamingDataset(str(chunks[kind]), item_loader=TokensLoader(block_size=ROW_LEN), shuffle=True, transform=functools.partial(_tagged, i))
+                for i, kind in enumerate(WEIGHTS)]
+    combined = CombinedStreamingDataset(datasets, weights=list(WEIGHTS.values()), seed=0, iterate_over_all=False)
+    return StreamingDataLoader(combined, batch_size=BATCH_SIZE, num_workers=workers)
+
+
+def _mosaic_loader(corpus: Path, workers: int):
+    import torch
+    from streaming import Stream, StreamingDataset
+    from streaming.base.util import clean_stale_shared_memory
+
+    shards = {kind: mds_shards(path) for kind, path in _kind_corpora(corpus).items()}
+    clean_stale_shared_memory()
+
+    class Tagged(StreamingDataset):
+        def __getitem__(self, idx):
+            shard, _ = self.spanner[idx]
+            return _tagged(int(self.stream_per_shard[shard]), super().__getitem__(idx)["input_ids"])
+
+    streams = [Stream(local=str(shards[kind]), proportion=w) for kind, w in WEIGHTS.items()]
+    dataset = Tagged(streams=streams, shuffle=True, batch_size=BATCH_SIZE)
+    return torch.utils.data.DataLoader(dataset, batch_size=BATCH_SIZE, num_workers=workers)
+
+
+def _loader(name: str, paths: dict[str, Path], workers: int, corpus: Path):
     import fastload
 
+    if name == LITDATA:
+        return _litdata_loader(corpus, workers)
+    if name == MOSAIC:
+        return _mosaic_loader(corpus, workers)
     if name == "fastload one dataset":
         packed = fastload.PackedDataset(paths["all"], seq_len=SEQ_LEN)
     else:
@@ -72,28 +135,62 @@ def _loader(name: str, paths: dict[str, Path], workers: int):
 
 
 def child_throughput(name: str, corpus: Path, *, workers: int, batches: int, warmup: int, repeats: int) -> dict:
+    note = import_streaming() if name == MOSAIC else None
     paths = _datasets(corpus)
-    runs = []
+    if name in (LITDATA, MOSAIC):  # the peer's files, built once from each kind's token stream (untimed)
+        build = litdata_chunks if name == LITDATA else mds_shards
+        for path in _kind_corpora(corpus).values():
+            build(path)
+    runs, counts = [], []
     for i in range(warmup + repeats):
         peak = PeakMemory()
         started = time.perf_counter()
-        iterator = iter(_loader(name, paths, workers))
-        next(iterator)
+        iterator = iter(_loader(name, paths, workers, corpus))
+        batch = next(iterator)
         first = time.perf_counter() - started
+        per_batch = [_source_counts(batch)]
         started = time.perf_counter()
         for _ in range(batches):
-            next(iterator)
+            batch = next(iterator)
+            per_batch.append(_source_counts(batch))
         elapsed = time.perf_counter() - started
         peak.sample(force=True)
-        del iterator
+        del iterator, batch
+        gc.collect()  # MosaicML allows one StreamingDataset per local folder at a time: the last one must be gone
         if i >= warmup:
             runs.append({"tokens_per_s": batches * BATCH_SIZE * (SEQ_LEN + 1) / elapsed, "first_batch_s": first, "peak_pss_mb": peak.pss_mb})
+            counts = per_batch
+    deviation = _deviation(counts) if counts and counts[0] is not None else None
     return {
+        "note": note,
+        "deviation": deviation,
         "tokens_per_s": statistics.median(r["tokens_per_s"] for r in runs),
         "tokens_per_s_min": min(r["tokens_per_s"] for r in runs),
         "tokens_per_s_max": max(r["tokens_per_s"] for r in runs),
         "first_batch_s": statistics.median(r["first_batch_s"] for r in runs),
         "peak_pss_mb": max((r["peak_pss_mb"] for r in runs if r["peak_pss_mb"] is not None), default=None),
+    }
+
+
+def _source_counts(batch) -> list[int] | None:
+    source = batch.get("source") if isinstance(batch, dict) else None
+    if source is None:
+        return None
+    return [int((source == s).sum()) for s in range(len(WEIGHTS))]
+
+
+def _deviation(counts: list[list[int]]) -> dict:
+    """The largest |rows of a source − weight × rows| over every prefix of whole batches, and the spread of rows per batch."""
+    import numpy as np
+
+    per_batch = np.array(counts)
+    weights = np.array(list(WEIGHTS.values()))
+    delivered = np.cumsum(per_batch, axis=0)
+    n = np.arange(1, len(per_batch) + 1)[:, None] * BATCH_SIZE
+    return {
+        "max_deviation_batch_prefix_rows": float(np.abs(delivered - n * weights).max()),
+        "rows_per_batch": {k: [int(per_batch[:, i].min()), int(per_batch[:, i].max())] for i, k in enumerate(WEIGHTS)},
+        "batches": len(per_batch),
     }
 
 
@@ -171,7 +268,7 @@ def main() -> None:
             "--repeats", str(args.repeats), "--workers", str(args.workers), "--exact-batches", str(args.exact_batches)]
     run_child([*base, "--child", "exactness"], timeout_s=CHILD_TIMEOUT_S)  # builds the datasets, untimed
     results = {}
-    for name in ("fastload one dataset", "fastload mixture"):
+    for name in ("fastload one dataset", "fastload mixture", LITDATA, MOSAIC):
         print(f"measuring {name} ...", file=sys.stderr, flush=True)
         results[name] = run_child([*base, "--child", name], timeout_s=CHILD_TIMEOUT_S)
     exact = run_child([*base, "--child", "exactness"], timeout_s=CHILD_TIMEOUT_S)
@@ -180,15 +277,18 @@ def main() -> None:
     rows = []
     for name, r in results.items():
         if "error" in r:
-            rows.append([name, "FAILED", "", "", "", r["error"][:80]])
+            status = "not installed" if "No module named" in r["error"] else "FAILED"
+            rows.append([name, status, "", "", "", "", "", r["error"][:80]])
             continue
+        dev = r.get("deviation") or {}
         rows.append([name, f"{r['tokens_per_s'] / 1e6:.1f} ({r['tokens_per_s_min'] / 1e6:.1f}-{r['tokens_per_s_max'] / 1e6:.1f})",
-                     ratio(r["tokens_per_s"], baseline), f"{r['first_batch_s']:.2f}", f"{r['peak_pss_mb'] or 0:.0f}", ""])
-    for peer in PEERS:
-        rows.append([peer, "not measured yet", "", "", "", "issue #13: to do"])
+                     ratio(r["tokens_per_s"], baseline), f"{r['first_batch_s']:.2f}", f"{r['peak_pss_mb'] or 0:.0f}",
+                     f"{dev['max_deviation_batch_prefix_rows']:.1f}" if dev else "-",
+                     " ".join(f"{lo}-{hi}" for lo, hi in dev["rows_per_batch"].values()) if dev else "-", (r.get("note") or "")[:60]])
     print(f"Mixture {WEIGHTS} of the {args.corpus_mb:g} MB corpus, {BATCH_SIZE} x {SEQ_LEN + 1} packed batches, {args.workers} workers, "
-          f"median of {args.repeats} (min-max)")
-    print(format_table(["contender", "M tokens/s", "vs one dataset", "first batch s", "peak PSS MB", "note"], rows))
+          f"median of {args.repeats} (min-max); deviation: the largest |rows of a source - weight x rows| over the prefixes of the "
+          f"{args.batches + 1} batches of the last run")
+    print(format_table(["contender", "M tokens/s", "vs one dataset", "first batch s", "peak PSS MB", "max deviation", "rows/batch", "note"], rows))
     if "error" in exact:
         print(f"exactness: FAILED: {exact['error']}")
     else:
