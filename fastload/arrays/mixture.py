@@ -20,7 +20,7 @@ from fastload.arrays.dataset import FIXED_KINDS, ArrayDataset
 from fastload.errors import ConfigError
 from fastload.format.reader import Dataset
 from fastload.sampler import Mixture, SamplerOptions
-from fastload.sampler.row_mixture import RowMixture
+from fastload.sampler.mixture_dataset import RowMixture, open_sources
 
 __all__ = ["array_mixture", "mixture_statistics"]
 
@@ -44,12 +44,7 @@ def array_mixture(mixture: Mixture, columns=None, *, sampling: SamplerOptions | 
                     f"{theirs.dtype} {theirs.shape} in {first_name!r}; a batch needs one shape and dtype per column"
                 )
     statistics = mixture_statistics([opened[n].stats for n in mixture.names], [mixture.weights[n] for n in mixture.names])
-    sources = []
-    for name in mixture.names:
-        try:
-            sources.append(ArrayDataset(opened[name], columns, sampling=sampling, statistics=statistics))
-        except ConfigError as error:
-            raise ConfigError(f"mixture source {name!r}: {error}") from None
+    sources = open_sources(mixture, lambda name, _: ArrayDataset(opened[name], columns, sampling=sampling, statistics=statistics))
     return RowMixture(mixture, sources, sampling=sampling)
 
 

@@ -20,126 +20,50 @@ from __future__ import annotations
 
 import numpy as np
 
-from fastload.errors import ConfigError, FastloadError
+from fastload.errors import ConfigError
 from fastload.packing.dataset import PackedDataset
 from fastload.sampler import SamplerOptions
-from fastload.sampler.batch_dataset import BatchDataset
 from fastload.sampler.mixture import Mixture
+from fastload.sampler.mixture_dataset import MixtureDataset, open_sources, same_ids
 from fastload.sampler.mixture_plan import MixturePlan
-from fastload.sampler.mixture_sampler import MixtureBatchSampler, MixtureKey
+from fastload.sampler.mixture_sampler import MixtureKey
 
 __all__ = ["PackedMixture"]
 
 
-class PackedMixture(BatchDataset):
+class PackedMixture(MixtureDataset):
     """A `Mixture` packed into rows of `seq_len + 1` tokens; arguments as `PackedDataset` (every source
     shares them: one EOS id, one tokenizer). blocks: {source name: block ids} to read only those
     blocks of a source (a split, see `split_blocks`); others read all of theirs."""
 
-    def __init__(
-        self,
-        mixture: Mixture,
-        *,
-        seq_len: int,
-        column: str | None = None,
-        tokenizer=None,
-        eos_id: int | None = None,
-        pad_id: int | None = None,
-        add_eos: bool = True,
-        sampling: SamplerOptions | None = None,
-        blocks: dict | None = None,
-    ):
-        super().__init__(sampling)
-        if not isinstance(mixture, Mixture):
-            raise ConfigError(f"PackedMixture takes a fastload.Mixture, found {type(mixture).__name__}")
-        unknown = set(blocks or {}) - set(mixture.names)
+    def __init__(self, mixture: Mixture, *, sampling: SamplerOptions | None = None, blocks: dict | None = None, **arguments):
+        unknown = set(blocks or {}) - set(mixture.names) if isinstance(mixture, Mixture) else set()
         if unknown:
             raise ConfigError(f"blocks= names {', '.join(sorted(unknown))}, not sources of the mixture ({', '.join(mixture.names)})")
-        self.mixture = mixture
-        self.sources: list[PackedDataset] = []
-        for name, dataset in mixture.datasets.items():
-            try:
-                self.sources.append(PackedDataset(
-                    dataset, seq_len=seq_len, column=column, tokenizer=tokenizer, eos_id=eos_id, pad_id=pad_id, add_eos=add_eos,
-                    blocks=(blocks or {}).get(name),
-                ))
-            except FastloadError as error:  # the same kind of error, saying which source
-                raise type(error)(f"mixture source {name!r}: {error}") from None
-        self.seq_len, self.add_eos = seq_len, add_eos
-        self._check_sources_agree()
-        first = self.sources[0]
-        self.eos_id, self.pad_id = first.eos_id, first.pad_id
-        self._reset_process_state()
+        sources = open_sources(mixture, lambda name, dataset: PackedDataset(dataset, blocks=(blocks or {}).get(name), **arguments))
+        super().__init__(mixture, sources, sampling=sampling)
+        same_ids(mixture.names, sources)
+        _same_tokenizer(mixture.names, sources)
+        first = sources[0]
+        self.seq_len, self.add_eos, self.eos_id, self.pad_id = first.seq_len, first.add_eos, first.eos_id, first.pad_id
+        self.tokens_per_row = self.seq_len + 1
 
-    def _check_sources_agree(self) -> None:
-        """One EOS, one padding id and one tokenizer: rows of different sources meet in one batch."""
-        names, first = self.mixture.names, self.sources[0]
-        for name, source in zip(names[1:], self.sources[1:]):
-            for what in ("eos_id", "pad_id"):
-                if getattr(source, what) != getattr(first, what):
-                    raise ConfigError(
-                        f"mixture sources {names[0]!r} and {name!r} have different {what} ({getattr(first, what)} and "
-                        f"{getattr(source, what)}); pass {what}= to use one for all, or convert them with the same tokenizer"
-                    )
-            recorded = [_tokenizer_identity(s) for s in (first, source)]
-            if None not in recorded and recorded[0] != recorded[1]:
-                raise ConfigError(
-                    f"mixture sources {names[0]!r} and {name!r} were tokenized with different tokenizers "
-                    f"({recorded[0]} and {recorded[1]}); their token ids do not mean the same text. Convert them with one tokenizer"
-                )
+    def _new_plan(self, weights, **arguments) -> MixturePlan:
+        sources, add_eos = self.sources, self.add_eos
 
-    def _reset_process_state(self) -> None:
-        self._plans: dict[tuple, MixturePlan] = {}
+        def plan_of(s: int, epoch: int, columns: int, source_options: SamplerOptions):
+            return sources[s].plan(epoch, columns, source_options)
 
-    def __getstate__(self) -> dict:
-        return {**self.__dict__, "_plans": {}}  # plans hold closures; each process builds its own
+        def describe(s: int) -> str:
+            return f"{int(sources[s].doc_lengths.sum()) + len(sources[s].doc_lengths) * int(add_eos):,} tokens"
 
-    # -- the order -------------------------------------------------------------------
-
-    def mixture_plan(self, global_batch_size: int, options: SamplerOptions) -> MixturePlan:
-        key = (global_batch_size, options)
-        plan = self._plans.get(key)
-        if plan is None:
-            sources = self.sources
-
-            def plan_of(s: int, epoch: int, columns: int, source_options: SamplerOptions):
-                return sources[s].plan(epoch, columns, source_options)
-
-            def describe(s: int) -> str:
-                return f"{int(sources[s].doc_lengths.sum()) + len(sources[s].doc_lengths) * int(self.add_eos):,} tokens"
-
-            plan = self._plans[key] = MixturePlan(
-                self.mixture.weights, plan_of=plan_of, describe=describe, options=options, global_batch_size=global_batch_size,
-                on_exhausted=self.mixture.on_exhausted, names=self.mixture.names, schedule=self.mixture.schedule,
-            )
-        return plan
-
-    def check_run(self, num_batches: int, global_batch_size: int) -> None:
-        """Refuse a run of `num_batches` global batches that would read a source more often than its `max_repetitions`."""
-        if not self.mixture.max_repetitions:
-            return
-        plan = self.mixture_plan(global_batch_size, self.sampler_options(shuffle=True))
-        read = plan.repetitions(num_batches)
-        for name, limit in self.mixture.max_repetitions.items():
-            if read[name] > limit:
-                raise ConfigError(
-                    f"mixture source {name!r} would be read {read[name]} times in {num_batches:,} global batches of {global_batch_size}, "
-                    f"more than its max_repetitions={limit}; lower its weight, train for fewer steps, or give it more data"
-                )
-
-    def batch_sampler(self, global_batch_size: int, *, rank: int = 0, world_size: int = 1, shuffle: bool = True, drop_last: bool = False) -> MixtureBatchSampler:
-        """The sampler `fastload.DataLoader` uses: one `MixtureKey` per batch of this rank (batches are always full)."""
-        options = self.sampler_options(shuffle=shuffle)
-        return MixtureBatchSampler(self, global_batch_size, rank=rank, world_size=world_size, options=options, tokens_per_row=self.seq_len + 1)
+        return MixturePlan(weights, plan_of=plan_of, describe=describe, names=self.mixture.names, **arguments)
 
     # -- batches -----------------------------------------------------------------------
 
     def __fastload_batch__(self, key: MixtureKey, allocate) -> dict:
         """Rank `key.rank`'s rows of global batch `key.batch`, as arrays from `allocate(shape, dtype)`."""
-        options = SamplerOptions(order=key.order, seed=key.seed, window_blocks=key.window_blocks, num_partitions=key.num_partitions)
-        plan = self.mixture_plan(key.global_batch_size, options)
-        share = key.global_batch_size // key.world_size
-        lo, hi = key.rank * share, (key.rank + 1) * share
+        plan, lo, hi = self._plan_of_key(key)
         shape = (hi - lo, self.seq_len)
         out = {
             "input_ids": allocate(shape, np.int64),
@@ -158,14 +82,20 @@ class PackedMixture(BatchDataset):
             out["source"][piece.out] = piece.source
         return out
 
-    def __getitem__(self, key: MixtureKey) -> dict:
-        """A batch by its key (how torch's own fetcher asks, with num_workers=0)."""
-        if not isinstance(key, MixtureKey):
-            raise TypeError("a PackedMixture is indexed by the MixtureKeys its batch_sampler yields; it has no rows of its own")
-        return self.__fastload_batch__(key, np.empty)
-
     def __repr__(self) -> str:
         return f"PackedMixture({self.mixture!r}, seq_len={self.seq_len})"
+
+
+def _same_tokenizer(names: list[str], sources: list[PackedDataset]) -> None:
+    """Token ids of different tokenizers do not mean the same text: refuse sources converted with different ones."""
+    first = _tokenizer_identity(sources[0])
+    for name, source in zip(names[1:], sources[1:]):
+        theirs = _tokenizer_identity(source)
+        if None not in (first, theirs) and first != theirs:
+            raise ConfigError(
+                f"mixture sources {names[0]!r} and {name!r} were tokenized with different tokenizers "
+                f"({first} and {theirs}); their token ids do not mean the same text. Convert them with one tokenizer"
+            )
 
 
 def _tokenizer_identity(source: PackedDataset):

@@ -26,9 +26,8 @@ from fastload.format.reader import Dataset
 from fastload.kernels.pack import fill_padded_batch
 from fastload.packing.documents import TokenDocuments
 from fastload.packing.rows import row_number
-from fastload.errors import ConfigError, FastloadError
 from fastload.sampler import Mixture, Sampler, SamplerOptions
-from fastload.sampler.row_mixture import RowMixture
+from fastload.sampler.mixture_dataset import RowMixture, open_sources, same_ids
 
 __all__ = ["PaddedDataset"]
 
@@ -116,18 +115,6 @@ class PaddedDataset(TokenDocuments):
 
 def _padded_mixture(mixture: Mixture, *, sampling: SamplerOptions | None = None, **arguments) -> RowMixture:
     """One `PaddedDataset` per source, sharing every argument (one EOS and padding id: rows meet in a batch)."""
-    sources = []
-    for name, dataset in mixture.datasets.items():
-        try:
-            sources.append(PaddedDataset(dataset, **arguments))
-        except FastloadError as error:  # the same kind of error, saying which source
-            raise type(error)(f"mixture source {name!r}: {error}") from None
-    first_name, first = mixture.names[0], sources[0]
-    for name, source in zip(mixture.names[1:], sources[1:]):
-        for what in ("eos_id", "pad_id"):
-            if getattr(source, what) != getattr(first, what):
-                raise ConfigError(
-                    f"mixture sources {first_name!r} and {name!r} have different {what} ({getattr(first, what)} and "
-                    f"{getattr(source, what)}); pass {what}= to use one for all, or convert them with the same tokenizer"
-                )
+    sources = open_sources(mixture, lambda name, dataset: PaddedDataset(dataset, **arguments))
+    same_ids(mixture.names, sources)
     return RowMixture(mixture, sources, sampling=sampling)
