@@ -209,3 +209,20 @@ def test_max_repetitions_refuses_a_run_that_would_read_a_source_too_often(tmp_pa
         packed.check_run(2000, 6)
     with pytest.raises(ConfigError, match="max_repetitions of source 'src2' must be a positive integer"):
         fastload.Mixture({"src2": (paths["src2"], 1)}, max_repetitions={"src2": 0})
+
+
+def test_resuming_with_another_world_size_continues_the_same_global_batches(tmp_path):
+    mix = fastload.Mixture({name: (path, w) for (name, path), w in zip(_sources(tmp_path).items(), (0.6, 0.3, 0.1))},
+                           schedule={5: {"src0": 1, "src1": 1, "src2": 2}})
+    packed = fastload.PackedDataset(mix, seq_len=12, eos_id=EOS)
+    state = packed.batch_sampler(8).state_dict(batches_done=3)  # one rank, 3 batches in: across the weight change at batch 5 next
+    keys = list(packed.batch_sampler(8))
+    for world in (2, 4):
+        ranks = [packed.batch_sampler(8, rank=r, world_size=world) for r in range(world)]
+        for sampler in ranks:
+            sampler.load_state_dict(state)
+        for t, rank_keys in zip(range(3, 9), zip(*ranks)):
+            parts = [packed.__fastload_batch__(k, np.empty) for k in rank_keys]
+            whole = packed.__fastload_batch__(keys[t], np.empty)
+            for name in whole:
+                assert np.array_equal(np.concatenate([p[name] for p in parts]), whole[name]), (world, t, name)
