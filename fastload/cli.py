@@ -218,7 +218,7 @@ def _add_train(sub) -> None:
     p.add_argument("--sweep", nargs="+", metavar="NAME=V1,V2", help="train every combination (e.g. lr=3e-4,1e-3 batch_size=8,16, or a .toml file) and rank by validation loss")
 
 
-def _training_data(args):
+def _data_argument(args, what: str):
     """The dataset argument, a mixture's .toml file, or --mix words."""
     from fastload.sampler import Mixture
 
@@ -227,7 +227,7 @@ def _training_data(args):
             raise ConfigError(f"give either a dataset ({args.dataset!r}) or --mix, not both")
         return Mixture.parse(args.mix)
     if args.dataset is None:
-        raise ConfigError("name the dataset to train on (a folder, or a mixture's .toml file), or a mixture with --mix NAME=PATH:WEIGHT ...")
+        raise ConfigError(f"name the dataset to {what} (a folder, or a mixture's .toml file), or a mixture with --mix NAME=PATH:WEIGHT ...")
     if args.dataset.endswith(".toml"):
         return Mixture.from_toml(args.dataset)
     return args.dataset
@@ -237,7 +237,7 @@ def _run_train(args) -> int:
     from fastload.train import parse_sweep, sweep, train
     from fastload.train.flags import config_from_flags
 
-    data = _training_data(args)
+    data = _data_argument(args, "train on")
     if args.sweep:
         grid, fixed = parse_sweep(args.sweep)
         results = sweep(data, config_from_flags(args, fixed), grid, on_run=_print_sweep_run, on_record=_print_record)
@@ -284,7 +284,9 @@ def _add_bench(sub) -> None:
     from fastload.benchmark import BenchOptions
 
     p = sub.add_parser("bench", help="fastload vs a naive per-sample loader on your dataset: tokens/s, first batch, main-process time, memory, I/O")
-    p.add_argument("dataset", help="a fastload dataset with a tokens column (or text, tokenized on the fly)")
+    p.add_argument("dataset", nargs="?", help="a fastload dataset with a tokens column (or text, tokenized on the fly), or a mixture's .toml file")
+    p.add_argument("--mix", nargs="+", metavar="NAME=PATH:WEIGHT",
+                   help="measure a mixture instead of one dataset (fastload's PackedMixture against documents drawn by weight)")
     p.add_argument("--batch-size", type=int, default=BenchOptions.batch_size, help="rows per batch (default 16)")
     p.add_argument("--seq-len", type=int, default=BenchOptions.seq_len, help="tokens per row (default 1024)")
     p.add_argument("--workers", default=",".join(map(str, BenchOptions.workers)), help="comma-separated worker counts (default 0,2)")
@@ -303,8 +305,9 @@ def _run_bench(args) -> int:
         batch_size=args.batch_size, seq_len=args.seq_len, workers=parse_workers(args.workers), steps=args.steps,
         repeats=args.repeats, warmup=args.warmup, tokenizer=args.tokenizer, eos_id=args.eos_id,
     )
-    print(f"fastload bench {args.dataset}: the naive loader and fastload, workers {args.workers} ...", file=sys.stderr, flush=True)
-    report = run_benchmark(args.dataset, options, progress=lambda line: print(line, file=sys.stderr, flush=True))
+    data = _data_argument(args, "measure")
+    print(f"fastload bench {args.dataset or 'mixture'}: the naive loader and fastload, workers {args.workers} ...", file=sys.stderr, flush=True)
+    report = run_benchmark(data, options, progress=lambda line: print(line, file=sys.stderr, flush=True))
     print(json.dumps(report.to_json(), indent=2) if args.json else report.format_table())
     return 0
 

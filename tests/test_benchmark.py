@@ -49,6 +49,24 @@ def test_a_tiny_token_dataset_gives_every_field_for_both_loaders_at_every_worker
     assert set(report.speedups()) == {0, 1}
 
 
+def test_a_mixture_is_measured_with_both_loaders_and_counts_every_source(tmp_path, capsys):
+    from fastload.cli import main
+
+    rng = np.random.default_rng(1)
+    write_documents(tmp_path / "a", distinct_documents(rng, 60, 50), block_rows=10)
+    write_documents(tmp_path / "b", distinct_documents(rng, 40, 50), block_rows=10)
+    mix = fastload.Mixture({"a": (tmp_path / "a", 3), "b": (tmp_path / "b", 1)})
+    report = run_benchmark(mix, BenchOptions(workers=(0,), **TINY))
+    assert report.dataset.startswith("mixture a=") and report.num_documents == 100 and report.num_blocks == 10
+    assert [r.loader for r in report.results] == ["naive", "fastload"]
+    for r in report.results:
+        assert r.num_tokens == 5 * 4 * 32 and r.tokens_per_s > 0 and r.io_amplification > 0
+    argv = ["bench", "--mix", f"a={tmp_path / 'a'}:3", f"b={tmp_path / 'b'}:1", "--workers", "0", "--batch-size", "4", "--seq-len", "32",
+            "--steps", "3", "--repeats", "1", "--warmup", "0", "--eos-id", "0"]
+    assert main(argv) == 0
+    assert "fastload " in capsys.readouterr().out
+
+
 def test_the_json_holds_options_machine_results_and_ratios(token_dataset):
     report = run_benchmark(token_dataset, BenchOptions(workers=(0,), **TINY))
     out = json.loads(json.dumps(report.to_json()))

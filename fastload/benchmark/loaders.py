@@ -40,34 +40,45 @@ class CountingDataset(Dataset):
 # ---------------------------------------------------------------- the naive loader
 
 
-def naive_loader(dataset: CountingDataset, *, column: str, tokenizer, eos_id: int, docs_per_batch: int, options: BenchOptions, num_workers: int):
+def naive_loader(datasets: list[CountingDataset], *, column: str, tokenizer, eos_id: int, docs_per_batch: int, options: BenchOptions,
+                 num_workers: int, weights: list | None = None):
+    """Documents read one `Dataset[i]` at a time and packed in Python; with several datasets (a mixture), documents drawn
+    with torch's `WeightedRandomSampler` so each dataset's share follows its weight on average, as a torch user would."""
     import torch
     import torch.utils.data as tud
+
+    starts = np.cumsum([0, *(len(d) for d in datasets)])
 
     class DocumentTokens(tud.Dataset):
         """Document i's token ids and EOS, as int64: one `Dataset[i]` (and one `encode`) per sample."""
 
         def __len__(self):
-            return len(dataset)
+            return int(starts[-1])
 
         def __getitem__(self, i):
-            value = dataset[i][column]
+            k = int(np.searchsorted(starts, i, side="right")) - 1
+            value = datasets[k][i - int(starts[k])][column]
             ids = tokenizer.encode(value) if tokenizer is not None else value
             return np.append(np.asarray(ids, np.int64), np.int64(eos_id))
 
     documents = DocumentTokens()
     collate = PackingCollate(documents, batch_size=options.batch_size, row_tokens=options.seq_len + 1, seed=options.seed, split_labels=True)
     generator = torch.Generator().manual_seed(options.seed)
-    return tud.DataLoader(documents, batch_size=docs_per_batch, shuffle=True, num_workers=num_workers, collate_fn=collate, generator=generator)
+    if weights is None:
+        return tud.DataLoader(documents, batch_size=docs_per_batch, shuffle=True, num_workers=num_workers, collate_fn=collate, generator=generator)
+    per_document = np.concatenate([np.full(len(d), float(w) / max(1, len(d))) for d, w in zip(datasets, weights)])
+    sampler = tud.WeightedRandomSampler(torch.as_tensor(per_document), num_samples=len(documents), replacement=True, generator=generator)
+    return tud.DataLoader(documents, batch_size=docs_per_batch, sampler=sampler, num_workers=num_workers, collate_fn=collate)
 
 
-def fastload_loader(dataset: CountingDataset, *, column: str, tokenizer, doc_lengths, options: BenchOptions, num_workers: int):
+def fastload_loader(dataset, *, column: str, tokenizer, doc_lengths, options: BenchOptions, num_workers: int):
+    """fastload's packed loader over a dataset, or over a `fastload.Mixture` of them (doc_lengths: one dataset's, or None)."""
     from fastload.loader import DataLoader
     from fastload.packing import PackedDataset
     from fastload.sampler import SamplerOptions
 
-    packed = PackedDataset(dataset, seq_len=options.seq_len, column=column, tokenizer=tokenizer, eos_id=options.eos_id, sampling=SamplerOptions(seed=options.seed),
-                           doc_lengths=doc_lengths if tokenizer is not None else None)
+    extra = {"doc_lengths": doc_lengths} if doc_lengths is not None and tokenizer is not None else {}
+    packed = PackedDataset(dataset, seq_len=options.seq_len, column=column, tokenizer=tokenizer, eos_id=options.eos_id, sampling=SamplerOptions(seed=options.seed), **extra)
     return DataLoader(packed, batch_size=options.batch_size, num_workers=num_workers, shuffle=True)
 
 
