@@ -40,6 +40,7 @@ class Part:
 PARTS = (
     Part("errors", 0, "`FastloadError` and one subclass per kind of failure"),
     Part("exports", 0, "public names imported on first use, for the packages that re-export (`fastload`, `train`, `benchmark`)"),
+    Part("toml_files", 0, "reading the TOML files fastload takes (sweeps, mixtures), with errors that say what to do"),
     Part("environment", 0, "the `FASTLOAD_*` environment variables: the only module that reads them, when called"),
     Part("format", 1, "the on-disk format: schema, `index.json`, writer, reader, verify ([SPEC.md](fastload/format/SPEC.md))"),
     Part("sampler", 2, "epoch orders (block window, uniform, sequential), ranks, resumption"),

@@ -22,6 +22,7 @@ from fractions import Fraction
 from pathlib import Path
 
 from fastload.errors import ConfigError
+from fastload.toml_files import read_toml
 from fastload.sampler.mixing import exact_weights
 from fastload.sampler.mixture_plan import EXHAUSTION_POLICIES
 
@@ -131,16 +132,8 @@ class Mixture:
             from_batch = 9000
             weights = { web = 0.3, books = 0.7 }
         """
-        import tomllib
-
         file = Path(path)
-        try:
-            with open(file, "rb") as handle:
-                config = tomllib.load(handle)
-        except OSError as error:
-            raise ConfigError(f"cannot read the mixture file {str(file)!r}: {error.strerror or error}") from None
-        except tomllib.TOMLDecodeError as error:
-            raise ConfigError(f"the mixture file {str(file)!r} is not valid TOML: {error}") from None
+        config = read_toml(file, "mixture file", instead="give the sources as --mix NAME=PATH:WEIGHT or fastload.Mixture({...}) instead")
         tables = config.get("sources")
         if not isinstance(tables, dict) or not tables:
             raise ConfigError(f"the mixture file {str(file)!r} needs a [sources.NAME] table per source, with path and weight")

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Callable
 
 from fastload.errors import ConfigError
+from fastload.toml_files import read_toml
 from fastload.train.config import TrainConfig
 from fastload.train.loop import TrainResult, train
 
@@ -64,17 +65,7 @@ def parse_sweep(items: list[str]) -> tuple[dict[str, list], dict]:
 
 
 def read_sweep_file(path: str | os.PathLike) -> tuple[dict[str, list], dict]:
-    try:
-        import tomllib
-    except ImportError:  # Python 3.10
-        raise ConfigError("TOML sweep files need Python 3.11 or newer (tomllib); give the grid as --sweep NAME=V1,V2 instead") from None
-    try:
-        with open(path, "rb") as f:
-            document = tomllib.load(f)
-    except FileNotFoundError:
-        raise ConfigError(f"sweep file {str(path)!r} does not exist") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"sweep file {str(path)!r} is not valid TOML: {exc}") from None
+    document = read_toml(path, "sweep file", instead="give the grid as --sweep NAME=V1,V2 instead")
     table = document.get("sweep")
     if not isinstance(table, dict) or not table:
         raise ConfigError(f"sweep file {str(path)!r} has no [sweep] table of lists (example: lr = [3e-4, 1e-3])")
