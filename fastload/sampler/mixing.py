@@ -112,6 +112,7 @@ class MixtureLayout:
         dedicated_lane = np.eye(k + 1, dtype=np.int64)[self._lane_kind][:, :k]
         self._dedicated_before = np.vstack([np.zeros((1, k), np.int64), np.cumsum(dedicated_lane, axis=0)])  # (B + 1, k)
         self._common = math.lcm(*(w.denominator for w in self.weights))
+        self._owners: dict[int, np.ndarray] = {}  # place in the period -> the source of each shared lane
         self._check_lags()
 
     # -- counts ----------------------------------------------------------------------
@@ -157,7 +158,16 @@ class MixtureLayout:
         Which F sources get one is the schedule's; in which shared lane each
         goes is free, and chosen to keep prefixes inside the batch close to
         the weights: lane by lane, the chosen source furthest behind its share.
+        Every source's lag repeats with the period, so the choice does too: it
+        is made once per place in the period.
         """
+        place = batch % self.period
+        owners = self._owners.get(place)
+        if owners is None:
+            owners = self._owners[place] = self._choose_owners(place)
+        return owners
+
+    def _choose_owners(self, batch: int) -> np.ndarray:
         chosen = np.flatnonzero(self._shared[batch % self.period])
         if len(chosen) <= 1:
             return chosen
