@@ -15,6 +15,7 @@ __all__ = [
     "ConfigError",
     "ConvertError",
     "TokenizerError",
+    "StoreError",
 ]
 
 
@@ -36,3 +37,7 @@ class ConvertError(FastloadError, ValueError):
 
 class TokenizerError(FastloadError, ValueError):
     """A tokenizer file or vocabulary is unsupported or malformed."""
+
+
+class StoreError(FastloadError, OSError):
+    """Object storage (or a dataset's files) could not be read or written: missing, denied, or failing past every retry."""

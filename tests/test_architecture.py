@@ -42,6 +42,7 @@ PARTS = (
     Part("exports", 0, "public names imported on first use, for the packages that re-export (`fastload`, `train`, `benchmark`)"),
     Part("toml_files", 0, "reading the TOML files fastload takes (sweeps, mixtures), with errors that say what to do"),
     Part("environment", 0, "the `FASTLOAD_*` environment variables: the only module that reads them, when called"),
+    Part("store", 0, "bytes by name: local folders and object storage (S3, GCS, Azure, HTTP) with retries, the node's block cache and read-ahead"),
     Part("format", 1, "the on-disk format: schema, `index.json`, writer, reader, verify ([SPEC.md](fastload/format/SPEC.md))"),
     Part("sampler", 2, "epoch orders (block window, uniform, sequential), ranks, resumption"),
     Part("kernels", 3, "the Numba flags (`jit.py`) and the kernels that write batches (pack, normalize), each beside its `*_reference.py` twin"),

@@ -36,6 +36,7 @@ __all__ = [
     "ShardInfo",
     "DatasetIndex",
     "read_index",
+    "parse_index",
     "encode_index",
 ]
 
@@ -264,15 +265,21 @@ def read_index(folder: str | os.PathLike) -> DatasetIndex:
         raise FormatError(f"{str(folder)!r} has no {INDEX_FILE}, so it is not a complete fastload dataset. {hint}")
     if problem is not None:
         raise FormatError(f"{path} is {problem}; a dataset's index.json is a regular file inside its folder. {_REPAIR_HINT}")
-    size = path.stat().st_size
-    if size > _MAX_INDEX_BYTES:
-        raise FormatError(f"{path} is {size:,} bytes, far beyond any real index; the file is corrupt. {_REPAIR_HINT}")
+    if path.stat().st_size > _MAX_INDEX_BYTES:
+        raise FormatError(f"{path} is {path.stat().st_size:,} bytes, far beyond any real index; the file is corrupt. {_REPAIR_HINT}")
+    return parse_index(path.read_bytes(), str(path))
+
+
+def parse_index(data: bytes, where: str) -> DatasetIndex:
+    """Parse and validate the bytes of an index.json read from `where` (a path or URL, for messages)."""
+    if len(data) > _MAX_INDEX_BYTES:
+        raise FormatError(f"{where} is {len(data):,} bytes, far beyond any real index; the file is corrupt. {_REPAIR_HINT}")
     try:
-        obj = json.loads(path.read_bytes())
+        obj = json.loads(data)
     except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError, and integers past Python's digit limit
-        raise FormatError(f"{path} is not valid JSON ({str(exc):.200}); the file is corrupt. {_REPAIR_HINT}") from None
+        raise FormatError(f"{where} is not valid JSON ({str(exc):.200}); the file is corrupt. {_REPAIR_HINT}") from None
     except RecursionError:
-        raise FormatError(f"{path} nests deeper than any index does; the file is corrupt. {_REPAIR_HINT}") from None
+        raise FormatError(f"{where} nests deeper than any index does; the file is corrupt. {_REPAIR_HINT}") from None
     return DatasetIndex.from_json(obj)
 
 

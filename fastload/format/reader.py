@@ -37,8 +37,9 @@ from fastload.errors import FormatError
 from fastload.format.files import file_problem
 from fastload.format.index import DatasetIndex, ShardInfo, read_index
 from fastload.format.schema import Schema, column_from_arrow_field, offsets_of
+from fastload.store import RetryPolicy, is_remote, local_path
 
-__all__ = ["Dataset", "Block", "Ragged", "column_view", "decode_block", "first_batch_offset"]
+__all__ = ["Dataset", "Block", "Ragged", "column_view", "decode_block", "decode_record_batch", "first_batch_offset"]
 
 # What pyarrow raises on damaged bytes: its own errors, and for a damaged footer also
 # OSError ("Invalid Block in IPC file footer") or a failed UTF-8 decode of a field name.
@@ -158,6 +159,18 @@ def first_batch_offset(shard: pa.Buffer) -> int:
     return stream.tell()
 
 
+def decode_record_batch(blob: pa.Buffer, skip: int, arrow_schema: pa.Schema) -> pa.RecordBatch:
+    """The record batch whose message fills `blob[skip:]` (a block's byte range; `skip` > 0 only for
+    block 0, whose range also holds the file magic and the schema message); ValueError for anything else."""
+    if not 0 <= skip < blob.size:
+        raise ValueError("its byte range holds no record batch")
+    stream = pa.BufferReader(blob.slice(skip))
+    message = ipc.read_message(stream)
+    if message.type != "record batch" or stream.tell() != blob.size - skip:
+        raise ValueError(f"its byte range holds a {message.type} message of {stream.tell():,} bytes, not one record batch filling its {blob.size - skip:,}")
+    return ipc.read_record_batch(message, arrow_schema)
+
+
 def decode_block(shard: pa.Buffer, info: ShardInfo, local: int, *, batch_offset: int, arrow_schema: pa.Schema) -> pa.RecordBatch:
     """Block `local` of a shard's bytes, decoded from exactly the byte range index.json records for it.
 
@@ -167,14 +180,9 @@ def decode_block(shard: pa.Buffer, info: ShardInfo, local: int, *, batch_offset:
     of the shard, for block 0); anything else raises ValueError.
     """
     start, end = int(info.block_offsets[local]), int(info.block_offsets[local] + info.block_bytes[local])
-    message_start = batch_offset if local == 0 else start
-    if not start <= message_start < end <= shard.size:
-        raise ValueError("its byte range holds no record batch")
-    stream = pa.BufferReader(shard.slice(message_start, end - message_start))
-    message = ipc.read_message(stream)
-    if message.type != "record batch" or stream.tell() != end - message_start:
-        raise ValueError(f"its byte range holds a {message.type} message of {stream.tell():,} bytes, not one record batch filling its {end - message_start:,}")
-    return ipc.read_record_batch(message, arrow_schema)
+    if not end <= shard.size:
+        raise ValueError("its byte range lies past the end of the shard")
+    return decode_record_batch(shard.slice(start, end - start), batch_offset - start if local == 0 else 0, arrow_schema)
 
 
 class _Shard:
@@ -233,13 +241,34 @@ class _Shard:
                 + _VERIFY_HINT.format(folder=self.folder)
             )
 
-    def byte_range(self, local: int) -> tuple[int, int]:
-        """(start, length) of block `local`'s bytes, as index.json records them."""
-        return int(self.info.block_offsets[local]), int(self.info.block_bytes[local])
+    def block_buffer(self, local: int) -> pa.Buffer:
+        """Exactly block `local`'s byte range, as index.json records it (a zero-copy slice of the mapping)."""
+        start, length = int(self.info.block_offsets[local]), int(self.info.block_bytes[local])
+        if start + length > self.buffer.size:
+            raise ValueError("its byte range lies past the end of the shard")
+        return self.buffer.slice(start, length)
 
-    def decode(self, local: int) -> pa.RecordBatch:
-        """Block `local`, decoded from its verified byte range (`decode_block`); ValueError when the range holds something else."""
-        return decode_block(self.buffer, self.info, local, batch_offset=self.first_batch_offset, arrow_schema=self.arrow_schema)
+    def message_skip(self, local: int) -> int:
+        """Where the record batch message starts in block `local`'s range (block 0 also holds magic and schema)."""
+        return self.first_batch_offset if local == 0 else 0
+
+
+class _RemoteShard:
+    """A shard in object storage: its head fetched once, its blocks by byte range (`remote.RemoteBlocks`)."""
+
+    def __init__(self, remote, shard_id: int, info: ShardInfo, schema: Schema, first_block: int):
+        self.info, self.remote, self.first_block = info, remote, first_block
+        self.arrow_schema, self.first_batch_offset = remote.shard_head(shard_id, schema)
+        self.checked = np.zeros(info.num_blocks, bool)
+        self.folder = remote.url
+
+    def check_size(self) -> None:
+        """Nothing to do: a block is a copy in memory, whose length the download checked."""
+
+    def block_buffer(self, local: int) -> pa.Buffer:
+        return self.remote.block_bytes_of(self.first_block + local)
+
+    message_skip = _Shard.message_skip
 
 
 class Dataset:
@@ -259,12 +288,25 @@ class Dataset:
         cache_blocks: int = 16,
         tokenizer=None,
         allow_tokenizer_mismatch: bool = False,
+        storage_options: dict | None = None,
+        cache_dir: str | os.PathLike | None = None,
+        cache_bytes: int | None = None,
+        retry: RetryPolicy | None = None,
     ):
-        self.path = Path(path)
         self.check_blocks = check_blocks
         self.cache_blocks = max(1, int(cache_blocks))
-        self.index: DatasetIndex = read_index(self.path)
-        self._check_shard_files()
+        self.storage_options, self.cache_dir, self.cache_bytes, self.retry = storage_options, cache_dir, cache_bytes, retry
+        if is_remote(path):
+            from fastload.format.remote import RemoteBlocks
+
+            self.path = str(path).rstrip("/")  # a URL stays text: Path would fold "s3://" into "s3:/"
+            self.remote = RemoteBlocks(self.path, storage_options=storage_options, cache_dir=cache_dir, cache_bytes=cache_bytes, retry=retry)
+            self.index: DatasetIndex = self.remote.index
+        else:
+            self.path = local_path(path)
+            self.remote = None
+            self.index = read_index(self.path)
+            self._check_shard_files()
         self.tokenizer = tokenizer
         self.allow_tokenizer_mismatch = allow_tokenizer_mismatch
         if tokenizer is not None and not allow_tokenizer_mismatch:
@@ -275,7 +317,22 @@ class Dataset:
         shard_of_block = [np.full(info.num_blocks, s, np.int64) for s, info in enumerate(self.index.shards)]
         self.block_shard = np.concatenate(shard_of_block)  # shard id of each global block
         self.block_local = np.concatenate([np.arange(info.num_blocks) for info in self.index.shards])
+        self._shard_first_block = np.concatenate([[0], np.cumsum([info.num_blocks for info in self.index.shards])])
         self._reset_handles()
+
+    def expect(self, blocks) -> None:
+        """Tell the dataset that this process will read `blocks` (ids, in order of first use) next.
+
+        Remote datasets fetch ahead along it; a local one needs nothing. The
+        datasets that know their plan (packed, padded, arrays) call this.
+        """
+        if self.remote is not None:
+            self.remote.expect(blocks)
+
+    @property
+    def cache_stats(self) -> dict | None:
+        """A remote dataset's cache in this process: folder, capacity, hits, downloads, bytes, evictions."""
+        return None if self.remote is None else self.remote.describe_cache()
 
     def _reset_handles(self) -> None:
         self._shards: dict[int, _Shard] = {}
@@ -313,12 +370,19 @@ class Dataset:
     # -- pickling: only the path and options cross processes ------------------
 
     def __getstate__(self) -> dict:
+        return {"path": self.path, **self.options()}
+
+    def options(self) -> dict:
+        """The keyword arguments this dataset was opened with (to open it again with some changed)."""
         return {
-            "path": self.path,
             "check_blocks": self.check_blocks,
             "cache_blocks": self.cache_blocks,
             "tokenizer": self.tokenizer,
             "allow_tokenizer_mismatch": self.allow_tokenizer_mismatch,
+            "storage_options": self.storage_options,
+            "cache_dir": self.cache_dir,
+            "cache_bytes": self.cache_bytes,
+            "retry": self.retry,
         }
 
     def __setstate__(self, state: dict) -> None:
@@ -352,10 +416,14 @@ class Dataset:
 
     # -- blocks --------------------------------------------------------------
 
-    def _shard(self, shard_id: int) -> _Shard:
+    def _shard(self, shard_id: int) -> _Shard | _RemoteShard:
         shard = self._shards.get(shard_id)
         if shard is None:
-            shard = _Shard(self.path, self.index.shards[shard_id], self.schema)
+            info = self.index.shards[shard_id]
+            if self.remote is not None:
+                shard = _RemoteShard(self.remote, shard_id, info, self.schema, int(self._shard_first_block[shard_id]))
+            else:
+                shard = _Shard(self.path, info, self.schema)
             self._shards[shard_id] = shard
         return shard
 
@@ -369,9 +437,13 @@ class Dataset:
         info = shard.info
         if not shard.checked[local]:
             shard.check_size()
+        try:
+            blob = shard.block_buffer(local)
+        except ValueError as exc:
+            raise FormatError(f"block {local} of shard {info.file!r} cannot be decoded ({exc}). " + _VERIFY_HINT.format(folder=self.path)) from None
         if self.check_blocks and not shard.checked[local]:
-            start, length = shard.byte_range(local)
-            crc = zlib.crc32(shard.buffer.slice(start, length)) if length else 0
+            start, length = int(info.block_offsets[local]), int(info.block_bytes[local])
+            crc = zlib.crc32(blob) if length else 0
             if crc != int(info.block_crc32[local]):
                 raise FormatError(
                     f"block {local} of shard {info.file!r} (bytes {start:,}-{start + length:,}) fails its "
@@ -379,7 +451,7 @@ class Dataset:
                     "The file is corrupt. " + _VERIFY_HINT.format(folder=self.path)
                 )
         try:
-            batch = shard.decode(local)
+            batch = decode_record_batch(blob, shard.message_skip(local), shard.arrow_schema)
             if self.check_blocks and not shard.checked[local]:
                 batch.validate(full=True)
         except _DAMAGE as exc:
@@ -426,7 +498,7 @@ class Dataset:
             shard = self._shard(int(self.block_shard[block_id]))
             local = int(self.block_local[block_id])
             try:
-                array = shard.decode(local).column(position)
+                array = decode_record_batch(shard.block_buffer(local), shard.message_skip(local), shard.arrow_schema).column(position)
             except _DAMAGE as exc:
                 raise FormatError(
                     f"block {local} of shard {shard.info.file!r} cannot be decoded ({exc}). " + _VERIFY_HINT.format(folder=self.path)

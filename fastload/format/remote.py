@@ -1,0 +1,191 @@
+"""`RemoteBlocks`: a dataset in object storage, read block by block through the node's cache.
+
+What is fetched, and when:
+- at open, `index.json` (one GET): shards, block byte ranges, CRCs, schema;
+- per shard, once, its head (the file magic and the schema message: a few
+  KB), to decode its blocks with the schema the writer used;
+- per block, exactly its byte range (one Arrow record batch), never a
+  whole shard, verified by its CRC before it is used or enters the cache.
+
+Blocks go through `store.BlockCache` in a folder named by the digest of
+`index.json`, so a dataset re-converted under the same URL never meets the
+old blocks. With an order given (`expect`, called by the datasets that know
+their plan), `store.Prefetcher` fetches ahead of the reads.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.ipc as ipc
+
+from fastload.environment import cache_dir as default_cache_root
+from fastload.errors import ConfigError, FormatError
+from fastload.format.index import INDEX_FILE, DatasetIndex, parse_index
+from fastload.format.schema import Schema, column_from_arrow_field
+from fastload.store import NotFound, RetryPolicy, open_store
+from fastload.store.block_cache import BlockCache
+from fastload.store.prefetch import Prefetcher
+
+__all__ = ["RemoteBlocks", "default_cache_bytes"]
+
+_HEAD_BYTES = 64 << 10  # a shard's magic and schema message fit in this unless the schema is huge
+_REFETCH_ON_BAD_CRC = 1  # a corrupt download is fetched once more before the block is called corrupt
+
+
+def default_cache_bytes(folder: Path) -> int:
+    """Half the free space of the disk holding `folder` when the dataset is opened."""
+    probe = folder
+    while not probe.exists():
+        probe = probe.parent
+    return shutil.disk_usage(probe).free // 2
+
+
+class RemoteBlocks:
+    """The blocks of the dataset at `url`, by global block id (storage order)."""
+
+    def __init__(self, url: str, *, storage_options: dict | None, cache_dir, cache_bytes: int | None, retry: RetryPolicy | None):
+        self.url = url
+        self.store = open_store(url, storage_options, retry)
+        try:
+            data = bytes(self.store.get(INDEX_FILE))
+        except NotFound:
+            raise FormatError(
+                f"{self.store.url_of(INDEX_FILE)} does not exist, so {url} is not a complete fastload dataset. "
+                "Check the URL, or create one with 'fastload convert INPUT -o URL'."
+            ) from None
+        self.index: DatasetIndex = parse_index(data, self.store.url_of(INDEX_FILE))
+        self.digest = hashlib.sha256(data).hexdigest()
+        if cache_dir is None:
+            root = default_cache_root()
+            if root is None:
+                raise ConfigError("FASTLOAD_CACHE_DIR=off, but a remote dataset needs a cache folder: pass cache_dir=")
+            cache_dir = root / "blocks"
+        folder = Path(cache_dir) / self.digest[:32]
+        if cache_bytes is None:
+            cache_bytes = default_cache_bytes(folder)
+        if int(cache_bytes) <= 0:
+            raise ConfigError(f"cache_bytes must be positive, found {cache_bytes!r}")
+        self.cache = BlockCache(folder, int(cache_bytes))
+        shards = self.index.shards
+        self.block_shard = np.concatenate([np.full(s.num_blocks, i, np.int64) for i, s in enumerate(shards)])
+        self.block_local = np.concatenate([np.arange(s.num_blocks, dtype=np.int64) for s in shards])
+        self.block_bytes = np.concatenate([np.asarray(s.block_bytes, np.int64) for s in shards])
+        self._heads: dict[int, tuple[pa.Schema, int]] = {}
+        self._prefetcher: Prefetcher | None = None
+        self._held: dict[int, memoryview] = {}  # fetched ahead but kept out of a full cache: in memory until read
+
+    def __getstate__(self):
+        raise TypeError("RemoteBlocks are opened again in each process: pickle the Dataset, which carries its options")
+
+    def describe_cache(self) -> dict:
+        return {"folder": str(self.cache.folder), "capacity_bytes": self.cache.capacity_bytes, **self.cache.stats}
+
+    # -- shards ---------------------------------------------------------------------------
+
+    def shard_head(self, shard_id: int, schema: Schema) -> tuple[pa.Schema, int]:
+        """(Arrow schema, where block 0's record batch starts) of a shard, fetched once per process."""
+        head = self._heads.get(shard_id)
+        if head is None:
+            info = self.index.shards[shard_id]
+            url = self.store.url_of(info.file)
+            length = min(_HEAD_BYTES, info.num_bytes)
+            try:
+                arrow_schema, offset = _parse_head(self.store.get_range(info.file, 0, length))
+            except _NeedMore as more:
+                arrow_schema, offset = _parse_head(self.store.get_range(info.file, 0, min(more.bytes, info.num_bytes)))
+            except (pa.ArrowException, ValueError, OSError) as exc:
+                raise FormatError(f"shard {url} does not start like an Arrow IPC file ({exc}). Run 'fastload verify {self.url}'.") from None
+            found = Schema(tuple(column_from_arrow_field(f) for f in arrow_schema))
+            if found != schema:
+                raise FormatError(f"shard {url} has columns {found.to_json()} but index.json records {schema.to_json()}. Run 'fastload verify {self.url}'.")
+            head = self._heads[shard_id] = (arrow_schema, offset)
+        return head
+
+    # -- blocks ---------------------------------------------------------------------------
+
+    def block_bytes_of(self, block_id: int) -> pa.Buffer:
+        """Exactly block `block_id`'s byte range, CRC-checked: from the node's cache, or fetched now."""
+        prefetcher = self._prefetcher
+        if prefetcher is not None:
+            failed = prefetcher.wait(block_id)
+            if failed is not None:
+                raise failed
+        got = self._held.pop(block_id, None)
+        if got is None:
+            got = self.cache.get(block_id, int(self.block_bytes[block_id]), lambda: self._download(block_id))
+        if prefetcher is not None:
+            prefetcher.consumed(block_id)
+        if isinstance(got, Path):
+            try:
+                return pa.py_buffer(got.read_bytes())  # a copy: no descriptor or mapping stays open per block
+            except FileNotFoundError:  # evicted between the lookup and the read: fetch it again
+                return pa.py_buffer(self._download(block_id))
+        return pa.py_buffer(got)
+
+    def _download(self, block_id: int) -> memoryview:
+        shard_id, local = int(self.block_shard[block_id]), int(self.block_local[block_id])
+        info = self.index.shards[shard_id]
+        start, length = int(info.block_offsets[local]), int(info.block_bytes[local])
+        expected = int(info.block_crc32[local])
+        for attempt in range(_REFETCH_ON_BAD_CRC + 1):
+            data = self.store.get_range(info.file, start, length)
+            crc = zlib.crc32(data) if length else 0
+            if crc == expected:
+                return data
+        raise FormatError(
+            f"block {local} of {self.store.url_of(info.file)} (bytes {start:,}-{start + length:,}) fails its checksum: "
+            f"CRC-32 {crc:#010x}, index.json records {expected:#010x}, in {_REFETCH_ON_BAD_CRC + 1} downloads. The object is "
+            f"corrupt: run 'fastload verify {self.url}' and re-create the dataset."
+        )
+
+    # -- reading ahead ----------------------------------------------------------------------
+
+    def expect(self, order) -> None:
+        """This process will read these blocks in this order: fetch ahead along it."""
+        if self._prefetcher is None or self._prefetcher._pid not in (None, os.getpid()):
+            self._prefetcher = Prefetcher(self._prefetch, self._release, self.block_bytes)
+            self._held = {}
+            self.cache.next_use = self._prefetcher.next_use
+        self._prefetcher.expect(order)
+
+    def _prefetch(self, block_id: int) -> None:
+        self.cache.pin(block_id)
+        try:
+            got = self.cache.get(block_id, int(self.block_bytes[block_id]), lambda: self._download(block_id))
+        except BaseException:
+            self.cache.unpin(block_id)
+            raise
+        if not isinstance(got, Path):
+            self._held[block_id] = got  # the cache had no room: the prefetcher's byte budget bounds these
+
+    def _release(self, block_id: int) -> None:
+        self._held.pop(block_id, None)
+        self.cache.unpin(block_id)
+
+
+class _NeedMore(Exception):
+    def __init__(self, num_bytes: int):
+        self.bytes = num_bytes
+
+
+def _parse_head(data) -> tuple[pa.Schema, int]:
+    """The schema message after the 8-byte magic, and where the next message starts."""
+    data = bytes(data)
+    if data[:6] != b"ARROW1":
+        raise ValueError("no ARROW1 magic")
+    if len(data) >= 16:
+        length = int.from_bytes(data[12:16], "little") if data[8:12] == b"\xff\xff\xff\xff" else int.from_bytes(data[8:12], "little")
+        needed = 16 + length if data[8:12] == b"\xff\xff\xff\xff" else 12 + length
+        if needed > len(data):
+            raise _NeedMore(needed + 8)
+    stream = pa.BufferReader(pa.py_buffer(data))
+    stream.seek(8)
+    message = ipc.read_message(stream)
+    return ipc.read_schema(message), stream.tell()

@@ -1,0 +1,109 @@
+"""`Store`: the five things fastload asks of any storage, and the local-folder one.
+
+    get_range(name, start, length) -> bytes      one block's byte range
+    size(name) -> int                            a HEAD: does it exist, how big
+    list() -> [name]                             the objects under the dataset's prefix
+    put(name, data)                              whole-object upload (bytes or a local file)
+    delete(name)
+
+Names are relative to the store's root (a folder or a URL prefix), plain
+file names as index.json records them. Everything above this interface
+(reader, cache, conversion output) is one code path whatever lies below.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from fastload.errors import StoreError
+
+__all__ = ["Store", "LocalStore"]
+
+
+class Store:
+    """Bytes by name under one root. Subclasses implement the five methods; `url` names the root in messages."""
+
+    url: str
+
+    def get_range(self, name: str, start: int, length: int) -> bytes | memoryview:
+        raise NotImplementedError
+
+    def get(self, name: str) -> bytes | memoryview:
+        """The whole object."""
+        return self.get_range(name, 0, self.size(name))
+
+    def size(self, name: str) -> int:
+        raise NotImplementedError
+
+    def list(self) -> list[str]:
+        raise NotImplementedError
+
+    def put(self, name: str, data: bytes | Path) -> None:
+        raise NotImplementedError
+
+    def delete(self, name: str) -> None:
+        raise NotImplementedError
+
+    def url_of(self, name: str) -> str:
+        return self.url.rstrip("/") + "/" + name
+
+    def exists(self, name: str) -> bool:
+        try:
+            self.size(name)
+        except FileNotFoundError:
+            return False
+        return True
+
+
+class NotFound(StoreError, FileNotFoundError):
+    """The object does not exist (a `StoreError` and a `FileNotFoundError`)."""
+
+
+class LocalStore(Store):
+    """A local folder (tests and `file://` use it; `fastload.Dataset` memory-maps local shards directly)."""
+
+    def __init__(self, folder: str | os.PathLike):
+        self.folder = Path(folder)
+        self.url = str(self.folder)
+
+    def _path(self, name: str) -> Path:
+        return self.folder / name
+
+    def get_range(self, name: str, start: int, length: int) -> bytes:
+        try:
+            with open(self._path(name), "rb") as f:
+                f.seek(start)
+                data = f.read(length)
+        except FileNotFoundError:
+            raise NotFound(f"{self.url_of(name)} does not exist") from None
+        if len(data) != length:
+            raise StoreError(f"{self.url_of(name)} holds {start + len(data):,} bytes, fewer than the {start + length:,} asked for")
+        return data
+
+    def size(self, name: str) -> int:
+        try:
+            return self._path(name).stat().st_size
+        except FileNotFoundError:
+            raise NotFound(f"{self.url_of(name)} does not exist") from None
+
+    def list(self) -> list[str]:
+        return sorted(p.name for p in self.folder.iterdir() if p.is_file())
+
+    def put(self, name: str, data: bytes | Path) -> None:
+        target = self._path(name)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_name(f".{target.name}.partial-{os.getpid()}")
+        if isinstance(data, Path):
+            with open(data, "rb") as src, open(partial, "wb") as dst:
+                while chunk := src.read(1 << 22):
+                    dst.write(chunk)
+        else:
+            partial.write_bytes(data)
+        os.replace(partial, target)  # whole or nothing, as object stores promise
+
+    def delete(self, name: str) -> None:
+        try:
+            self._path(name).unlink()
+        except FileNotFoundError:
+            pass

@@ -1,0 +1,225 @@
+"""`BlockCache`: verified blocks of one remote dataset on this node's disk, shared by every process on it.
+
+One file per block (`<block id>.block`, exactly the block's byte range), in a
+folder of its own per dataset version. What makes it safe to share between
+ranks and workers that start, fork and die at any moment:
+
+- A block enters the cache only after its CRC matched, written under a
+  temporary name and renamed: a file with the final name is always whole
+  and verified, whatever was killed when.
+- One download per block per node: a downloader holds an exclusive POSIX
+  record lock on byte 2·id of the folder's `locks` file; others wait
+  for it, then find the file. The kernel drops a dead process's locks, so a
+  SIGKILL leaves nothing that blocks (at most a `.partial` file, which
+  never counts and the next downloader overwrites).
+- Pins: a process holds a shared lock on byte 2·id + 1 while it still
+  needs a block (fetched ahead, not yet read). Eviction takes both bytes'
+  exclusive locks without waiting and skips what it cannot lock, so no
+  process evicts a block another one still needs or is writing. (Separate
+  bytes, so that two processes pinning a block never block its download.)
+- Eviction by next use, not LRU: the evicting process ranks the unpinned
+  blocks by when its own schedule reads them next (never again first), and
+  evicts only blocks needed later than the one coming in. When nothing
+  qualifies, the new block is used from memory without entering the cache:
+  a cache that is too small costs downloads, never a deadlock.
+
+POSIX record locks belong to a process, not a thread: within a process a
+`threading.Lock` per block serialises downloads, and the process's own
+pins are kept in memory (the lock file is opened once per process and never
+closed, since closing any descriptor of it would drop all its locks).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Callable
+
+from fastload.errors import StoreError
+
+__all__ = ["BlockCache"]
+
+_LOCKS = "locks"
+_EVICTION_BYTE = 1 << 42  # the byte of the locks file whose lock serialises eviction (past any block's bytes)
+
+
+def _writing(block_id: int) -> int:
+    return 2 * block_id
+
+
+def _pinned(block_id: int) -> int:
+    return 2 * block_id + 1
+
+
+class BlockCache:
+    """Blocks by id in `folder`, at most `capacity_bytes` of them (see the module docstring)."""
+
+    def __init__(self, folder: str | os.PathLike, capacity_bytes: int, *, wait_s: float = 120.0):
+        self.folder = Path(folder)
+        self.capacity_bytes = int(capacity_bytes)
+        self.wait_s = wait_s
+        self._pid = None
+        self._fd = -1
+        self._guard = threading.Lock()
+        self._downloading: dict[int, threading.Lock] = {}
+        self._pins: dict[int, int] = {}  # block id -> pin count in this process
+        self.next_use: Callable[[int], float] = lambda block_id: float("inf")  # set by the prefetcher
+        self.stats = {"hits": 0, "downloads": 0, "bytes_downloaded": 0, "evictions": 0, "bypassed": 0}
+
+    def __getstate__(self) -> dict:
+        return {"folder": self.folder, "capacity_bytes": self.capacity_bytes, "wait_s": self.wait_s}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state["folder"], state["capacity_bytes"], wait_s=state["wait_s"])
+
+    # -- locks ------------------------------------------------------------------------
+
+    def _lock_fd(self) -> int:
+        if self._pid != os.getpid():  # a forked child owns none of its parent's locks: open its own
+            self.folder.mkdir(parents=True, exist_ok=True)
+            self._fd = os.open(self.folder / _LOCKS, os.O_RDWR | os.O_CREAT, 0o644)
+            self._pid = os.getpid()
+            self._downloading, self._pins = {}, {}
+        return self._fd
+
+    def _try_lock(self, byte: int, mode: int) -> bool:
+        try:
+            fcntl.lockf(self._lock_fd(), mode | fcntl.LOCK_NB, 1, byte)
+            return True
+        except (BlockingIOError, PermissionError):
+            return False
+
+    def _lock(self, byte: int, mode: int, what: str) -> None:
+        """Take a lock on `byte`, polling up to `wait_s`: the holder is another process downloading under its own deadline."""
+        give_up = time.monotonic() + self.wait_s
+        pause = 0.001
+        while not self._try_lock(byte, mode):
+            if time.monotonic() > give_up:
+                raise StoreError(
+                    f"waited {self.wait_s:.0f} s for another process on this node to finish {what} in the cache "
+                    f"{self.folder}; if no fastload process is running, remove the folder"
+                )
+            time.sleep(pause)
+            pause = min(0.05, pause * 2)
+
+    def _unlock(self, byte: int) -> None:
+        fcntl.lockf(self._lock_fd(), fcntl.LOCK_UN, 1, byte)
+
+    # -- blocks -------------------------------------------------------------------------
+
+    def path_of(self, block_id: int) -> Path:
+        return self.folder / f"{block_id}.block"
+
+    def lookup(self, block_id: int) -> Path | None:
+        path = self.path_of(block_id)
+        return path if path.exists() else None
+
+    def pin(self, block_id: int) -> None:
+        """Keep `block_id` from eviction by any process until `unpin` (counted within this process)."""
+        with self._guard:
+            count = self._pins.get(block_id, 0)
+            if count == 0:
+                self._lock(_pinned(block_id), fcntl.LOCK_SH, f"evicting block {block_id}")
+            self._pins[block_id] = count + 1
+
+    def unpin(self, block_id: int) -> None:
+        with self._guard:
+            count = self._pins.get(block_id, 0) - 1
+            if count > 0:
+                self._pins[block_id] = count
+                return
+            self._pins.pop(block_id, None)
+            if count == 0:
+                self._unlock(_pinned(block_id))
+
+    def get(self, block_id: int, size: int, fetch: Callable[[], bytes | memoryview]) -> Path | memoryview:
+        """The block: its cached file, or the verified bytes `fetch()` returns (stored when there is room).
+
+        `fetch` downloads and verifies (raising when the bytes are wrong);
+        it runs at most once per block per node at a time.
+        """
+        path = self.lookup(block_id)
+        if path is not None:
+            self.stats["hits"] += 1
+            return path
+        with self._guard:
+            self._lock_fd()
+            local = self._downloading.setdefault(block_id, threading.Lock())
+        with local:
+            path = self.lookup(block_id)  # another thread of this process fetched it meanwhile
+            if path is not None:
+                self.stats["hits"] += 1
+                return path
+            self._lock(_writing(block_id), fcntl.LOCK_EX, f"downloading block {block_id}")
+            try:
+                path = self.lookup(block_id)  # another process fetched it while this one waited
+                if path is not None:
+                    self.stats["hits"] += 1
+                    return path
+                data = memoryview(fetch())
+                self.stats["downloads"] += 1
+                self.stats["bytes_downloaded"] += len(data)
+                if not self._make_room(block_id, len(data)):
+                    self.stats["bypassed"] += 1
+                    return data
+                path = self.path_of(block_id)
+                partial = path.with_suffix(".partial")
+                with open(partial, "wb") as f:
+                    f.write(data)
+                os.replace(partial, path)
+                return path
+            finally:
+                self._unlock(_writing(block_id))
+
+    # -- room ---------------------------------------------------------------------------
+
+    def _cached(self) -> list[tuple[int, int]]:
+        """(block id, bytes) of every complete block file, read from the folder (other processes add to it)."""
+        found = []
+        with os.scandir(self.folder) as entries:
+            for entry in entries:
+                name = entry.name
+                if name.endswith(".block") and name[:-6].isdigit():
+                    try:
+                        found.append((int(name[:-6]), entry.stat().st_size))
+                    except FileNotFoundError:
+                        pass  # evicted by another process just now
+        return found
+
+    def used_bytes(self) -> int:
+        return sum(size for _, size in self._cached())
+
+    def _make_room(self, incoming: int, size: int) -> bool:
+        """Evict blocks needed later than `incoming` until `size` more bytes fit; False when they cannot."""
+        if size > self.capacity_bytes:
+            return False
+        self._lock(_EVICTION_BYTE, fcntl.LOCK_EX, "evicting")
+        try:
+            cached = self._cached()
+            excess = sum(s for _, s in cached) + size - self.capacity_bytes
+            if excess <= 0:
+                return True
+            horizon = self.next_use(incoming)
+            with self._guard:  # this process's own pins and downloads are known here, not by lock (POSIX locks are per process)
+                busy = set(self._pins) | {b for b, lock in self._downloading.items() if lock.locked()}
+                ranked = sorted(((self.next_use(b), b, s) for b, s in cached if b not in busy), reverse=True)
+                for when, block_id, block_size in ranked:
+                    if excess <= 0 or when <= horizon:
+                        break  # what is left is needed sooner than the incoming block: keep it
+                    if not self._try_lock(_writing(block_id), fcntl.LOCK_EX):
+                        continue  # being written by another process
+                    try:
+                        if not self._try_lock(_pinned(block_id), fcntl.LOCK_EX):
+                            continue  # another process still needs it
+                        self._unlock(_pinned(block_id))
+                        self.path_of(block_id).unlink(missing_ok=True)  # readers that mapped it keep their pages
+                    finally:
+                        self._unlock(_writing(block_id))
+                    excess -= block_size
+                    self.stats["evictions"] += 1
+            return excess <= 0
+        finally:
+            self._unlock(_EVICTION_BYTE)

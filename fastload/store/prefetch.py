@@ -1,0 +1,127 @@
+"""`Prefetcher`: fetch blocks ahead in the order this process will read them.
+
+The sampler knows a rank's whole future order, so the reader is told it
+(`expect(order)`: block ids in order of first use) instead of guessing from
+past reads. Background threads walk the order from the read cursor,
+keeping at most `max_inflight` requests open and at most `ahead_bytes` of
+blocks fetched but not yet read; each fetched block is pinned in the cache
+until it is read (or the order changes). The cursor moves as blocks are
+read (`consumed`), so a resume that starts mid-epoch fetches only what the
+next batches read.
+
+`next_use(block_id)` ranks blocks for the cache's eviction: the position of
+the block in the expected order after the cursor, infinity when this
+process will not read it again.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Callable, Sequence
+
+import numpy as np
+
+__all__ = ["Prefetcher"]
+
+
+class Prefetcher:
+    """Fetches `fetch(block_id)` ahead of `consumed(block_id)` calls, following `expect(order)`.
+
+    fetch: downloads a block into the cache and pins it (returns nothing; raises on failure);
+    release: unpins a block fetched ahead;
+    block_bytes: bytes of each block (to bound what is ahead).
+    """
+
+    def __init__(self, fetch: Callable[[int], None], release: Callable[[int], None], block_bytes: np.ndarray, *, max_inflight: int = 8, ahead_bytes: int = 256 << 20):
+        self.fetch, self.release = fetch, release
+        self.block_bytes = np.asarray(block_bytes, np.int64)
+        self.max_inflight, self.ahead_bytes = max(1, max_inflight), max(1, ahead_bytes)
+        self._lock = threading.RLock()  # a done callback may run at once, inside _fill
+        self._order = np.zeros(0, np.int64)
+        self._position: dict[int, int] = {}
+        self._cursor = 0  # first position of the order not yet read past
+        self._next = 0  # next position to fetch
+        self._ahead: dict[int, Future] = {}  # block id -> its fetch, until read
+        self._pool: ThreadPoolExecutor | None = None
+        self._pid = None
+        self.errors: dict[int, BaseException] = {}
+
+    def __getstate__(self):
+        raise TypeError("a Prefetcher belongs to one process; the dataset makes one in each")
+
+    def _executor(self) -> ThreadPoolExecutor:
+        if self._pool is None or self._pid != os.getpid():  # threads do not survive fork: start this process's own
+            self._pool, self._pid = ThreadPoolExecutor(self.max_inflight, thread_name_prefix="fastload-prefetch"), os.getpid()
+            self._ahead = {}
+        return self._pool
+
+    def expect(self, order: Sequence[int]) -> None:
+        """From now on this process reads `order` (block ids, in order of first use); fetching follows it."""
+        order = np.asarray(order, np.int64)
+        with self._lock:
+            keep = set(order.tolist())
+            for block_id in [b for b in self._ahead if b not in keep]:
+                self._drop(block_id)
+            self._order = order
+            self._position = {}
+            for i, block_id in enumerate(order.tolist()):
+                self._position.setdefault(block_id, i)
+            self._cursor = self._next = 0
+            self._fill()
+
+    def next_use(self, block_id: int) -> float:
+        position = self._position.get(block_id)
+        return float("inf") if position is None or position < self._cursor else float(position - self._cursor)
+
+    def consumed(self, block_id: int) -> None:
+        """The reader has this block now: its pin is released and fetching moves past it."""
+        with self._lock:
+            if block_id in self._ahead:
+                self._drop(block_id)
+            position = self._position.get(block_id)
+            if position is not None and position >= self._cursor:
+                self._cursor = position + 1
+                self._next = max(self._next, self._cursor)
+            self._fill()
+
+    def wait(self, block_id: int) -> BaseException | None:
+        """Wait for a fetch of `block_id` under way to end; its error, if it failed (the reader raises it
+        rather than trying again: the fetch already spent its retries)."""
+        with self._lock:
+            future = self._ahead.get(block_id)
+        return None if future is None else future.exception()
+
+    def _drop(self, block_id: int) -> None:
+        future = self._ahead.pop(block_id)
+        future.add_done_callback(lambda f, b=block_id: f.exception() is None and self.release(b))
+
+    def _fill(self) -> None:
+        """Start fetches from `_next` while under both limits (called with the lock held)."""
+        pool = self._executor()
+        ahead = sum(int(self.block_bytes[b]) for b in self._ahead)
+        running = sum(not f.done() for f in self._ahead.values())
+        while self._next < len(self._order) and running < self.max_inflight:
+            block_id = int(self._order[self._next])
+            if block_id in self._ahead or self._position[block_id] < self._next:
+                self._next += 1
+                continue
+            size = int(self.block_bytes[block_id])
+            if ahead + size > self.ahead_bytes and self._ahead:
+                break
+            self._ahead[block_id] = future = pool.submit(self.fetch, block_id)
+            future.add_done_callback(self._done)
+            ahead += size
+            running += 1
+            self._next += 1
+
+    def _done(self, future: Future) -> None:
+        with self._lock:
+            if self._pid == os.getpid():
+                self._fill()
+
+    def close(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None and self._pid == os.getpid():
+            pool.shutdown(wait=False, cancel_futures=True)
