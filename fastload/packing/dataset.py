@@ -114,6 +114,7 @@ class PackedDataset(TokenDocuments):
         self._plans: dict[tuple, PackPlan] = {}
         self._plans_by_key: dict[tuple, PackPlan] = {}  # the same plans, by the plain tuple a BatchKey carries
         self._filler: BatchFiller | None = None
+        self._told: tuple | None = None  # (plan, columns) and the last batch a remote dataset was told about (`_read_ahead`)
 
     # -- plans ---------------------------------------------------------------------
 
@@ -159,7 +160,23 @@ class PackedDataset(TokenDocuments):
             plan = self._plans_by_key[plan_key] = self.plan(key.epoch, key.global_batch_size, options)
             if len(self._plans_by_key) > 4:
                 self._plans_by_key.pop(next(iter(self._plans_by_key)))
+        if self.dataset.remote is not None:
+            self._read_ahead(plan, plan_key, key)
         return self._batch_filler().fill(plan, plan_key, key.batch, key.rank, key.world_size, allocate).as_dict()
+
+    def _read_ahead(self, plan: PackPlan, plan_key: tuple, key: BatchKey) -> None:
+        """Tell a remote dataset which blocks this process reads from here on: the rest of this epoch,
+        then the next, in order of first use. Again only when the plan changes or the batches go back
+        (a resume); a worker that gets every k-th batch reads the same blocks as its rank."""
+        lo, hi = plan.rank_columns(key.rank, key.world_size)
+        told = (plan_key, lo, hi)
+        if self._told is not None and self._told[0] == told and self._told[1] <= key.batch:
+            self._told = (told, key.batch)
+            return
+        self._told = (told, key.batch)
+        options = SamplerOptions(order=key.order, seed=key.seed, window_blocks=key.window_blocks, num_partitions=key.num_partitions)
+        following = self.plan(key.epoch + 1, key.global_batch_size, options)
+        self.dataset.expect(np.concatenate([plan.geometry.blocks_in_read_order(lo, hi, key.batch), following.geometry.blocks_in_read_order(lo, hi)]))
 
     def __len__(self) -> int:
         """Rows of the storage-order stream (what `packed[i]` indexes)."""

@@ -147,6 +147,39 @@ class EpochGeometry:
         mine = np.flatnonzero(a < z)
         return mine, a[mine] - lo, z[mine] - a[mine], a[mine] - c0[mine]
 
+    def blocks_in_read_order(self, lo: int, hi: int, from_batch: int = 0) -> np.ndarray:
+        """The blocks columns [lo, hi) read from batch `from_batch` to the epoch's end, each once, in
+        order of first use: what a reader of those columns should fetch, and in which order.
+
+        A window's blocks are all needed from the first batch that reaches into
+        the window (its units are shuffled within it), so windows are ranked by
+        that batch (ties: partition order) and each contributes its blocks.
+        A window a batch at `from_batch` is still reading comes first.
+        """
+        partitions, _, taken, offset = self.column_partitions(lo, hi)
+        cu = self.column_units
+        quota = np.diff(self.column_bounds)[partitions] * cu  # stream units a partition advances per batch
+        first = self.partition_starts[partitions] + offset * cu  # where batch 0's run starts, per partition
+        length = taken * cu
+        ranked = []  # (first batch using the window, partition rank, window)
+        for rank, (x0, stride, n) in enumerate(zip(first.tolist(), quota.tolist(), length.tolist())):
+            if n == 0 or self.num_batches <= from_batch:
+                continue
+            begin = x0 + from_batch * stride
+            end = min(x0 + (self.num_batches - 1) * stride + n, self.stream_end)
+            if begin >= end:
+                continue
+            w0, w1 = int(self.window_of(np.int64(begin))), int(self.window_of(np.int64(end - 1)))
+            for w in range(w0, min(w1, self.num_windows - 1) + 1):
+                reach = int(self.window_starts[w]) - x0 - n + 1  # the run [x0 + b·stride, +n) reaches the window from this b
+                ranked.append((max(from_batch, -(-reach // stride)), rank, w))
+        ranked.sort()
+        if not ranked:
+            return np.zeros(0, np.int64)
+        blocks = np.concatenate([self.blocks_of_window(w) for _, _, w in ranked])
+        _, keep = np.unique(blocks, return_index=True)
+        return blocks[np.sort(keep)]
+
     def worker_columns(self, rank: int, world_size: int, num_workers: int) -> list[tuple[int, int]]:
         """How a rank's columns are split among its workers: one [lo, hi) per worker.
 

@@ -67,3 +67,63 @@ def test_batch_datasets_hold_one_sampling_option(tmp_path):
         fastload.PackedDataset(packed_path, seq_len=16, eos_id=0, sampling={"seed": 1})
     with pytest.raises(ConfigError, match="sampling= takes"):
         fastload.PaddedDataset(packed_path, seq_len=16, eos_id=0, sampling=3)
+
+
+# -- the read order a remote dataset fetches along ------------------------------------------------
+
+
+def _first_use(blocks_per_batch: list[np.ndarray], from_batch: int) -> dict[int, int]:
+    first = {}
+    for b in range(from_batch, len(blocks_per_batch)):
+        for block in blocks_per_batch[b].tolist():
+            first.setdefault(block, b)
+    return first
+
+
+def _check_read_order(order: np.ndarray, blocks_per_batch: list[np.ndarray], from_batch: int) -> None:
+    first = _first_use(blocks_per_batch, from_batch)
+    assert len(np.unique(order)) == len(order), "each block once"
+    assert set(order.tolist()) >= set(first), "every block a batch reads is in the order"
+    used = [first[b] for b in order.tolist() if b in first]
+    assert used == sorted(used), "blocks come in order of first use"
+
+
+@pytest.mark.parametrize("world_size", [1, 2, 4])
+@pytest.mark.parametrize("from_batch", [0, 3])
+def test_read_order_of_packed_columns_is_every_block_they_read_in_order_of_first_use(world_size, from_batch):
+    from fastload.packing.plan import PackPlan
+
+    rng = np.random.default_rng(7)
+    block_rows = rng.integers(3, 9, 40)
+    doc_lengths = rng.integers(1, 300, int(block_rows.sum()))
+    plan = PackPlan(doc_lengths, block_rows, seq_len=63, global_batch_size=8, options=SamplerOptions(seed=3, window_blocks=2, num_partitions=4), epoch=1)
+    for rank in range(world_size):
+        lo, hi = plan.rank_columns(rank, world_size)
+        per_batch = []
+        for b in range(plan.num_batches):
+            windows = plan.column_runs(b, lo, hi)[0]
+            per_batch.append(np.unique(np.concatenate([plan.blocks_of_window(w) for w in np.unique(windows[windows >= 0])])))
+        _check_read_order(plan.geometry.blocks_in_read_order(lo, hi, from_batch), per_batch, from_batch)
+
+
+@pytest.mark.parametrize("world_size", [1, 2])
+def test_read_order_of_row_columns_is_every_block_they_read_in_order_of_first_use(world_size):
+    from fastload.sampler.orders import plan_epoch
+
+    block_rows = np.random.default_rng(1).integers(5, 20, 30)
+    starts = np.concatenate([[0], np.cumsum(block_rows)])
+    plan = plan_epoch(block_rows, options=SamplerOptions(seed=2, window_blocks=3, num_partitions=4), epoch=0, global_batch_size=16)
+    geometry = plan.geometry
+    for rank in range(world_size):
+        lo, hi = plan.rank_columns(rank, world_size)
+        order = geometry.blocks_in_read_order(lo, hi, 2)
+        rows = [np.unique(np.searchsorted(starts, plan.rank_batch(b, rank, world_size), side="right") - 1) for b in range(plan.num_batches)]
+        assert set(np.concatenate(rows[2:]).tolist()) <= set(order.tolist()), "every block a batch reads is in the order"
+        # A window's rows are shuffled within it, so its blocks are all due from the first batch reaching into it.
+        partitions, _, taken, offset = geometry.column_partitions(lo, hi)
+        quota = np.diff(geometry.column_bounds)[partitions]
+        windows = []
+        for b in range(plan.num_batches):
+            touched = [geometry.window_of(np.arange(s, s + n)) for s, n in zip(geometry.partition_starts[partitions] + offset + b * quota, taken)]
+            windows.append(np.unique(np.concatenate([geometry.blocks_of_window(w) for w in np.unique(np.concatenate(touched))])))
+        _check_read_order(order, windows, 2)
