@@ -485,13 +485,17 @@ class Dataset:
         """(num_rows,) int64 length of every row of a tokens, text or bytes column, from the offsets only.
 
         Reads the offsets buffer of each block (with compression, Arrow
-        decompresses the block) without checking CRCs: this is for planning,
+        decompresses the block; a remote dataset fetches just that buffer of
+        each block, see `remote.RemoteBlocks.row_lengths`) without checking
+        CRCs: this is for planning,
         and the data itself is checked when a block is read. Offsets that go
         backwards raise `FormatError`.
         """
         kind = self.schema[column].kind
         if kind not in ("tokens", "text", "bytes"):
             raise FormatError(f"column {column!r} is of kind {kind!r}; row lengths exist for tokens, text and bytes columns")
+        if self.remote is not None:
+            return self.remote.row_lengths(column, self.schema)
         position = self.schema.names.index(column)
         lengths = np.empty(self.num_rows, np.int64)
         for block_id in range(self.num_blocks):
