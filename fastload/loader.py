@@ -36,6 +36,7 @@ from fastload.pool import BufferPool
 from fastload.torch_private import LoaderBase, SingleProcessIterator
 from fastload.workers.collate import ComputedBatchCollate
 from fastload.workers.iterator import PoolIterator, Progress
+from fastload.workers.protocol import remote_reader
 
 __all__ = ["DataLoader"]
 
@@ -83,8 +84,19 @@ class DataLoader(LoaderBase):
 
     # -- iteration -------------------------------------------------------------
 
+    def read_order(self):
+        """The blocks the coming batches read, in order, when a remote dataset can fetch ahead along
+        them (a fastload sampler knows its order); else None. Sent to each worker as EXPECT."""
+        sampler = self._index_sampler_object
+        if remote_reader(self.dataset) is None or not callable(getattr(sampler, "read_order", None)):
+            return None
+        return sampler.read_order(skip_batches=self._skip_batches)
+
     def _new_iterator(self):
         if self.num_workers == 0:
+            order = self.read_order()
+            if order is not None:
+                remote_reader(self.dataset).expect(order)
             iterator = _SingleProcessIterator(self)
             if self._skip_batches:
                 iterator.sampler_iter = _primed(itertools.islice(iterator.sampler_iter, self._skip_batches, None))

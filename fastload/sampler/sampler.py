@@ -121,6 +121,15 @@ class Sampler:
             yield plan.rank_batch(b, self.rank, self.world_size).tolist()
         self.epoch, self.samples_consumed = self.epoch + 1, 0
 
+    def read_order(self, *, skip_batches: int = 0) -> np.ndarray:
+        """The blocks this rank reads from its resume point (plus `skip_batches`) on, each once, in order
+        of first use: the rest of this epoch, then the next. A remote dataset fetches ahead along it."""
+        lo, hi = self.plan().rank_columns(self.rank, self.world_size)
+        start = self.samples_consumed // self.global_batch_size + skip_batches
+        this = self.plan().geometry.blocks_in_read_order(lo, hi, start)
+        following = plan_epoch(self.block_rows, options=self.options, epoch=self.epoch + 1, global_batch_size=self.global_batch_size)
+        return np.concatenate([this, following.geometry.blocks_in_read_order(lo, hi)])
+
     # -- resumption -------------------------------------------------------------
 
     def state_dict(self, *, batches_done: int = 0) -> dict:

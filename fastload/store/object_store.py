@@ -8,9 +8,18 @@ AWS_REGION, GOOGLE_APPLICATION_CREDENTIALS, AZURE_STORAGE_ACCOUNT_NAME, and
 instance metadata). `storage_options` passes anything else through as the
 store's config keys (e.g. {"endpoint": ..., "region": ...}).
 
-The client holds a tokio runtime and sockets, which must not cross `fork()`:
-it is created on first use in each process (checked by pid), and pickling
-carries only the URL and options.
+obstore's runtime (tokio) is process-wide and does not survive `fork()`: a
+child forked from a process that used it hangs on its first request, even
+with a client of its own (measured). The main process of a training job
+forks its DataLoader workers, so it must not start that runtime; workers
+never fork. Hence two clients behind one `ObjectStore`:
+- in DataLoader workers (`leaf_process()`), and for gs:// and az://,
+  obstore: the fast one, where the blocks are read;
+- elsewhere, for s3://, boto3 (pure Python: a new client per process is
+  fork-safe), and for http(s)://, the standard library.
+Clients are created on first use in each process (checked by pid), and
+pickling carries only the URL and options. A forked child of a process
+that did start obstore gets a `StoreError` saying what to do, never a hang.
 
 obstore's own retries are turned off: `retry.with_retries` retries every
 request the same way for every backend, with one deadline, and failures
@@ -28,7 +37,21 @@ from fastload.errors import ConfigError, StoreError
 from fastload.store.base import NotFound, Store
 from fastload.store.retry import RetryPolicy, with_retries
 
-__all__ = ["ObjectStore", "import_obstore"]
+__all__ = ["ObjectStore", "import_obstore", "runtime_started", "mark_leaf_process"]
+
+_runtime_pid: int | None = None  # the process that started obstore's runtime (inherited by forked children)
+_leaf_pid: int | None = None  # a process that will never fork (a DataLoader worker)
+
+
+def runtime_started() -> bool:
+    """True when this process has used obstore: a plain fork() of it would give children that hang."""
+    return _runtime_pid == os.getpid()
+
+
+def mark_leaf_process() -> None:
+    """This process never forks (a DataLoader worker): it may use obstore, the fastest client."""
+    global _leaf_pid
+    _leaf_pid = os.getpid()
 
 _INSTALL_HINT = "Reading object storage needs the remote extra: pip install 'fastload[remote]'"
 
@@ -53,10 +76,12 @@ class ObjectStore(Store):
     """Objects under a URL prefix (`s3://bucket/prefix`, `gs://…`, `az://…`, `https://…`)."""
 
     def __init__(self, url: str, storage_options: dict | None = None, retry: RetryPolicy | None = None):
-        import_obstore()  # fail at construction, in the user's process, if the extra is missing
         self.url = url.rstrip("/")
+        self.scheme = self.url.split("://", 1)[0].lower()
         self.storage_options = dict(storage_options or {})
         self.retry = retry or RetryPolicy()
+        if self.scheme not in ("http", "https"):
+            import_obstore()  # fail at construction, in the user's process, if the extra is missing
         self._client = None
         self._pid = None
 
@@ -66,70 +91,46 @@ class ObjectStore(Store):
     def __setstate__(self, state: dict) -> None:
         self.__init__(state["url"], state["storage_options"], state["retry"])
 
-    # -- the client, one per process ------------------------------------------------
-
     @property
     def client(self):
+        """This process's client (see the module docstring for which one)."""
         if self._client is None or self._pid != os.getpid():
             self._client, self._pid = self._connect(), os.getpid()
         return self._client
 
     def _connect(self):
-        obstore = import_obstore()
-        from obstore.store import from_url
+        global _runtime_pid
+        if self.scheme in ("http", "https") and _leaf_pid != os.getpid():
+            from fastload.store.fork_safe import HTTPClient
 
-        options = dict(self.storage_options)
-        client_options = {
-            "timeout": timedelta(seconds=self.retry.attempt_timeout_s),
-            "connect_timeout": timedelta(seconds=min(5.0, self.retry.attempt_timeout_s)),
-            **options.pop("client_options", {}),
-        }
-        scheme = self.url.split("://", 1)[0].lower()
-        endpoint = options.get("endpoint") or (os.environ.get("AWS_ENDPOINT_URL") if scheme == "s3" else None)
-        if scheme in ("http",) or (endpoint or "").startswith("http://"):
-            client_options.setdefault("allow_http", True)  # a local S3-compatible server; TLS is the default elsewhere
-        if scheme == "s3":
-            if endpoint:
-                options.setdefault("endpoint", endpoint)
-            if os.environ.get("AWS_PROFILE") and not os.environ.get("AWS_ACCESS_KEY_ID") and "credential_provider" not in options:
-                options["credential_provider"] = _profile_credentials()
-        url = self.url + "/" if scheme in ("http", "https") else self.url
-        try:
-            return from_url(url, client_options=client_options, retry_config={"max_retries": 0, "retry_timeout": timedelta(seconds=1)}, **options)
-        except obstore.exceptions.BaseError as exc:
-            raise ConfigError(f"cannot open {self.url}: {exc}. {_credentials_hint(self.url)}") from None
-        except TypeError as exc:
-            raise ConfigError(f"storage_options for {self.url}: {exc}") from None
+            return HTTPClient(self.url, self.retry)
+        if self.scheme == "s3" and _leaf_pid != os.getpid():
+            from fastload.store.fork_safe import boto3_client
+
+            client = boto3_client(self.url, self.storage_options, self.retry)
+            if client is not None:
+                return client
+        if _runtime_pid not in (None, os.getpid()):
+            raise StoreError(
+                f"cannot read {self.url} in this process: it was forked from process {_runtime_pid}, which had "
+                "already read object storage through obstore, whose runtime does not survive fork(). Start workers "
+                "with multiprocessing_context='spawn' or 'forkserver', or install boto3 (s3:// then avoids obstore "
+                "outside the workers)."
+            )
+        client = _ObstoreClient(self.url, self.storage_options, self.retry)
+        _runtime_pid = os.getpid()
+        return client
 
     def _request(self, what: str, name: str, call):
-        """Run `call(client)` with retries; map obstore's permanent failures to StoreError."""
-        obstore = import_obstore()
-        errors = obstore.exceptions
-        url = self.url_of(name)
-
-        def attempt():
-            try:
-                return call(self.client)
-            except (errors.NotFoundError, FileNotFoundError):  # obstore raises the builtin for a 404
-                raise NotFound(f"{url} does not exist. {_credentials_hint(self.url)}") from None
-            except (errors.PermissionDeniedError, errors.UnauthenticatedError, PermissionError) as exc:
-                raise StoreError(f"access to {url} was refused ({type(exc).__name__}). {_credentials_hint(self.url)}") from None
-            except (errors.InvalidPathError, errors.UnknownConfigurationKeyError, errors.NotSupportedError) as exc:
-                raise StoreError(f"could not {what} {url}: {str(exc).splitlines()[0]}") from None
-
-        return with_retries(attempt, what=what, url=url, policy=self.retry)
+        """`call(client)` under the retry policy; permanent failures are StoreErrors naming the URL."""
+        return with_retries(lambda: call(self.client), what=what, url=self.url_of(name), policy=self.retry)
 
     # -- the Store interface ---------------------------------------------------------
 
     def get_range(self, name: str, start: int, length: int) -> memoryview:
         if length == 0:
             return memoryview(b"")
-        obstore = import_obstore()
-        data = self._request(
-            f"read bytes {start:,}-{start + length:,} of", name,
-            lambda client: obstore.get_range(client, name, start=start, length=length),
-        )
-        view = memoryview(data)
+        view = memoryview(self._request(f"read bytes {start:,}-{start + length:,} of", name, lambda client: client.get_range(name, start, length)))
         if len(view) != length:
             raise StoreError(
                 f"{self.url_of(name)} returned {len(view):,} bytes for a range of {length:,} (bytes {start:,}-{start + length:,}): "
@@ -138,31 +139,85 @@ class ObjectStore(Store):
         return view
 
     def get(self, name: str) -> memoryview:
-        obstore = import_obstore()
-        return memoryview(self._request("read", name, lambda client: obstore.get(client, name).bytes()))
+        return memoryview(self._request("read", name, lambda client: client.get(name)))
 
     def size(self, name: str) -> int:
-        obstore = import_obstore()
-        return int(self._request("look up", name, lambda client: obstore.head(client, name))["size"])
+        return int(self._request("look up", name, lambda client: client.size(name)))
 
     def list(self) -> list[str]:
-        obstore = import_obstore()
-
-        def names(client):
-            return [meta["path"] for chunk in obstore.list(client, None) for meta in chunk]
-
-        return sorted(p.rsplit("/", 1)[-1] for p in self._request("list", "", names) if "/" not in p.strip("/"))
+        return sorted(self._request("list", "", lambda client: client.list()))
 
     def put(self, name: str, data: bytes | Path) -> None:
-        obstore = import_obstore()
-        self._request("upload", name, lambda client: obstore.put(client, name, data))
+        self._request("upload", name, lambda client: client.put(name, data))
 
     def delete(self, name: str) -> None:
-        obstore = import_obstore()
         try:
-            self._request("delete", name, lambda client: obstore.delete(client, name))
+            self._request("delete", name, lambda client: client.delete(name))
         except NotFound:
             pass
+
+
+class _ObstoreClient:
+    """The raw requests through obstore: one attempt each; permanent failures raised as StoreError."""
+
+    def __init__(self, url: str, storage_options: dict, retry: RetryPolicy):
+        obstore = import_obstore()
+        from obstore.store import from_url
+
+        self.url = url
+        options = dict(storage_options)
+        client_options = {
+            "timeout": timedelta(seconds=retry.attempt_timeout_s),
+            "connect_timeout": timedelta(seconds=min(5.0, retry.attempt_timeout_s)),
+            **options.pop("client_options", {}),
+        }
+        scheme = url.split("://", 1)[0].lower()
+        endpoint = options.get("endpoint") or (os.environ.get("AWS_ENDPOINT_URL") if scheme == "s3" else None)
+        if scheme == "http" or (endpoint or "").startswith("http://"):
+            client_options.setdefault("allow_http", True)  # a local S3-compatible server; TLS is the default elsewhere
+        if scheme == "s3":
+            if endpoint:
+                options.setdefault("endpoint", endpoint)
+            if os.environ.get("AWS_PROFILE") and not os.environ.get("AWS_ACCESS_KEY_ID") and "credential_provider" not in options:
+                options["credential_provider"] = _profile_credentials()
+        try:
+            self.store = from_url(url + "/" if scheme in ("http", "https") else url, client_options=client_options, retry_config={"max_retries": 0, "retry_timeout": timedelta(seconds=1)}, **options)
+        except obstore.exceptions.BaseError as exc:
+            raise ConfigError(f"cannot open {url}: {exc}. {_credentials_hint(url)}") from None
+        except TypeError as exc:
+            raise ConfigError(f"storage_options for {url}: {exc}") from None
+        self.obstore = obstore
+
+    def _call(self, name: str, fn, *args, **kwargs):
+        errors = self.obstore.exceptions
+        where = self.url + "/" + name
+        try:
+            return fn(self.store, *args, **kwargs)
+        except (errors.NotFoundError, FileNotFoundError):  # obstore raises the builtin for a 404
+            raise NotFound(f"{where} does not exist. {_credentials_hint(self.url)}") from None
+        except (errors.PermissionDeniedError, errors.UnauthenticatedError, PermissionError) as exc:
+            raise StoreError(f"access to {where} was refused ({type(exc).__name__}). {_credentials_hint(self.url)}") from None
+        except (errors.InvalidPathError, errors.UnknownConfigurationKeyError, errors.NotSupportedError) as exc:
+            raise StoreError(f"{where}: {str(exc).splitlines()[0]}") from None
+
+    def get_range(self, name: str, start: int, length: int):
+        return self._call(name, self.obstore.get_range, name, start=start, length=length)
+
+    def get(self, name: str):
+        return self._call(name, lambda store: self.obstore.get(store, name).bytes())
+
+    def size(self, name: str) -> int:
+        return self._call(name, self.obstore.head, name)["size"]
+
+    def list(self) -> list[str]:
+        paths = self._call("", lambda store: [meta["path"] for chunk in self.obstore.list(store, None) for meta in chunk])
+        return [p for p in paths if "/" not in p.strip("/")]
+
+    def put(self, name: str, data) -> None:
+        self._call(name, self.obstore.put, name, data)
+
+    def delete(self, name: str) -> None:
+        self._call(name, self.obstore.delete, name)
 
 
 def _profile_credentials():

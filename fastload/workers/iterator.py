@@ -172,6 +172,10 @@ class PoolIterator(IteratorBase):
         self._active = [True] * self.num_workers
         self._next_worker = itertools.cycle(range(self.num_workers))
         self._sampler_done = False
+        order = loader.read_order()
+        if order is not None:  # before the first task, so the workers fetch ahead from the start
+            for conn in self._conns:
+                protocol.send(conn, (protocol.EXPECT, order))
         if loader._skip_batches:
             self.sampler_iter = itertools.islice(self.sampler_iter, loader._skip_batches, None)
         for _ in range(self._max_tasks):

@@ -20,6 +20,7 @@ import signal
 
 from fastload.pool import SharedArena, SlotWriter
 from fastload.torch_private import DatasetKind, ExceptionWrapper, numpy_seed, set_worker_info
+from fastload.store import mark_leaf_process
 from fastload.workers import protocol
 from fastload.workers.codec import encode_batch, encode_computed_batch
 from fastload.workers.collate import ComputedBatchCollate, current_slot, slot_array, slot_collate
@@ -70,6 +71,7 @@ def worker_main(config: protocol.WorkerConfig, conn) -> None:
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle
     torch.set_num_threads(1)
+    mark_leaf_process()  # a worker never forks: remote datasets may read through obstore here
     arenas: dict[int, tuple[SharedArena, int]] = {}
     try:
         _seed_like_torch(config)
@@ -98,6 +100,10 @@ def worker_main(config: protocol.WorkerConfig, conn) -> None:
             _attach_arena(conn, message, arenas)
         elif kind == protocol.RESET:
             fetcher = _make_fetcher(config)
+        elif kind == protocol.EXPECT:
+            reader = protocol.remote_reader(config.dataset)
+            if reader is not None:
+                reader.expect(message[1])
         elif kind == protocol.TASKS:
             _run_tasks(config, fetcher, conn, message[1], arenas)
         else:

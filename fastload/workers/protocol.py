@@ -23,6 +23,8 @@ shared memory (see `fastload/pool.py`).
                                                        (a BATCH with an fd travels alone, as above)
     error                                          ◄── ERROR(task_id, ExceptionWrapper)
     epoch end (iterable dataset exhausted)         ◄── END(task_id)
+    read-ahead (a remote dataset, a sampler that knows its order; each epoch)
+          ── EXPECT(blocks) ─────────────────────►  dataset.expect(blocks): fetch ahead along them
     next epoch, persistent workers
           ── RESET ──────────────────────────────►  restart the dataset iterator
     shutdown
@@ -45,10 +47,11 @@ import pickle
 from dataclasses import dataclass
 from typing import Any, Callable
 
-__all__ = ["READY", "ARENA", "TASK", "TASKS", "BATCH", "MANY", "ERROR", "END", "RESET", "STOP", "DEDICATED", "POLL_S", "WorkerConfig", "send", "receive"]
+__all__ = ["READY", "ARENA", "TASK", "TASKS", "BATCH", "MANY", "ERROR", "END", "RESET", "STOP", "EXPECT", "DEDICATED", "POLL_S", "WorkerConfig", "send", "receive", "remote_reader"]
 
 READY, ARENA, TASK, BATCH, ERROR, END, RESET, STOP = "ready", "arena", "task", "batch", "error", "end", "reset", "stop"
 TASKS, MANY = "tasks", "many"  # a group of tasks, and the replies to one
+EXPECT = "expect"  # the blocks the coming batches read, in order (read-ahead for remote datasets)
 DEDICATED = None  # the slot of a batch that travels in its own segment
 POLL_S = 1.0  # how often an idle worker checks that its parent is alive
 
@@ -68,6 +71,15 @@ class WorkerConfig:
     base_seed: int
     worker_init_fn: Callable | None
     parent_pid: int
+
+
+def remote_reader(dataset):
+    """The remote `fastload.Dataset` that `dataset`'s batches read (itself, or the one a padded or
+    array dataset wraps), or None: only a remote dataset has anything to fetch ahead."""
+    for candidate in (dataset, getattr(dataset, "dataset", None)):
+        if getattr(candidate, "remote", None) is not None and callable(getattr(candidate, "expect", None)):
+            return candidate
+    return None
 
 
 def send(conn, message: tuple) -> None:
