@@ -33,14 +33,17 @@ OVERRIDING_ENV_VARS = ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT", "AWS_SESSION_TOKEN
 
 
 def s3_client(endpoint: str, *, timeout_s: float = 10.0, max_attempts: int = 1):
-    """A boto3 S3 client for `endpoint` with fake credentials, path-style addressing and bounded waits."""
+    """A boto3 S3 client for `endpoint` with fake credentials, path-style addressing and bounded waits.
+
+    `max_attempts` counts every try, the first included (1: no retries), so faults reach the test.
+    """
     import boto3
     from botocore.config import Config
 
     config = Config(
         connect_timeout=timeout_s,
         read_timeout=timeout_s,
-        retries={"max_attempts": max_attempts, "mode": "standard"},
+        retries={"total_max_attempts": max_attempts, "mode": "standard"},  # botocore's "max_attempts" counts retries only
         s3={"addressing_style": "path"},  # virtual-hosted buckets need DNS names, not 127.0.0.1
     )
     return boto3.client(
@@ -215,7 +218,7 @@ class FaultProxy:
     # -- life cycle
 
     def start(self) -> FaultProxy:
-        self._spawn(self._accept_loop, "fault-proxy-accept")
+        self._spawn(self._accept_loop, "accept")
         return self
 
     def stop(self, timeout_s: float = 5.0) -> None:
@@ -239,7 +242,7 @@ class FaultProxy:
         self.stop()
 
     def _spawn(self, target, name: str, *args) -> None:
-        thread = threading.Thread(target=target, args=args, daemon=True, name=name)
+        thread = threading.Thread(target=target, args=args, daemon=True, name=f"fault-proxy {self.endpoint} {name}")
         self._threads.append(thread)
         thread.start()
 
@@ -256,7 +259,7 @@ class FaultProxy:
                 client, _ = self._listener.accept()
             except OSError:
                 return  # the listener was closed by stop()
-            self._spawn(self._serve_connection, "fault-proxy-connection", self._track(client))
+            self._spawn(self._serve_connection, "connection", self._track(client))
 
     # -- one client connection
 
