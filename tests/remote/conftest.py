@@ -11,7 +11,8 @@ import uuid
 
 import pytest
 
-from tests.remote.s3 import OVERRIDING_ENV_VARS, FaultProxy, S3Server
+from tests.remote.fault_proxy import FaultProxy
+from tests.remote.s3 import OVERRIDING_ENV_VARS, S3Server
 
 
 def require_s3_packages() -> None:

@@ -6,6 +6,8 @@ loose ceilings that only catch a hang, so a slow, shared machine cannot fail the
 
 from __future__ import annotations
 
+import http.client
+import http.server
 import os
 import socket
 import threading
@@ -21,7 +23,8 @@ obstore = pytest.importorskip("obstore", reason="the S3 tests need obstore: pip 
 import botocore.exceptions  # noqa: E402
 from obstore.store import S3Store  # noqa: E402
 
-from tests.remote.s3 import CREDENTIALS, REGION, Faults, FaultProxy, s3_client  # noqa: E402
+from tests.remote.fault_proxy import FaultProxy, Faults  # noqa: E402
+from tests.remote.s3 import CREDENTIALS, REGION, s3_client  # noqa: E402
 
 PAYLOAD = os.urandom(1 << 20)  # 1 MiB, random so a misplaced byte range cannot match by chance
 KEY = "data/block.bin"
@@ -241,3 +244,44 @@ def test_faults_reject_values_that_are_not_fractions():
         Faults(error_fraction=1.5)
     with pytest.raises(ValueError, match="reset_after_bytes is -1"):
         Faults(reset_after_bytes=-1)
+
+
+def test_a_chunked_upload_body_is_forwarded_whole(s3_server, fault_proxy, s3_bucket):
+    connection = http.client.HTTPConnection("127.0.0.1", int(fault_proxy.endpoint.rsplit(":", 1)[1]), timeout=HANG_CEILING_S)
+    pieces = [PAYLOAD[i : i + 100_000] for i in range(0, 300_000, 100_000)]
+    connection.request("PUT", f"/{s3_bucket}/{KEY}", body=iter(pieces), encode_chunked=True)
+    assert connection.getresponse().status == 200
+    connection.close()
+    assert s3_server.client().get_object(Bucket=s3_bucket, Key=KEY)["Body"].read() == PAYLOAD[:300_000]
+
+
+class ClosesSilently(http.server.BaseHTTPRequestHandler):
+    """Answers, then drops the connection without saying so: what a server does to an idle kept-alive one."""
+
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self):
+        self.send_response(200)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"ok")
+        self.close_connection = True
+
+    def log_message(self, *args):
+        pass
+
+
+def test_the_proxy_reconnects_when_upstream_dropped_a_kept_alive_connection():
+    upstream = http.server.ThreadingHTTPServer(("127.0.0.1", 0), ClosesSilently)
+    threading.Thread(target=upstream.serve_forever, daemon=True).start()
+    try:
+        with FaultProxy(f"http://127.0.0.1:{upstream.server_address[1]}") as proxy:
+            connection = http.client.HTTPConnection("127.0.0.1", int(proxy.endpoint.rsplit(":", 1)[1]), timeout=HANG_CEILING_S)
+            for _ in range(3):  # one client connection throughout
+                connection.request("GET", "/")
+                assert connection.getresponse().read() == b"ok"
+            connection.close()
+            assert proxy.counts().num_requests == 3
+    finally:
+        upstream.shutdown()
+        upstream.server_close()
