@@ -26,7 +26,7 @@ from dataclasses import dataclass
 class Faults:
     """What the proxy does to each request; every fraction is a probability drawn per request."""
 
-    latency_s: float = 0.0  # waited after the upstream answers, before the client sees a byte
+    latency_s: float = 0.0  # waited after upstream answers, before the client sees a byte (not added to 503s)
     bandwidth_bytes_per_s: float | None = None  # shared by all connections; None: unlimited
     reset_after_bytes: int | None = None  # abort the connection after this many bytes of a response (head included)
     reset_fraction: float = 1.0  # of responses, once reset_after_bytes is set
@@ -45,9 +45,11 @@ class Faults:
 
 @dataclass(frozen=True)
 class ProxyCounts:
+    """What the proxy has done since it started: a snapshot, from `FaultProxy.counts()`."""
+
     num_requests: int = 0  # requests read from clients, faulted or not
     response_bytes: int = 0  # bytes sent to clients (heads included)
-    num_delayed: int = 0
+    num_delayed: int = 0  # responses held back by latency_s
     num_resets: int = 0
     num_stalls: int = 0
     num_errors: int = 0
