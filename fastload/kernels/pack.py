@@ -112,7 +112,7 @@ def _fill_batch_kernel(sources, block_slots, tables, run_table, run_begin, run_e
         num_units = table_units[t]
         table = view_at(table_address[t], (4, num_units + 1), np.int64)  # source, first token, real tokens, stream offset
         cum = table[3]
-        if x < 0 or end > cum[num_units]:
+        if x < cum[0] or end > cum[num_units]:
             return _BAD_RUN, r, r
         u = np.searchsorted(cum, x, side="right") - 1
         while x < end:
@@ -175,7 +175,8 @@ def fill_packed_batch(sources, block_slots, tables, run_table, run_begin, run_en
     array: unit u copies `table[2, u]` tokens of block `table[0, u]` from
     token `table[1, u]`, then an EOS when its stream length
     (`table[3, u + 1] - table[3, u]`) is one more. Run begins and ends are
-    offsets in their window's stream.
+    stream offsets numbered as `table[3]` is (the packer's tables count from
+    the start of the plan's stream, so its runs need no rebasing).
 
     Returns None when the batch is written, or (block, run) when run `run`
     needs `block`, which is not loaded: load it and call again. Data from

@@ -19,6 +19,7 @@ here, block by block, when the dataset holds text).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -26,7 +27,7 @@ from fastload.kernels.pack import fill_packed_batch
 from fastload.packing.blocks import AddressBook, TokenBlocks
 from fastload.packing.plan import PackPlan
 
-__all__ = ["BatchFiller", "PackedArrays"]
+__all__ = ["BatchFiller", "PackedArrays", "RowsToFill"]
 
 
 @dataclass(frozen=True)
@@ -38,8 +39,25 @@ class PackedArrays:
     position_ids: np.ndarray  # int64: position inside the document's piece in this row, from 0
     document_ids: np.ndarray  # int32: which document piece of the row, from 0 (attend where equal)
 
+    @classmethod
+    def empty(cls, rows: int, seq_len: int, allocate=np.empty) -> "PackedArrays":
+        """Arrays for `rows` rows, from `allocate(shape, dtype)` (a worker passes its slot's)."""
+        shape = (rows, seq_len)
+        return cls(allocate(shape, np.int64), allocate(shape, np.int64), allocate(shape, np.int64), allocate(shape, np.int32))
+
     def as_dict(self) -> dict:
         return {"input_ids": self.input_ids, "labels": self.labels, "position_ids": self.position_ids, "document_ids": self.document_ids}
+
+
+class RowsToFill(NamedTuple):
+    """Rows [lo, hi) of global batch `batch` of `plan` (which the filler knows as `plan_key`), bound for rows `rows` of the output."""
+
+    plan: PackPlan
+    plan_key: tuple
+    batch: int
+    lo: int
+    hi: int
+    rows: np.ndarray  # (hi - lo,) int64 output rows
 
 
 @dataclass
@@ -79,7 +97,7 @@ class BatchFiller:
         table[0, :n] = self._block_of_doc[units.doc]
         table[1, :n] = self._doc_offset[units.doc] + units.skip
         table[2, :n] = np.clip(self.doc_lengths[units.doc] - units.skip, 0, units.take)  # real tokens; the rest is the EOS
-        table[3] = units.cum
+        table[3] = units.cum + units.start  # stream offsets count from the stream's start, as the plan's runs do
         slot = self._tables_book.put(table, n)
         self._table_at[slot] = _WindowTable(slot, units.start, [])
         return self._table_at[slot]
@@ -93,12 +111,12 @@ class BatchFiller:
             self.blocks.release(block_id)
 
     def _tables_for(self, plan: PackPlan, plan_key: tuple, windows: np.ndarray) -> np.ndarray:
-        """Table slots of `windows` (-1 stays -1: padding), building the missing ones."""
+        """Table slots of `windows` (-1 stays -1: padding), building the missing ones. The caller
+        ticks `_uses` once per batch: every table of the batch is then the most recent, and kept."""
         per_plan = self._window_slots.get(plan_key)
         if per_plan is None:  # (table slot or -1, last batch that used it) of every window
             per_plan = self._window_slots[plan_key] = (np.full(plan.num_windows, -1, np.int64), np.zeros(plan.num_windows, np.int64))
         slots, last_used = per_plan
-        self._uses += 1
         real = windows[windows >= 0]
         last_used[real] = self._uses
         missing = real[slots[real] < 0]
@@ -124,19 +142,46 @@ class BatchFiller:
 
     def fill_rows(self, plan: PackPlan, plan_key: tuple, batch: int, lo: int, hi: int, allocate=np.empty) -> PackedArrays:
         """Rows [lo, hi) of global batch `batch`, in arrays from `allocate(shape, dtype)`."""
-        shape = (hi - lo, plan.seq_len)
-        out = PackedArrays(allocate(shape, np.int64), allocate(shape, np.int64), allocate(shape, np.int64), allocate(shape, np.int32))
+        out = PackedArrays.empty(hi - lo, plan.seq_len, allocate)
+        self._uses += 1
         windows, begin, end, run_out = plan.column_runs(batch, lo, hi)
-        slots = self._tables_for(plan, plan_key, windows)
-        window_start = plan.window_starts[np.maximum(windows, 0)]
-        begin, end = begin - window_start, end - window_start  # tables count from their window's start
+        self._write(self._tables_for(plan, plan_key, windows), begin, end, run_out, out)
+        return out
+
+    def fill_parts(self, parts: list[RowsToFill], out: PackedArrays) -> None:
+        """Write every part's rows into its rows of `out`, in one kernel call.
+
+        A mixture's source fills its rows of a batch this way, straight into
+        the batch, however they are spread among the rows and whichever
+        source batches (and passes) they come from.
+        """
+        self._uses += 1
+        by_plan: dict[tuple, list[RowsToFill]] = {}
+        for part in parts:
+            by_plan.setdefault(part.plan_key, []).append(part)
+        runs = []
+        for plan_key, mine in by_plan.items():  # one pass of the source: one split of its rows into runs
+            plan = mine[0].plan
+            starts = [part.plan.row_starts(part.batch, part.lo, part.hi) for part in mine]
+            rows = [part.rows for part in mine]
+            if len(mine) > 1:
+                starts, rows = [np.concatenate(starts)], [np.concatenate(rows)]
+            windows, begin, end, run_out = plan.runs_of_rows(starts[0], rows[0] * plan.row_tokens)
+            runs.append((self._tables_for(plan, plan_key, windows), begin, end, run_out))
+        if len(runs) > 1:
+            runs = [tuple(np.concatenate(arrays) for arrays in zip(*runs))]
+        self._write(*runs[0], out)
+
+    def _write(self, slots: np.ndarray, begin: np.ndarray, end: np.ndarray, run_out: np.ndarray, out: PackedArrays) -> None:
+        """Run the packing kernel over the runs (begin and end: stream offsets, as the tables count them), loading the blocks it reaches."""
         arrays = dict(eos_id=self.eos_id, pad_id=self.pad_id, input_ids=out.input_ids, labels=out.labels, positions=out.position_ids, segments=out.document_ids)
         tables = (self._tables_book.address, self._tables_book.size)
         for _ in range(len(self.blocks.slot_of_block) + 1):
             missing = fill_packed_batch(self.blocks.sources, self.blocks.slot_of_block, tables, slots, begin, end, run_out, **arrays)
             if missing is None:
-                return out
+                return
             block_id, run = missing  # load it for the table that reached it, and write the batch again
             self.blocks.acquire(block_id)
             self._table_at[int(slots[run])].blocks.append(block_id)
         raise RuntimeError("packing kept asking for blocks that were just loaded")  # pragma: no cover - a bug, not data
+

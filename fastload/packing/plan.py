@@ -114,7 +114,7 @@ class PackPlan:
         self.block_order, self.num_partitions = geometry.block_order, geometry.num_partitions
         self.column_bounds, self.partition_starts, self.window_starts = geometry.column_bounds, geometry.partition_starts, geometry.window_starts
         self._starts_with_padding = np.concatenate([self.window_starts, [np.iinfo(np.int64).max]])  # window num_windows: padding
-        self._geometry: dict[tuple[int, int], tuple] = {}
+        self._geometry: dict[tuple, tuple] = {}  # (lo, hi) or ("rows", lo, hi) -> arrays
         self._windows: OrderedDict[int, Units] = OrderedDict()
         self._cached_windows = 2 * self.num_partitions + 2  # a partition has at most two windows live
 
@@ -175,6 +175,30 @@ class PackPlan:
             stride = np.diff(self.column_bounds)[partitions] * L1
             cached = self._geometry[key] = (self.partition_starts[partitions] + offset * L1, stride, taken * L1, out_column * L1)
         return cached
+
+    def _row_geometry(self, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
+        """Per row of columns [lo, hi): (its first stream position in batch 0, stride per batch)."""
+        key = ("rows", lo, hi)
+        cached = self._geometry.get(key)
+        if cached is None:
+            base, stride, length, _ = self._column_geometry(lo, hi)  # partitions serve consecutive columns, in order
+            rows = length // self.row_tokens
+            within = np.arange(int(rows.sum())) - np.repeat(np.cumsum(rows) - rows, rows)
+            cached = self._geometry[key] = (np.repeat(base, rows) + within * self.row_tokens, np.repeat(stride, rows))
+        return cached
+
+    def row_starts(self, batch: int, lo: int, hi: int) -> np.ndarray:
+        """Where each of rows [lo, hi) of global batch `batch` starts in the stream: a row is the
+        seq_len + 1 tokens from there."""
+        if not 0 <= batch < self.num_batches:
+            raise IndexError(f"batch {batch} out of range: this epoch has {self.num_batches} batches")
+        base, stride = self._row_geometry(lo, hi)
+        return base + batch * stride
+
+    def runs_of_rows(self, starts: np.ndarray, out: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The runs that fill rows starting at stream positions `starts` (see `row_starts`), row i
+        landing at flat offset `out[i]` of the output: rows of any batches, in any output order."""
+        return split_runs_at_windows(starts, np.full(len(starts), self.row_tokens, np.int64), out, self._starts_with_padding, self.num_windows)
 
     def rank_runs(self, batch: int, rank: int = 0, world_size: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """The runs that fill rank `rank`'s rows of global batch `batch` (see `column_runs`)."""

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from fastload.errors import ConfigError, FormatError
 from fastload.kernels.pack import IGNORE_INDEX, fill_packed_batch
 from fastload.packing import BatchKey, PackedDataset
+from fastload.packing.fill import PackedArrays, RowsToFill
 from fastload.sampler import SamplerOptions
 from fastload.kernels.pack_reference import packed_epoch_reference
 from tests.packing.conftest import distinct_documents, write_documents
@@ -53,6 +54,40 @@ def test_batches_equal_the_reference(tmp_path_factory, seed, num_docs, max_len, 
                 rows = slice(rank * 2 * batch // world, (rank + 1) * 2 * batch // world)
                 for name, array in expected.items():
                     assert np.array_equal(got[name], array[b, rows]), (name, b, rank, world)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    seed=st.integers(0, 2**16),
+    num_docs=st.integers(20, 80),
+    seq_len=st.integers(1, 24),
+    remainder=st.sampled_from(["drop", "pad"]),
+    num_partitions=st.sampled_from([None, 1, 3]),
+)
+def test_rows_of_several_batches_and_passes_land_in_any_output_rows_as_the_reference_has_them(tmp_path_factory, seed, num_docs, seq_len, remainder, num_partitions):
+    rng = np.random.default_rng(seed)
+    documents = distinct_documents(rng, num_docs, 30)
+    path = tmp_path_factory.mktemp("ds") / "ds"
+    write_documents(path, documents, block_rows=4)
+    packed = PackedDataset(path, seq_len=seq_len, eos_id=EOS, pad_id=PAD, remainder=remainder, sampling=SamplerOptions(window_blocks=2, seed=seed, num_partitions=num_partitions))
+    try:
+        plans = [packed.plan(epoch, 6, packed.sampler_options()) for epoch in (0, 1)]
+    except ConfigError:
+        return  # fewer tokens than one batch
+    expected = [packed_epoch_reference(plan, documents, eos_id=EOS, pad_id=PAD) for plan in plans]
+    # a mixture's source: some rows of one batch, some of another, some of the next pass, spread over the output
+    wanted = [(e, int(rng.integers(plans[e].num_batches)), lo, hi) for e, lo, hi in ((0, 0, 3), (0, 3, 4), (1, 1, 6))]
+    rows = rng.permutation(sum(hi - lo for *_, lo, hi in wanted))
+    parts, at = [], 0
+    for e, b, lo, hi in wanted:
+        parts.append(RowsToFill(plans[e], ("test", e), b, lo, hi, rows[at : at + hi - lo]))
+        at += hi - lo
+    out = PackedArrays.empty(len(rows), seq_len)
+    packed._batch_filler().fill_parts(parts, out)
+    got = out.as_dict()
+    for (e, b, lo, hi), part in zip(wanted, parts):
+        for name, array in expected[e].items():
+            assert np.array_equal(got[name][part.rows], array[b, lo:hi]), (name, e, b, lo, hi)
 
 
 def test_labels_are_inputs_shifted_by_one_and_positions_restart_per_document(tmp_path):
