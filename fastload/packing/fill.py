@@ -23,7 +23,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from fastload.kernels.pack import fill_packed_batch
+from fastload.kernels.pack import fill_packed_rows
 from fastload.packing.blocks import AddressBook, TokenBlocks
 from fastload.packing.plan import PackPlan
 
@@ -62,7 +62,7 @@ class RowsToFill(NamedTuple):
 
 @dataclass
 class _WindowTable:
-    """A window's units resolved to loaded blocks, as the kernel reads them (see `fill_packed_batch`)."""
+    """A window's units resolved to loaded blocks, as the kernel reads them (see `fill_packed_rows`)."""
 
     slot: int  # its index in BatchFiller.tables
     start: int  # the window's first stream position
@@ -110,29 +110,26 @@ class BatchFiller:
         for block_id in table.blocks:
             self.blocks.release(block_id)
 
-    def _tables_for(self, plan: PackPlan, plan_key: tuple, windows: np.ndarray) -> np.ndarray:
-        """Table slots of `windows` (-1 stays -1: padding), building the missing ones. The caller
-        ticks `_uses` once per batch: every table of the batch is then the most recent, and kept."""
+    def _windows_of(self, plan: PackPlan, plan_key: tuple) -> tuple[np.ndarray, np.ndarray]:
+        """(table slot of each window or -1, the batch that last used it) of a plan, as the kernel reads and marks them."""
         per_plan = self._window_slots.get(plan_key)
-        if per_plan is None:  # (table slot or -1, last batch that used it) of every window
+        if per_plan is None:
             per_plan = self._window_slots[plan_key] = (np.full(plan.num_windows, -1, np.int64), np.zeros(plan.num_windows, np.int64))
-        slots, last_used = per_plan
-        real = windows[windows >= 0]
-        last_used[real] = self._uses
-        missing = real[slots[real] < 0]
-        if len(missing):
-            for w in np.unique(missing).tolist():
-                table = self._tables[(plan_key, w)] = self._window_table(plan, w)
-                slots[w] = table.slot
-            # A partition has at most two windows live: drop the least recently used beyond that
-            # (never one this batch uses: they are the most recent).
-            excess = len(self._tables) - (2 * plan.num_partitions + 2)
-            if excess > 0:
-                by_age = sorted(self._tables, key=lambda key: self._window_slots[key[0]][1][key[1]])
-                for key in by_age[:excess]:
-                    if self._window_slots[key[0]][1][key[1]] < self._uses:
-                        self._drop_table(*key)
-        return np.where(windows >= 0, slots[np.maximum(windows, 0)], -1)
+        return per_plan
+
+    def _add_table(self, plan: PackPlan, plan_key: tuple, w: int) -> None:
+        table = self._tables[(plan_key, w)] = self._window_table(plan, w)
+        self._window_slots[plan_key][0][w] = table.slot
+
+    def _drop_old_tables(self, plan: PackPlan) -> None:
+        """A partition has at most two windows live: drop the least recently used tables beyond that
+        (never one this batch used: they are the most recent)."""
+        excess = len(self._tables) - (2 * plan.num_partitions + 2)
+        if excess > 0:
+            by_age = sorted(self._tables, key=lambda key: self._window_slots[key[0]][1][key[1]])
+            for key in by_age[:excess]:
+                if self._window_slots[key[0]][1][key[1]] < self._uses:
+                    self._drop_table(*key)
 
     # -- batches -------------------------------------------------------------------
 
@@ -143,45 +140,55 @@ class BatchFiller:
     def fill_rows(self, plan: PackPlan, plan_key: tuple, batch: int, lo: int, hi: int, allocate=np.empty) -> PackedArrays:
         """Rows [lo, hi) of global batch `batch`, in arrays from `allocate(shape, dtype)`."""
         out = PackedArrays.empty(hi - lo, plan.seq_len, allocate)
-        self._uses += 1
-        windows, begin, end, run_out = plan.column_runs(batch, lo, hi)
-        self._write(self._tables_for(plan, plan_key, windows), begin, end, run_out, out)
+        self.fill_parts([RowsToFill(plan, plan_key, batch, lo, hi, _first_rows(hi - lo))], out)
         return out
 
     def fill_parts(self, parts: list[RowsToFill], out: PackedArrays) -> None:
-        """Write every part's rows into its rows of `out`, in one kernel call.
+        """Write every part's rows into its rows of `out`: one kernel call per plan among them.
 
-        A mixture's source fills its rows of a batch this way, straight into
-        the batch, however they are spread among the rows and whichever
-        source batches (and passes) they come from.
+        A mixture's source fills all its rows of a batch this way, straight
+        into the batch, however they are spread among its rows and whichever
+        source batches they come from (one call, unless they span two passes).
         """
-        self._uses += 1
-        by_plan: dict[tuple, list[RowsToFill]] = {}
-        for part in parts:
-            by_plan.setdefault(part.plan_key, []).append(part)
-        runs = []
-        for plan_key, mine in by_plan.items():  # one pass of the source: one split of its rows into runs
-            plan = mine[0].plan
-            starts = [part.plan.row_starts(part.batch, part.lo, part.hi) for part in mine]
-            rows = [part.rows for part in mine]
-            if len(mine) > 1:
-                starts, rows = [np.concatenate(starts)], [np.concatenate(rows)]
-            windows, begin, end, run_out = plan.runs_of_rows(starts[0], rows[0] * plan.row_tokens)
-            runs.append((self._tables_for(plan, plan_key, windows), begin, end, run_out))
-        if len(runs) > 1:
-            runs = [tuple(np.concatenate(arrays) for arrays in zip(*runs))]
-        self._write(*runs[0], out)
+        self._uses += 1  # one tick per batch: every table this batch reads is the most recent
+        if len(parts) == 1:
+            part = parts[0]
+            self._write_rows(part.plan, part.plan_key, part.plan.row_starts(part.batch, part.lo, part.hi), part.rows, out)
+        else:
+            by_plan: dict[tuple, list[RowsToFill]] = {}
+            for part in parts:
+                by_plan.setdefault(part.plan_key, []).append(part)
+            for plan_key, mine in by_plan.items():
+                starts = np.concatenate([part.plan.row_starts(part.batch, part.lo, part.hi) for part in mine])
+                self._write_rows(mine[0].plan, plan_key, starts, np.concatenate([part.rows for part in mine]), out)
+        self._drop_old_tables(parts[-1].plan)
 
-    def _write(self, slots: np.ndarray, begin: np.ndarray, end: np.ndarray, run_out: np.ndarray, out: PackedArrays) -> None:
-        """Run the packing kernel over the runs (begin and end: stream offsets, as the tables count them), loading the blocks it reaches."""
-        arrays = dict(eos_id=self.eos_id, pad_id=self.pad_id, input_ids=out.input_ids, labels=out.labels, positions=out.position_ids, segments=out.document_ids)
+    def _write_rows(self, plan: PackPlan, plan_key: tuple, starts: np.ndarray, rows: np.ndarray, out: PackedArrays) -> None:
+        """Run the packing kernel over rows of one plan, building the window tables and loading the blocks it asks for."""
+        slots, last_used = self._windows_of(plan, plan_key)
+        windows = (plan.starts_with_padding, slots, last_used, self._uses)
         tables = (self._tables_book.address, self._tables_book.size)
-        for _ in range(len(self.blocks.slot_of_block) + 1):
-            missing = fill_packed_batch(self.blocks.sources, self.blocks.slot_of_block, tables, slots, begin, end, run_out, **arrays)
+        for _ in range(plan.num_windows + len(self.blocks.slot_of_block) + 1):
+            missing = fill_packed_rows(self.blocks.sources, self.blocks.slot_of_block, tables, windows, starts, rows, eos_id=self.eos_id,
+                                       pad_id=self.pad_id, input_ids=out.input_ids, labels=out.labels, positions=out.position_ids, segments=out.document_ids)
             if missing is None:
                 return
-            block_id, run = missing  # load it for the table that reached it, and write the batch again
-            self.blocks.acquire(block_id)
-            self._table_at[int(slots[run])].blocks.append(block_id)
-        raise RuntimeError("packing kept asking for blocks that were just loaded")  # pragma: no cover - a bug, not data
+            what, which, table = missing  # build the table or load the block, and write the rows again
+            if what == "window":
+                self._add_table(plan, plan_key, which)
+                tables = (self._tables_book.address, self._tables_book.size)  # the book may have grown
+            else:
+                self.blocks.acquire(which)
+                self._table_at[table].blocks.append(which)
+        raise RuntimeError("packing kept asking for tables and blocks that were just provided")  # pragma: no cover - a bug, not data
 
+
+_FIRST_ROWS: dict[int, np.ndarray] = {}  # n -> 0, 1, ..., n - 1: made once per size, not once per batch
+
+
+def _first_rows(n: int) -> np.ndarray:
+    """Output rows 0 .. n - 1 in order, as int64 (where a rank's rows land). Read only, by convention."""
+    rows = _FIRST_ROWS.get(n)
+    if rows is None:
+        rows = _FIRST_ROWS[n] = np.arange(n, dtype=np.int64)
+    return rows

@@ -113,7 +113,8 @@ class PackPlan:
             )
         self.block_order, self.num_partitions = geometry.block_order, geometry.num_partitions
         self.column_bounds, self.partition_starts, self.window_starts = geometry.column_bounds, geometry.partition_starts, geometry.window_starts
-        self._starts_with_padding = np.concatenate([self.window_starts, [np.iinfo(np.int64).max]])  # window num_windows: padding
+        # the windows' starts, the stream's end, and a position past every row: from the end on is padding
+        self.starts_with_padding = np.concatenate([self.window_starts, [np.iinfo(np.int64).max]])
         self._geometry: dict[tuple, tuple] = {}  # (lo, hi) or ("rows", lo, hi) -> arrays
         self._windows: OrderedDict[int, Units] = OrderedDict()
         self._cached_windows = 2 * self.num_partitions + 2  # a partition has at most two windows live
@@ -195,11 +196,6 @@ class PackPlan:
         base, stride = self._row_geometry(lo, hi)
         return base + batch * stride
 
-    def runs_of_rows(self, starts: np.ndarray, out: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """The runs that fill rows starting at stream positions `starts` (see `row_starts`), row i
-        landing at flat offset `out[i]` of the output: rows of any batches, in any output order."""
-        return split_runs_at_windows(starts, np.full(len(starts), self.row_tokens, np.int64), out, self._starts_with_padding, self.num_windows)
-
     def rank_runs(self, batch: int, rank: int = 0, world_size: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """The runs that fill rank `rank`'s rows of global batch `batch` (see `column_runs`)."""
         return self.column_runs(batch, *self.rank_columns(rank, world_size))
@@ -214,7 +210,7 @@ class PackPlan:
         if not 0 <= batch < self.num_batches:
             raise IndexError(f"batch {batch} out of range: this epoch has {self.num_batches} batches")
         base, stride, length, out = self._column_geometry(lo, hi)
-        return split_runs_at_windows(base + batch * stride, length, out, self._starts_with_padding, self.num_windows)
+        return split_runs_at_windows(base + batch * stride, length, out, self.starts_with_padding, self.num_windows)
 
     def blocks_of_window(self, w: int) -> np.ndarray:
         """Block ids (storage numbering) that window `w` reads."""

@@ -31,6 +31,7 @@ materialised per sample.
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import hashlib
 from fractions import Fraction
@@ -217,7 +218,7 @@ class MixturePlan:
     # -- stages ------------------------------------------------------------------------
 
     def _stage_of(self, batch: int) -> int:
-        return int(np.searchsorted(self.stage_starts, batch, side="right")) - 1
+        return bisect.bisect_right(self.stage_starts, batch) - 1  # a list of ints: bisect, not numpy (asked every batch)
 
     def _stage_length(self, k: int) -> int | None:
         return self.stage_starts[k + 1] - self.stage_starts[k] if k + 1 < len(self.stage_starts) else None

@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fastload.errors import ConfigError, FormatError
-from fastload.kernels.pack import IGNORE_INDEX, fill_packed_batch
+from fastload.kernels.pack import IGNORE_INDEX, fill_packed_rows
 from fastload.packing import BatchKey, PackedDataset
 from fastload.packing.fill import PackedArrays, RowsToFill
 from fastload.sampler import SamplerOptions
@@ -136,18 +136,23 @@ def test_a_table_that_points_past_its_block_is_a_format_error_not_a_crash():
     tokens = np.arange(10, dtype=np.uint16)
     table = np.array([[0, 0], [5, 0], [8, 0], [0, 8]], np.int64)  # reads tokens 5..12 of block 0, which has 10
     out = [np.zeros((1, 7), np.int64) for _ in range(3)] + [np.zeros((1, 7), np.int32)]
-    run = [np.array([v], np.int64) for v in (0, 0, 8, 0)]
+    windows = (np.array([0, 8, np.iinfo(np.int64).max]), np.array([0]), np.zeros(1, np.int64), 1)  # one window of 8 tokens, its table 0
+    row = np.array([0], np.int64), np.array([0], np.int64)  # the row from stream position 0, into output row 0
+
+    def fill():
+        return fill_packed_rows(
+            (np.array([tokens.ctypes.data]), np.array([10]), tokens[:0]), np.array([0]), (np.array([table.ctypes.data]), np.array([1])),
+            windows, *row, eos_id=0, pad_id=0, input_ids=out[0], labels=out[1], positions=out[2], segments=out[3],
+        )
+
     with pytest.raises(FormatError, match="corrupt"):
-        fill_packed_batch(
-            (np.array([tokens.ctypes.data]), np.array([10]), tokens[:0]), np.array([0]), (np.array([table.ctypes.data]), np.array([1])),
-            *run, eos_id=0, pad_id=0, input_ids=out[0], labels=out[1], positions=out[2], segments=out[3],
-        )
+        fill()
+    table[0, 0] = 3
     with pytest.raises(FormatError, match="does not exist"):
-        table[0, 0] = 3
-        fill_packed_batch(
-            (np.array([tokens.ctypes.data]), np.array([10]), tokens[:0]), np.array([0]), (np.array([table.ctypes.data]), np.array([1])),
-            *run, eos_id=0, pad_id=0, input_ids=out[0], labels=out[1], positions=out[2], segments=out[3],
-        )
+        fill()
+    row = np.array([0], np.int64), np.array([1], np.int64)  # an output row that is not there
+    with pytest.raises(ValueError, match="row 0 .* does not fit"):
+        fill()
 
 
 def test_a_dataset_changed_under_the_plan_is_a_format_error(tmp_path):
