@@ -1,10 +1,13 @@
 """`BatchFiller`: a process's side of packing — blocks in, packed batch arrays out.
 
 A worker (or the main process with `num_workers=0`) owns one. For each
-batch it asks the plan which window runs fill which rows, makes sure the
-windows' blocks are loaded, and hands the runs to the Numba kernels, which
-write straight into the output arrays (in a worker: the batch's
-shared-memory slot). No per-document Python runs.
+batch it asks the plan where each row starts in the stream and hands the
+rows to one Numba kernel call, which walks them window by window and writes
+straight into the output arrays (in a worker: the batch's shared-memory
+slot); the kernel stops to ask for a window's table or a block it has not
+got, and is called again. No per-document, and little per-batch, Python
+runs: a mixture's source writes all its rows of a batch, wherever they go
+in it, with one call (`fill_parts`).
 
 A window's table is built from document lengths alone; a block is loaded
 the first time a batch reaches into it, then stays while its window's table
@@ -167,20 +170,20 @@ class BatchFiller:
         """Run the packing kernel over rows of one plan, building the window tables and loading the blocks it asks for."""
         slots, last_used = self._windows_of(plan, plan_key)
         windows = (plan.starts_with_padding, slots, last_used, self._uses)
-        tables = (self._tables_book.address, self._tables_book.size)
-        for _ in range(plan.num_windows + len(self.blocks.slot_of_block) + 1):
-            missing = fill_packed_rows(self.blocks.sources, self.blocks.slot_of_block, tables, windows, starts, rows, eos_id=self.eos_id,
-                                       pad_id=self.pad_id, input_ids=out.input_ids, labels=out.labels, positions=out.position_ids, segments=out.document_ids)
-            if missing is None:
-                return
+        arrays = dict(eos_id=self.eos_id, pad_id=self.pad_id, input_ids=out.input_ids, labels=out.labels, positions=out.position_ids, segments=out.document_ids)
+        missing = fill_packed_rows(self.blocks.sources, self.blocks.slot_of_block, (self._tables_book.address, self._tables_book.size), windows, starts, rows, **arrays)
+        retries = plan.num_windows + len(self.blocks.slot_of_block)  # each retry provides a table or a block
+        while missing is not None:
+            if retries == 0:  # pragma: no cover - a bug, not data
+                raise RuntimeError("packing kept asking for tables and blocks that were just provided")
+            retries -= 1
             what, which, table = missing  # build the table or load the block, and write the rows again
             if what == "window":
                 self._add_table(plan, plan_key, which)
-                tables = (self._tables_book.address, self._tables_book.size)  # the book may have grown
             else:
                 self.blocks.acquire(which)
                 self._table_at[table].blocks.append(which)
-        raise RuntimeError("packing kept asking for tables and blocks that were just provided")  # pragma: no cover - a bug, not data
+            missing = fill_packed_rows(self.blocks.sources, self.blocks.slot_of_block, (self._tables_book.address, self._tables_book.size), windows, starts, rows, **arrays)
 
 
 _FIRST_ROWS: dict[int, np.ndarray] = {}  # n -> 0, 1, ..., n - 1: made once per size, not once per batch

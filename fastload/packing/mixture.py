@@ -48,6 +48,11 @@ class PackedMixture(MixtureDataset):
         first = sources[0]
         self.seq_len, self.add_eos, self.eos_id, self.pad_id = first.seq_len, first.add_eos, first.eos_id, first.pad_id
         self.tokens_per_row = self.seq_len + 1
+        self._source_plans: dict[tuple, tuple] = {}  # (key but its batch, source, pass, columns) -> (source plan, filler key)
+        self._options_ids: dict[SamplerOptions, int] = {}  # a source's shuffle -> a small int naming it in the fillers' keys
+
+    def __getstate__(self) -> dict:
+        return {**super().__getstate__(), "_source_plans": {}}  # plans are rebuilt in each process
 
     def _new_plan(self, weights, **arguments) -> MixturePlan:
         sources, add_eos = self.sources, self.add_eos
@@ -74,13 +79,25 @@ class PackedMixture(MixtureDataset):
         source = allocate((hi - lo,), np.int64)
         parts: dict[int, list[RowsToFill]] = {}
         for piece in plan.pieces(key.batch, lo, hi):
-            source_plan = plan.plan(piece.source, piece.epoch, piece.columns)
-            plan_key = ("mixture", piece.epoch, piece.columns, plan.source_options[piece.source])
+            source_plan, plan_key = self._source_plan(plan, key, piece)
             parts.setdefault(piece.source, []).append(RowsToFill(source_plan, plan_key, piece.batch, piece.lo, piece.hi, piece.out))
             source[piece.out] = piece.source
         for s, mine in parts.items():
             self.sources[s]._batch_filler().fill_parts(mine, out)
         return {**out.as_dict(), "source": source}
+
+    def _source_plan(self, plan: MixturePlan, key: MixtureKey, piece) -> tuple:
+        """The source plan a piece reads, and the key its source's filler knows it by (looked up once per pass, not per batch)."""
+        lookup = (key[1:], piece.source, piece.epoch, piece.columns)  # the key but its batch (its first field) names the mixture plan
+        found = self._source_plans.get(lookup)
+        if found is None:
+            if len(self._source_plans) >= 256:  # a source has a pass or two live: forget the old ones
+                self._source_plans.clear()
+            options = plan.source_options[piece.source]
+            # the filler's key for the plan: its pass, columns and shuffle (a small int here: hashed every batch)
+            plan_key = ("mixture", piece.epoch, piece.columns, self._options_ids.setdefault(options, len(self._options_ids)))
+            found = self._source_plans[lookup] = (plan.plan(piece.source, piece.epoch, piece.columns), plan_key)
+        return found
 
     def __repr__(self) -> str:
         return f"PackedMixture({self.mixture!r}, seq_len={self.seq_len})"
