@@ -161,7 +161,7 @@ class BatchFiller:
             by_plan: dict[tuple, list[RowsToFill]] = {}
             for part in parts:
                 by_plan.setdefault(part.plan_key, []).append(part)
-            for plan_key, mine in by_plan.items():
+            for plan_key, mine in by_plan.items():  # usually one: a source's lanes read one pass
                 starts = np.concatenate([part.plan.row_starts(part.batch, part.lo, part.hi) for part in mine])
                 self._write_rows(mine[0].plan, plan_key, starts, np.concatenate([part.rows for part in mine]), out)
         self._drop_old_tables(parts[-1].plan)

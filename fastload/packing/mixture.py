@@ -91,7 +91,7 @@ class PackedMixture(MixtureDataset):
         lookup = (key[1:], piece.source, piece.epoch, piece.columns)  # the key but its batch (its first field) names the mixture plan
         found = self._source_plans.get(lookup)
         if found is None:
-            if len(self._source_plans) >= 256:  # a source has a pass or two live: forget the old ones
+            if len(self._source_plans) >= 4 * len(self.sources):  # a source has a pass or two live (as MixturePlan keeps): forget the old
                 self._source_plans.clear()
             options = plan.source_options[piece.source]
             # the filler's key for the plan: its pass, columns and shuffle (a small int here: hashed every batch)

@@ -193,7 +193,7 @@ class PackPlan:
         seq_len + 1 tokens from there."""
         if not 0 <= batch < self.num_batches:
             raise IndexError(f"batch {batch} out of range: this epoch has {self.num_batches} batches")
-        base, stride = self._row_geometry(lo, hi)
+        base, stride = self._geometry.get(("rows", lo, hi)) or self._row_geometry(lo, hi)  # asked for every batch: the cache first
         return base + batch * stride
 
     def rank_runs(self, batch: int, rank: int = 0, world_size: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
