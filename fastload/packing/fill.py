@@ -100,7 +100,7 @@ class BatchFiller:
         table[0, :n] = self._block_of_doc[units.doc]
         table[1, :n] = self._doc_offset[units.doc] + units.skip
         table[2, :n] = np.clip(self.doc_lengths[units.doc] - units.skip, 0, units.take)  # real tokens; the rest is the EOS
-        table[3] = units.cum + units.start  # stream offsets count from the stream's start, as the plan's runs do
+        table[3] = units.cum + units.start  # stream positions, as `PackPlan.row_starts` gives them: rows need no rebasing
         slot = self._tables_book.put(table, n)
         self._table_at[slot] = _WindowTable(slot, units.start, [])
         return self._table_at[slot]
