@@ -3,13 +3,15 @@
 Two shapes of batch, each a kernel behind a thin wrapper that turns status
 codes into errors naming the unit or row, with its twin in `pack_reference.py`:
 
-- packed rows (`fastload.PackedDataset`): a rank's share of a global batch,
-  seen flat as (rows, seq_len + 1) tokens, is cut by the plan into *runs*,
-  stretches of one window's token stream (`split_runs_at_windows`);
-  `fill_packed_batch` writes the runs' tokens as shifted inputs and labels,
-  with `segments` (document pieces numbered from 0 in each row, a document
-  cut by a row boundary starting a new one) and `positions` (restarting at 0
-  in every segment);
+- packed rows (`fastload.PackedDataset`): each row is seq_len + 1
+  consecutive tokens of the plan's stream; `fill_packed_rows` cuts it into
+  *runs*, stretches of one window's stream (the plan describes a batch's
+  runs with `split_runs_at_windows`), and writes their tokens as shifted
+  inputs and labels, with `segments` (document pieces numbered from 0 in
+  each row, a document cut by a row boundary starting a new one) and
+  `positions` (restarting at 0 in every segment). One call writes any rows
+  of any batches into any output rows: a rank's share of a batch, or all of
+  a mixture source's rows of one, straight into their places;
 - one document per row (`fastload.PaddedDataset`): `fill_padded_batch`
   truncates, pads and masks.
 
@@ -27,11 +29,11 @@ from fastload.errors import FormatError
 from fastload.kernels.jit import kernel
 from fastload.kernels.pointers import view_at
 
-__all__ = ["IGNORE_INDEX", "split_runs_at_windows", "fill_packed_batch", "fill_padded_batch"]
+__all__ = ["IGNORE_INDEX", "split_runs_at_windows", "fill_packed_rows", "fill_padded_batch"]
 
 # Codes the kernels return instead of raising (Numba raises only constant messages;
 # the wrappers turn these into errors that name the unit or row).
-_OK, _BAD_OFFSETS, _BAD_RUN, _BAD_SOURCE, _MISSING_BLOCK = range(5)
+_OK, _BAD_OFFSETS, _BAD_RUN, _BAD_SOURCE, _MISSING_BLOCK, _MISSING_TABLE = range(6)
 IGNORE_INDEX = -100  # the label of padding: torch's cross_entropy ignores it by default
 
 
@@ -72,7 +74,7 @@ def split_runs_at_windows(begin, length, out, starts, num_windows):
 # -- packed batches from a plan's windows (fastload.packing) ------------------------------
 #
 # A *run* is a stretch of one window's stream that fills consecutive positions of a
-# rank's batch, seen flat as (rows, seq_len + 1); run_table[r] < 0 marks padding.
+# row (the outputs seen flat as (rows, seq_len + 1)); a table of -1 marks padding.
 # Each stream token at row position c is an input (c < seq_len) and the label of
 # position c - 1 (c >= 1), so inputs and labels are each written once, contiguous,
 # with no shifted copy afterwards. The loops below are split at row and document
@@ -81,92 +83,123 @@ def split_runs_at_windows(begin, length, out, starts, num_windows):
 
 
 @kernel
-def _fill_batch_kernel(sources, block_slots, tables, run_table, run_begin, run_end, run_out, eos_id, pad_id, input_ids, labels, positions, segments):
+def _fill_run(sources, block_slots, tables, t, x, end, out, eos_id, pad_id, input_ids, labels, positions, segments):
+    """Stream positions [x, end) of table `t`'s window (-1: padding) into the output from flat offset `out`: (status, detail)."""
     source_address, source_length, token = sources
     table_address, table_units = tables
     rows, seq_len = input_ids.shape
     row_tokens = seq_len + 1
-    for r in range(run_table.shape[0]):
-        t, x, end, out = run_table[r], run_begin[r], run_end[r], run_out[r]
-        if out < 0 or x > end or out + (end - x) > rows * row_tokens:
-            return _BAD_RUN, r, r
-        row = out // row_tokens
-        col = out % row_tokens
-        segment = segments[row, col - 1] + 1 if col > 0 else 0  # a run starts at a document boundary
-        position = 0
-        if t < 0:  # padding: one segment of pad_id inputs whose labels are ignored
-            for _ in range(end - x):
-                if col < seq_len:
-                    input_ids[row, col] = pad_id
-                    positions[row, col] = position
-                    segments[row, col] = segment
-                if col > 0:
-                    labels[row, col - 1] = IGNORE_INDEX
-                position += 1
-                col += 1
-                if col == row_tokens:
-                    row, col, segment, position = row + 1, 0, 0, 0
-            continue
-        if t >= table_address.shape[0] or table_address[t] == 0:
-            return _BAD_RUN, r, r
-        num_units = table_units[t]
-        table = view_at(table_address[t], (4, num_units + 1), np.int64)  # source, first token, real tokens, stream offset
-        cum = table[3]
-        if x < 0 or end > cum[num_units]:
-            return _BAD_RUN, r, r
-        u = np.searchsorted(cum, x, side="right") - 1
-        while x < end:
-            block, first, real = table[0, u], table[1, u], table[2, u]
-            if block < 0 or block >= block_slots.shape[0]:
-                return _BAD_SOURCE, u, r
-            s = block_slots[block]
-            if s < 0:  # not loaded yet: the caller loads it and calls again (the batch is rewritten whole)
-                return _MISSING_BLOCK, block, r
-            if s >= source_address.shape[0]:
-                return _BAD_SOURCE, u, r
-            data = view_at(source_address[s], (source_length[s],), token.dtype)
-            if first < 0 or real < 0 or first + real > data.shape[0]:
-                return _BAD_OFFSETS, u, r
-            k = x - cum[u]
-            stop = min(cum[u + 1] - cum[u], k + (end - x))
-            while k < stop:
-                n = min(stop - k, row_tokens - col)  # tokens k..k+n-1 land in columns col..col+n-1
-                n_real = max(0, min(k + n, real) - k)  # the first n_real are data, the rest (one) the EOS
-                n_in = max(0, min(n, seq_len - col))
-                src = data[first + k : first + k + n_real]
-                dst_in = input_ids[row, col : col + n_in]
-                m = min(n_in, n_real)
-                for i in range(m):
-                    dst_in[i] = src[i]
-                for i in range(m, n_in):
-                    dst_in[i] = eos_id
-                dst_pos = positions[row, col : col + n_in]
-                dst_seg = segments[row, col : col + n_in]
-                for i in range(n_in):
-                    dst_pos[i] = position + i
-                    dst_seg[i] = segment
-                i0 = 1 if col == 0 else 0
-                dst_lab = labels[row, col + i0 - 1 : col + n - 1]
-                for i in range(max(0, n_real - i0)):
-                    dst_lab[i] = src[i0 + i]
-                for i in range(max(0, n_real - i0), n - i0):
-                    dst_lab[i] = eos_id
-                k += n
-                x += n
-                position += n
-                col += n
-                if col == row_tokens:
-                    row, col, segment, position = row + 1, 0, 0, 0
-            if k == cum[u + 1] - cum[u]:  # the unit is done: the next one starts a new segment
-                u += 1
-                if col != 0:
-                    segment += 1
-                    position = 0
+    if out < 0 or x > end or out + (end - x) > rows * row_tokens:
+        return _BAD_RUN, 0
+    row = out // row_tokens
+    col = out % row_tokens
+    segment = segments[row, col - 1] + 1 if col > 0 else 0  # a run starts at a document boundary
+    position = 0
+    if t < 0:  # padding: one segment of pad_id inputs whose labels are ignored
+        for _ in range(end - x):
+            if col < seq_len:
+                input_ids[row, col] = pad_id
+                positions[row, col] = position
+                segments[row, col] = segment
+            if col > 0:
+                labels[row, col - 1] = IGNORE_INDEX
+            position += 1
+            col += 1
+            if col == row_tokens:
+                row, col, segment, position = row + 1, 0, 0, 0
+        return _OK, 0
+    if t >= table_address.shape[0] or table_address[t] == 0:
+        return _BAD_RUN, 0
+    num_units = table_units[t]
+    table = view_at(table_address[t], (4, num_units + 1), np.int64)  # source, first token, real tokens, stream offset
+    cum = table[3]
+    if x < cum[0] or end > cum[num_units]:
+        return _BAD_RUN, 0
+    u = np.searchsorted(cum, x, side="right") - 1
+    while x < end:
+        block, first, real = table[0, u], table[1, u], table[2, u]
+        if block < 0 or block >= block_slots.shape[0]:
+            return _BAD_SOURCE, u
+        s = block_slots[block]
+        if s < 0:  # not loaded yet: the caller loads it and calls again (the batch is rewritten whole)
+            return _MISSING_BLOCK, block
+        if s >= source_address.shape[0]:
+            return _BAD_SOURCE, u
+        data = view_at(source_address[s], (source_length[s],), token.dtype)
+        if first < 0 or real < 0 or first + real > data.shape[0]:
+            return _BAD_OFFSETS, u
+        k = x - cum[u]
+        stop = min(cum[u + 1] - cum[u], k + (end - x))
+        while k < stop:
+            n = min(stop - k, row_tokens - col)  # tokens k..k+n-1 land in columns col..col+n-1
+            n_real = max(0, min(k + n, real) - k)  # the first n_real are data, the rest (one) the EOS
+            n_in = max(0, min(n, seq_len - col))
+            src = data[first + k : first + k + n_real]
+            dst_in = input_ids[row, col : col + n_in]
+            m = min(n_in, n_real)
+            for i in range(m):
+                dst_in[i] = src[i]
+            for i in range(m, n_in):
+                dst_in[i] = eos_id
+            dst_pos = positions[row, col : col + n_in]
+            dst_seg = segments[row, col : col + n_in]
+            for i in range(n_in):
+                dst_pos[i] = position + i
+                dst_seg[i] = segment
+            i0 = 1 if col == 0 else 0
+            dst_lab = labels[row, col + i0 - 1 : col + n - 1]
+            for i in range(max(0, n_real - i0)):
+                dst_lab[i] = src[i0 + i]
+            for i in range(max(0, n_real - i0), n - i0):
+                dst_lab[i] = eos_id
+            k += n
+            x += n
+            position += n
+            col += n
+            if col == row_tokens:
+                row, col, segment, position = row + 1, 0, 0, 0
+        if k == cum[u + 1] - cum[u]:  # the unit is done: the next one starts a new segment
+            u += 1
+            if col != 0:
+                segment += 1
+                position = 0
+    return _OK, 0
+
+
+@kernel
+def _fill_rows_kernel(sources, block_slots, tables, starts, window_tables, window_used, use, row_start, row_out, eos_id, pad_id, input_ids, labels, positions, segments):
+    row_tokens = input_ids.shape[1] + 1
+    num_windows = starts.shape[0] - 2
+    if window_tables.shape[0] < num_windows or window_used.shape[0] < num_windows or row_out.shape[0] != row_start.shape[0]:
+        return _BAD_RUN, 0, 0
+    for i in range(row_start.shape[0]):
+        x = row_start[i]
+        end, out = x + row_tokens, row_out[i] * row_tokens
+        w = np.searchsorted(starts, x, side="right") - 1
+        if w < 0 or row_out[i] < 0:
+            return _BAD_RUN, i, 0
+        while x < end:  # one run per window the row reaches
+            stop = min(end, starts[w + 1])
+            t = -1  # past the last window: padding
+            if w < num_windows:
+                t = window_tables[w]
+                if t < 0:  # the window has no table yet: the caller builds it and calls again
+                    return _MISSING_TABLE, w, 0
+                window_used[w] = use
+            status, detail = _fill_run(sources, block_slots, tables, t, x, stop, out, eos_id, pad_id, input_ids, labels, positions, segments)
+            if status != _OK:
+                return status, (i if status == _BAD_RUN else detail), t
+            out += stop - x
+            x = stop
+            w += 1
     return _OK, 0, 0
 
 
-def fill_packed_batch(sources, block_slots, tables, run_table, run_begin, run_end, run_out, *, eos_id: int, pad_id: int, input_ids, labels, positions, segments) -> tuple[int, int] | None:
-    """Write a packed batch from its runs (see the comment above), every index checked.
+def fill_packed_rows(sources, block_slots, tables, windows, row_start, row_out, *, eos_id: int, pad_id: int, input_ids, labels, positions, segments) -> tuple | None:
+    """Write packed rows, every index checked: row i is the seq_len + 1 stream
+    tokens from position `row_start[i]`, written as row `row_out[i]` of the
+    outputs (rows of any batches, in any order: a mixture's source writes its
+    rows straight into their places in the batch).
 
     `sources` = (addresses, lengths, an empty array of the token dtype): the
     token arrays of the loaded blocks, by address (see `pointers.py`);
@@ -174,24 +207,34 @@ def fill_packed_batch(sources, block_slots, tables, run_table, run_begin, run_en
     (addresses, unit counts): table t is a window as a (4, units + 1) int64
     array: unit u copies `table[2, u]` tokens of block `table[0, u]` from
     token `table[1, u]`, then an EOS when its stream length
-    (`table[3, u + 1] - table[3, u]`) is one more. Run begins and ends are
-    offsets in their window's stream.
+    (`table[3, u + 1] - table[3, u]`) is one more; `table[3]` counts stream
+    positions. `windows` = (starts, window_tables, window_used, use): the
+    windows' first stream positions, then the stream's end, then one
+    position past every row (from the end on: padding); window w's table
+    (-1: none yet); and `window_used[w] = use` is set for every window read.
 
-    Returns None when the batch is written, or (block, run) when run `run`
-    needs `block`, which is not loaded: load it and call again. Data from
-    disk that disagrees with the tables raises `FormatError`, never reads
-    out of bounds.
+    Returns None when the rows are written, ("window", w, -1) when window w
+    needs a table, or ("block", b, t) when table t needs block b, which is
+    not loaded: provide it and call again (the rows are rewritten whole).
+    Data from disk that disagrees with the tables raises `FormatError`,
+    never reads out of bounds.
     """
-    status, detail, run = _fill_batch_kernel(sources, block_slots, tables, run_table, run_begin, run_end, run_out, eos_id, pad_id, input_ids, labels, positions, segments)
+    starts, window_tables, window_used, use = windows
+    status, detail, table = _fill_rows_kernel(sources, block_slots, tables, starts, window_tables, window_used, use, row_start, row_out, eos_id, pad_id, input_ids, labels, positions, segments)
+    if status == _OK:
+        return None
+    if status == _MISSING_TABLE:
+        return "window", int(detail), -1
     if status == _MISSING_BLOCK:
-        return int(detail), int(run)
+        return "block", int(detail), int(table)
     if status == _BAD_RUN:
-        raise ValueError(f"run {detail} ([{int(run_begin[detail])}, {int(run_end[detail])}) of table {int(run_table[detail])}) does not fit its window or the batch")
+        raise ValueError(f"row {detail} (stream position {int(row_start[detail]) if detail < len(row_start) else '?'}, output row "
+                         f"{int(row_out[detail]) if detail < len(row_out) else '?'}) does not fit the windows, its table or the {len(input_ids)} output rows")
     if status == _BAD_SOURCE:
         raise FormatError(f"unit {detail} of a packing window names a block that does not exist or is not loaded")
     if status == _BAD_OFFSETS:
         raise FormatError(f"unit {detail} of a packing window reads past the end of its block; the block is corrupt")
-    return None
+    return None  # pragma: no cover - every status is handled above
 
 
 # -- one document per row (fastload.packing.PaddedDataset) ---------------------------------
@@ -239,7 +282,7 @@ def fill_padded_batch(sources, src, off, ntok, *, add_eos: bool, eos_id: int, pa
     """Write one document per row: row r is `ntok[r]` tokens of source `src[r]` from `off[r]`,
     then an EOS if `add_eos`, cut to seq_len + 1 tokens; inputs padded with `pad_id`, labels with -100.
 
-    `sources` as for `fill_packed_batch`. Offsets outside their block raise `FormatError`.
+    `sources` as for `fill_packed_rows`. Offsets outside their block raise `FormatError`.
     """
     status, detail = _fill_padded_kernel(sources, src, off, ntok, int(add_eos), eos_id, pad_id, input_ids, labels, attention_mask, positions)
     if status == _BAD_RUN:

@@ -1,10 +1,13 @@
 """`BatchFiller`: a process's side of packing — blocks in, packed batch arrays out.
 
 A worker (or the main process with `num_workers=0`) owns one. For each
-batch it asks the plan which window runs fill which rows, makes sure the
-windows' blocks are loaded, and hands the runs to the Numba kernels, which
-write straight into the output arrays (in a worker: the batch's
-shared-memory slot). No per-document Python runs.
+batch it asks the plan where each row starts in the stream and hands the
+rows to one Numba kernel call, which walks them window by window and writes
+straight into the output arrays (in a worker: the batch's shared-memory
+slot); the kernel stops to ask for a window's table or a block it has not
+got, and is called again. No per-document, and little per-batch, Python
+runs: a mixture's source writes all its rows of a batch, wherever they go
+in it, with one call (`fill_parts`).
 
 A window's table is built from document lengths alone; a block is loaded
 the first time a batch reaches into it, then stays while its window's table
@@ -19,14 +22,15 @@ here, block by block, when the dataset holds text).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
-from fastload.kernels.pack import fill_packed_batch
+from fastload.kernels.pack import fill_packed_rows
 from fastload.packing.blocks import AddressBook, TokenBlocks
 from fastload.packing.plan import PackPlan
 
-__all__ = ["BatchFiller", "PackedArrays"]
+__all__ = ["BatchFiller", "PackedArrays", "RowsToFill"]
 
 
 @dataclass(frozen=True)
@@ -38,13 +42,30 @@ class PackedArrays:
     position_ids: np.ndarray  # int64: position inside the document's piece in this row, from 0
     document_ids: np.ndarray  # int32: which document piece of the row, from 0 (attend where equal)
 
+    @classmethod
+    def empty(cls, rows: int, seq_len: int, allocate=np.empty) -> "PackedArrays":
+        """Arrays for `rows` rows, from `allocate(shape, dtype)` (a worker passes its slot's)."""
+        shape = (rows, seq_len)
+        return cls(allocate(shape, np.int64), allocate(shape, np.int64), allocate(shape, np.int64), allocate(shape, np.int32))
+
     def as_dict(self) -> dict:
         return {"input_ids": self.input_ids, "labels": self.labels, "position_ids": self.position_ids, "document_ids": self.document_ids}
 
 
+class RowsToFill(NamedTuple):
+    """Rows [lo, hi) of global batch `batch` of `plan` (which the filler knows as `plan_key`), bound for rows `rows` of the output."""
+
+    plan: PackPlan
+    plan_key: tuple
+    batch: int
+    lo: int
+    hi: int
+    rows: np.ndarray  # (hi - lo,) int64 output rows
+
+
 @dataclass
 class _WindowTable:
-    """A window's units resolved to loaded blocks, as the kernel reads them (see `fill_packed_batch`)."""
+    """A window's units resolved to loaded blocks, as the kernel reads them (see `fill_packed_rows`)."""
 
     slot: int  # its index in BatchFiller.tables
     start: int  # the window's first stream position
@@ -79,7 +100,7 @@ class BatchFiller:
         table[0, :n] = self._block_of_doc[units.doc]
         table[1, :n] = self._doc_offset[units.doc] + units.skip
         table[2, :n] = np.clip(self.doc_lengths[units.doc] - units.skip, 0, units.take)  # real tokens; the rest is the EOS
-        table[3] = units.cum
+        table[3] = units.cum + units.start  # stream positions, as `PackPlan.row_starts` gives them: rows need no rebasing
         slot = self._tables_book.put(table, n)
         self._table_at[slot] = _WindowTable(slot, units.start, [])
         return self._table_at[slot]
@@ -92,29 +113,26 @@ class BatchFiller:
         for block_id in table.blocks:
             self.blocks.release(block_id)
 
-    def _tables_for(self, plan: PackPlan, plan_key: tuple, windows: np.ndarray) -> np.ndarray:
-        """Table slots of `windows` (-1 stays -1: padding), building the missing ones."""
+    def _windows_of(self, plan: PackPlan, plan_key: tuple) -> tuple[np.ndarray, np.ndarray]:
+        """(table slot of each window or -1, the batch that last used it) of a plan, as the kernel reads and marks them."""
         per_plan = self._window_slots.get(plan_key)
-        if per_plan is None:  # (table slot or -1, last batch that used it) of every window
+        if per_plan is None:
             per_plan = self._window_slots[plan_key] = (np.full(plan.num_windows, -1, np.int64), np.zeros(plan.num_windows, np.int64))
-        slots, last_used = per_plan
-        self._uses += 1
-        real = windows[windows >= 0]
-        last_used[real] = self._uses
-        missing = real[slots[real] < 0]
-        if len(missing):
-            for w in np.unique(missing).tolist():
-                table = self._tables[(plan_key, w)] = self._window_table(plan, w)
-                slots[w] = table.slot
-            # A partition has at most two windows live: drop the least recently used beyond that
-            # (never one this batch uses: they are the most recent).
-            excess = len(self._tables) - (2 * plan.num_partitions + 2)
-            if excess > 0:
-                by_age = sorted(self._tables, key=lambda key: self._window_slots[key[0]][1][key[1]])
-                for key in by_age[:excess]:
-                    if self._window_slots[key[0]][1][key[1]] < self._uses:
-                        self._drop_table(*key)
-        return np.where(windows >= 0, slots[np.maximum(windows, 0)], -1)
+        return per_plan
+
+    def _add_table(self, plan: PackPlan, plan_key: tuple, w: int) -> None:
+        table = self._tables[(plan_key, w)] = self._window_table(plan, w)
+        self._window_slots[plan_key][0][w] = table.slot
+
+    def _drop_old_tables(self, plan: PackPlan) -> None:
+        """A partition has at most two windows live: drop the least recently used tables beyond that
+        (never one this batch used: they are the most recent)."""
+        excess = len(self._tables) - (2 * plan.num_partitions + 2)
+        if excess > 0:
+            by_age = sorted(self._tables, key=lambda key: self._window_slots[key[0]][1][key[1]])
+            for key in by_age[:excess]:
+                if self._window_slots[key[0]][1][key[1]] < self._uses:
+                    self._drop_table(*key)
 
     # -- batches -------------------------------------------------------------------
 
@@ -124,19 +142,56 @@ class BatchFiller:
 
     def fill_rows(self, plan: PackPlan, plan_key: tuple, batch: int, lo: int, hi: int, allocate=np.empty) -> PackedArrays:
         """Rows [lo, hi) of global batch `batch`, in arrays from `allocate(shape, dtype)`."""
-        shape = (hi - lo, plan.seq_len)
-        out = PackedArrays(allocate(shape, np.int64), allocate(shape, np.int64), allocate(shape, np.int64), allocate(shape, np.int32))
-        windows, begin, end, run_out = plan.column_runs(batch, lo, hi)
-        slots = self._tables_for(plan, plan_key, windows)
-        window_start = plan.window_starts[np.maximum(windows, 0)]
-        begin, end = begin - window_start, end - window_start  # tables count from their window's start
+        out = PackedArrays.empty(hi - lo, plan.seq_len, allocate)
+        self.fill_parts([RowsToFill(plan, plan_key, batch, lo, hi, _first_rows(hi - lo))], out)
+        return out
+
+    def fill_parts(self, parts: list[RowsToFill], out: PackedArrays) -> None:
+        """Write every part's rows into its rows of `out`: one kernel call per plan among them.
+
+        A mixture's source fills all its rows of a batch this way, straight
+        into the batch, however they are spread among its rows and whichever
+        source batches they come from (one call, unless they span two passes).
+        """
+        self._uses += 1  # one tick per batch: every table this batch reads is the most recent
+        if len(parts) == 1:
+            part = parts[0]
+            self._write_rows(part.plan, part.plan_key, part.plan.row_starts(part.batch, part.lo, part.hi), part.rows, out)
+        else:
+            by_plan: dict[tuple, list[RowsToFill]] = {}
+            for part in parts:
+                by_plan.setdefault(part.plan_key, []).append(part)
+            for plan_key, mine in by_plan.items():  # usually one: a source's lanes read one pass
+                starts = np.concatenate([part.plan.row_starts(part.batch, part.lo, part.hi) for part in mine])
+                self._write_rows(mine[0].plan, plan_key, starts, np.concatenate([part.rows for part in mine]), out)
+        self._drop_old_tables(parts[-1].plan)
+
+    def _write_rows(self, plan: PackPlan, plan_key: tuple, starts: np.ndarray, rows: np.ndarray, out: PackedArrays) -> None:
+        """Run the packing kernel over rows of one plan, building the window tables and loading the blocks it asks for."""
+        slots, last_used = self._windows_of(plan, plan_key)
+        windows = (plan.starts_with_padding, slots, last_used, self._uses)
         arrays = dict(eos_id=self.eos_id, pad_id=self.pad_id, input_ids=out.input_ids, labels=out.labels, positions=out.position_ids, segments=out.document_ids)
-        tables = (self._tables_book.address, self._tables_book.size)
-        for _ in range(len(self.blocks.slot_of_block) + 1):
-            missing = fill_packed_batch(self.blocks.sources, self.blocks.slot_of_block, tables, slots, begin, end, run_out, **arrays)
-            if missing is None:
-                return out
-            block_id, run = missing  # load it for the table that reached it, and write the batch again
-            self.blocks.acquire(block_id)
-            self._table_at[int(slots[run])].blocks.append(block_id)
-        raise RuntimeError("packing kept asking for blocks that were just loaded")  # pragma: no cover - a bug, not data
+        missing = fill_packed_rows(self.blocks.sources, self.blocks.slot_of_block, (self._tables_book.address, self._tables_book.size), windows, starts, rows, **arrays)
+        retries = plan.num_windows + len(self.blocks.slot_of_block)  # each retry provides a table or a block
+        while missing is not None:
+            if retries == 0:  # pragma: no cover - a bug, not data
+                raise RuntimeError("packing kept asking for tables and blocks that were just provided")
+            retries -= 1
+            what, which, table = missing  # build the table or load the block, and write the rows again
+            if what == "window":
+                self._add_table(plan, plan_key, which)
+            else:
+                self.blocks.acquire(which)
+                self._table_at[table].blocks.append(which)
+            missing = fill_packed_rows(self.blocks.sources, self.blocks.slot_of_block, (self._tables_book.address, self._tables_book.size), windows, starts, rows, **arrays)
+
+
+_FIRST_ROWS: dict[int, np.ndarray] = {}  # n -> 0, 1, ..., n - 1: made once per size, not once per batch
+
+
+def _first_rows(n: int) -> np.ndarray:
+    """Output rows 0 .. n - 1 in order, as int64 (where a rank's rows land). Read only, by convention."""
+    rows = _FIRST_ROWS.get(n)
+    if rows is None:
+        rows = _FIRST_ROWS[n] = np.arange(n, dtype=np.int64)
+    return rows

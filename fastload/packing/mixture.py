@@ -22,6 +22,7 @@ import numpy as np
 
 from fastload.errors import ConfigError
 from fastload.packing.dataset import PackedDataset
+from fastload.packing.fill import PackedArrays, RowsToFill
 from fastload.sampler import SamplerOptions
 from fastload.sampler.mixture import Mixture
 from fastload.sampler.mixture_dataset import MixtureDataset, open_sources, same_ids
@@ -47,6 +48,11 @@ class PackedMixture(MixtureDataset):
         first = sources[0]
         self.seq_len, self.add_eos, self.eos_id, self.pad_id = first.seq_len, first.add_eos, first.eos_id, first.pad_id
         self.tokens_per_row = self.seq_len + 1
+        self._source_plans: dict[tuple, tuple] = {}  # (key but its batch, source, pass, columns) -> (source plan, filler key)
+        self._options_ids: dict[SamplerOptions, int] = {}  # a source's shuffle -> a small int naming it in the fillers' keys
+
+    def __getstate__(self) -> dict:
+        return {**super().__getstate__(), "_source_plans": {}}  # plans are rebuilt in each process
 
     def _new_plan(self, weights, **arguments) -> MixturePlan:
         sources, add_eos = self.sources, self.add_eos
@@ -62,25 +68,36 @@ class PackedMixture(MixtureDataset):
     # -- batches -----------------------------------------------------------------------
 
     def __fastload_batch__(self, key: MixtureKey, allocate) -> dict:
-        """Rank `key.rank`'s rows of global batch `key.batch`, as arrays from `allocate(shape, dtype)`."""
+        """Rank `key.rank`'s rows of global batch `key.batch`, as arrays from `allocate(shape, dtype)`.
+
+        Each source writes all its rows of the batch straight into their
+        rows of the output, with one kernel call (`BatchFiller.fill_parts`):
+        no per-piece arrays, no copy afterwards.
+        """
         plan, lo, hi = self._plan_of_key(key)
-        shape = (hi - lo, self.seq_len)
-        out = {
-            "input_ids": allocate(shape, np.int64),
-            "labels": allocate(shape, np.int64),
-            "position_ids": allocate(shape, np.int64),
-            "document_ids": allocate(shape, np.int32),
-            "source": allocate((hi - lo,), np.int64),
-        }
+        out = PackedArrays.empty(hi - lo, self.seq_len, allocate)
+        source = allocate((hi - lo,), np.int64)
+        parts: dict[int, list[RowsToFill]] = {}
         for piece in plan.pieces(key.batch, lo, hi):
-            source = self.sources[piece.source]
-            source_plan = plan.plan(piece.source, piece.epoch, piece.columns)
-            plan_key = ("mixture", piece.epoch, piece.columns, plan.source_options[piece.source])
-            rows = source._batch_filler().fill_rows(source_plan, plan_key, piece.batch, piece.lo, piece.hi).as_dict()
-            for name, array in rows.items():
-                out[name][piece.out] = array
-            out["source"][piece.out] = piece.source
-        return out
+            source_plan, plan_key = self._source_plan(plan, key, piece)
+            parts.setdefault(piece.source, []).append(RowsToFill(source_plan, plan_key, piece.batch, piece.lo, piece.hi, piece.out))
+            source[piece.out] = piece.source
+        for s, mine in parts.items():
+            self.sources[s]._batch_filler().fill_parts(mine, out)
+        return {**out.as_dict(), "source": source}
+
+    def _source_plan(self, plan: MixturePlan, key: MixtureKey, piece) -> tuple:
+        """The source plan a piece reads, and the key its source's filler knows it by (looked up once per pass, not per batch)."""
+        lookup = (key[1:], piece.source, piece.epoch, piece.columns)  # the key but its batch (its first field) names the mixture plan
+        found = self._source_plans.get(lookup)
+        if found is None:
+            if len(self._source_plans) >= 4 * len(self.sources):  # a source has a pass or two live (as MixturePlan keeps): forget the old
+                self._source_plans.clear()
+            options = plan.source_options[piece.source]
+            # the filler's key for the plan: its pass, columns and shuffle (a small int here: hashed every batch)
+            plan_key = ("mixture", piece.epoch, piece.columns, self._options_ids.setdefault(options, len(self._options_ids)))
+            found = self._source_plans[lookup] = (plan.plan(piece.source, piece.epoch, piece.columns), plan_key)
+        return found
 
     def __repr__(self) -> str:
         return f"PackedMixture({self.mixture!r}, seq_len={self.seq_len})"

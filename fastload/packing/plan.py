@@ -113,8 +113,9 @@ class PackPlan:
             )
         self.block_order, self.num_partitions = geometry.block_order, geometry.num_partitions
         self.column_bounds, self.partition_starts, self.window_starts = geometry.column_bounds, geometry.partition_starts, geometry.window_starts
-        self._starts_with_padding = np.concatenate([self.window_starts, [np.iinfo(np.int64).max]])  # window num_windows: padding
-        self._geometry: dict[tuple[int, int], tuple] = {}
+        # the windows' starts, the stream's end, and a position past every row: from the end on is padding
+        self.starts_with_padding = np.concatenate([self.window_starts, [np.iinfo(np.int64).max]])
+        self._geometry: dict[tuple, tuple] = {}  # (lo, hi) or ("rows", lo, hi) -> arrays
         self._windows: OrderedDict[int, Units] = OrderedDict()
         self._cached_windows = 2 * self.num_partitions + 2  # a partition has at most two windows live
 
@@ -176,6 +177,25 @@ class PackPlan:
             cached = self._geometry[key] = (self.partition_starts[partitions] + offset * L1, stride, taken * L1, out_column * L1)
         return cached
 
+    def _row_geometry(self, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
+        """Per row of columns [lo, hi): (its first stream position in batch 0, stride per batch)."""
+        key = ("rows", lo, hi)
+        cached = self._geometry.get(key)
+        if cached is None:
+            base, stride, length, _ = self._column_geometry(lo, hi)  # partitions serve consecutive columns, in order
+            rows = length // self.row_tokens
+            within = np.arange(int(rows.sum())) - np.repeat(np.cumsum(rows) - rows, rows)
+            cached = self._geometry[key] = (np.repeat(base, rows) + within * self.row_tokens, np.repeat(stride, rows))
+        return cached
+
+    def row_starts(self, batch: int, lo: int, hi: int) -> np.ndarray:
+        """Where each of rows [lo, hi) of global batch `batch` starts in the stream: a row is the
+        seq_len + 1 tokens from there."""
+        if not 0 <= batch < self.num_batches:
+            raise IndexError(f"batch {batch} out of range: this epoch has {self.num_batches} batches")
+        base, stride = self._geometry.get(("rows", lo, hi)) or self._row_geometry(lo, hi)  # asked for every batch: the cache first
+        return base + batch * stride
+
     def rank_runs(self, batch: int, rank: int = 0, world_size: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """The runs that fill rank `rank`'s rows of global batch `batch` (see `column_runs`)."""
         return self.column_runs(batch, *self.rank_columns(rank, world_size))
@@ -190,7 +210,7 @@ class PackPlan:
         if not 0 <= batch < self.num_batches:
             raise IndexError(f"batch {batch} out of range: this epoch has {self.num_batches} batches")
         base, stride, length, out = self._column_geometry(lo, hi)
-        return split_runs_at_windows(base + batch * stride, length, out, self._starts_with_padding, self.num_windows)
+        return split_runs_at_windows(base + batch * stride, length, out, self.starts_with_padding, self.num_windows)
 
     def blocks_of_window(self, w: int) -> np.ndarray:
         """Block ids (storage numbering) that window `w` reads."""

@@ -63,9 +63,10 @@ class MixtureDataset(BatchDataset):
         super().__init__(sampling)
         self.mixture, self.sources = mixture, list(sources)
         self._plans: dict[tuple, MixturePlan] = {}
+        self._plans_by_key: dict[tuple, tuple] = {}  # a MixtureKey but its batch -> (plan, lo, hi)
 
     def __getstate__(self) -> dict:
-        return {**self.__dict__, "_plans": {}}  # plans hold closures; each process builds its own
+        return {**self.__dict__, "_plans": {}, "_plans_by_key": {}}  # plans hold closures; each process builds its own
 
     def _new_plan(self, weights: dict[str, Fraction], **arguments) -> MixturePlan:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -99,9 +100,12 @@ class MixtureDataset(BatchDataset):
 
     def _plan_of_key(self, key: MixtureKey) -> tuple[MixturePlan, int, int]:
         """The plan a key refers to, and the rank's columns [lo, hi)."""
-        options = SamplerOptions(order=key.order, seed=key.seed, window_blocks=key.window_blocks, num_partitions=key.num_partitions)
-        share = key.global_batch_size // key.world_size
-        return self.mixture_plan(key.global_batch_size, options), key.rank * share, (key.rank + 1) * share
+        found = self._plans_by_key.get(key[1:])  # all but the batch: asked for every batch, the same few answers
+        if found is None:
+            options = SamplerOptions(order=key.order, seed=key.seed, window_blocks=key.window_blocks, num_partitions=key.num_partitions)
+            share = key.global_batch_size // key.world_size
+            found = self._plans_by_key[key[1:]] = (self.mixture_plan(key.global_batch_size, options), key.rank * share, (key.rank + 1) * share)
+        return found
 
     def __getitem__(self, key: MixtureKey) -> dict:
         """A batch by its key (how torch's own fetcher asks, with num_workers=0)."""

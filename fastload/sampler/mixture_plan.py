@@ -31,6 +31,7 @@ materialised per sample.
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import hashlib
 from fractions import Fraction
@@ -217,7 +218,7 @@ class MixturePlan:
     # -- stages ------------------------------------------------------------------------
 
     def _stage_of(self, batch: int) -> int:
-        return int(np.searchsorted(self.stage_starts, batch, side="right")) - 1
+        return bisect.bisect_right(self.stage_starts, batch) - 1  # a list of ints: bisect, not numpy (asked every batch)
 
     def _stage_length(self, k: int) -> int | None:
         return self.stage_starts[k + 1] - self.stage_starts[k] if k + 1 < len(self.stage_starts) else None
@@ -361,10 +362,11 @@ class MixturePlan:
             if len(self._templates) >= 4096:
                 self._templates.pop(next(iter(self._templates)))
             template = self._templates[key] = self._template(k, u, lo, hi)
-        shared = layout.shared_count(u)
+        periods = u // layout.period
         pieces = []
-        for s, lane_lo, lane_hi, out, is_shared, base, G, n in template:
-            absolute = base + (int(shared[s]) if is_shared else u)
+        for s, lane_lo, lane_hi, out, is_shared, base, G, n, per_period, before in template:
+            # the shared lane's clock is layout.shared_count(u)[s], here in Python ints (this runs every batch)
+            absolute = base + (periods * per_period + before if is_shared else u)
             epoch, within = divmod(absolute, n)
             pieces.append(Piece(s, epoch, within, lane_lo, lane_hi, out, G))
         return pieces
@@ -372,6 +374,9 @@ class MixturePlan:
     def _template(self, k: int, u: int, lo: int, hi: int) -> list[tuple]:
         layout, segments = self.layouts[k], self._segments[k]
         source, lane, _ = layout.columns(u, lo, hi)
+        # shared_count(u) = u // period · (shared lanes per period) + (shared lanes before u's place in the period)
+        per_period = (layout.shared_count(layout.period) - layout.shared_count(0)).tolist()
+        before = layout.shared_count(u % layout.period).tolist()
         runs = []
         for s in np.unique(source).tolist():
             seg = segments[s]
@@ -386,7 +391,7 @@ class MixturePlan:
             cut = np.flatnonzero((np.diff(lanes) != 1) | (np.diff(base) != 0) | (np.diff(is_shared) != 0)) + 1
             n = self.batches(s, seg.columns)
             for a, b in zip(np.concatenate([[0], cut]), np.concatenate([cut, [len(lanes)]])):
-                runs.append((s, int(lanes[a]), int(lanes[b - 1]) + 1, mine[a:b], bool(is_shared[a]), int(base[a]), seg.columns, n))
+                runs.append((s, int(lanes[a]), int(lanes[b - 1]) + 1, mine[a:b], bool(is_shared[a]), int(base[a]), seg.columns, n, per_period[s], before[s]))
         return runs
 
     def _grouped_pieces(self, batch: int, lo: int, hi: int) -> list[Piece]:

@@ -8,8 +8,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fastload.errors import ConfigError, FormatError
-from fastload.kernels.pack import IGNORE_INDEX, fill_packed_batch
+from fastload.kernels.pack import IGNORE_INDEX, fill_packed_rows
 from fastload.packing import BatchKey, PackedDataset
+from fastload.packing.fill import PackedArrays, RowsToFill
 from fastload.sampler import SamplerOptions
 from fastload.kernels.pack_reference import packed_epoch_reference
 from tests.packing.conftest import distinct_documents, write_documents
@@ -53,6 +54,40 @@ def test_batches_equal_the_reference(tmp_path_factory, seed, num_docs, max_len, 
                 rows = slice(rank * 2 * batch // world, (rank + 1) * 2 * batch // world)
                 for name, array in expected.items():
                     assert np.array_equal(got[name], array[b, rows]), (name, b, rank, world)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    seed=st.integers(0, 2**16),
+    num_docs=st.integers(20, 80),
+    seq_len=st.integers(1, 24),
+    remainder=st.sampled_from(["drop", "pad"]),
+    num_partitions=st.sampled_from([None, 1, 3]),
+)
+def test_rows_of_several_batches_and_passes_land_in_any_output_rows_as_the_reference_has_them(tmp_path_factory, seed, num_docs, seq_len, remainder, num_partitions):
+    rng = np.random.default_rng(seed)
+    documents = distinct_documents(rng, num_docs, 30)
+    path = tmp_path_factory.mktemp("ds") / "ds"
+    write_documents(path, documents, block_rows=4)
+    packed = PackedDataset(path, seq_len=seq_len, eos_id=EOS, pad_id=PAD, remainder=remainder, sampling=SamplerOptions(window_blocks=2, seed=seed, num_partitions=num_partitions))
+    try:
+        plans = [packed.plan(epoch, 6, packed.sampler_options()) for epoch in (0, 1)]
+    except ConfigError:
+        return  # fewer tokens than one batch
+    expected = [packed_epoch_reference(plan, documents, eos_id=EOS, pad_id=PAD) for plan in plans]
+    # a mixture's source: some rows of one batch, some of another, some of the next pass, spread over the output
+    wanted = [(e, int(rng.integers(plans[e].num_batches)), lo, hi) for e, lo, hi in ((0, 0, 3), (0, 3, 4), (1, 1, 6))]
+    rows = rng.permutation(sum(hi - lo for *_, lo, hi in wanted))
+    parts, at = [], 0
+    for e, b, lo, hi in wanted:
+        parts.append(RowsToFill(plans[e], ("test", e), b, lo, hi, rows[at : at + hi - lo]))
+        at += hi - lo
+    out = PackedArrays.empty(len(rows), seq_len)
+    packed._batch_filler().fill_parts(parts, out)
+    got = out.as_dict()
+    for (e, b, lo, hi), part in zip(wanted, parts):
+        for name, array in expected[e].items():
+            assert np.array_equal(got[name][part.rows], array[b, lo:hi]), (name, e, b, lo, hi)
 
 
 def test_labels_are_inputs_shifted_by_one_and_positions_restart_per_document(tmp_path):
@@ -101,18 +136,23 @@ def test_a_table_that_points_past_its_block_is_a_format_error_not_a_crash():
     tokens = np.arange(10, dtype=np.uint16)
     table = np.array([[0, 0], [5, 0], [8, 0], [0, 8]], np.int64)  # reads tokens 5..12 of block 0, which has 10
     out = [np.zeros((1, 7), np.int64) for _ in range(3)] + [np.zeros((1, 7), np.int32)]
-    run = [np.array([v], np.int64) for v in (0, 0, 8, 0)]
+    windows = (np.array([0, 8, np.iinfo(np.int64).max]), np.array([0]), np.zeros(1, np.int64), 1)  # one window of 8 tokens, its table 0
+    row = np.array([0], np.int64), np.array([0], np.int64)  # the row from stream position 0, into output row 0
+
+    def fill():
+        return fill_packed_rows(
+            (np.array([tokens.ctypes.data]), np.array([10]), tokens[:0]), np.array([0]), (np.array([table.ctypes.data]), np.array([1])),
+            windows, *row, eos_id=0, pad_id=0, input_ids=out[0], labels=out[1], positions=out[2], segments=out[3],
+        )
+
     with pytest.raises(FormatError, match="corrupt"):
-        fill_packed_batch(
-            (np.array([tokens.ctypes.data]), np.array([10]), tokens[:0]), np.array([0]), (np.array([table.ctypes.data]), np.array([1])),
-            *run, eos_id=0, pad_id=0, input_ids=out[0], labels=out[1], positions=out[2], segments=out[3],
-        )
+        fill()
+    table[0, 0] = 3
     with pytest.raises(FormatError, match="does not exist"):
-        table[0, 0] = 3
-        fill_packed_batch(
-            (np.array([tokens.ctypes.data]), np.array([10]), tokens[:0]), np.array([0]), (np.array([table.ctypes.data]), np.array([1])),
-            *run, eos_id=0, pad_id=0, input_ids=out[0], labels=out[1], positions=out[2], segments=out[3],
-        )
+        fill()
+    row = np.array([0], np.int64), np.array([1], np.int64)  # an output row that is not there
+    with pytest.raises(ValueError, match="row 0 .* does not fit"):
+        fill()
 
 
 def test_a_dataset_changed_under_the_plan_is_a_format_error(tmp_path):
