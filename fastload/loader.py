@@ -51,13 +51,19 @@ class DataLoader(LoaderBase):
     """
 
     def __init__(self, dataset, batch_size=1, shuffle=None, sampler=None, batch_sampler=None, *args, **kwargs):
-        if _computes_batches(dataset) and sampler is None and batch_sampler is None and batch_size is not None:
+        if _computes_batches(dataset) and sampler is None and (batch_sampler is not None or batch_size is not None):
             # Packed and padded datasets make whole batches in the workers: the sampler yields one
             # key per batch and torch's auto-batching is off (batch_size=None); see fastload/packing.
             if args:
                 raise ConfigError(f"pass DataLoader options after batch_sampler as keywords when loading a {type(dataset).__name__}")
-            rank, world = _rank_and_world()
-            sampler = dataset.batch_sampler(batch_size * world, rank=rank, world_size=world, shuffle=bool(shuffle), drop_last=kwargs.pop("drop_last", False))
+            if batch_sampler is not None:  # the user's own, e.g. dataset.batch_sampler(512, rank=r, world_size=w)
+                if batch_size != 1 or shuffle or kwargs.get("drop_last"):
+                    raise ValueError("batch_sampler option is mutually exclusive with batch_size, shuffle, sampler, and drop_last")
+                sampler, batch_sampler = batch_sampler, None
+                kwargs.pop("drop_last", None)
+            else:
+                rank, world = _rank_and_world()
+                sampler = dataset.batch_sampler(batch_size * world, rank=rank, world_size=world, shuffle=bool(shuffle), drop_last=kwargs.pop("drop_last", False))
             batch_size, shuffle = None, None
             if kwargs.get("collate_fn") is None:
                 kwargs["collate_fn"] = ComputedBatchCollate(getattr(dataset, "tensor_dtypes", None))

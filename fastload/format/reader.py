@@ -292,15 +292,17 @@ class Dataset:
         cache_dir: str | os.PathLike | None = None,
         cache_bytes: int | None = None,
         retry: RetryPolicy | None = None,
+        read_ahead_bytes: int = 256 << 20,
     ):
         self.check_blocks = check_blocks
         self.cache_blocks = max(1, int(cache_blocks))
         self.storage_options, self.cache_dir, self.cache_bytes, self.retry = storage_options, cache_dir, cache_bytes, retry
+        self.read_ahead_bytes = read_ahead_bytes
         if is_remote(path):
             from fastload.format.remote import RemoteBlocks
 
             self.path = str(path).rstrip("/")  # a URL stays text: Path would fold "s3://" into "s3:/"
-            self.remote = RemoteBlocks(self.path, storage_options=storage_options, cache_dir=cache_dir, cache_bytes=cache_bytes, retry=retry)
+            self.remote = RemoteBlocks(self.path, storage_options=storage_options, cache_dir=cache_dir, cache_bytes=cache_bytes, retry=retry, read_ahead_bytes=read_ahead_bytes)
             self.index: DatasetIndex = self.remote.index
         else:
             self.path = local_path(path)
@@ -383,6 +385,7 @@ class Dataset:
             "cache_dir": self.cache_dir,
             "cache_bytes": self.cache_bytes,
             "retry": self.retry,
+            "read_ahead_bytes": self.read_ahead_bytes,
         }
 
     def __setstate__(self, state: dict) -> None:

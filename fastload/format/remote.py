@@ -27,7 +27,7 @@ import pyarrow as pa
 import pyarrow.ipc as ipc
 
 from fastload.environment import cache_dir as default_cache_root
-from fastload.errors import ConfigError, FormatError
+from fastload.errors import ConfigError, FormatError, StoreError
 from fastload.format.index import INDEX_FILE, DatasetIndex, parse_index
 from fastload.format.ipc_layout import decode_offsets, message_prefix, offsets_buffer_index, parse_layout
 from fastload.format.schema import Schema, column_from_arrow_field
@@ -53,8 +53,9 @@ def default_cache_bytes(folder: Path) -> int:
 class RemoteBlocks:
     """The blocks of the dataset at `url`, by global block id (storage order)."""
 
-    def __init__(self, url: str, *, storage_options: dict | None, cache_dir, cache_bytes: int | None, retry: RetryPolicy | None):
+    def __init__(self, url: str, *, storage_options: dict | None, cache_dir, cache_bytes: int | None, retry: RetryPolicy | None, read_ahead_bytes: int = 256 << 20):
         self.url = url
+        self.read_ahead_bytes = int(read_ahead_bytes)
         self.store = open_store(url, storage_options, retry)
         try:
             data = bytes(self.store.get(INDEX_FILE))
@@ -103,6 +104,8 @@ class RemoteBlocks:
                 arrow_schema, offset = _parse_head(self.store.get_range(info.file, 0, length))
             except _NeedMore as more:
                 arrow_schema, offset = _parse_head(self.store.get_range(info.file, 0, min(more.bytes, info.num_bytes)))
+            except StoreError:
+                raise  # the store said what failed and where
             except (pa.ArrowException, ValueError, OSError) as exc:
                 raise FormatError(f"shard {url} does not start like an Arrow IPC file ({exc}). Run 'fastload verify {self.url}'.") from None
             found = Schema(tuple(column_from_arrow_field(f) for f in arrow_schema))
@@ -208,7 +211,7 @@ class RemoteBlocks:
     def expect(self, order) -> None:
         """This process will read these blocks in this order: fetch ahead along it."""
         if self._prefetcher is None or self._prefetcher._pid not in (None, os.getpid()):
-            self._prefetcher = Prefetcher(self._prefetch, self._release, self.block_bytes)
+            self._prefetcher = Prefetcher(self._prefetch, self._release, self.block_bytes, ahead_bytes=self.read_ahead_bytes)
             self._held = {}
             self.cache.next_use = self._prefetcher.next_use
         self._prefetcher.expect(order)

@@ -13,8 +13,9 @@ child forked from a process that used it hangs on its first request, even
 with a client of its own (measured). The main process of a training job
 forks its DataLoader workers, so it must not start that runtime; workers
 never fork. Hence two clients behind one `ObjectStore`:
-- in DataLoader workers (`leaf_process()`), and for gs:// and az://,
-  obstore: the fast one, where the blocks are read;
+- in DataLoader workers (`mark_leaf_process`; only when the parent never
+  loaded obstore), and for gs:// and az://, obstore: the fast one, where
+  the blocks are read;
 - elsewhere, for s3://, boto3 (pure Python: a new client per process is
   fork-safe), and for http(s)://, the standard library.
 Clients are created on first use in each process (checked by pid), and
@@ -29,7 +30,9 @@ at once as `StoreError` naming the URL and what to check.
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import sys
 from datetime import timedelta
 from pathlib import Path
 
@@ -49,9 +52,11 @@ def runtime_started() -> bool:
 
 
 def mark_leaf_process() -> None:
-    """This process never forks (a DataLoader worker): it may use obstore, the fastest client."""
+    """This process never forks (a DataLoader worker): it may use obstore, the fastest client, unless
+    its parent had already loaded obstore (then the parent may have started the runtime it inherited)."""
     global _leaf_pid
-    _leaf_pid = os.getpid()
+    if "obstore" not in sys.modules:
+        _leaf_pid = os.getpid()
 
 _INSTALL_HINT = "Reading object storage needs the remote extra: pip install 'fastload[remote]'"
 
@@ -80,8 +85,8 @@ class ObjectStore(Store):
         self.scheme = self.url.split("://", 1)[0].lower()
         self.storage_options = dict(storage_options or {})
         self.retry = retry or RetryPolicy()
-        if self.scheme not in ("http", "https"):
-            import_obstore()  # fail at construction, in the user's process, if the extra is missing
+        if self.scheme not in ("http", "https") and importlib.util.find_spec("obstore") is None:
+            raise ConfigError(_INSTALL_HINT)  # at construction, in the user's process (without importing it: see above)
         self._client = None
         self._pid = None
 
