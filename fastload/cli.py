@@ -42,7 +42,8 @@ def _add_convert(sub) -> None:
 
     p = sub.add_parser("convert", help="convert jsonl/parquet/csv/text/arrow files into a fastload dataset")
     p.add_argument("inputs", nargs="+", help="files, folders or glob patterns (quote globs)")
-    p.add_argument("-o", "--out", required=True, help="output dataset folder")
+    p.add_argument("-o", "--out", required=True, help="output dataset folder, or a URL (s3://bucket/prefix, gs://, az://): shards are "
+                                                     "staged in a temporary folder ($TMPDIR), uploaded one by one, index.json last")
     p.add_argument("--columns", help="comma-separated fields to keep (default: all)")
     p.add_argument("--text-field", default="text", help="the text field (tokenized with --tokenizer; named so for text files)")
     p.add_argument("--tokenizer", help="tokenize the text field into a `tokens` column: 'default', 'bytes', or a tokenizer.json / .tiktoken path; "
@@ -61,7 +62,8 @@ def _add_convert(sub) -> None:
     p.add_argument("--compression", choices=["none", "lz4", "zstd"], default="none")
     p.add_argument("--workers", type=int, help="parallel workers (default: cores, at most 4); output is identical for any value")
     p.add_argument("--on-error", choices=["fail", "skip"], default="fail", help="bad input lines: stop (default) or skip and count")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing dataset in the output folder")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing dataset in the output folder (for a URL, the old "
+                                                               "dataset stops being readable when the first new shard is uploaded)")
     p.add_argument("--quiet", action="store_true", help="no progress bar and no summary")
 
 
