@@ -298,6 +298,13 @@ def _add_bench(sub) -> None:
     p.add_argument("--tokenizer", help="for a text-only dataset: 'default' (the default), 'bytes', or a tokenizer.json / .tiktoken path")
     p.add_argument("--eos-id", type=int, help="token after each document (default: the tokenizer's or the one recorded at conversion)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    _add_cache_flags(p)
+
+
+def _add_cache_flags(p) -> None:
+    """The block cache of a dataset in object storage (s3://, gs://, az://, https://); a local dataset ignores them."""
+    p.add_argument("--cache-dir", help="for a dataset in object storage: the node's block cache folder (default: blocks/ in FASTLOAD_CACHE_DIR, or ~/.cache/fastload/blocks)")
+    p.add_argument("--cache-bytes", type=_size, help="for a dataset in object storage: the block cache's size, e.g. 50GiB (default: half its disk's free space)")
 
 
 def _run_bench(args) -> int:
@@ -306,6 +313,7 @@ def _run_bench(args) -> int:
     options = BenchOptions(
         batch_size=args.batch_size, seq_len=args.seq_len, workers=parse_workers(args.workers), steps=args.steps,
         repeats=args.repeats, warmup=args.warmup, tokenizer=args.tokenizer, eos_id=args.eos_id,
+        cache_dir=args.cache_dir, cache_bytes=args.cache_bytes,
     )
     data = _data_argument(args, "measure")
     print(f"fastload bench {args.dataset or 'mixture'}: the naive loader and fastload, workers {args.workers} ...", file=sys.stderr, flush=True)

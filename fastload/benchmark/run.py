@@ -25,14 +25,15 @@ def run_benchmark(path, options: BenchOptions = BenchOptions(), *, progress: Cal
     from fastload.packing import PackedDataset
     from fastload.sampler import Mixture, SamplerOptions
 
+    cache = {"cache_dir": options.cache_dir, "cache_bytes": options.cache_bytes}  # used by datasets in object storage only
     if isinstance(path, Mixture):
         counter = multiprocessing.Value("q", 0)  # one count of block bytes read, over every source
-        sources = {name: CountingDataset(getattr(d, "path", d), counter=counter) for name, d in path.datasets.items()}
+        sources = {name: CountingDataset(getattr(d, "path", d), counter=counter, **cache) for name, d in path.datasets.items()}
         target = Mixture({name: (sources[name], path.weights[name]) for name in path.names}, on_exhausted=path.on_exhausted, schedule=dict(path.schedule))
         datasets, weights = list(sources.values()), [path.weights[name] for name in path.names]
         label = "mixture " + ", ".join(f"{name}={str(getattr(d, 'path', d))}:{path.weights[name]}" for name, d in path.datasets.items())
     else:
-        datasets, weights, label = [CountingDataset(path)], None, str(path)
+        datasets, weights, label = [CountingDataset(path, **cache)], None, str(path)
         target = datasets[0]
     column, tokenizer = tokens_or_text(datasets[0], options.tokenizer)
     # The plan (and, for text, every document's token count: tokenized once, then cached) is built
