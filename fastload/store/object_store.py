@@ -10,7 +10,12 @@ store's config keys (e.g. {"endpoint": ..., "region": ...}).
 
 The client holds a tokio runtime and sockets, which must not cross `fork()`:
 it is created on first use in each process (checked by pid), and pickling
-carries only the URL and options.
+carries only the URL and options. That is not enough: once a process has
+made a request through obstore (0.12), a child it forks hangs on its first
+HTTP request, even through a new client (the runtime's threads did not
+survive the fork; a request in memory still works, so the pid check passes).
+`used_in_this_process()` tells the worker pool to start its workers with
+forkserver instead of fork then.
 
 obstore's own retries are turned off: `retry.with_retries` retries every
 request the same way for every backend, with one deadline, and failures
@@ -28,9 +33,17 @@ from fastload.errors import ConfigError, StoreError
 from fastload.store.base import NotFound, Store
 from fastload.store.retry import RetryPolicy, with_retries
 
-__all__ = ["ObjectStore", "import_obstore"]
+__all__ = ["ObjectStore", "import_obstore", "used_in_this_process"]
 
 _INSTALL_HINT = "Reading object storage needs the remote extra: pip install 'fastload[remote]'"
+
+
+_connected_in: set[int] = set()  # pids of the processes that made an obstore client
+
+
+def used_in_this_process() -> bool:
+    """Whether this process has made an obstore client: a child it forks could not make requests (see above)."""
+    return os.getpid() in _connected_in
 
 
 def import_obstore():
@@ -94,6 +107,7 @@ class ObjectStore(Store):
             if os.environ.get("AWS_PROFILE") and not os.environ.get("AWS_ACCESS_KEY_ID") and "credential_provider" not in options:
                 options["credential_provider"] = _profile_credentials()
         url = self.url + "/" if scheme in ("http", "https") else self.url
+        _connected_in.add(os.getpid())
         try:
             return from_url(url, client_options=client_options, retry_config={"max_retries": 0, "retry_timeout": timedelta(seconds=1)}, **options)
         except obstore.exceptions.BaseError as exc:

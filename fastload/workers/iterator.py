@@ -28,6 +28,7 @@ import torch
 
 from fastload.errors import ConfigError
 from fastload.pool import PAGE
+from fastload.store.object_store import used_in_this_process
 from fastload.torch_private import DatasetKind, ExceptionWrapper, IteratorBase, is_default_collate, profiler_enabled
 from fastload.workers import protocol
 from fastload.workers.codec import decode_batch
@@ -87,7 +88,7 @@ class PoolIterator(IteratorBase):
     # -- workers ---------------------------------------------------------------
 
     def _start_workers(self, loader) -> None:
-        context = loader.multiprocessing_context or multiprocessing.get_context()
+        context = loader.multiprocessing_context or _default_context()
         if isinstance(context, str):
             context = multiprocessing.get_context(context)
         uses_default = is_default_collate(loader.collate_fn)
@@ -461,3 +462,13 @@ def _computes_whole_batches(loader, auto_collation: bool) -> bool:
     from fastload.workers.collate import ComputedBatchCollate
 
     return not auto_collation and hasattr(loader.dataset, "__fastload_batch__") and isinstance(loader.collate_fn, ComputedBatchCollate)
+
+
+def _default_context():
+    """Python's default start method, except fork once this process has talked to object storage:
+    a forked child's object-store requests would hang (see `store/object_store.py`), so workers are
+    started by forkserver, which forks them from a fresh process that never made a request."""
+    context = multiprocessing.get_context()
+    if context.get_start_method() == "fork" and used_in_this_process():
+        return multiprocessing.get_context("forkserver")
+    return context

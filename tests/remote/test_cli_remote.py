@@ -28,10 +28,11 @@ def _cached_files(folder) -> list:
     return [p for p in folder.rglob("*") if p.is_file()]
 
 
-def test_train_reads_a_url_through_the_cache_folder_given(corpus, tmp_path, capsys):
+@pytest.mark.parametrize("workers", ["0", "2"])
+def test_train_reads_a_url_through_the_cache_folder_given(corpus, tmp_path, capsys, workers):
     url, _ = corpus
     cache = tmp_path / "cache"
-    run = ["train", url, *SMALL_RUN, "--workers", "0", "--steps", "2", "--out", str(tmp_path / "run"), "--cache-dir", str(cache), "--cache-bytes", str(64 << 20)]
+    run = ["train", url, *SMALL_RUN, "--workers", workers, "--steps", "2", "--out", str(tmp_path / "run"), "--cache-dir", str(cache), "--cache-bytes", str(64 << 20)]
     assert main(run) == 0
     out = capsys.readouterr().out
     assert "done at step 2" in out and "eval      2  val_loss" in out
