@@ -97,9 +97,11 @@ class RemoteOutput:
         if not found:
             return []
         if not overwrite:
+            leftovers = INDEX_FILE not in found and all(written_by_fastload(name) for name in found)
             raise ConfigError(
-                f"output {self.url} is not empty ({len(found):,} object(s), e.g. {found[0]!r}); pass --overwrite "
-                "(overwrite=True) to replace the dataset in it, or choose another prefix"
+                f"output {self.url} is not empty ({len(found):,} object(s), e.g. {found[0]!r})"
+                + ("; they are shards without an index.json, left by a conversion that was killed" if leftovers else "")
+                + "; pass --overwrite (overwrite=True) to replace them, or choose another prefix"
             )
         foreign = [name for name in found if not written_by_fastload(name)]
         if foreign:

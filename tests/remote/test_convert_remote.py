@@ -173,3 +173,39 @@ def test_a_promoted_column_rewrites_shards_already_uploaded(tmp_path, moto_endpo
     opened = Dataset(url, cache_dir=tmp_path / "cache")
     assert _index(opened) == _index(Dataset(reference.path))
     assert _all_rows(opened) == _all_rows(Dataset(reference.path))
+
+
+_CONVERT = """
+import sys, fastload
+fastload.convert(sys.argv[1], sys.argv[2], workers=1, block_bytes=16 << 10, shard_bytes=64 << 10, overwrite=True, quiet=True)
+"""
+
+
+def test_a_killed_conversion_leaves_no_index_and_overwrite_clears_its_shards(tmp_path, moto_endpoint):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    source = _write_jsonl(tmp_path / "big.jsonl", _rows(60_000))
+    url = f"s3://{moto_endpoint.bucket}/killed"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    process = subprocess.Popen([sys.executable, "-c", _CONVERT, str(source), url], env=env)
+    try:
+        deadline = time.monotonic() + 120
+        while len(moto_endpoint.keys("killed/")) < 2 and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert process.poll() is None, "the conversion ended before two shards were uploaded: make the input bigger"
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=30)
+    left = moto_endpoint.keys("killed/")
+    assert left and "killed/index.json" not in left
+    with pytest.raises(FormatError, match="index.json does not exist"):
+        Dataset(url, cache_dir=tmp_path / "cache")
+    small = _write_jsonl(tmp_path / "small.jsonl", _rows(300))
+    with pytest.raises(ConfigError, match="shards without an index.json, left by a conversion that was killed"):
+        fastload.convert(small, url, **SMALL_SHARDS)
+    result = fastload.convert(small, url, overwrite=True, **SMALL_SHARDS)
+    assert moto_endpoint.keys("killed/") == sorted(["killed/index.json", *(f"killed/{s.file}" for s in result.index.shards)])
