@@ -14,8 +14,8 @@ carries only the URL and options. That is not enough: once a process has
 made a request through obstore (0.12), a child it forks hangs on its first
 HTTP request, even through a new client (the runtime's threads did not
 survive the fork; a request in memory still works, so the pid check passes).
-`used_in_this_process()` tells the worker pool to start its workers with
-forkserver instead of fork then.
+`used_in_this_process()` tells the worker pool to spawn its workers instead
+of forking them then.
 
 obstore's own retries are turned off: `retry.with_retries` retries every
 request the same way for every backend, with one deadline, and failures

@@ -467,8 +467,9 @@ def _computes_whole_batches(loader, auto_collation: bool) -> bool:
 def _default_context():
     """Python's default start method, except fork once this process has talked to object storage:
     a forked child's object-store requests would hang (see `store/object_store.py`), so workers are
-    started by forkserver, which forks them from a fresh process that never made a request."""
+    spawned, each a fresh interpreter. Not forkserver: its server keeps the environment it started
+    with, and a worker must see this process's credentials and endpoint (AWS_*) as they are now."""
     context = multiprocessing.get_context()
     if context.get_start_method() == "fork" and used_in_this_process():
-        return multiprocessing.get_context("forkserver")
+        return multiprocessing.get_context("spawn")
     return context

@@ -1,5 +1,5 @@
 """Worker processes of a loader over object storage: never forked from a process that made obstore requests
-(a forked child's requests hang: tokio's threads do not survive fork), started by forkserver instead."""
+(a forked child's requests hang: tokio's threads do not survive fork), spawned instead, with the environment as it is now."""
 
 from __future__ import annotations
 
@@ -15,12 +15,12 @@ from fastload.workers.iterator import _default_context
 pytest.importorskip("obstore", reason="remote datasets need the remote extra: pip install 'fastload[remote]'")
 
 
-def test_after_a_request_the_default_start_method_fork_becomes_forkserver_and_workers_read_the_url(tmp_path, moto_endpoint):
+def test_after_a_request_the_default_start_method_fork_becomes_spawn_and_workers_read_the_url(tmp_path, moto_endpoint):
     url = f"s3://{moto_endpoint.bucket}/arrays"
     fastload.convert([{"x": float(i), "label": i % 3} for i in range(200)], url, block_rows=20, quiet=True)
     assert used_in_this_process()
     if multiprocessing.get_start_method() == "fork":
-        assert _default_context().get_start_method() == "forkserver"
+        assert _default_context().get_start_method() == "spawn"
     arrays = fastload.ArrayDataset(fastload.Dataset(url, cache_dir=tmp_path / "cache"))
     loader = fastload.DataLoader(arrays, batch_size=20, num_workers=2, timeout=60)  # a hang fails the test, not the suite
     seen = np.sort(np.concatenate([batch["x"].numpy() for batch in loader]))
