@@ -14,8 +14,9 @@ carries only the URL and options. That is not enough: once a process has
 made a request through obstore (0.12), a child it forks hangs on its first
 HTTP request, even through a new client (the runtime's threads did not
 survive the fork; a request in memory still works, so the pid check passes).
-`used_in_this_process()` tells the worker pool to spawn its workers instead
-of forking them then.
+So `worker_start_method()` says 'spawn' then (fastload's worker pool and
+`fastload bench`'s torch loader follow it), and a forked child that tries a
+request anyway gets a `StoreError` saying so at once, not a hang.
 
 obstore's own retries are turned off: `retry.with_retries` retries every
 request the same way for every backend, with one deadline, and failures
@@ -25,6 +26,7 @@ at once as `StoreError` naming the URL and what to check.
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 from datetime import timedelta
 from pathlib import Path
@@ -33,7 +35,7 @@ from fastload.errors import ConfigError, StoreError
 from fastload.store.base import NotFound, Store
 from fastload.store.retry import RetryPolicy, with_retries
 
-__all__ = ["ObjectStore", "import_obstore", "used_in_this_process"]
+__all__ = ["ObjectStore", "import_obstore", "used_in_this_process", "worker_start_method"]
 
 _INSTALL_HINT = "Reading object storage needs the remote extra: pip install 'fastload[remote]'"
 
@@ -44,6 +46,23 @@ _connected_in: set[int] = set()  # pids of the processes that made an obstore cl
 def used_in_this_process() -> bool:
     """Whether this process has made an obstore client: a child it forks could not make requests (see above)."""
     return os.getpid() in _connected_in
+
+
+def worker_start_method() -> str | None:
+    """'spawn' where worker processes would be forked from a process that made obstore requests; else None
+    (the default start method). Spawned workers see this process's environment (credentials) as it is now."""
+    if used_in_this_process() and multiprocessing.get_start_method() == "fork":
+        return "spawn"
+    return None
+
+
+def _refuse_after_fork(url: str) -> None:
+    if _connected_in and os.getpid() not in _connected_in:  # inherited: a parent made requests, then forked us
+        raise StoreError(
+            f"cannot read {url}: this process was forked from one that had made object-store requests, and "
+            "obstore's requests hang in such a child. Start worker processes with the 'spawn' start method "
+            "(fastload.DataLoader does so by itself; torch.utils.data.DataLoader takes multiprocessing_context='spawn')."
+        )
 
 
 def import_obstore():
@@ -84,6 +103,7 @@ class ObjectStore(Store):
     @property
     def client(self):
         if self._client is None or self._pid != os.getpid():
+            _refuse_after_fork(self.url)
             self._client, self._pid = self._connect(), os.getpid()
         return self._client
 

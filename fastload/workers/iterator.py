@@ -28,7 +28,7 @@ import torch
 
 from fastload.errors import ConfigError
 from fastload.pool import PAGE
-from fastload.store.object_store import used_in_this_process
+from fastload.store.object_store import worker_start_method
 from fastload.torch_private import DatasetKind, ExceptionWrapper, IteratorBase, is_default_collate, profiler_enabled
 from fastload.workers import protocol
 from fastload.workers.codec import decode_batch
@@ -469,7 +469,4 @@ def _default_context():
     a forked child's object-store requests would hang (see `store/object_store.py`), so workers are
     spawned, each a fresh interpreter. Not forkserver: its server keeps the environment it started
     with, and a worker must see this process's credentials and endpoint (AWS_*) as they are now."""
-    context = multiprocessing.get_context()
-    if context.get_start_method() == "fork" and used_in_this_process():
-        return multiprocessing.get_context("spawn")
-    return context
+    return multiprocessing.get_context(worker_start_method())

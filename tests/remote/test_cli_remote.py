@@ -51,10 +51,11 @@ def test_bench_measures_a_url_through_the_cache_folder_given(corpus, tmp_path, c
     url, _ = corpus
     cache = tmp_path / "cache"
     assert main(["bench", url, "--batch-size", "4", "--seq-len", "32", "--steps", "3", "--repeats", "1", "--warmup", "0",
-                 "--workers", "0", "--cache-dir", str(cache), "--cache-bytes", "64MiB", "--json"]) == 0
+                 "--workers", "0,2", "--cache-dir", str(cache), "--cache-bytes", "64MiB", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["dataset"] == url
-    assert {r["loader"] for r in report["results"]} == {"naive", "fastload"}
+    # both loaders with worker processes too: spawned, since this process made object-store requests
+    assert {(r["loader"], r["num_workers"]) for r in report["results"]} == {(loader, w) for loader in ("naive", "fastload") for w in (0, 2)}
     assert _cached_files(cache)
 
 

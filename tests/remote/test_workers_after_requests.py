@@ -25,3 +25,31 @@ def test_after_a_request_the_default_start_method_fork_becomes_spawn_and_workers
     loader = fastload.DataLoader(arrays, batch_size=20, num_workers=2, timeout=60)  # a hang fails the test, not the suite
     seen = np.sort(np.concatenate([batch["x"].numpy() for batch in loader]))
     assert seen.tolist() == [float(i) for i in range(200)]
+
+
+def test_a_child_forked_after_requests_gets_an_error_saying_to_spawn_not_a_hang(moto_endpoint):
+    import os
+    import signal
+
+    from fastload.errors import StoreError
+    from fastload.store import open_store
+
+    store = open_store(f"s3://{moto_endpoint.bucket}/forked")
+    store.put("a", b"bytes")
+    assert bytes(store.get("a")) == b"bytes"
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report what reading did, and leave without running pytest's cleanup
+        signal.alarm(30)  # a hang ends the child, and the test fails on its empty answer
+        try:
+            open_store(f"s3://{moto_endpoint.bucket}/forked").get("a")
+            answer = b"read"
+        except StoreError as exc:
+            answer = str(exc).encode()
+        os.write(write, answer[:4000])
+        os._exit(0)
+    os.close(write)
+    with os.fdopen(read, "rb") as pipe:
+        answer = pipe.read().decode()
+    os.waitpid(pid, 0)
+    assert "forked from one that had made object-store requests" in answer and "'spawn'" in answer
