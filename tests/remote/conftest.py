@@ -42,6 +42,11 @@ def _moto_server():
 
 @pytest.fixture
 def moto_endpoint(_moto_server, monkeypatch) -> MotoEndpoint:
+    from fastload.store import object_store
+
+    # Each test starts as a fresh process: the requests it makes switch this process's workers to spawn
+    # (store/object_store.py) for this test only, so the suite's later loader tests still fork.
+    monkeypatch.setattr(object_store, "_connected_in", set())
     for name, value in {
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",
