@@ -42,7 +42,8 @@ def _add_convert(sub) -> None:
 
     p = sub.add_parser("convert", help="convert jsonl/parquet/csv/text/arrow files into a fastload dataset")
     p.add_argument("inputs", nargs="+", help="files, folders or glob patterns (quote globs)")
-    p.add_argument("-o", "--out", required=True, help="output dataset folder")
+    p.add_argument("-o", "--out", required=True, help="output dataset folder, or a URL (s3://bucket/prefix, gs://, az://): shards are "
+                                                     "staged in a temporary folder ($TMPDIR), uploaded one by one, index.json last")
     p.add_argument("--columns", help="comma-separated fields to keep (default: all)")
     p.add_argument("--text-field", default="text", help="the text field (tokenized with --tokenizer; named so for text files)")
     p.add_argument("--tokenizer", help="tokenize the text field into a `tokens` column: 'default', 'bytes', or a tokenizer.json / .tiktoken path; "
@@ -61,7 +62,8 @@ def _add_convert(sub) -> None:
     p.add_argument("--compression", choices=["none", "lz4", "zstd"], default="none")
     p.add_argument("--workers", type=int, help="parallel workers (default: cores, at most 4); output is identical for any value")
     p.add_argument("--on-error", choices=["fail", "skip"], default="fail", help="bad input lines: stop (default) or skip and count")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing dataset in the output folder")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing dataset in the output folder (for a URL, the old "
+                                                               "dataset stops being readable when the first new shard is uploaded)")
     p.add_argument("--quiet", action="store_true", help="no progress bar and no summary")
 
 
@@ -296,6 +298,13 @@ def _add_bench(sub) -> None:
     p.add_argument("--tokenizer", help="for a text-only dataset: 'default' (the default), 'bytes', or a tokenizer.json / .tiktoken path")
     p.add_argument("--eos-id", type=int, help="token after each document (default: the tokenizer's or the one recorded at conversion)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    _add_cache_flags(p)
+
+
+def _add_cache_flags(p) -> None:
+    """The block cache of a dataset in object storage (s3://, gs://, az://, https://); a local dataset ignores them."""
+    p.add_argument("--cache-dir", help="for a dataset in object storage: the node's block cache folder (default: blocks/ in FASTLOAD_CACHE_DIR, or ~/.cache/fastload/blocks)")
+    p.add_argument("--cache-bytes", type=_size, help="for a dataset in object storage: the block cache's size, e.g. 50GiB (default: half its disk's free space)")
 
 
 def _run_bench(args) -> int:
@@ -304,6 +313,7 @@ def _run_bench(args) -> int:
     options = BenchOptions(
         batch_size=args.batch_size, seq_len=args.seq_len, workers=parse_workers(args.workers), steps=args.steps,
         repeats=args.repeats, warmup=args.warmup, tokenizer=args.tokenizer, eos_id=args.eos_id,
+        cache_dir=args.cache_dir, cache_bytes=args.cache_bytes,
     )
     data = _data_argument(args, "measure")
     print(f"fastload bench {args.dataset or 'mixture'}: the naive loader and fastload, workers {args.workers} ...", file=sys.stderr, flush=True)

@@ -63,7 +63,7 @@ class ArrayDataset(BatchDataset):
         super().__init__(sampling)
         opened = dataset if isinstance(dataset, Dataset) else Dataset(dataset)
         # The blocks the shuffled order has live stay decoded (and the next one or two being opened).
-        self.dataset = Dataset(opened.path, check_blocks=opened.check_blocks, cache_blocks=self.live_blocks(opened.num_blocks) + 2)
+        self.dataset = Dataset(opened.path, **{**opened.options(), "cache_blocks": self.live_blocks(opened.num_blocks) + 2})
         schema = self.dataset.schema
         if columns is None:
             columns = {c.name: None for c in schema if c.kind in FIXED_KINDS}

@@ -10,8 +10,15 @@ from fastload.benchmark.collate import PackingCollate
 from fastload.benchmark.report import BenchOptions
 from fastload.errors import ConfigError
 from fastload.format.reader import Dataset
+from fastload.store.object_store import worker_start_method
 
-__all__ = ["CountingDataset", "naive_loader", "fastload_loader", "tokens_or_text"]
+__all__ = ["CountingDataset", "naive_loader", "fastload_loader", "tokens_or_text", "new_counter"]
+
+
+def new_counter():
+    """A byte count shared by every worker, forked or spawned (a spawn-context lock works in both;
+    workers are spawned after object-store requests, see `store/object_store.py`)."""
+    return multiprocessing.get_context("spawn").Value("q", 0)
 
 
 class CountingDataset(Dataset):
@@ -19,7 +26,7 @@ class CountingDataset(Dataset):
 
     def __init__(self, path, *, counter=None, **kwargs):
         super().__init__(path, **kwargs)
-        self.counter = counter if counter is not None else multiprocessing.Value("q", 0)
+        self.counter = counter if counter is not None else new_counter()
         self._block_bytes = np.concatenate([info.block_bytes for info in self.index.shards]) if self.index.shards else np.zeros(0, np.int64)
 
     def read_block(self, block_id: int):
@@ -40,6 +47,24 @@ class CountingDataset(Dataset):
 # ---------------------------------------------------------------- the naive loader
 
 
+class DocumentTokens:
+    """Document i's token ids and EOS, as int64: one `Dataset[i]` (and one `encode`) per sample — the naive
+    loader's map-style dataset (module-level, so that spawned workers can unpickle it)."""
+
+    def __init__(self, datasets: list, *, column: str, tokenizer, eos_id: int):
+        self.datasets, self.column, self.tokenizer, self.eos_id = datasets, column, tokenizer, eos_id
+        self.starts = np.cumsum([0, *(len(d) for d in datasets)])
+
+    def __len__(self):
+        return int(self.starts[-1])
+
+    def __getitem__(self, i):
+        k = int(np.searchsorted(self.starts, i, side="right")) - 1
+        value = self.datasets[k][i - int(self.starts[k])][self.column]
+        ids = self.tokenizer.encode(value) if self.tokenizer is not None else value
+        return np.append(np.asarray(ids, np.int64), np.int64(self.eos_id))
+
+
 def naive_loader(datasets: list[CountingDataset], *, column: str, tokenizer, eos_id: int, docs_per_batch: int, options: BenchOptions,
                  num_workers: int, weights: list | None = None):
     """Documents read one `Dataset[i]` at a time and packed in Python; with several datasets (a mixture), documents drawn
@@ -47,28 +72,17 @@ def naive_loader(datasets: list[CountingDataset], *, column: str, tokenizer, eos
     import torch
     import torch.utils.data as tud
 
-    starts = np.cumsum([0, *(len(d) for d in datasets)])
-
-    class DocumentTokens(tud.Dataset):
-        """Document i's token ids and EOS, as int64: one `Dataset[i]` (and one `encode`) per sample."""
-
-        def __len__(self):
-            return int(starts[-1])
-
-        def __getitem__(self, i):
-            k = int(np.searchsorted(starts, i, side="right")) - 1
-            value = datasets[k][i - int(starts[k])][column]
-            ids = tokenizer.encode(value) if tokenizer is not None else value
-            return np.append(np.asarray(ids, np.int64), np.int64(eos_id))
-
-    documents = DocumentTokens()
+    documents = DocumentTokens(datasets, column=column, tokenizer=tokenizer, eos_id=eos_id)
     collate = PackingCollate(documents, batch_size=options.batch_size, row_tokens=options.seq_len + 1, seed=options.seed, split_labels=True)
     generator = torch.Generator().manual_seed(options.seed)
+    start_method = worker_start_method() if num_workers else None  # torch refuses a context without workers
     if weights is None:
-        return tud.DataLoader(documents, batch_size=docs_per_batch, shuffle=True, num_workers=num_workers, collate_fn=collate, generator=generator)
+        return tud.DataLoader(documents, batch_size=docs_per_batch, shuffle=True, num_workers=num_workers, collate_fn=collate, generator=generator,
+                              multiprocessing_context=start_method)
     per_document = np.concatenate([np.full(len(d), float(w) / max(1, len(d))) for d, w in zip(datasets, weights)])
     sampler = tud.WeightedRandomSampler(torch.as_tensor(per_document), num_samples=len(documents), replacement=True, generator=generator)
-    return tud.DataLoader(documents, batch_size=docs_per_batch, sampler=sampler, num_workers=num_workers, collate_fn=collate)
+    return tud.DataLoader(documents, batch_size=docs_per_batch, sampler=sampler, num_workers=num_workers, collate_fn=collate,
+                          multiprocessing_context=start_method)
 
 
 def fastload_loader(dataset, *, column: str, tokenizer, doc_lengths, options: BenchOptions, num_workers: int):

@@ -25,8 +25,12 @@ class BenchOptions:
     tokenizer: str | None = None  # for a dataset with only text: "default", "bytes" or a path (default: "default")
     eos_id: int | None = None  # appended after each document; default: the tokenizer's, or the one recorded at conversion
     seed: int = 0
+    cache_dir: str | None = None  # a dataset in object storage: the node's block cache folder (default: blocks/ in FASTLOAD_CACHE_DIR or ~/.cache/fastload)
+    cache_bytes: int | None = None  # a dataset in object storage: the block cache's size (default: half its disk's free space)
 
     def __post_init__(self) -> None:
+        if self.cache_bytes is not None and (type(self.cache_bytes) is not int or self.cache_bytes < 1):
+            raise ConfigError(f"cache_bytes must be a positive integer, found {self.cache_bytes!r}")
         for name in ("batch_size", "seq_len", "steps", "repeats"):
             value = getattr(self, name)
             if type(value) is not int or value < 1:

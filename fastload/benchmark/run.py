@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import warnings
 from typing import Callable
 
-from fastload.benchmark.loaders import CountingDataset, fastload_loader, naive_loader, tokens_or_text
+from fastload.benchmark.loaders import CountingDataset, fastload_loader, naive_loader, new_counter, tokens_or_text
 from fastload.benchmark.measure import one_run, summarize
 from fastload.benchmark.proc import machine_info
 from fastload.benchmark.report import LOADERS, BenchOptions, BenchReport
@@ -25,14 +24,15 @@ def run_benchmark(path, options: BenchOptions = BenchOptions(), *, progress: Cal
     from fastload.packing import PackedDataset
     from fastload.sampler import Mixture, SamplerOptions
 
+    cache = {"cache_dir": options.cache_dir, "cache_bytes": options.cache_bytes}  # used by datasets in object storage only
     if isinstance(path, Mixture):
-        counter = multiprocessing.Value("q", 0)  # one count of block bytes read, over every source
-        sources = {name: CountingDataset(getattr(d, "path", d), counter=counter) for name, d in path.datasets.items()}
+        counter = new_counter()  # one count of block bytes read, over every source
+        sources = {name: CountingDataset(getattr(d, "path", d), counter=counter, **cache) for name, d in path.datasets.items()}
         target = Mixture({name: (sources[name], path.weights[name]) for name in path.names}, on_exhausted=path.on_exhausted, schedule=dict(path.schedule))
         datasets, weights = list(sources.values()), [path.weights[name] for name in path.names]
         label = "mixture " + ", ".join(f"{name}={str(getattr(d, 'path', d))}:{path.weights[name]}" for name, d in path.datasets.items())
     else:
-        datasets, weights, label = [CountingDataset(path)], None, str(path)
+        datasets, weights, label = [CountingDataset(path, **cache)], None, str(path)
         target = datasets[0]
     column, tokenizer = tokens_or_text(datasets[0], options.tokenizer)
     # The plan (and, for text, every document's token count: tokenized once, then cached) is built

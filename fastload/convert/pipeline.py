@@ -13,7 +13,10 @@ second (`threads.py`).
 
 The output folder is held (`format.output.OutputFolder`: a lock, so a second
 conversion into it is refused) before any input is read, and a failed or
-interrupted conversion removes exactly what it created. The tokenizer's
+interrupted conversion removes exactly what it created. An output URL
+(`s3://bucket/prefix`) goes through `format.remote_output.RemoteOutput`:
+shards are staged locally and uploaded one by one as they are finished,
+`index.json` last. The tokenizer's
 kernels are compiled (or loaded from Numba's cache) before the clock starts,
 so the MB/s figure measures conversion, and the summary shows that time
 apart.
@@ -45,8 +48,10 @@ from fastload.convert.threads import OrderedThreads, SlicedTokenizer
 from fastload.errors import ConfigError, ConvertError, FormatError
 from fastload.format.index import DatasetIndex
 from fastload.format.output import OutputFolder
+from fastload.format.remote_output import RemoteOutput, open_output
 from fastload.format.schema import Column, Schema, TypeMismatch, promote_column
 from fastload.format.writer import DatasetWriter, WriteOptions
+from fastload.store import RetryPolicy, is_remote, local_path
 
 __all__ = ["convert", "ConvertResult"]
 
@@ -61,7 +66,7 @@ _WARMUP_SHOWN_S = 0.05  # kernel warm-up shorter than this goes unmentioned in t
 class ConvertResult:
     """What a conversion did; `str()` is the summary the CLI prints."""
 
-    path: Path
+    path: Path | str  # a folder, or the URL it was uploaded to
     index: DatasetIndex
     bytes_in: int
     seconds: float  # the conversion itself, which the MB/s figure divides by
@@ -177,7 +182,7 @@ class _Assembler:
     the start.
     """
 
-    def __init__(self, output: OutputFolder, options: WriteOptions):
+    def __init__(self, output: OutputFolder | RemoteOutput, options: WriteOptions):
         self.output, self.options = output, options
         self.known = _Columns()
         self.writer: DatasetWriter | None = None
@@ -240,11 +245,11 @@ def _resolve_tokenizer(tokenizer):
     return load_tokenizer(str(tokenizer))
 
 
-def _chunks_of(source, *, input_format, on_error, text_field, text_lines, out: Path) -> tuple[Iterator[Chunk], list[str], int | None]:
+def _chunks_of(source, *, input_format, on_error, text_field, text_lines, out: Path | None) -> tuple[Iterator[Chunk], list[str], int | None]:
     """(chunks, names of the inputs, total input bytes when known up front)."""
     if isinstance(source, (str, os.PathLike)) or (isinstance(source, (list, tuple)) and source and all(isinstance(s, (str, os.PathLike)) for s in source)):
         paths = [source] if isinstance(source, (str, os.PathLike)) else list(source)
-        files = find_inputs(paths, input_format=input_format, exclude=out.resolve())
+        files = find_inputs(paths, input_format=input_format, exclude=None if out is None else out.resolve())
         total = None if any(f.compression in COMPRESSED for f in files) else sum(f.num_bytes for f in files)
 
         def generate() -> Iterator[Chunk]:
@@ -280,8 +285,16 @@ def convert(
     on_error: str = "fail",
     overwrite: bool = False,
     quiet: bool = False,
+    storage_options: dict | None = None,
+    retry: RetryPolicy | None = None,
+    staging_dir: str | os.PathLike | None = None,
 ) -> ConvertResult:
     """Convert files (paths, folders, globs) or an in-memory source into a fastload dataset at `out`.
+
+    `out` may be a URL (`s3://bucket/prefix`, `gs://`, `az://`): shards are
+    staged in a temporary folder under `staging_dir` (default: the system's)
+    and uploaded as each is finished, `index.json` last; `storage_options`
+    and `retry` (a `fastload.RetryPolicy`) are as for `fastload.Dataset`.
 
     See `fastload convert --help` for the options; the Python names are the
     same in snake_case. Returns a `ConvertResult`; raises `ConvertError`
@@ -296,10 +309,12 @@ def convert(
     options = WriteOptions(shard_bytes=shard_bytes, block_bytes=block_bytes, block_rows=block_rows, compression=compression)
     columns = tuple(columns) if columns is not None else None
     tokenizer = _resolve_tokenizer(tokenizer)
-    out = Path(out)
-    chunks, input_names, total = _chunks_of(source, input_format=input_format, on_error=on_error, text_field=text_field, text_lines=text_lines, out=out)
+    remote = is_remote(out)
+    out = str(out).rstrip("/") if remote else local_path(out)  # a URL stays text: Path would fold "s3://" into "s3:/"
+    chunks, input_names, total = _chunks_of(source, input_format=input_format, on_error=on_error, text_field=text_field, text_lines=text_lines, out=None if remote else out)
     # Held before any input is read: a second conversion into `out` is refused at once.
-    assembler = _Assembler(OutputFolder(out, overwrite=overwrite), options)
+    output = open_output(out, overwrite=overwrite, storage_options=storage_options, retry=retry, staging_dir=staging_dir)
+    assembler = _Assembler(output, options)
     progress = None
     try:
         warmup_seconds = _warm_up(tokenizer)

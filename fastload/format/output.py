@@ -171,6 +171,16 @@ class OutputFolder:
         self._created.pop(old, None)
         self._created[new] = None
 
+    def shard_finished(self, staged: str, final: str) -> None:
+        """The writer finished shard `final` (still at `staged`): nothing to do until `commit` renames it.
+
+        (`remote_output.RemoteOutput` uploads it here; the writer calls both the same way.)
+        """
+
+    def local_shard(self, staged: str, final: str) -> Path:
+        """A finished shard's local file, to rewrite it after a schema promotion."""
+        return self.path / staged
+
     def commit(self, renames: list[tuple[str, str]], index_bytes: bytes) -> None:
         """Turn our temporaries into the dataset: (temporary, final) shard names and the new index.json's bytes."""
         tmp_index = TMP_PREFIX + INDEX_FILE

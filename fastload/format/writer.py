@@ -16,7 +16,9 @@ temporary file and a rename. A crash at any moment leaves a folder with no
 `index.json`, which `fastload.Dataset` refuses to open. The folder itself is
 held through `output.OutputFolder`: one writer at a time, and a failed writer
 removes exactly the files it created (with `overwrite`, the old dataset
-survives a failed run).
+survives a failed run). A URL (`s3://bucket/prefix`) is written through
+`remote_output.RemoteOutput` instead: the same calls, with each shard
+uploaded as soon as it is finished and `index.json` uploaded last.
 
 A failure to write (a full disk, a quota, an I/O error) removes every file
 this writer created and raises a `ConvertError` that says what happened,
@@ -41,10 +43,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.ipc as ipc
 
-from fastload.errors import ConfigError, ConvertError, FormatError
+from fastload.errors import ConfigError, ConvertError, FormatError, StoreError
 from fastload.format.checksum import ChecksummingFile
 from fastload.format.index import COMPRESSIONS, DatasetIndex, ShardInfo, encode_index
 from fastload.format.output import TMP_PREFIX, OutputFolder
+from fastload.format.remote_output import RemoteOutput, open_output
 from fastload.format.schema import Schema, offsets_of
 from fastload.format.stats import new_stats
 
@@ -167,9 +170,10 @@ class DatasetWriter:
     yourself. Until `close()` returns, the folder has no `index.json`.
     """
 
-    def __init__(self, folder: str | os.PathLike | OutputFolder, schema: Schema, *, options: WriteOptions = WriteOptions(), overwrite: bool = False):
-        """`folder`: a path, or an `OutputFolder` already held (then `overwrite` was decided when it was taken)."""
-        self.output = folder if isinstance(folder, OutputFolder) else OutputFolder(folder, overwrite=overwrite)
+    def __init__(self, folder: str | os.PathLike | OutputFolder | RemoteOutput, schema: Schema, *, options: WriteOptions = WriteOptions(), overwrite: bool = False):
+        """`folder`: a path or URL, or an output already held (`remote_output.open_output`; then
+        `overwrite` was decided when it was taken)."""
+        self.output = folder if isinstance(folder, (OutputFolder, RemoteOutput)) else open_output(folder, overwrite=overwrite)
         self.folder = self.output.path
         self.schema = schema
         self.options = options
@@ -277,6 +281,7 @@ class DatasetWriter:
             return
         shard_id = len(self._shards)
         self._shards.append(self._current.finish(shard_file_name(shard_id)))
+        self.output.shard_finished(self._current.path.name, shard_file_name(shard_id))
         self._shard_schemas.append(self.schema)
         self._current = None
 
@@ -315,7 +320,7 @@ class DatasetWriter:
         for shard_id, (info, schema) in enumerate(zip(self._shards, self._shard_schemas)):
             if schema == self.schema:
                 continue
-            old_path = self.folder / _tmp_name(info.file)
+            old_path = self.output.local_shard(_tmp_name(info.file), info.file)
             new_name = _tmp_name("promoted-" + info.file)
             shard = _ShardFile(self.output.create(new_name), target, self.options.compression)
             with pa.memory_map(str(old_path)) as source:
@@ -330,6 +335,7 @@ class DatasetWriter:
                     shard.write(pa.RecordBatch.from_arrays(columns, schema=target))
             self._shards[shard_id] = shard.finish(info.file)
             self.output.rename(new_name, old_path.name)
+            self.output.shard_finished(old_path.name, info.file)
 
     def abort(self) -> None:
         """Remove every file this writer created (and its folder, if it made it); write nothing.
@@ -348,6 +354,13 @@ class DatasetWriter:
         """Turn a failure to write into a `ConvertError`, after removing what this writer wrote."""
         try:
             yield
+        except StoreError as exc:  # an upload failed past its retries: the store's message says where and what to check
+            num_shards = len(self._shards)
+            self.abort()
+            raise ConvertError(
+                f"{exc} The conversion stopped after {num_shards:,} shard(s); every object it had uploaded was "
+                "deleted (best effort) and no index.json was written, so no partial dataset is left."
+            ) from exc
         except OSError as exc:
             raise self._write_failed(exc) from exc
 

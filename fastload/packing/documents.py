@@ -180,8 +180,8 @@ def _counts_path(dataset: Dataset, column: str, tokenizer) -> Path | None:
     root = cache_dir()
     if root is None:
         return None
-    try:
-        index = (dataset.path / "index.json").read_bytes()
+    try:  # a remote dataset's index was read at open: its digest names it just as well
+        index = dataset.remote.digest.encode() if dataset.remote is not None else (dataset.path / "index.json").read_bytes()
     except OSError:
         return None
     key = hashlib.sha256(index + b"\0" + column.encode() + b"\0" + tokenizer.fingerprint.encode()).hexdigest()[:32]

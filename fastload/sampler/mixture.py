@@ -22,6 +22,7 @@ from fractions import Fraction
 from pathlib import Path
 
 from fastload.errors import ConfigError
+from fastload.store import is_remote, local_path
 from fastload.toml_files import read_toml
 from fastload.sampler.mixing import exact_weights
 from fastload.sampler.mixture_plan import EXHAUSTION_POLICIES
@@ -147,9 +148,9 @@ class Mixture:
             unknown = set(table) - {"path", "weight", "on_exhausted", "max_repetitions"}
             if unknown:
                 raise ConfigError(f"{str(file)!r}: [sources.{name}] has unknown keys {', '.join(sorted(unknown))}; it takes path, weight, on_exhausted, max_repetitions")
-            dataset = Path(table["path"])
-            if not dataset.is_absolute():
-                dataset = file.parent / dataset  # relative to the file, as a reader of the file expects
+            dataset = table["path"]
+            if not is_remote(dataset) and not local_path(dataset).is_absolute():  # a URL stays text: Path folds "s3://" into "s3:/"
+                dataset = str(file.parent / local_path(dataset))  # relative to the file, as a reader of the file expects
             sources[name] = (str(dataset), table["weight"])
             if "on_exhausted" in table:
                 policies[name] = table["on_exhausted"]

@@ -19,8 +19,10 @@ never fork. Hence two clients behind one `ObjectStore`:
 - elsewhere, for s3://, boto3 (pure Python: a new client per process is
   fork-safe), and for http(s)://, the standard library.
 Clients are created on first use in each process (checked by pid), and
-pickling carries only the URL and options. A forked child of a process
-that did start obstore gets a `StoreError` saying what to do, never a hang.
+pickling carries only the URL and options. Where the main process did
+start obstore, `worker_start_method()` says 'spawn' (fastload's worker pool
+and `fastload bench` follow it), and a forked child that tries a request
+anyway gets a `StoreError` saying what to do, never a hang.
 
 obstore's own retries are turned off: `retry.with_retries` retries every
 request the same way for every backend, with one deadline, and failures
@@ -40,7 +42,7 @@ from fastload.errors import ConfigError, StoreError
 from fastload.store.base import NotFound, Store
 from fastload.store.retry import RetryPolicy, with_retries
 
-__all__ = ["ObjectStore", "import_obstore", "runtime_started", "mark_leaf_process"]
+__all__ = ["ObjectStore", "import_obstore", "runtime_started", "mark_leaf_process", "worker_start_method"]
 
 _runtime_pid: int | None = None  # the process that started obstore's runtime (inherited by forked children)
 _leaf_pid: int | None = None  # a process that will never fork (a DataLoader worker)
@@ -49,6 +51,17 @@ _leaf_pid: int | None = None  # a process that will never fork (a DataLoader wor
 def runtime_started() -> bool:
     """True when this process has used obstore: a plain fork() of it would give children that hang."""
     return _runtime_pid == os.getpid()
+
+
+def worker_start_method() -> str | None:
+    """'spawn' where worker processes would be plain forks of a process that started obstore (it read
+    gs:// or az://, or s3:// without boto3); else None, the default. Spawned workers see this process's
+    environment (credentials) as it is now."""
+    import multiprocessing
+
+    if runtime_started() and multiprocessing.get_start_method() == "fork":
+        return "spawn"
+    return None
 
 
 def mark_leaf_process() -> None:

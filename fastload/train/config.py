@@ -50,6 +50,8 @@ class TrainConfig:
     compile: bool = False  # torch.compile the model
     device: str = "auto"  # "auto": cuda (the local rank's) if available, else cpu; or "cpu", "cuda", "cuda:N"
     workers: int = 2  # fastload.DataLoader worker processes
+    cache_dir: str | None = None  # for a dataset in object storage (s3://...): the node's block cache folder; None: blocks/ in FASTLOAD_CACHE_DIR or ~/.cache/fastload
+    cache_bytes: int | None = None  # for a dataset in object storage: the block cache's size in bytes; None: half the free space of its disk
     tokenizer: str | None = None  # for a dataset with only text: "default" or a tokenizer.json path (tokenized on the fly)
     seed: int = 0  # model init, data order and validation split
     validation: float = 0.05  # fraction of the dataset's blocks held out (at least one block); 0: none
@@ -73,7 +75,7 @@ class TrainConfig:
             _check_int(name, getattr(self, name), minimum=1)
         for name in ("warmup_steps", "workers", "seed"):
             _check_int(name, getattr(self, name), minimum=0)
-        for name in ("seq_len", "decay_steps", "patience", "checkpoint_every"):
+        for name in ("seq_len", "decay_steps", "patience", "checkpoint_every", "cache_bytes"):
             if getattr(self, name) is not None:
                 _check_int(name, getattr(self, name), minimum=1)
         if not (isinstance(self.lr, (int, float)) and self.lr >= 0):

@@ -49,7 +49,7 @@ def open_data(dataset: Dataset | Mixture | str | os.PathLike, config: TrainConfi
     """The split, the training loader and the validation batches; `loader` replaces fastload's for training."""
     if isinstance(dataset, Mixture):
         return _open_mixture(dataset, config, device=device, loader=loader)
-    opened = dataset if isinstance(dataset, Dataset) else Dataset(dataset)
+    opened = _open(dataset, config)
     tokenizer = _tokenizer(config.tokenizer)
     train_blocks = validation_blocks = None
     if config.validation:
@@ -65,7 +65,7 @@ def open_data(dataset: Dataset | Mixture | str | os.PathLike, config: TrainConfi
 
 
 def _open_mixture(mixture: Mixture, config: TrainConfig, *, device: torch.device, loader=None) -> TrainData:
-    opened = {name: d if isinstance(d, Dataset) else Dataset(d) for name, d in mixture.datasets.items()}
+    opened = {name: _open(d, config) for name, d in mixture.datasets.items()}
     mixture = Mixture(
         {name: (opened[name], mixture.weights[name]) for name in mixture.names}, on_exhausted=mixture.on_exhausted,
         schedule=dict(mixture.schedule), max_repetitions=mixture.max_repetitions,
@@ -88,6 +88,13 @@ def _open_mixture(mixture: Mixture, config: TrainConfig, *, device: torch.device
         validation = _validation_batches(held_out, config, device, what="the sources' validation blocks")
     as_lists = (lambda blocks: None if blocks is None else {name: _list(b) for name, b in blocks.items()})
     return TrainData(next(iter(opened.values())), loader, validation, as_lists(train_blocks), as_lists(validation_blocks), mixture)
+
+
+def _open(dataset: Dataset | str | os.PathLike, config: TrainConfig) -> Dataset:
+    """A path or URL opened with the config's cache settings (which only a dataset in object storage uses)."""
+    if isinstance(dataset, Dataset):
+        return dataset
+    return Dataset(dataset, cache_dir=config.cache_dir, cache_bytes=config.cache_bytes)
 
 
 def _training_loader(packed, config: TrainConfig, device: torch.device) -> DataLoader:

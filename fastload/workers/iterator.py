@@ -28,6 +28,7 @@ import torch
 
 from fastload.errors import ConfigError
 from fastload.pool import PAGE
+from fastload.store.object_store import worker_start_method
 from fastload.torch_private import DatasetKind, ExceptionWrapper, IteratorBase, is_default_collate, profiler_enabled
 from fastload.workers import protocol
 from fastload.workers.codec import decode_batch
@@ -87,7 +88,7 @@ class PoolIterator(IteratorBase):
     # -- workers ---------------------------------------------------------------
 
     def _start_workers(self, loader) -> None:
-        context = loader.multiprocessing_context or multiprocessing.get_context()
+        context = loader.multiprocessing_context or _default_context()
         if isinstance(context, str):
             context = multiprocessing.get_context(context)
         uses_default = is_default_collate(loader.collate_fn)
@@ -465,3 +466,12 @@ def _computes_whole_batches(loader, auto_collation: bool) -> bool:
     from fastload.workers.collate import ComputedBatchCollate
 
     return not auto_collation and hasattr(loader.dataset, "__fastload_batch__") and isinstance(loader.collate_fn, ComputedBatchCollate)
+
+
+def _default_context():
+    """Python's default start method, except fork once this process has started obstore's runtime
+    (it read gs:// or az://; s3:// goes through boto3 here): a forked child's requests would hang
+    (see `store/object_store.py`), so workers are spawned, each a fresh interpreter. Not forkserver:
+    its server keeps the environment it started with, and a worker must see this process's
+    credentials and endpoint as they are now."""
+    return multiprocessing.get_context(worker_start_method())

@@ -1,5 +1,8 @@
 """Fixtures for the object-storage tests: a moto S3 server per session, a fresh bucket and a fault proxy per test.
 
+`moto_endpoint` bundles them for tests that want one object: the server's URL, a fresh bucket, and the
+environment pointing S3 clients at it.
+
 Each fixture skips (naming the package to install) when moto or boto3 is missing; the README's test
 command installs both, so CI runs these tests. The machinery itself lives in `tests/remote/s3.py`,
 which `bench/remote.py` imports too.
@@ -8,6 +11,7 @@ which `bench/remote.py` imports too.
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 
 import pytest
 
@@ -66,3 +70,27 @@ def s3_env(monkeypatch, s3_server):
 def s3_proxy_env(monkeypatch, s3_server, fault_proxy):
     """Like `s3_env`, but AWS_ENDPOINT_URL is `fault_proxy`'s endpoint."""
     return _patch_env(monkeypatch, s3_server.env(fault_proxy.endpoint))
+
+
+@dataclass(frozen=True)
+class MotoEndpoint:
+    url: str
+    bucket: str
+    server: S3Server
+
+    def client(self):
+        return self.server.client()
+
+    def keys(self, prefix: str = "") -> list[str]:
+        pages = self.client().get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix)
+        return sorted(entry["Key"] for page in pages for entry in page.get("Contents", []))
+
+
+@pytest.fixture
+def moto_endpoint(s3_server, s3_bucket, s3_env, monkeypatch) -> MotoEndpoint:
+    from fastload.store import object_store
+
+    # Each test starts as a process that has not started obstore, whatever an earlier test did
+    # (store/object_store.py: a process that did spawns its workers).
+    monkeypatch.setattr(object_store, "_runtime_pid", None)
+    return MotoEndpoint(s3_server.endpoint, s3_bucket, s3_server)
