@@ -21,11 +21,12 @@ if TYPE_CHECKING:
     from fastload.arrays import ArrayDataset, NormalizeImage, Standardize
     from fastload.attention import cu_seqlens
     from fastload.convert import ConvertResult, convert
-    from fastload.errors import ConfigError, ConvertError, FastloadError, FormatError, TokenizerError
+    from fastload.errors import ConfigError, ConvertError, FastloadError, FormatError, StoreError, TokenizerError
     from fastload.format import Column, Dataset, Schema, verify_dataset
     from fastload.loader import DataLoader
     from fastload.packing import PackedDataset, PaddedDataset, split_blocks
     from fastload.sampler import Mixture, Sampler, SamplerOptions
+    from fastload.store import RetryPolicy
     from fastload.tokenizer import Tokenizer, load_tokenizer
     from fastload.workers import get_worker_info
 
@@ -44,6 +45,7 @@ _EXPORTS = {
     "FastloadError": "fastload.errors",
     "FormatError": "fastload.errors",
     "TokenizerError": "fastload.errors",
+    "StoreError": "fastload.errors",
     "Column": "fastload.format",
     "Dataset": "fastload.format",
     "Schema": "fastload.format",
@@ -58,6 +60,7 @@ _EXPORTS = {
     "Tokenizer": "fastload.tokenizer",
     "load_tokenizer": "fastload.tokenizer",
     "get_worker_info": "fastload.workers",
+    "RetryPolicy": "fastload.store",
 }
 
 # the keys of _EXPORTS, spelled out for tools that read __all__ without running this file
@@ -77,6 +80,8 @@ __all__ = [
     "Sampler",
     "Mixture",
     "SamplerOptions",
+    "RetryPolicy",
+    "StoreError",
     "Schema",
     "Standardize",
     "Tokenizer",

@@ -274,6 +274,17 @@ class _RemoteShard:
 class Dataset:
     """A fastload dataset folder, opened for reading.
 
+    `path` is a local folder (or `file://` URL), or a URL of a dataset in
+    object storage (`s3://`, `gs://`, `az://`, `https://`; the
+    `fastload[remote]` extra), read block by block through the node's cache
+    (`format/remote.py`). Options that only matter for a URL:
+    storage_options: client settings beyond the environment's (obstore's
+        config keys, e.g. {"endpoint": ..., "region": ...});
+    cache_dir / cache_bytes: the node's block cache (default
+        `~/.cache/fastload/blocks`, half the disk's free space);
+    retry: a `fastload.RetryPolicy` (per-request timeout, deadline, attempts);
+    read_ahead_bytes: how much the read-ahead may fetch before it is read.
+
     >>> ds = fastload.Dataset("data/demo")
     >>> len(ds), ds.schema.names
     >>> ds[0]                     # {'text': '...', 'tokens': array([...], dtype=uint16)}
