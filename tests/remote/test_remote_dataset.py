@@ -209,3 +209,22 @@ def test_a_corrupt_download_is_refused_before_it_enters_the_cache(local_dataset,
     with pytest.raises(fastload.FormatError, match="fails its checksum"):
         dataset.read_block(1)
     assert dataset.remote.cache.lookup(1) is None
+
+
+@pytest.mark.parametrize("num_workers", [0, 2])
+def test_a_mixture_of_a_remote_and_a_local_source_equals_the_all_local_one(local_dataset, remote_url, tmp_path, num_workers):
+    other = tmp_path / "other"
+    write_documents(other, distinct_documents(np.random.default_rng(9), 120, 40), block_rows=5)
+
+    def batches(first):
+        mix = fastload.Mixture({"a": (first, 0.75), "b": (str(other), 0.25)})
+        loader = fastload.DataLoader(fastload.PackedDataset(mix, seq_len=SEQ_LEN, eos_id=0), batch_size=BATCH, shuffle=True, num_workers=num_workers)
+        out = []
+        for step, batch in enumerate(loader):
+            out.append(torch.cat([batch["input_ids"], batch["source"][:, None]], 1))
+            if step == 40:
+                break
+        return out
+
+    remote = _open(remote_url, tmp_path)
+    assert _same(batches(remote), batches(str(local_dataset)))
