@@ -18,8 +18,9 @@ ranks and workers that start, fork and die at any moment:
   process evicts a block another one still needs or is writing. (Separate
   bytes, so that two processes pinning a block never block its download.)
 - Eviction by next use, not LRU: the evicting process ranks the unpinned
-  blocks by when its own schedule reads them next (never again first), and
-  evicts only blocks needed later than the one coming in. When nothing
+  blocks by when its own schedule reads them next (blocks it will not read
+  again first, oldest first among them), and evicts only blocks needed
+  later than the one coming in. When nothing
   qualifies, the new block is used from memory without entering the cache:
   a cache that is too small costs downloads, never a deadlock.
 
@@ -176,21 +177,22 @@ class BlockCache:
 
     # -- room ---------------------------------------------------------------------------
 
-    def _cached(self) -> list[tuple[int, int]]:
-        """(block id, bytes) of every complete block file, read from the folder (other processes add to it)."""
+    def _cached(self) -> list[tuple[int, int, float]]:
+        """(block id, bytes, when written) of every complete block file, read from the folder (other processes add to it)."""
         found = []
         with os.scandir(self.folder) as entries:
             for entry in entries:
                 name = entry.name
                 if name.endswith(".block") and name[:-6].isdigit():
                     try:
-                        found.append((int(name[:-6]), entry.stat().st_size))
+                        info = entry.stat()
                     except FileNotFoundError:
-                        pass  # evicted by another process just now
+                        continue  # evicted by another process just now
+                    found.append((int(name[:-6]), info.st_size, info.st_mtime))
         return found
 
     def used_bytes(self) -> int:
-        return sum(size for _, size in self._cached())
+        return sum(size for _, size, _ in self._cached())
 
     def _make_room(self, incoming: int, size: int) -> bool:
         """Evict blocks needed later than `incoming` until `size` more bytes fit; False when they cannot."""
@@ -199,14 +201,17 @@ class BlockCache:
         self._lock(_EVICTION_BYTE, fcntl.LOCK_EX, "evicting")
         try:
             cached = self._cached()
-            excess = sum(s for _, s in cached) + size - self.capacity_bytes
+            excess = sum(s for _, s, _ in cached) + size - self.capacity_bytes
             if excess <= 0:
                 return True
             horizon = self.next_use(incoming)
+            if horizon == float("inf"):
+                horizon = 0.0  # a read outside the known order: the block is wanted now
             with self._guard:  # this process's own pins and downloads are known here, not by lock (POSIX locks are per process)
                 busy = set(self._pins) | {b for b, lock in self._downloading.items() if lock.locked()}
-                ranked = sorted(((self.next_use(b), b, s) for b, s in cached if b not in busy), reverse=True)
-                for when, block_id, block_size in ranked:
+                # Needed furthest ahead first; among blocks this process will not read again, the oldest first.
+                ranked = sorted(((self.next_use(b), -written, b, s) for b, s, written in cached if b not in busy), reverse=True)
+                for when, _, block_id, block_size in ranked:
                     if excess <= 0 or when <= horizon:
                         break  # what is left is needed sooner than the incoming block: keep it
                     if not self._try_lock(_writing(block_id), fcntl.LOCK_EX):

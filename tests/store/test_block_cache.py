@@ -1,0 +1,128 @@
+"""`BlockCache`: complete files only, one download per block, eviction by next use, pins, no deadlock."""
+
+from __future__ import annotations
+
+import multiprocessing
+import threading
+
+import pytest
+
+from fastload.store.block_cache import BlockCache
+
+
+def _fetcher(counts: dict, size: int = 100):
+    def fetch_for(block_id):
+        def fetch():
+            counts[block_id] = counts.get(block_id, 0) + 1
+            return bytes([block_id % 256]) * size
+
+        return fetch
+
+    return fetch_for
+
+
+def test_a_block_is_fetched_once_and_then_read_from_its_file(tmp_path):
+    cache, counts = BlockCache(tmp_path, 10_000), {}
+    fetch = _fetcher(counts)
+    first = cache.get(7, 100, fetch(7))
+    again = cache.get(7, 100, fetch(7))
+    assert first == again == tmp_path / "7.block" and first.read_bytes() == bytes([7]) * 100
+    assert counts == {7: 1} and cache.stats["downloads"] == 1 and cache.stats["hits"] == 1
+
+
+def test_threads_asking_for_one_block_at_once_download_it_once(tmp_path):
+    cache, counts = BlockCache(tmp_path, 10_000), {}
+    gate = threading.Barrier(8)
+
+    def slow(block_id):
+        def fetch():
+            counts[block_id] = counts.get(block_id, 0) + 1
+            return b"x" * 100
+
+        return fetch
+
+    def ask():
+        gate.wait()
+        cache.get(3, 100, slow(3))
+
+    threads = [threading.Thread(target=ask) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert counts == {3: 1}
+
+
+def test_eviction_removes_the_block_needed_furthest_in_the_future_first(tmp_path):
+    cache, counts = BlockCache(tmp_path, 300), {}  # room for three blocks of 100 bytes
+    fetch = _fetcher(counts)
+    order = {0: 5.0, 1: 1.0, 2: 9.0, 3: 2.0}  # the next use of each block, in reads from now
+    cache.next_use = lambda b: order.get(b, float("inf"))
+    for b in (0, 1, 2):
+        cache.get(b, 100, fetch(b))
+    cache.get(3, 100, fetch(3))  # needs room: block 2 (next use 9) goes, not 0 (LRU would evict 0)
+    assert sorted(p.name for p in tmp_path.glob("*.block")) == ["0.block", "1.block", "3.block"]
+    assert cache.used_bytes() <= 300
+
+
+def test_a_block_needed_later_than_everything_cached_stays_out_and_is_served_from_memory(tmp_path):
+    cache, counts = BlockCache(tmp_path, 200), {}
+    fetch = _fetcher(counts)
+    order = {0: 1.0, 1: 2.0, 2: 7.0}
+    cache.next_use = lambda b: order.get(b, float("inf"))
+    cache.get(0, 100, fetch(0))
+    cache.get(1, 100, fetch(1))
+    got = cache.get(2, 100, fetch(2))  # evicting 0 or 1 (needed sooner) would cost more downloads
+    assert isinstance(got, memoryview) and bytes(got) == bytes([2]) * 100
+    assert cache.stats["bypassed"] == 1 and sorted(p.name for p in tmp_path.glob("*.block")) == ["0.block", "1.block"]
+
+
+def test_pinned_blocks_are_never_evicted_and_a_full_cache_of_pins_bypasses_instead_of_waiting(tmp_path):
+    cache, counts = BlockCache(tmp_path, 200), {}
+    fetch = _fetcher(counts)
+    for b in (0, 1):
+        cache.pin(b)
+        cache.get(b, 100, fetch(b))
+    got = cache.get(2, 100, fetch(2))  # everything cached is pinned: no deadlock, no eviction
+    assert isinstance(got, memoryview)
+    assert sorted(p.name for p in tmp_path.glob("*.block")) == ["0.block", "1.block"]
+    cache.unpin(0)
+    assert isinstance(cache.get(3, 100, fetch(3)), type(tmp_path))  # now 0 may go
+    assert not (tmp_path / "0.block").exists()
+
+
+def _pin_and_wait(folder, block_id, ready, done):
+    cache = BlockCache(folder, 200)
+    cache.pin(block_id)
+    ready.set()
+    done.wait(30)
+
+
+def test_a_block_another_process_pins_is_not_evicted(tmp_path):
+    cache, counts = BlockCache(tmp_path, 200), {}
+    fetch = _fetcher(counts)
+    cache.get(0, 100, fetch(0))
+    cache.get(1, 100, fetch(1))
+    context = multiprocessing.get_context("fork")
+    ready, done = context.Event(), context.Event()
+    other = context.Process(target=_pin_and_wait, args=(tmp_path, 0, ready, done))
+    other.start()
+    try:
+        assert ready.wait(30)
+        cache.get(2, 100, fetch(2))  # must evict: 0 is pinned by the other process, so 1 goes
+        assert (tmp_path / "0.block").exists() and not (tmp_path / "1.block").exists()
+    finally:
+        done.set()
+        other.join(30)
+
+
+def test_a_failed_download_leaves_no_file_and_the_next_one_succeeds(tmp_path):
+    cache = BlockCache(tmp_path, 10_000)
+
+    def broken():
+        raise ConnectionResetError("the server went away")
+
+    with pytest.raises(ConnectionResetError):
+        cache.get(5, 100, broken)
+    assert cache.lookup(5) is None
+    assert cache.get(5, 100, lambda: b"y" * 100).read_bytes() == b"y" * 100
