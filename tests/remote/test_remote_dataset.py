@@ -228,3 +228,34 @@ def test_a_mixture_of_a_remote_and_a_local_source_equals_the_all_local_one(local
 
     remote = _open(remote_url, tmp_path)
     assert _same(batches(remote), batches(str(local_dataset)))
+
+
+_READ_ONE_BLOCK = """
+import sys, fastload
+dataset = fastload.Dataset(sys.argv[1], cache_dir=sys.argv[2])
+print("open", flush=True)
+dataset.read_block(int(sys.argv[3]))
+print("done", flush=True)
+"""
+
+
+def test_a_reader_killed_mid_download_leaves_nothing_that_passes_for_the_block(local_dataset, remote_url, tmp_path, fault_proxy, s3_proxy_env):
+    import subprocess
+    import sys
+
+    local = fastload.Dataset(local_dataset)
+    block = int(np.argmax(np.concatenate([s.block_bytes for s in local.index.shards])))
+    reader = subprocess.Popen([sys.executable, "-c", _READ_ONE_BLOCK, remote_url, str(tmp_path / "cache"), str(block)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": os.getcwd()})
+    try:
+        assert reader.stdout.readline().strip() == "open"
+        fault_proxy.set_faults(bandwidth_bytes_per_s=200)  # the block's bytes now take many seconds
+        time.sleep(1.0)
+        reader.kill()
+        reader.communicate(timeout=30)
+    finally:
+        reader.kill()
+    fault_proxy.set_faults(bandwidth_bytes_per_s=None)
+    dataset = _open(remote_url, tmp_path)
+    assert dataset.remote.cache.lookup(block) is None, "a killed download must not count as the block"
+    assert dataset.read_block(block).equals(local.read_block(block))  # and the next reader is not blocked by a lock
