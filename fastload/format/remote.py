@@ -153,9 +153,9 @@ class RemoteBlocks:
 
     # -- planning -------------------------------------------------------------------------
 
-    def row_lengths(self, column: str, schema: Schema, *, threads: int = 16) -> np.ndarray:
+    def row_lengths(self, column: str, schema: Schema, *, threads: int = 64) -> np.ndarray:
         """Every row's length in a tokens/text/bytes column, from each block's metadata and offsets
-        buffer only (`ipc_layout`: two small requests per block, in parallel), kept in the cache
+        buffer only (`ipc_layout`: two small requests per block, 64 blocks at a time), kept in the cache
         folder so that the next start reads one file."""
         saved = self.cache.folder / f"lengths-{column}.npy"
         num_rows = sum(s.num_rows for s in self.index.shards)

@@ -52,7 +52,7 @@ class S3Client:
             connect_timeout=min(5.0, retry.attempt_timeout_s),
             read_timeout=retry.attempt_timeout_s,
             retries={"total_max_attempts": 1},  # one attempt: ObjectStore retries, with one deadline for every client
-            max_pool_connections=32,
+            max_pool_connections=64,  # the planning pass reads two small ranges per block, 64 at a time
         )
         self.s3 = boto3.session.Session().client("s3", config=config, **options)
         from botocore.exceptions import ClientError
