@@ -12,7 +12,7 @@ at each added latency, under a bandwidth cap meant to exceed consumption:
 
   fastload   `Dataset("s3://.../fastload", cache_dir=, cache_bytes=)` -> `PackedDataset(seq_len=1024)` -> `DataLoader`
   mosaicml   `StreamingDataset(remote="s3://.../mds", local=)` (endpoint from S3_ENDPOINT_URL) -> torch `DataLoader`
-  litdata    `StreamingDataset(Dir(path=, url="s3://.../litdata"), TokensLoader(1025), storage_options=)` -> `StreamingDataLoader`
+  litdata    `StreamingDataset("s3://.../litdata", cache_dir=, TokensLoader(1025), storage_options=)` -> `StreamingDataLoader`
 
 all with `--workers` workers, batches of 16 x 1025 tokens, shuffled. Each
 measurement is a fresh child process: "cold" on an empty cache folder, then
@@ -106,11 +106,12 @@ def _peer_files(name: str, corpus: Path) -> Path:
     return litdata_chunks(corpus)
 
 
-def _make_loader(name: str, source: str, cache: Path, workers: int, cache_bytes: int | None):
+def _make_loader(name: str, source: str, cache: Path, workers: int, cache_bytes: int | None, read_ahead_bytes: int | None):
     if name in ("fastload", "local", "epoch"):
         import fastload
 
-        dataset = fastload.Dataset(source, cache_dir=cache, cache_bytes=cache_bytes) if source.startswith("s3://") else fastload.Dataset(source)
+        remote = {"cache_dir": cache, "cache_bytes": cache_bytes} | ({"read_ahead_bytes": read_ahead_bytes} if read_ahead_bytes else {})
+        dataset = fastload.Dataset(source, **remote) if source.startswith("s3://") else fastload.Dataset(source)
         return fastload.DataLoader(fastload.PackedDataset(dataset, seq_len=SEQ_LEN), batch_size=BATCH_SIZE, num_workers=workers, shuffle=True)
     if name == "mosaicml":
         import torch
@@ -127,10 +128,9 @@ def _make_loader(name: str, source: str, cache: Path, workers: int, cache_bytes:
         dataset = TokenRows(remote=source, local=str(cache), shuffle=True, batch_size=BATCH_SIZE)
         return torch.utils.data.DataLoader(dataset, batch_size=BATCH_SIZE, num_workers=workers)
     from litdata import StreamingDataLoader, StreamingDataset, TokensLoader
-    from litdata.streaming.resolver import Dir
     from token_loaders.prepare import to_int64
 
-    dataset = StreamingDataset(Dir(path=str(cache), url=source), item_loader=TokensLoader(block_size=ROW_LEN), shuffle=True,
+    dataset = StreamingDataset(source, cache_dir=str(cache), item_loader=TokensLoader(block_size=ROW_LEN), shuffle=True,
                                transform=to_int64, storage_options={"endpoint_url": os.environ["AWS_ENDPOINT_URL"]})
     return StreamingDataLoader(dataset, batch_size=BATCH_SIZE, num_workers=workers)
 
@@ -175,19 +175,23 @@ def _folder_bytes(folder: Path) -> int:
     return total
 
 
-def child_measure(name: str, source: str, cache: Path, *, workers: int, batches: int | None, cache_bytes: int | None) -> dict:
+def child_measure(name: str, source: str, cache: Path, *, workers: int, batches: int | None, cache_bytes: int | None,
+                  read_ahead_bytes: int | None) -> dict:
     """Time to the first batch, then tokens/s over `batches` more (None: to the end of the epoch)."""
     note = None
     if name == "mosaicml":
         from token_loaders.mds_shards import import_streaming
 
         note = import_streaming()
+    if name == "litdata":  # its async prefetch builds an obstore client that refuses http:// endpoints ("BadScheme")
+        os.environ["LITDATA_ASYNC_CHUNK_PREFETCH"] = "0"
+        note = "LITDATA_ASYNC_CHUNK_PREFETCH=0 (its obstore path refuses http://)"
     import torch  # noqa: F401  (imported before the clock starts, by everyone)
 
     cache.mkdir(parents=True, exist_ok=True)
     sampler = _Sampler(cache)
     started = time.perf_counter()
-    iterator = iter(_make_loader(name, source, cache, workers, cache_bytes))
+    iterator = iter(_make_loader(name, source, cache, workers, cache_bytes, read_ahead_bytes))
     first_tokens = _tokens_in(next(iterator))
     first = time.perf_counter() - started
     tokens, count, started = 0, 0, time.perf_counter()
@@ -242,11 +246,12 @@ def _upload(endpoint: str, folders: dict[str, str]) -> None:
 
 
 def _measure(argv: list[str], name: str, source: str, cache: Path, proxy: FaultProxy | None, env: dict, *, batches: int | None,
-             cache_bytes: int | None = None) -> dict:
+             cache_bytes: int | None = None, read_ahead_bytes: int | None = None) -> dict:
     before = proxy.counts() if proxy else None
     args = [*argv, "--child", name, "--source", source, "--cache", str(cache)]
     args += ["--batches", str(batches) if batches is not None else "epoch"]
     args += ["--cache-bytes", str(cache_bytes)] if cache_bytes else []
+    args += ["--read-ahead-bytes", str(read_ahead_bytes)] if read_ahead_bytes else []
     result = run_child(args, timeout_s=CHILD_TIMEOUT_S, env=env)
     if proxy and "error" not in result:
         after = proxy.counts()
@@ -270,7 +275,7 @@ def _median(runs: list[dict]) -> dict:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--corpus-mb", type=float, default=50)
-    p.add_argument("--batches", default="100", help="timed batches after the first (a child: a number or 'epoch')")
+    p.add_argument("--batches", default="800", help="timed batches after the first, at most to the end of the epoch (a child: a number or 'epoch')")
     p.add_argument("--repeats", type=int, default=3, help="cold+warm pairs per contender and latency")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--latencies-ms", default="0,20,50")
@@ -282,6 +287,7 @@ def main() -> None:
     p.add_argument("--source", help=argparse.SUPPRESS)
     p.add_argument("--cache", type=Path, help=argparse.SUPPRESS)
     p.add_argument("--cache-bytes", type=int, default=None, help=argparse.SUPPRESS)
+    p.add_argument("--read-ahead-bytes", type=int, default=None, help=argparse.SUPPRESS)
     args = p.parse_args()
     corpus = CACHE / f"corpus-{args.corpus_mb:g}mb.jsonl"
     if args.child == "s3-server":
@@ -292,7 +298,8 @@ def main() -> None:
         return
     if args.child:
         batches = None if args.batches == "epoch" else int(args.batches)
-        child_main(lambda: child_measure(args.child, args.source, args.cache, workers=args.workers, batches=batches, cache_bytes=args.cache_bytes))
+        child_main(lambda: child_measure(args.child, args.source, args.cache, workers=args.workers, batches=batches, cache_bytes=args.cache_bytes,
+                                                 read_ahead_bytes=args.read_ahead_bytes))
         return
 
     names = [n for n in args.only.split(",") if n]
@@ -333,19 +340,23 @@ def main() -> None:
                             continue
                         print(f"measuring {name} at {latency:g} ms, repeat {repeat + 1} ...", file=sys.stderr, flush=True)
                         cache = work / f"{name}-{latency:g}-{repeat}"
-                        source = f"s3://{BUCKET}/{name if name != 'mosaicml' else 'mosaicml'}"
+                        source = f"s3://{BUCKET}/{name}"
                         for state in ("cold", "warm"):
                             runs[(name, state)].append(_measure(base, name, source, cache, proxy, env, batches=int(args.batches)))
                         shutil.rmtree(cache, ignore_errors=True)
                 for (name, state), found in runs.items():
                     result = _median(found) if found else {"error": prepared["errors"][name]}
                     results.append({"name": name, "latency_ms": latency, "cache": state, **result})
+            # the bytes goal: one epoch through a cache smaller than the dataset, with the default read-ahead (256 MB, more than
+            # this cache) and, to show what that costs, with read_ahead_bytes at half the cache
             epoch_cache = int(dataset_bytes * args.epoch_cache_fraction)
-            print(f"measuring fastload over one epoch at {latencies[-1]:g} ms, cache_bytes {epoch_cache:,} ...", file=sys.stderr, flush=True)
-            epoch = _measure(base, "epoch", f"s3://{BUCKET}/fastload", work / "epoch", proxy, env, batches=None, cache_bytes=epoch_cache)
-            if "error" not in epoch:
-                epoch["fetched_per_dataset_byte"] = epoch["fetched_bytes"] / dataset_bytes
-            results.append({"name": "epoch", "latency_ms": latencies[-1], "cache": f"{args.epoch_cache_fraction:.0%} of data", **epoch})
+            for read_ahead, label in ((None, "default read-ahead"), (epoch_cache // 2, "read-ahead cache/2")):
+                print(f"measuring fastload over one epoch at {latencies[-1]:g} ms, cache_bytes {epoch_cache:,}, {label} ...", file=sys.stderr, flush=True)
+                epoch = _measure(base, "epoch", f"s3://{BUCKET}/fastload", work / f"epoch-{read_ahead}", proxy, env, batches=None,
+                                 cache_bytes=epoch_cache, read_ahead_bytes=read_ahead)
+                if "error" not in epoch:
+                    epoch["fetched_per_dataset_byte"] = epoch["fetched_bytes"] / dataset_bytes
+                results.append({"name": "epoch", "latency_ms": latencies[-1], "cache": f"{args.epoch_cache_fraction:.0%}, {label}", **epoch})
     finally:
         server.stop()
         shutil.rmtree(work, ignore_errors=True)
@@ -381,9 +392,9 @@ def _report(results: list[dict], args, prepared: dict, dataset_bytes: int) -> No
           f"proxy cap {args.bandwidth_mb:g} MB/s; median of {args.repeats}")
     print(format_table(["contender", "ms", "cache", "M tokens/s", "vs local", "fastload x", "first batch s", "fetched/consumed",
                         "peak cache MB", "peak RSS MB", "note"], rows, align="lrlrrrrrrrl"))
-    epoch = results[-1]
-    if "error" not in epoch:
-        print(f"\nepoch: fastload read {epoch['tokens']:,} tokens in {epoch['batches']} batches through a cache of {args.epoch_cache_fraction:.0%} "
+    print()
+    for epoch in (r for r in results if r["name"] == "epoch" and "error" not in r):
+        print(f"epoch ({epoch['cache']}): fastload read {epoch['tokens']:,} tokens in {epoch['batches']} batches through a cache of {args.epoch_cache_fraction:.0%} "
               f"of its {dataset_bytes / 1e6:.1f} MB dataset; fetched {epoch['fetched_bytes'] / 1e6:.1f} MB in {epoch['requests']} requests = "
               f"{epoch['fetched_per_dataset_byte']:.3f}x the dataset's bytes, {epoch['fetched_per_consumed']:.3f}x the token bytes delivered")
 
