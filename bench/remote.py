@@ -183,9 +183,11 @@ def child_measure(name: str, source: str, cache: Path, *, workers: int, batches:
         from token_loaders.mds_shards import import_streaming
 
         note = import_streaming()
-    if name == "litdata":  # its async prefetch builds an obstore client that refuses http:// endpoints ("BadScheme")
-        os.environ["LITDATA_ASYNC_CHUNK_PREFETCH"] = "0"
-        note = "LITDATA_ASYNC_CHUNK_PREFETCH=0 (its obstore path refuses http://)"
+    if name == "litdata":  # its obstore client options lack allow_http, so it refuses this http:// endpoint ("BadScheme")
+        from litdata.streaming import downloader
+
+        downloader._OBSTORE_CLIENT_OPTIONS["allow_http"] = "true"  # inherited by its forked workers
+        note = "obstore client patched with allow_http"
     import torch  # noqa: F401  (imported before the clock starts, by everyone)
 
     cache.mkdir(parents=True, exist_ok=True)
