@@ -19,8 +19,10 @@ measurement is a fresh child process: "cold" on an empty cache folder, then
 "warm" in a new process on the folder the cold one left. Each row is the
 median of `--repeats` such pairs (min-max beside tokens/s). Columns:
 
-- tokens/s: over the `--batches` batches after the first (steady state,
-  downloads included when cold), 16 x 1025 tokens a batch for everyone;
+- tokens/s: steady state, over up to `--batches` batches once every
+  worker has delivered (after the first 1 + 2 x workers batches), to the
+  end of the epoch at most; downloads included when cold; 16 x 1025 tokens
+  a batch for everyone;
 - first batch s: from constructing the dataset to the first batch in hand
   (the index or shard list fetched, workers started);
 - fetched/consumed: the bytes the proxy sent to the child (HTTP heads, the
@@ -194,8 +196,10 @@ def child_measure(name: str, source: str, cache: Path, *, workers: int, batches:
     sampler = _Sampler(cache)
     started = time.perf_counter()
     iterator = iter(_make_loader(name, source, cache, workers, cache_bytes, read_ahead_bytes))
-    first_tokens = _tokens_in(next(iterator))
+    untimed = _tokens_in(next(iterator))
     first = time.perf_counter() - started
+    for _, batch in zip(range(2 * workers), iterator):  # until every worker has delivered: its own start-up is not steady state
+        untimed += _tokens_in(batch)
     tokens, count, started = 0, 0, time.perf_counter()
     for batch in iterator:
         tokens += _tokens_in(batch)
@@ -205,7 +209,7 @@ def child_measure(name: str, source: str, cache: Path, *, workers: int, batches:
     elapsed = time.perf_counter() - started
     sampler.stop()
     del iterator
-    return {"note": note, "tokens_per_s": tokens / elapsed, "first_batch_s": first, "tokens": first_tokens + tokens, "batches": count + 1,
+    return {"note": note, "tokens_per_s": tokens / elapsed, "first_batch_s": first, "tokens": untimed + tokens, "batches": count + 1 + 2 * workers,
             "peak_rss_mb": sampler.memory.rss_mb, "peak_cache_bytes": sampler.cache_bytes}
 
 
@@ -268,7 +272,7 @@ def _median(runs: list[dict]) -> dict:
     if not ok:
         return runs[-1]
     out = {k: statistics.median(r[k] for r in ok) for k in ("tokens_per_s", "first_batch_s", "fetched_per_consumed", "fetched_bytes") if k in ok[0]}
-    out.update({"tokens_per_s_min": min(r["tokens_per_s"] for r in ok), "tokens_per_s_max": max(r["tokens_per_s"] for r in ok),
+    out.update({"requests": statistics.median(r.get("requests", 0) for r in ok), "tokens_per_s_min": min(r["tokens_per_s"] for r in ok), "tokens_per_s_max": max(r["tokens_per_s"] for r in ok),
                 "peak_rss_mb": max(r["peak_rss_mb"] or 0 for r in ok), "peak_cache_bytes": max(r["peak_cache_bytes"] for r in ok),
                 "note": ok[0].get("note"), "runs": runs})
     return out
@@ -277,7 +281,7 @@ def _median(runs: list[dict]) -> dict:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--corpus-mb", type=float, default=50)
-    p.add_argument("--batches", default="800", help="timed batches after the first, at most to the end of the epoch (a child: a number or 'epoch')")
+    p.add_argument("--batches", default="800", help="timed batches once every worker has delivered, at most to the end of the epoch (a child: a number or 'epoch')")
     p.add_argument("--repeats", type=int, default=3, help="cold+warm pairs per contender and latency")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--latencies-ms", default="0,20,50")
@@ -390,7 +394,7 @@ def _report(results: list[dict], args, prepared: dict, dataset_bytes: int) -> No
                      "" if fetched is None else f"{fetched:.3f}", f"{r['peak_cache_bytes'] / 1e6:.1f}", f"{r['peak_rss_mb'] or 0:.0f}",
                      (r.get("note") or "")[:50]])
     print(f"Remote reads, {args.corpus_mb:g} MB corpus ({prepared['num_tokens']:,} tokens; fastload dataset {dataset_bytes / 1e6:.1f} MB), "
-          f"{BATCH_SIZE} x {ROW_LEN} token batches, {args.workers} workers, {args.batches} timed batches after the first, "
+          f"{BATCH_SIZE} x {ROW_LEN} token batches, {args.workers} workers, up to {args.batches} timed batches after the first 1 + 2 x workers, "
           f"proxy cap {args.bandwidth_mb:g} MB/s; median of {args.repeats}")
     print(format_table(["contender", "ms", "cache", "M tokens/s", "vs local", "fastload x", "first batch s", "fetched/consumed",
                         "peak cache MB", "peak RSS MB", "note"], rows, align="lrlrrrrrrrl"))
