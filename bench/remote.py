@@ -1,6 +1,6 @@
 """Datasets in object storage (#12): one corpus read from a local S3 server through a latency proxy.
 
-    python bench/remote.py [--corpus-mb 50] [--batches 100] [--repeats 3] [--latencies-ms 0,20,50] [--bandwidth-mb 400]
+    python bench/remote.py [--corpus-mb 100] [--batches 1500] [--repeats 3] [--latencies-ms 0,20,50] [--bandwidth-mb 400]
 
 The token corpus of `bench/loader_tokens.py` (the `bench/convert.py` corpus,
 tokenized once with the default tokenizer) in each contender's own format —
@@ -280,8 +280,8 @@ def _median(runs: list[dict]) -> dict:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--corpus-mb", type=float, default=50)
-    p.add_argument("--batches", default="800", help="timed batches once every worker has delivered, at most to the end of the epoch (a child: a number or 'epoch')")
+    p.add_argument("--corpus-mb", type=float, default=100)
+    p.add_argument("--batches", default="1500", help="timed batches once every worker has delivered, at most to the end of the epoch (a child: a number or 'epoch')")
     p.add_argument("--repeats", type=int, default=3, help="cold+warm pairs per contender and latency")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--latencies-ms", default="0,20,50")
@@ -370,9 +370,10 @@ def main() -> None:
     _report(results, args, prepared, dataset_bytes)
     if args.json:
         local_tps = results[0].get("tokens_per_s")
-        rows = [{"name": f"{LABELS[r['name']]}, " + (f"{r['latency_ms']:g} ms, {r['cache']}" if r["latency_ms"] is not None else "local"),
+        rows = [{**{k: v for k, v in r.items() if k not in ("runs", "name")}, "contender": r["name"],
+                 "name": LABELS[r["name"]] + ("" if r["latency_ms"] is None else f", {r['latency_ms']:g} ms, {r['cache']}"),
                  "value": r["tokens_per_s"] / 1e6 if "tokens_per_s" in r else None, "unit": "M tokens/s", "workers": args.workers,
-                 "baseline": r["name"] == "local", **{k: v for k, v in r.items() if k != "runs"}} for r in results]
+                 "baseline": r["name"] == "local"} for r in results]
         write_json(args.json, {"machine": machine_info(), "results": rows, "prepared": prepared, "local_tokens_per_s": local_tps,
                                "args": vars(args) | {"json": str(args.json)}})
 
