@@ -13,6 +13,7 @@ at each added latency, under a bandwidth cap meant to exceed consumption:
   fastload   `Dataset("s3://.../fastload", cache_dir=, cache_bytes=)` -> `PackedDataset(seq_len=1024)` -> `DataLoader`
   mosaicml   `StreamingDataset(remote="s3://.../mds", local=)` (endpoint from S3_ENDPOINT_URL) -> torch `DataLoader`
   litdata    `StreamingDataset("s3://.../litdata", cache_dir=, TokensLoader(1025), storage_options=)` -> `StreamingDataLoader`
+  fastload-8mb-shards   fastload on the corpus converted with 8 MB shards (a diagnostic: see "The server's limit")
 
 all with `--workers` workers, batches of 16 x 1025 tokens, shuffled. Each
 measurement is a fresh child process: "cold" on an empty cache folder, then
@@ -52,8 +53,9 @@ and fastload over one whole epoch at the largest latency with `cache_bytes`
 epoch is not measured: at these corpus sizes an MDS shard or LitData chunk
 is a large part of the dataset, so a cache smaller than it cannot hold one.
 
-Set up: the peers and the S3 test machinery in the bench environment
-(bench/README.md), plus `pip install obstore boto3 'moto[server]'`.
+Set up: the bench environment of bench/README.md (`bench/requirements.txt`
+holds the peers, obstore, boto3 and moto[server]). bench/README.md's section
+"Object storage" has the measured table and which of the issue's goals it meets.
 """
 
 from __future__ import annotations
