@@ -86,7 +86,8 @@ from tests.remote.s3 import client_env, s3_client  # noqa: E402
 BUCKET = "fastload-bench"
 CONTENDERS = ("fastload", "fastload-8mb-shards", "mosaicml", "litdata")
 SMALL_SHARD_BYTES = 8 << 20  # see the docstring: moto's ranged GET costs in proportion to the whole object
-LABELS = {"fastload": "fastload Dataset(s3://)", "fastload-8mb-shards": "fastload Dataset(s3://), 8 MB shards", "mosaicml": "MosaicML StreamingDataset (MDS)", "litdata": "LitData StreamingDataset",
+LABELS = {"fastload": "fastload Dataset(s3://)", "fastload-8mb-shards": "fastload Dataset(s3://), 8 MB shards",
+          "mosaicml": "MosaicML StreamingDataset (MDS)", "litdata": "LitData StreamingDataset",
           "local": "fastload, local disk", "epoch": "fastload, one epoch"}
 CHILD_TIMEOUT_S = 900
 TOKEN_BYTES = 2  # uint16, in every contender's files
@@ -288,7 +289,8 @@ def _median(runs: list[dict]) -> dict:
     if not ok:
         return runs[-1]
     out = {k: statistics.median(r[k] for r in ok) for k in ("tokens_per_s", "first_batch_s", "fetched_per_consumed", "fetched_bytes") if k in ok[0]}
-    out.update({"requests": statistics.median(r.get("requests", 0) for r in ok), "tokens_per_s_min": min(r["tokens_per_s"] for r in ok), "tokens_per_s_max": max(r["tokens_per_s"] for r in ok),
+    out.update({"requests": statistics.median(r.get("requests", 0) for r in ok),
+                "tokens_per_s_min": min(r["tokens_per_s"] for r in ok), "tokens_per_s_max": max(r["tokens_per_s"] for r in ok),
                 "peak_rss_mb": max(r["peak_rss_mb"] or 0 for r in ok), "peak_cache_bytes": max(r["peak_cache_bytes"] for r in ok),
                 "note": ok[0].get("note"), "runs": runs})
     return out
