@@ -12,6 +12,7 @@ arguments of the chosen mode (the table below, also printed at the start):
   loader_generic  bench/loader_generic.py  torch's vs fastload's DataLoader on in-memory items (batches/s)
   loader_tokens   bench/loader_tokens.py   packed token batches from a real corpus, five peers (M tokens/s)
   mixture         bench/mixture.py         a three-source mixture vs one dataset; exactness; state size and load time
+  remote          bench/remote.py          the corpus from a local S3 server through a latency proxy: fastload, MosaicML, LitData
   train           bench/train.py           the trainer fed by fastload (if the script is in this checkout)
 
 Every script measures its contenders in child processes of their own, after
@@ -28,7 +29,7 @@ with each script's full output in `<step>.log`.
 --quick settings: 20 MB corpora instead of 200 MB, 2 MB of text for the
 tokenizers (default and cl100k vocabularies), one repeat after one warm-up,
 40 timed token batches (lz4 left out), 6 trainer steps after 3 with 2
-workers only. Good for "does everything run, and roughly how do
+workers only, one cold+warm pair per remote contender and latency. Good for "does everything run, and roughly how do
 they compare"; quote --full figures.
 """
 
@@ -75,6 +76,7 @@ def _steps() -> list[Step]:
              ("--quick", "--corpus-mb", "20", "--workers", "0,1,2", "--only", "naive,memmap,litdata,hf,mds,fastload,fastload-otf,write-ref"),
              ("--workers", workers), 6 * 3600),
         Step("mixture", "mixture.py", ("--corpus-mb", "20", "--repeats", "1", "--batches", "40", "--exact-batches", "2000"), (), 2 * 3600),
+        Step("remote", "remote.py", ("--corpus-mb", "20", "--repeats", "1", "--batches", "360"), (), 3 * 3600),
         Step("train", "train.py", ("--steps", "6", "--warmup-steps", "3", "--repeats", "1", "--only", "fastload-2,naive-2"), (), 2 * 3600),
     ]
 

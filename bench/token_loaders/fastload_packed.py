@@ -23,15 +23,17 @@ from .prepare import BATCH_SIZE, CACHE, SEQ_LEN, cached
 __all__ = ["build", "fastload_dataset"]
 
 
-def fastload_dataset(corpus: Path, *, tokenized: bool, compression: str = "none") -> Path:
-    name = f"{corpus.stem}.fastload-" + (f"tokens-{compression}" if tokenized else "text")
+def fastload_dataset(corpus: Path, *, tokenized: bool, compression: str = "none", shard_bytes: int | None = None) -> Path:
+    """The corpus converted once (cached); `shard_bytes`: smaller shards than the writer's default (bench/remote.py)."""
+    name = f"{corpus.stem}.fastload-" + (f"tokens-{compression}" if tokenized else "text") + (f"-shards-{shard_bytes}" if shard_bytes else "")
     path = CACHE / name
 
     def build(tmp: Path) -> dict:
         import fastload
 
         tokenizer = fastload.Tokenizer.default() if tokenized else None
-        result = fastload.convert(corpus, tmp, columns=["text"], tokenizer=tokenizer, compression=compression, workers=2, quiet=True)
+        sharding = {"shard_bytes": shard_bytes} if shard_bytes else {}
+        result = fastload.convert(corpus, tmp, columns=["text"], tokenizer=tokenizer, compression=compression, workers=2, quiet=True, **sharding)
         return {"num_rows": result.num_rows, "num_tokens": result.num_tokens}
 
     cached(path, corpus, build)

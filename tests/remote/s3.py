@@ -49,6 +49,17 @@ def s3_client(endpoint: str, *, timeout_s: float = 10.0, max_attempts: int = 1):
     )
 
 
+def client_env(endpoint: str) -> dict[str, str]:
+    """What an S3 client (boto3, obstore) needs in its environment to reach a moto server (or a proxy) at `endpoint`."""
+    return {
+        **CREDENTIALS,
+        "AWS_DEFAULT_REGION": REGION,
+        "AWS_REGION": REGION,
+        "AWS_ENDPOINT_URL": endpoint,
+        "AWS_ALLOW_HTTP": "true",  # obstore refuses plain-http endpoints without it
+    }
+
+
 class S3Server:
     """moto's S3 in server mode on 127.0.0.1; `with S3Server() as server:` starts and stops it."""
 
@@ -99,13 +110,7 @@ class S3Server:
 
     def env(self, endpoint: str | None = None) -> dict[str, str]:
         """What an S3 client (boto3, obstore) needs in its environment to reach this server, or `endpoint` in front of it."""
-        return {
-            **CREDENTIALS,
-            "AWS_DEFAULT_REGION": REGION,
-            "AWS_REGION": REGION,
-            "AWS_ENDPOINT_URL": endpoint or self.endpoint,
-            "AWS_ALLOW_HTTP": "true",  # obstore refuses plain-http endpoints without it
-        }
+        return client_env(endpoint or self.endpoint)
 
     def client(self, **options):
         return s3_client(self.endpoint, **options)
