@@ -211,7 +211,11 @@ class RemoteBlocks:
     def expect(self, order) -> None:
         """This process will read these blocks in this order: fetch ahead along it."""
         if self._prefetcher is None or self._prefetcher._pid not in (None, os.getpid()):
-            self._prefetcher = Prefetcher(self._prefetch, self._release, self.block_bytes, ahead_bytes=self.read_ahead_bytes)
+            # Blocks fetched ahead stay pinned until read, and each worker of a rank reads ahead: a quarter
+            # of the cache at most per process, so pins never crowd out the blocks being read (measured: with
+            # 256 MiB ahead in a 25 MB cache, two workers bypassed the cache and fetched blocks twice, 1.57x).
+            ahead = min(self.read_ahead_bytes, max(int(self.block_bytes.max(initial=1)), self.cache.capacity_bytes // 4))
+            self._prefetcher = Prefetcher(self._prefetch, self._release, self.block_bytes, ahead_bytes=ahead)
             self._held = {}
             self.cache.next_use = self._prefetcher.next_use
         self._prefetcher.expect(order)
