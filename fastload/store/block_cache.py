@@ -80,6 +80,8 @@ class BlockCache:
 
     def _lock_fd(self) -> int:
         if self._pid != os.getpid():  # a forked child owns none of its parent's locks: open its own
+            # Its copies of the parent's thread locks may have been held by a thread that does not exist here.
+            self._guard = threading.Lock()
             self.folder.mkdir(parents=True, exist_ok=True)
             self._fd = os.open(self.folder / _LOCKS, os.O_RDWR | os.O_CREAT, 0o644)
             self._pid = os.getpid()
@@ -120,6 +122,7 @@ class BlockCache:
 
     def pin(self, block_id: int) -> None:
         """Keep `block_id` from eviction by any process until `unpin` (counted within this process)."""
+        self._lock_fd()
         with self._guard:
             count = self._pins.get(block_id, 0)
             if count == 0:
@@ -127,6 +130,7 @@ class BlockCache:
             self._pins[block_id] = count + 1
 
     def unpin(self, block_id: int) -> None:
+        self._lock_fd()
         with self._guard:
             count = self._pins.get(block_id, 0) - 1
             if count > 0:
@@ -146,8 +150,8 @@ class BlockCache:
         if path is not None:
             self.stats["hits"] += 1
             return path
+        self._lock_fd()
         with self._guard:
-            self._lock_fd()
             local = self._downloading.setdefault(block_id, threading.Lock())
         with local:
             path = self.lookup(block_id)  # another thread of this process fetched it meanwhile
