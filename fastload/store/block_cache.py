@@ -47,6 +47,17 @@ _LOCKS = "locks"
 _EVICTION_BYTE = 1 << 42  # the byte of the locks file whose lock serialises eviction (past any block's bytes)
 
 
+_process_setup = threading.Lock()
+
+
+def _new_setup_lock() -> None:
+    global _process_setup
+    _process_setup = threading.Lock()  # the parent's may have been held by a thread the child does not have
+
+
+os.register_at_fork(after_in_child=_new_setup_lock)
+
+
 def _writing(block_id: int) -> int:
     return 2 * block_id
 
@@ -79,13 +90,17 @@ class BlockCache:
     # -- locks ------------------------------------------------------------------------
 
     def _lock_fd(self) -> int:
-        if self._pid != os.getpid():  # a forked child owns none of its parent's locks: open its own
-            # Its copies of the parent's thread locks may have been held by a thread that does not exist here.
-            self._guard = threading.Lock()
-            self.folder.mkdir(parents=True, exist_ok=True)
-            self._fd = os.open(self.folder / _LOCKS, os.O_RDWR | os.O_CREAT, 0o644)
-            self._pid = os.getpid()
-            self._downloading, self._pins = {}, {}
+        """This process's descriptor of the locks file, opened on first use in each process: a forked
+        child owns none of its parent's record locks, and its copies of the parent's thread locks may
+        have been held by a thread that does not exist in it, so its per-process state starts afresh."""
+        if self._pid != os.getpid():
+            with _process_setup:  # threads of this process arriving together set it up once
+                if self._pid != os.getpid():
+                    self._guard = threading.Lock()
+                    self._downloading, self._pins = {}, {}
+                    self.folder.mkdir(parents=True, exist_ok=True)
+                    self._fd = os.open(self.folder / _LOCKS, os.O_RDWR | os.O_CREAT, 0o644)
+                    self._pid = os.getpid()
         return self._fd
 
     def _try_lock(self, byte: int, mode: int) -> bool:
