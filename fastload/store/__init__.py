@@ -13,13 +13,12 @@ fetches ahead in the order the sampler will read.
 from __future__ import annotations
 
 import os
-import sys
 
 from fastload.store.base import LocalStore, NotFound, Store
-from fastload.store.location import is_remote, join_url, local_path
+from fastload.store.location import is_remote, local_path
 from fastload.store.retry import RetryPolicy
 
-__all__ = ["Store", "LocalStore", "NotFound", "RetryPolicy", "open_store", "is_remote", "local_path", "join_url", "object_store_used", "mark_leaf_process"]
+__all__ = ["Store", "LocalStore", "NotFound", "RetryPolicy", "open_store", "is_remote", "local_path", "mark_leaf_process"]
 
 
 def open_store(location: str | os.PathLike, storage_options: dict | None = None, retry: RetryPolicy | None = None) -> Store:
@@ -29,13 +28,6 @@ def open_store(location: str | os.PathLike, storage_options: dict | None = None,
 
         return ObjectStore(str(location), storage_options, retry)
     return LocalStore(local_path(location))
-
-
-def object_store_used() -> bool:
-    """True when this process has read object storage: its worker processes must not be plain forks
-    of it (see `object_store.py`). Cheap: never imports the client."""
-    module = sys.modules.get("fastload.store.object_store")
-    return module is not None and module.runtime_started()
 
 
 def mark_leaf_process() -> None:

@@ -19,7 +19,7 @@ from urllib.parse import unquote, urlsplit
 
 from fastload.errors import ConfigError
 
-__all__ = ["REMOTE_SCHEMES", "is_remote", "local_path", "join_url"]
+__all__ = ["REMOTE_SCHEMES", "is_remote", "local_path"]
 
 REMOTE_SCHEMES = ("s3", "gs", "az", "abfs", "abfss", "azure", "http", "https")
 
@@ -53,8 +53,3 @@ def local_path(location: str | os.PathLike) -> Path:
             raise ConfigError(f"{location!r}: a file:// URL names a local path (file:///abs/path), not host {parts.netloc!r}")
         return Path(unquote(parts.path))
     return Path(location)
-
-
-def join_url(base: str, name: str) -> str:
-    """`base/name` for a URL (one slash between them)."""
-    return base.rstrip("/") + "/" + name

@@ -120,8 +120,3 @@ class Prefetcher:
         with self._lock:
             if self._pid == os.getpid():
                 self._fill()
-
-    def close(self) -> None:
-        pool, self._pool = self._pool, None
-        if pool is not None and self._pid == os.getpid():
-            pool.shutdown(wait=False, cancel_futures=True)
