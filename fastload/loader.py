@@ -83,20 +83,23 @@ class DataLoader(LoaderBase):
         pool = getattr(self, "_pool", None)
         if pool is None or pool.pin != pin:
             if pool is not None:
-                pool.close()
+                pool.close_when_unused()
             pool = self._pool = BufferPool(pin=pin)
-            weakref.finalize(self, pool.close)
+            weakref.finalize(self, pool.close_when_unused)
         return pool
 
     # -- iteration -------------------------------------------------------------
 
-    def read_order(self):
-        """The blocks the coming batches read, in order, when a remote dataset can fetch ahead along
-        them (a fastload sampler knows its order); else None. Sent to each worker as EXPECT."""
+    def read_order(self, rows: tuple[int, int] | None = None):
+        """The blocks the coming batches (or rows [lo, hi) of them, a worker's share) read, in order,
+        when a remote dataset can fetch ahead along them (a fastload sampler knows its order); else
+        None. Sent to each worker as EXPECT."""
         sampler = self._index_sampler_object
         if remote_reader(self.dataset) is None or not callable(getattr(sampler, "read_order", None)):
             return None
-        return sampler.read_order(skip_batches=self._skip_batches)
+        if rows is None:
+            return sampler.read_order(skip_batches=self._skip_batches)
+        return sampler.read_order(skip_batches=self._skip_batches, rows=rows)
 
     def _new_iterator(self):
         if self.num_workers == 0:

@@ -255,6 +255,8 @@ class BufferPool:
         self.current_arena: int | None = None  # the arena new slots come from
         self.num_slots = 0  # slots in the current arena
         self.largest_batch = 0  # bytes of the largest batch seen; the loader sizes slots from it
+        self._iterators = 0  # iterators drawing slots from this pool now
+        self._close_requested = False
 
     # -- arenas ----------------------------------------------------------------
 
@@ -383,6 +385,26 @@ class BufferPool:
         with self._lock:
             self._collect_returned()
             return len(self._free)
+
+    def iterator_started(self) -> None:
+        with self._lock:
+            self._iterators += 1
+
+    def iterator_ended(self) -> None:
+        with self._lock:
+            self._iterators -= 1
+            closing = self._close_requested and self._iterators == 0
+        if closing:
+            self.close()
+
+    def close_when_unused(self) -> None:
+        """`close()` once no iterator draws slots from the pool: `for batch in DataLoader(...)` drops
+        the loader at once, and its iterator must keep its slots for the rest of the epoch."""
+        with self._lock:
+            self._close_requested = True
+            closing = self._iterators == 0
+        if closing:
+            self.close()
 
     def close(self) -> None:
         """Retire every arena; those still viewed by live batches close when the batches die."""

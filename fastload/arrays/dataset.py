@@ -110,9 +110,13 @@ class ArrayDataset(BatchDataset):
             mine = np.flatnonzero(block_of == block_id)
             out[mine] = self.dataset.block(block_id).columns[name][ids[mine] - starts[block_id]]
 
-    def __fastload_batch__(self, sample_ids, allocate) -> dict:
-        """The rows `sample_ids` as a dict of arrays from `allocate(shape, dtype)`."""
+    def __fastload_batch__(self, sample_ids, allocate, rows: tuple[int, int] | None = None) -> dict:
+        """The rows `sample_ids` as a dict of arrays from `allocate(shape, dtype)`; with
+        `rows=(lo, hi)` only those rows are written (see `BatchDataset`)."""
         ids = np.asarray(sample_ids, np.int64).reshape(-1)
+        count = len(ids)
+        first, last = (0, count) if rows is None else rows
+        ids = ids[first:last]
         if len(ids) and (ids.min() < 0 or ids.max() >= self.dataset.num_rows):
             raise IndexError(f"row ids must be in [0, {self.dataset.num_rows:,})")
         block_of = np.searchsorted(self.dataset.block_starts, ids, side="right") - 1
@@ -120,7 +124,10 @@ class ArrayDataset(BatchDataset):
         batch = {}
         for name, transform in self.transforms.items():
             shape, dtype = self.output(name)
-            out = allocate((len(ids), *shape), dtype)
+            batch[name] = whole = allocate((count, *shape), dtype)
+            if not len(ids):
+                continue
+            out = whole[first:last]
             if transform is None:
                 self._gather(name, ids, block_of, blocks, out)
             else:
@@ -128,7 +135,6 @@ class ArrayDataset(BatchDataset):
                 raw = self._scratch_for(name, (len(ids), *column.shape), np.dtype(column.numpy_dtype))
                 self._gather(name, ids, block_of, blocks, raw)
                 transform.apply(raw, out)
-            batch[name] = out
         return batch
 
     def _scratch_for(self, name: str, shape: tuple, dtype: np.dtype) -> np.ndarray:

@@ -34,7 +34,7 @@ import numpy as np
 from fastload.errors import ConfigError
 from fastload.format.reader import Dataset
 from fastload.packing.documents import TokenDocuments
-from fastload.packing.fill import BatchFiller
+from fastload.packing.fill import BatchFiller, PackedArrays, RowsToFill, output_rows
 from fastload.packing.plan import REMAINDERS, PackPlan
 from fastload.packing.rows import row_number
 from fastload.sampler import Mixture, SamplerOptions
@@ -151,8 +151,9 @@ class PackedDataset(TokenDocuments):
             self._filler = BatchFiller(self._token_blocks(keep_unused=4, doc_lengths=self.doc_lengths), eos_id=eos_id, pad_id=self.pad_id)
         return self._filler
 
-    def __fastload_batch__(self, key: BatchKey, allocate) -> dict:
-        """Batch `key` as a dict of arrays from `allocate(shape, dtype)` (a worker passes its slot's)."""
+    def __fastload_batch__(self, key: BatchKey, allocate, rows: tuple[int, int] | None = None) -> dict:
+        """Batch `key` as a dict of arrays from `allocate(shape, dtype)` (a worker passes its slot's);
+        with `rows=(lo, hi)` only those rows of it are written (see `BatchDataset`)."""
         plan_key = (key.epoch, key.global_batch_size, key.order, key.seed, key.window_blocks, key.num_partitions)
         plan = self._plans_by_key.get(plan_key)
         if plan is None:
@@ -160,15 +161,20 @@ class PackedDataset(TokenDocuments):
             plan = self._plans_by_key[plan_key] = self.plan(key.epoch, key.global_batch_size, options)
             if len(self._plans_by_key) > 4:
                 self._plans_by_key.pop(next(iter(self._plans_by_key)))
-        if self.dataset.remote is not None:
-            self._read_ahead(plan, plan_key, key)
-        return self._batch_filler().fill(plan, plan_key, key.batch, key.rank, key.world_size, allocate).as_dict()
-
-    def _read_ahead(self, plan: PackPlan, plan_key: tuple, key: BatchKey) -> None:
-        """Tell a remote dataset which blocks this process reads from here on: the rest of this epoch,
-        then the next, in order of first use. Again only when the plan changes or the batches go back
-        (a resume); a worker that gets every k-th batch reads the same blocks as its rank."""
         lo, hi = plan.rank_columns(key.rank, key.world_size)
+        out = PackedArrays.empty(hi - lo, self.seq_len, allocate)
+        first, last = (0, hi - lo) if rows is None else rows
+        if first < last:
+            if self.dataset.remote is not None:
+                self._read_ahead(plan, plan_key, key, lo + first, lo + last)
+            filler = self._batch_filler()
+            filler.fill_parts([RowsToFill(plan, plan_key, key.batch, lo + first, lo + last, output_rows(first, last))], out)
+        return out.as_dict()
+
+    def _read_ahead(self, plan: PackPlan, plan_key: tuple, key: BatchKey, lo: int, hi: int) -> None:
+        """Tell a remote dataset which blocks this process reads from here on (columns [lo, hi)): the
+        rest of this epoch, then the next, in order of first use. Again only when the plan or the
+        columns change or the batches go back (a resume)."""
         told = (plan_key, lo, hi)
         if self._told is not None and self._told[0] == told and self._told[1] <= key.batch:
             self._told = (told, key.batch)
@@ -219,6 +225,11 @@ class PackedBatchSampler:
 
     def __len__(self) -> int:
         return self.packed.plan(self.epoch, self.global_batch_size, self.options).num_batches
+
+    def worker_rows(self, num_workers: int) -> list[tuple[int, int]]:
+        """How `num_workers` workers share each batch: rows [lo, hi) per worker (see `Sampler.worker_rows`)."""
+        geometry = self.packed.plan(self.epoch, self.global_batch_size, self.options).geometry
+        return geometry.worker_rows(self.rank, self.world_size, num_workers)
 
     def set_epoch(self, epoch: int) -> None:
         if type(epoch) is not int or epoch < 0:

@@ -30,7 +30,7 @@ from fastload.kernels.pack import fill_packed_rows
 from fastload.packing.blocks import AddressBook, TokenBlocks
 from fastload.packing.plan import PackPlan
 
-__all__ = ["BatchFiller", "PackedArrays", "RowsToFill"]
+__all__ = ["BatchFiller", "PackedArrays", "RowsToFill", "output_rows"]
 
 
 @dataclass(frozen=True)
@@ -143,7 +143,7 @@ class BatchFiller:
     def fill_rows(self, plan: PackPlan, plan_key: tuple, batch: int, lo: int, hi: int, allocate=np.empty) -> PackedArrays:
         """Rows [lo, hi) of global batch `batch`, in arrays from `allocate(shape, dtype)`."""
         out = PackedArrays.empty(hi - lo, plan.seq_len, allocate)
-        self.fill_parts([RowsToFill(plan, plan_key, batch, lo, hi, _first_rows(hi - lo))], out)
+        self.fill_parts([RowsToFill(plan, plan_key, batch, lo, hi, output_rows(0, hi - lo))], out)
         return out
 
     def fill_parts(self, parts: list[RowsToFill], out: PackedArrays) -> None:
@@ -186,12 +186,12 @@ class BatchFiller:
             missing = fill_packed_rows(self.blocks.sources, self.blocks.slot_of_block, (self._tables_book.address, self._tables_book.size), windows, starts, rows, **arrays)
 
 
-_FIRST_ROWS: dict[int, np.ndarray] = {}  # n -> 0, 1, ..., n - 1: made once per size, not once per batch
+_OUTPUT_ROWS: dict[tuple, np.ndarray] = {}  # (lo, hi) -> lo, ..., hi - 1: made once per range, not once per batch
 
 
-def _first_rows(n: int) -> np.ndarray:
-    """Output rows 0 .. n - 1 in order, as int64 (where a rank's rows land). Read only, by convention."""
-    rows = _FIRST_ROWS.get(n)
+def output_rows(lo: int, hi: int) -> np.ndarray:
+    """Output rows lo .. hi - 1 in order, as int64 (where a rank's or a worker's rows land). Read only, by convention."""
+    rows = _OUTPUT_ROWS.get((lo, hi))
     if rows is None:
-        rows = _FIRST_ROWS[n] = np.arange(n, dtype=np.int64)
+        rows = _OUTPUT_ROWS[(lo, hi)] = np.arange(lo, hi, dtype=np.int64)  # writeable: Numba compiles read-only arrays apart
     return rows

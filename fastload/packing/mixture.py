@@ -67,8 +67,9 @@ class PackedMixture(MixtureDataset):
 
     # -- batches -----------------------------------------------------------------------
 
-    def __fastload_batch__(self, key: MixtureKey, allocate) -> dict:
-        """Rank `key.rank`'s rows of global batch `key.batch`, as arrays from `allocate(shape, dtype)`.
+    def __fastload_batch__(self, key: MixtureKey, allocate, rows: tuple[int, int] | None = None) -> dict:
+        """Rank `key.rank`'s rows of global batch `key.batch`, as arrays from `allocate(shape, dtype)`;
+        with `rows=(a, b)` only those rows of it are written (see `BatchDataset`).
 
         Each source writes all its rows of the batch straight into their
         rows of the output, with one kernel call (`BatchFiller.fill_parts`):
@@ -77,11 +78,15 @@ class PackedMixture(MixtureDataset):
         plan, lo, hi = self._plan_of_key(key)
         out = PackedArrays.empty(hi - lo, self.seq_len, allocate)
         source = allocate((hi - lo,), np.int64)
+        first, last = (0, hi - lo) if rows is None else rows
+        if first >= last:
+            return {**out.as_dict(), "source": source}
         parts: dict[int, list[RowsToFill]] = {}
-        for piece in plan.pieces(key.batch, lo, hi):
+        for piece in plan.pieces(key.batch, lo + first, lo + last):
             source_plan, plan_key = self._source_plan(plan, key, piece)
-            parts.setdefault(piece.source, []).append(RowsToFill(source_plan, plan_key, piece.batch, piece.lo, piece.hi, piece.out))
-            source[piece.out] = piece.source
+            where = piece.out + first if first else piece.out  # pieces count rows from lo + first
+            parts.setdefault(piece.source, []).append(RowsToFill(source_plan, plan_key, piece.batch, piece.lo, piece.hi, where))
+            source[where] = piece.source
         for s, mine in parts.items():
             self.sources[s]._batch_filler().fill_parts(mine, out)
         return {**out.as_dict(), "source": source}

@@ -67,13 +67,25 @@ class PaddedDataset(TokenDocuments):
         options = self.sampler_options(shuffle=shuffle, drop_last=drop_last)
         return Sampler(self.dataset.block_rows, global_batch_size=global_batch_size, rank=rank, world_size=world_size, options=options)
 
-    def __fastload_batch__(self, sample_ids, allocate) -> dict:
-        """The rows of `sample_ids` as a dict of arrays from `allocate(shape, dtype)`."""
+    def __fastload_batch__(self, sample_ids, allocate, rows: tuple[int, int] | None = None) -> dict:
+        """The rows of `sample_ids` as a dict of arrays from `allocate(shape, dtype)`; with
+        `rows=(lo, hi)` only those rows are written (see `BatchDataset`)."""
         ids = np.asarray(sample_ids, np.int64)
+        shape = (len(ids), self.seq_len)
+        out = {
+            "input_ids": allocate(shape, np.int64),
+            "labels": allocate(shape, np.int64),
+            "attention_mask": allocate(shape, np.int64),
+            "position_ids": allocate(shape, np.int64),
+        }
+        first, last = (0, len(ids)) if rows is None else rows
+        ids = ids[first:last]
+        if len(ids) == 0:
+            return out
+        if ids.min() < 0 or ids.max() >= self.dataset.num_rows:
+            raise IndexError(f"document ids must be in [0, {self.dataset.num_rows:,})")
         blocks = self._blocks if self._blocks is not None else self._blocks_for_batches()
         starts = self.dataset.block_starts
-        if len(ids) and (ids.min() < 0 or ids.max() >= self.dataset.num_rows):
-            raise IndexError(f"document ids must be in [0, {self.dataset.num_rows:,})")
         block_of = np.searchsorted(starts, ids, side="right") - 1
         src, off, ntok = np.empty_like(ids), np.empty_like(ids), np.empty_like(ids)
         used = np.unique(block_of).tolist()
@@ -82,17 +94,11 @@ class PaddedDataset(TokenDocuments):
             mine = block_of == block_id
             local = ids[mine] - starts[block_id]
             src[mine], off[mine], ntok[mine] = slot, offsets[local], offsets[local + 1] - offsets[local]
-        shape = (len(ids), self.seq_len)
-        out = {
-            "input_ids": allocate(shape, np.int64),
-            "labels": allocate(shape, np.int64),
-            "attention_mask": allocate(shape, np.int64),
-            "position_ids": allocate(shape, np.int64),
-        }
+        mine = {name: array[first:last] for name, array in out.items()}
         try:
             fill_padded_batch(
                 blocks.sources, src, off, ntok, add_eos=self.add_eos, eos_id=self.eos_id if self.eos_id is not None else 0,
-                pad_id=self.pad_id, input_ids=out["input_ids"], labels=out["labels"], attention_mask=out["attention_mask"], positions=out["position_ids"],
+                pad_id=self.pad_id, input_ids=mine["input_ids"], labels=mine["labels"], attention_mask=mine["attention_mask"], positions=mine["position_ids"],
             )
         finally:
             for block_id in used:

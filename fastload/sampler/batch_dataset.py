@@ -15,6 +15,18 @@ has two halves:
 `fastload.DataLoader` and its workers recognise such a dataset by
 `__fastload_batch__` alone, so a user's own class need not inherit from
 this one; subclassing it gives the shuffle options a single home.
+
+Shared batches. A dataset whose `splits_rows` is true also takes
+`__fastload_batch__(key, allocate, rows=(lo, hi))`: it allocates every
+array whole, in the same order and shapes as for the whole batch, and
+writes only rows [lo, hi) (the first axis) of each. Then the loader's
+workers compute each batch together, one share of its rows each, into the
+same slot, and a block is loaded by the one worker whose rows read it, not
+by every worker (see NOTE [fastload worker protocol]). Where the shares
+are cut is the sampler's: its `worker_rows(num_workers)` cuts a rank's
+batch at partition boundaries, so each worker reads only its partitions'
+blocks. Every array must have one row per row of the batch, and
+`rows=(0, 0)` must read no data: the main process sizes the slots that way.
 """
 
 from __future__ import annotations
@@ -37,6 +49,8 @@ class BatchDataset:
         default `block_window`); `shuffle=False` reads storage order.
         `drop_last` comes from the loader too.
     """
+
+    splits_rows = True  # __fastload_batch__ takes rows=(lo, hi); see the module's docstring
 
     def __init__(self, sampling: SamplerOptions | None = None):
         if sampling is None:
@@ -62,5 +76,5 @@ class BatchDataset:
     def batch_sampler(self, global_batch_size: int, *, rank: int = 0, world_size: int = 1, shuffle: bool = True, drop_last: bool = False):
         raise NotImplementedError(f"{type(self).__name__} must define batch_sampler()")
 
-    def __fastload_batch__(self, key, allocate) -> dict:
+    def __fastload_batch__(self, key, allocate, rows: tuple[int, int] | None = None) -> dict:
         raise NotImplementedError(f"{type(self).__name__} must define __fastload_batch__()")

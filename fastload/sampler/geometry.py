@@ -207,3 +207,8 @@ class EpochGeometry:
             cuts = [lo + k * (hi - lo) // num_workers for k in range(1, num_workers)]
         edges = [lo, *cuts, hi]
         return list(zip(edges[:-1], edges[1:]))
+
+    def worker_rows(self, rank: int, world_size: int, num_workers: int) -> list[tuple[int, int]]:
+        """`worker_columns` counted from the rank's first column: rows [lo, hi) of the rank's batch per worker."""
+        first = self.rank_columns(rank, world_size)[0]
+        return [(lo - first, hi - first) for lo, hi in self.worker_columns(rank, world_size, num_workers)]

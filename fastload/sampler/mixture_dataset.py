@@ -129,20 +129,21 @@ class RowMixture(MixtureDataset):
         rows = {name: source.dataset.block_rows for name, source in zip(self.mixture.names, self.sources)}
         return MixturePlan.of_rows(rows, weights, **arguments)
 
-    def __fastload_batch__(self, key: MixtureKey, allocate) -> dict:
+    def __fastload_batch__(self, key: MixtureKey, allocate, rows: tuple[int, int] | None = None) -> dict:
+        """Rank `key.rank`'s rows of global batch `key.batch`; with `rows=(a, b)` only those rows of
+        it are written (see `BatchDataset`)."""
         plan, lo, hi = self._plan_of_key(key)
-        source, rows = plan.columns(key.batch, lo, hi)
-        out = None
+        # every array whole, whatever rows this call writes: the sources' arrays, as an empty batch shows them
+        out = {name: allocate((hi - lo, *array.shape[1:]), array.dtype) for name, array in self.sources[0].__fastload_batch__([], np.empty).items()}
+        out["source"] = allocate((hi - lo,), np.int64)
+        first, last = (0, hi - lo) if rows is None else rows
+        if first >= last:
+            return out
+        source, ids = plan.columns(key.batch, lo + first, lo + last)
         for s in np.unique(source).tolist():
             mine = np.flatnonzero(source == s)
-            part = self.sources[s].__fastload_batch__(rows[mine], np.empty)
-            if out is None:
-                out = {name: allocate((len(source), *array.shape[1:]), array.dtype) for name, array in part.items()}
+            part = self.sources[s].__fastload_batch__(ids[mine], np.empty)
             for name, array in part.items():
-                out[name][mine] = array
-        out["source"] = allocate((len(source),), np.int64)
-        out["source"][:] = source
+                out[name][first + mine] = array
+        out["source"][first:last] = source
         return out
-
-    def __repr__(self) -> str:
-        return f"{type(self.sources[0]).__name__}({self.mixture!r})"

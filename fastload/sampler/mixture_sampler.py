@@ -64,6 +64,13 @@ class MixtureBatchSampler:
             return self.epoch_batches
         return max(0, min(self.epoch_batches, end - first))
 
+    def worker_rows(self, num_workers: int) -> list[tuple[int, int]]:
+        """How `num_workers` workers share each batch: rows [lo, hi) of it per worker, cut evenly (a
+        mixture's rows mix sources' lanes, so no one cut falls on every source's partitions)."""
+        share = self.global_batch_size // self.world_size
+        edges = [k * share // num_workers for k in range(num_workers + 1)]
+        return list(zip(edges[:-1], edges[1:]))
+
     def set_epoch(self, epoch: int) -> None:
         if type(epoch) is not int or epoch < 0:
             raise ConfigError(f"epoch must be a non-negative integer, found {epoch!r}")

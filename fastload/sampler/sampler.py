@@ -121,10 +121,18 @@ class Sampler:
             yield plan.rank_batch(b, self.rank, self.world_size).tolist()
         self.epoch, self.samples_consumed = self.epoch + 1, 0
 
-    def read_order(self, *, skip_batches: int = 0) -> np.ndarray:
-        """The blocks this rank reads from its resume point (plus `skip_batches`) on, each once, in order
-        of first use: the rest of this epoch, then the next. A remote dataset fetches ahead along it."""
+    def worker_rows(self, num_workers: int) -> list[tuple[int, int]]:
+        """How `num_workers` workers share each of this rank's batches: rows [lo, hi) of it per worker,
+        cut at partition boundaries where there are enough (see `EpochGeometry.worker_columns`)."""
+        return self.plan().geometry.worker_rows(self.rank, self.world_size, num_workers)
+
+    def read_order(self, *, skip_batches: int = 0, rows: tuple[int, int] | None = None) -> np.ndarray:
+        """The blocks this rank (or rows [lo, hi) of its batches) reads from its resume point (plus
+        `skip_batches`) on, each once, in order of first use: the rest of this epoch, then the next.
+        A remote dataset fetches ahead along it."""
         lo, hi = self.plan().rank_columns(self.rank, self.world_size)
+        if rows is not None:
+            lo, hi = lo + rows[0], lo + rows[1]
         start = self.samples_consumed // self.global_batch_size + skip_batches
         this = self.plan().geometry.blocks_in_read_order(lo, hi, start)
         following = plan_epoch(self.block_rows, options=self.options, epoch=self.epoch + 1, global_batch_size=self.global_batch_size)

@@ -22,7 +22,7 @@ import torch
 
 from fastload.pool import ALIGN, SharedArena, SlotFull, SlotWriter
 
-__all__ = ["encode_batch", "encode_computed_batch", "decode_batch", "Leaf"]
+__all__ = ["encode_batch", "encode_computed_batch", "decode_batch", "slot_bytes_of", "Leaf"]
 
 Leaf = tuple  # (byte offset, kind "torch"/"numpy", dtype name, shape, number of elements)
 
@@ -127,6 +127,14 @@ def encode_computed_batch(batch: dict, tensor_dtypes: dict, writer: SlotWriter, 
         dtype = tensor_dtypes.get(name) or array.dtype.name
         leaves.append((start, "torch", dtype, array.shape, array.size))
     return names, leaves, writer.used, None
+
+
+def slot_bytes_of(arrays: list[np.ndarray]) -> int:
+    """The bytes `arrays` take when a dataset allocates them in a slot in this order (as `SlotWriter` places them)."""
+    writer = SlotWriter(None, 1 << 62)
+    for array in arrays:
+        writer.allocate(array.nbytes)
+    return writer.used
 
 
 def _leaf(leaf: Leaf, buffer):

@@ -24,6 +24,7 @@ import time
 import warnings
 from multiprocessing.connection import wait
 
+import numpy as np
 import torch
 
 from fastload.errors import ConfigError
@@ -31,7 +32,7 @@ from fastload.pool import PAGE
 from fastload.store.object_store import worker_start_method
 from fastload.torch_private import DatasetKind, ExceptionWrapper, IteratorBase, is_default_collate, profiler_enabled
 from fastload.workers import protocol
-from fastload.workers.codec import decode_batch
+from fastload.workers.codec import decode_batch, slot_bytes_of
 from fastload.workers.loop import worker_main
 
 __all__ = ["PoolIterator", "Progress"]
@@ -79,9 +80,11 @@ class PoolIterator(IteratorBase):
         self._group = TASK_GROUP if _computes_whole_batches(loader, self.auto_collation) else 1
         self._max_tasks = self._prefetch_factor * self.num_workers * self._group
         self._pool = loader._buffer_pool(pin=self.pin_memory and torch.cuda.is_available())
+        self._pool.iterator_started()  # the pool stays open while this iterator runs, even if the loader dies
         self._warned_holding = False
         self._shutdown = False
-        self._tasks: dict[int, tuple[int, tuple | None]] = {}  # task_id -> (worker_id, slot)
+        self._tasks: dict[int, tuple[int, tuple | None]] = {}  # task_id -> (worker_id, slot); worker SHARED: every worker
+        self._shares: list[tuple[int, int]] | None = None  # rows of a batch per worker, when workers share batches
         self._start_workers(loader)
         self.new_epoch(loader, first=True)
 
@@ -173,15 +176,39 @@ class PoolIterator(IteratorBase):
         self._active = [True] * self.num_workers
         self._next_worker = itertools.cycle(range(self.num_workers))
         self._sampler_done = False
-        order = loader.read_order()
-        if order is not None:  # before the first task, so the workers fetch ahead from the start
-            for conn in self._conns:
+        self._owed: dict[int, set[int]] = {}  # shared batch -> workers whose share has not come back
+        self._described: dict[int, tuple] = {}  # shared batch -> the reply that describes it (or its first error)
+        self._held_index = _NONE  # an index taken from the sampler and not yet sent
+        self._shares = _shares(loader, self.dataset, self.num_workers) if self._group > 1 else None
+        for worker_id, conn in enumerate(self._conns):  # before the first task, so the workers fetch ahead from the start
+            rows = self._shares[worker_id] if self._shares is not None and worker_id < len(self._shares) else None
+            order = loader.read_order(rows=rows)
+            if order is not None:
                 protocol.send(conn, (protocol.EXPECT, order))
         if loader._skip_batches:
             self.sampler_iter = itertools.islice(self.sampler_iter, loader._skip_batches, None)
+        if self._shares is not None:
+            self._size_pool_for_shares()
         for _ in range(self._max_tasks):
             if not self._dispatch():
                 break
+
+    def _size_pool_for_shares(self) -> None:
+        """Slots big enough for a whole batch before its shares go out: a share cannot bring a segment of
+        its own. The first batch's arrays for no rows give the size, reading no data."""
+        try:
+            self._held_index = self.next_index()
+        except StopIteration:
+            self._sampler_done = True
+            return
+        arrays = self.dataset.__fastload_batch__(self._held_index, np.empty, rows=(0, 0))
+        self._grow_pool(slot_bytes_of(list(arrays.values())))
+
+    def _take_index(self):
+        if self._held_index is not _NONE:
+            index, self._held_index = self._held_index, _NONE
+            return index
+        return self.next_index()
 
     def _drain(self) -> None:
         """Collect what the workers still owe from the previous epoch, and drop it."""
@@ -197,6 +224,8 @@ class PoolIterator(IteratorBase):
             return False
         if self._group > 1 and not allow_dedicated and len(self._tasks) + self._group > self._max_tasks:
             return False  # wait until a whole group fits
+        if self._shares is not None:
+            return self._dispatch_shares(allow_dedicated=allow_dedicated)
         worker_id = next(self._next_worker)
         while not self._active[worker_id]:
             worker_id = next(self._next_worker)
@@ -206,7 +235,7 @@ class PoolIterator(IteratorBase):
             if slot is False:
                 break
             try:
-                index = self.next_index()
+                index = self._take_index()
             except StopIteration:
                 self._sampler_done = True
                 if slot is not protocol.DEDICATED:
@@ -222,6 +251,57 @@ class PoolIterator(IteratorBase):
             protocol.send(self._conns[worker_id], message)
         except OSError:
             self._raise_worker_died([worker_id])
+        return True
+
+    def _dispatch_shares(self, *, allow_dedicated: bool) -> bool:
+        """Send the next group of batches to every worker, each its rows of them (shared batches).
+
+        With every slot held by the training loop and waiting not allowed,
+        the next batch goes whole to one worker in a segment of its own (see
+        NOTE [fastload worker protocol]).
+        """
+        tasks = []
+        while len(tasks) < self._group:
+            slot = self._pool.acquire()
+            if slot is None:
+                if tasks or not allow_dedicated:
+                    break
+                self._warn_holding()
+                return self._dispatch_whole()
+            try:
+                index = self._take_index()
+            except StopIteration:
+                self._sampler_done = True
+                self._pool.release(slot)
+                break
+            tasks.append((self._send_idx, slot, index))
+            self._tasks[self._send_idx] = (SHARED, slot)
+            self._owed[self._send_idx] = set(range(len(self._shares)))
+            self._send_idx += 1
+        if not tasks:
+            return False
+        for worker_id, (lo, hi) in enumerate(self._shares):
+            mine = [(task_id, slot, protocol.Share(index, lo, hi, worker_id == 0)) for task_id, slot, index in tasks]
+            try:
+                protocol.send(self._conns[worker_id], (protocol.TASKS, mine))
+            except OSError:
+                self._raise_worker_died([worker_id])
+        return True
+
+    def _dispatch_whole(self) -> bool:
+        """One batch, whole, to the next worker, in a segment of its own."""
+        try:
+            index = self._take_index()
+        except StopIteration:
+            self._sampler_done = True
+            return False
+        worker_id = next(self._next_worker)
+        self._tasks[self._send_idx] = (worker_id, protocol.DEDICATED)
+        try:
+            protocol.send(self._conns[worker_id], (protocol.TASK, self._send_idx, protocol.DEDICATED, index))
+        except OSError:
+            self._raise_worker_died([worker_id])
+        self._send_idx += 1
         return True
 
     def _free_slot(self, *, allow_dedicated: bool):
@@ -278,6 +358,11 @@ class PoolIterator(IteratorBase):
             for reply in message[1]:
                 self._handle(worker_id, reply)
             return
+        if task_id in self._owed:
+            message = self._gather_share(worker_id, message)
+            if message is None:
+                return
+            kind = message[0]
         assigned = self._tasks.pop(task_id, (worker_id, protocol.DEDICATED))[1]
         if kind == protocol.BATCH:
             _, _, slot, used, skeleton, leaves = message
@@ -299,6 +384,22 @@ class PoolIterator(IteratorBase):
             self._done[task_id] = _SKIP
         elif kind == protocol.ERROR:
             self._done[task_id] = message[2]
+
+    def _gather_share(self, worker_id: int, message):
+        """Count one worker's share of a shared batch in; the batch's message (its description, or the
+        first error) once every share is back, else None. The slot is released only then: until the last
+        share is back, some worker may still be writing into it."""
+        task_id = message[1]
+        owed = self._owed[task_id]
+        owed.discard(worker_id)
+        kind = message[0]
+        if kind == protocol.ERROR or (kind == protocol.BATCH and message[4] is not None):
+            if self._described.get(task_id, (None,))[0] != protocol.ERROR:
+                self._described[task_id] = message
+        if owed:
+            return None
+        del self._owed[task_id]
+        return self._described.pop(task_id)
 
     def _receive_fd(self, worker_id: int, task_id: int) -> int:
         """The fd of a batch's own segment, which follows its BATCH message. See NOTE [fastload worker protocol].
@@ -380,6 +481,11 @@ class PoolIterator(IteratorBase):
             self._dispatch(allow_dedicated=True)
         timeout = self.timeout or None  # torch's 0 means no timeout
         expected = self._tasks.get(self._rcvd_idx) if self._in_order else None
+        if expected is not None and expected[0] is SHARED:
+            # Every worker owes a share of it: read the pipe of one that still does.
+            worker_id = min(self._owed[self._rcvd_idx])
+            self._handle(worker_id, self._receive_from(worker_id, timeout=timeout))
+            return
         if expected is not None:
             # In order, the next batch can only come from the worker that has its task: read
             # that one pipe (a poll and a recv) instead of waiting on every pipe and sentinel.
@@ -435,6 +541,7 @@ class PoolIterator(IteratorBase):
             if slot is not protocol.DEDICATED:
                 self._pool.release(slot)
         self._tasks.clear()
+        self._pool.iterator_ended()
 
     def __del__(self):
         if not getattr(self, "_shutdown", True):
@@ -445,6 +552,22 @@ class PoolIterator(IteratorBase):
 
 
 _SKIP = object()  # a task that produced no batch (an exhausted iterable worker)
+_NONE = object()  # no index held back
+SHARED = -1  # the worker of a task every worker has a share of
+
+
+def _shares(loader, dataset, num_workers: int) -> list[tuple[int, int]] | None:
+    """Rows [lo, hi) of each batch per worker when the workers compute batches together: the dataset
+    writes any rows of a batch into it (`splits_rows`) and the sampler says where to cut
+    (`worker_rows`, at partition boundaries: then each block is read by one worker). None otherwise,
+    and when fewer than two workers would have rows."""
+    sampler = loader._index_sampler_object
+    if num_workers < 2 or not getattr(dataset, "splits_rows", False) or not callable(getattr(sampler, "worker_rows", None)):
+        return None
+    if not _takes_rows(dataset.__fastload_batch__):  # a subclass that overrides it the old way
+        return None
+    shares = [(lo, hi) for lo, hi in sampler.worker_rows(num_workers) if hi > lo]
+    return shares if len(shares) > 1 else None
 
 
 def _open_files() -> str:
@@ -466,6 +589,13 @@ def _computes_whole_batches(loader, auto_collation: bool) -> bool:
     from fastload.workers.collate import ComputedBatchCollate
 
     return not auto_collation and hasattr(loader.dataset, "__fastload_batch__") and isinstance(loader.collate_fn, ComputedBatchCollate)
+
+
+def _takes_rows(method) -> bool:
+    import inspect
+
+    parameters = inspect.signature(method).parameters
+    return "rows" in parameters or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
 
 
 def _default_context():

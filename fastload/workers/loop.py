@@ -50,6 +50,8 @@ class _BatchWritingFetcher:
         self.dataset, self.collate_fn = dataset, collate_fn
 
     def fetch(self, key):
+        if isinstance(key, protocol.Share):  # this worker's rows of a batch the workers compute together
+            return self.dataset.__fastload_batch__(key.key, slot_array, rows=(key.lo, key.hi))
         return self.dataset.__fastload_batch__(key, slot_array)  # numpy arrays; see _encode
 
 
@@ -165,7 +167,11 @@ def _run_task(config: protocol.WorkerConfig, fetcher, message: tuple, arenas: di
     try:
         with current_slot(writer if config.uses_default_collate or getattr(fetcher, "writes_into_slot", False) else None):
             batch = fetcher.fetch(index)
-        skeleton, leaves, used, fd = _encode(fetcher, batch, writer, slot_address or 0)
+        if isinstance(index, protocol.Share):
+            skeleton, leaves, used = _encode_share(fetcher, batch, writer, slot_address or 0, index)
+            fd = None
+        else:
+            skeleton, leaves, used, fd = _encode(fetcher, batch, writer, slot_address or 0)
         del batch
     except StopIteration:
         return (protocol.END, task_id), None
@@ -175,6 +181,19 @@ def _run_task(config: protocol.WorkerConfig, fetcher, message: tuple, arenas: di
     if fd is None:
         return (protocol.BATCH, task_id, slot, used, skeleton, leaves), None
     return (protocol.BATCH, task_id, protocol.DEDICATED, used, skeleton, leaves), fd
+
+
+def _encode_share(fetcher, batch, writer, slot_address: int, share: protocol.Share):
+    """A share's batch lies in its slot like a whole computed batch; only the describing worker sends
+    the description. A share that did not fit its slot cannot be merged with the others: an error."""
+    encoded = encode_computed_batch(batch, fetcher.collate_fn.tensor_dtypes, writer, slot_address) if writer is not None else None
+    if encoded is None:
+        raise RuntimeError(
+            "a batch computed by several workers together did not fit the slot sized for it: the dataset's arrays "
+            "for no rows (how the slots are sized) must have the shapes of its arrays for any rows"
+        )
+    skeleton, leaves, used, _ = encoded
+    return (skeleton, leaves, used) if share.describe else (None, None, used)
 
 
 def _encode(fetcher, batch, writer, slot_address: int):

@@ -21,6 +21,17 @@ shared memory (see `fastload/pool.py`).
           ── TASKS([(task_id, slot, index), ...]) ►  each as a TASK, in order
                                                    ◄── MANY([BATCH or ERROR, ...])
                                                        (a BATCH with an fd travels alone, as above)
+    shared batches (a dataset that `splits_rows`, a sampler with `worker_rows`)
+          ── TASKS([(task_id, slot, Share(key, lo, hi, describe)), ...]) to EVERY worker,
+             each with its own rows [lo, hi) of the same batches and slots
+                                                   writes only its rows, into the whole batch's arrays
+                                                   ◄── BATCH(task_id, slot, used, skeleton, leaves) from the
+                                                       worker that describes the batch; BATCH(task_id, slot,
+                                                       used, None, None) from the others
+             the batch is done when every share is back; the slots are sized before the
+             first share is sent (the dataset's arrays for no rows give their shapes), so a
+             share never needs a segment of its own; when the training loop holds every
+             slot, the batch goes whole to one worker as a plain TASK.
     error                                          ◄── ERROR(task_id, ExceptionWrapper)
     epoch end (iterable dataset exhausted)         ◄── END(task_id)
     read-ahead (a remote dataset, a sampler that knows its order; each epoch)
@@ -45,15 +56,25 @@ from __future__ import annotations
 
 import pickle
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
-__all__ = ["READY", "ARENA", "TASK", "TASKS", "BATCH", "MANY", "ERROR", "END", "RESET", "STOP", "EXPECT", "DEDICATED", "POLL_S", "WorkerConfig", "send", "receive", "remote_reader"]
+__all__ = ["READY", "ARENA", "TASK", "TASKS", "BATCH", "MANY", "ERROR", "END", "RESET", "STOP", "EXPECT", "DEDICATED", "POLL_S", "Share", "WorkerConfig", "send", "receive", "remote_reader"]
 
 READY, ARENA, TASK, BATCH, ERROR, END, RESET, STOP = "ready", "arena", "task", "batch", "error", "end", "reset", "stop"
 TASKS, MANY = "tasks", "many"  # a group of tasks, and the replies to one
 EXPECT = "expect"  # the blocks the coming batches read, in order (read-ahead for remote datasets)
 DEDICATED = None  # the slot of a batch that travels in its own segment
 POLL_S = 1.0  # how often an idle worker checks that its parent is alive
+
+
+class Share(NamedTuple):
+    """One worker's part of a shared batch: rows [lo, hi) of batch `key`; `describe`: this worker's
+    reply carries the batch's description (one worker's does)."""
+
+    key: Any
+    lo: int
+    hi: int
+    describe: bool
 
 
 @dataclass
