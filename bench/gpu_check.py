@@ -145,7 +145,7 @@ def check_registered(num_batches: int = 6) -> CheckResult:
     found = {
         "arena registered (cudaHostRegister returned 0)": pool.arenas[arena_id].pinned,
         "tensor over a leased slot: is_pinned()": over_slot.is_pinned(),
-        f"DataLoader(pin_memory=True, num_workers=2): batches pinned": f"{pinned_batches} of {len(loader)}",
+        "DataLoader(pin_memory=True, num_workers=2): batches pinned": f"{pinned_batches} of {len(loader)}",
         "control: a pageable tensor is_pinned() (must be False)": torch.empty(16).is_pinned(),
     }
     ok = found["arena registered (cudaHostRegister returned 0)"] and found["tensor over a leased slot: is_pinned()"] \
@@ -192,7 +192,7 @@ def check_bandwidth(*, num_bytes: int = 64 * MIB, repeats: int = 20, warmup: int
     pool.add_arena(num_slots=1, slot_bytes=num_bytes)
     sources = {
         "pool slot (cudaHostRegister)": _slot_tensor(pool, num_bytes),
-        "pageable (torch.empty)": torch.ones(num_bytes, dtype=torch.uint8),
+        "pageable (torch.ones)": torch.ones(num_bytes, dtype=torch.uint8),
         "torch pin_memory()": torch.ones(num_bytes, dtype=torch.uint8).pin_memory(),
     }
     dst = torch.empty(num_bytes, dtype=torch.uint8, device="cuda")
