@@ -125,9 +125,7 @@ class ArrayDataset(BatchDataset):
         for name, transform in self.transforms.items():
             shape, dtype = self.output(name)
             batch[name] = whole = allocate((count, *shape), dtype)
-            if not len(ids):
-                continue
-            out = whole[first:last]
+            out = whole[first:last]  # no rows (how the loader sizes slots) still runs the transforms' kernels, loading them once
             if transform is None:
                 self._gather(name, ids, block_of, blocks, out)
             else:

@@ -164,11 +164,10 @@ class PackedDataset(TokenDocuments):
         lo, hi = plan.rank_columns(key.rank, key.world_size)
         out = PackedArrays.empty(hi - lo, self.seq_len, allocate)
         first, last = (0, hi - lo) if rows is None else rows
-        if first < last:
-            if self.dataset.remote is not None:
-                self._read_ahead(plan, plan_key, key, lo + first, lo + last)
-            filler = self._batch_filler()
-            filler.fill_parts([RowsToFill(plan, plan_key, key.batch, lo + first, lo + last, output_rows(first, last))], out)
+        if first < last and self.dataset.remote is not None:
+            self._read_ahead(plan, plan_key, key, lo + first, lo + last)
+        # No rows (how the loader sizes slots) still runs the kernel: it is loaded once, before forking workers.
+        self._batch_filler().fill_parts([RowsToFill(plan, plan_key, key.batch, lo + first, lo + last, output_rows(first, last))], out)
         return out.as_dict()
 
     def _read_ahead(self, plan: PackPlan, plan_key: tuple, key: BatchKey, lo: int, hi: int) -> None:

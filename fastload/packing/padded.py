@@ -79,10 +79,8 @@ class PaddedDataset(TokenDocuments):
             "position_ids": allocate(shape, np.int64),
         }
         first, last = (0, len(ids)) if rows is None else rows
-        ids = ids[first:last]
-        if len(ids) == 0:
-            return out
-        if ids.min() < 0 or ids.max() >= self.dataset.num_rows:
+        ids = ids[first:last]  # no rows (how the loader sizes slots) still runs the kernel, loading it once before workers fork
+        if len(ids) and (ids.min() < 0 or ids.max() >= self.dataset.num_rows):
             raise IndexError(f"document ids must be in [0, {self.dataset.num_rows:,})")
         blocks = self._blocks if self._blocks is not None else self._blocks_for_batches()
         starts = self.dataset.block_starts

@@ -84,7 +84,10 @@ class PoolIterator(IteratorBase):
         self._warned_holding = False
         self._shutdown = False
         self._tasks: dict[int, tuple[int, tuple | None]] = {}  # task_id -> (worker_id, slot); worker SHARED: every worker
-        self._shares: list[tuple[int, int]] | None = None  # rows of a batch per worker, when workers share batches
+        self._workers: list = []
+        self._shares = _shares(loader, self.dataset, self.num_workers) if self._group > 1 else None  # rows of a batch per worker
+        if self._shares is not None:
+            self._size_pool_for_shares(loader)  # before the workers fork: they inherit the kernels it loads
         self._start_workers(loader)
         self.new_epoch(loader, first=True)
 
@@ -178,8 +181,12 @@ class PoolIterator(IteratorBase):
         self._sampler_done = False
         self._owed: dict[int, set[int]] = {}  # shared batch -> workers whose share has not come back
         self._described: dict[int, tuple] = {}  # shared batch -> the reply that describes it (or its first error)
-        self._held_index = _NONE  # an index taken from the sampler and not yet sent
-        self._shares = _shares(loader, self.dataset, self.num_workers) if self._group > 1 else None
+        # Batches per message: shared batches go to every worker, so a message carries as many as make
+        # each worker's wake-ups per batch what they are for whole batches (1/TASK_GROUP), while two
+        # messages still fit in flight. The epoch's first message carries one: the first batch does not
+        # wait for a group's worth of work.
+        self._per_message = self._group if self._shares is None else max(1, min(self._group * len(self._shares), self._max_tasks // 2))
+        self._first_message = True
         for worker_id, conn in enumerate(self._conns):  # before the first task, so the workers fetch ahead from the start
             rows = self._shares[worker_id] if self._shares is not None and worker_id < len(self._shares) else None
             order = loader.read_order(rows=rows)
@@ -187,28 +194,25 @@ class PoolIterator(IteratorBase):
                 protocol.send(conn, (protocol.EXPECT, order))
         if loader._skip_batches:
             self.sampler_iter = itertools.islice(self.sampler_iter, loader._skip_batches, None)
-        if self._shares is not None:
-            self._size_pool_for_shares()
+        if self._shares is not None and not first:
+            self._size_pool_for_shares(loader)
         for _ in range(self._max_tasks):
             if not self._dispatch():
                 break
 
-    def _size_pool_for_shares(self) -> None:
+    def _size_pool_for_shares(self, loader) -> None:
         """Slots big enough for a whole batch before its shares go out: a share cannot bring a segment of
-        its own. The first batch's arrays for no rows give the size, reading no data."""
-        try:
-            self._held_index = self.next_index()
-        except StopIteration:
-            self._sampler_done = True
+        its own. The dataset's arrays for no rows of a batch of this epoch give the size, reading no data
+        (every batch of an epoch has the same arrays); computing them also loads the dataset's kernels,
+        which workers forked after it share instead of each loading them again."""
+        sampler = loader._index_sampler_object
+        if len(sampler) == 0:
             return
-        arrays = self.dataset.__fastload_batch__(self._held_index, np.empty, rows=(0, 0))
+        position = (sampler.epoch, sampler.samples_consumed)
+        key = next(iter(sampler))  # a fresh iterator's first key; put back whatever it moved
+        sampler.epoch, sampler.samples_consumed = position
+        arrays = self.dataset.__fastload_batch__(key, np.empty, rows=(0, 0))
         self._grow_pool(slot_bytes_of(list(arrays.values())))
-
-    def _take_index(self):
-        if self._held_index is not _NONE:
-            index, self._held_index = self._held_index, _NONE
-            return index
-        return self.next_index()
 
     def _drain(self) -> None:
         """Collect what the workers still owe from the previous epoch, and drop it."""
@@ -222,20 +226,22 @@ class PoolIterator(IteratorBase):
         """Send the next task (or group of tasks) to a worker, if slots (or permission to go without) are free."""
         if self._sampler_done or not any(self._active):
             return False
-        if self._group > 1 and not allow_dedicated and len(self._tasks) + self._group > self._max_tasks:
+        per_message = 1 if self._first_message else self._per_message
+        if per_message > 1 and not allow_dedicated and len(self._tasks) + per_message > self._max_tasks:
             return False  # wait until a whole group fits
+        self._first_message = False
         if self._shares is not None:
-            return self._dispatch_shares(allow_dedicated=allow_dedicated)
+            return self._dispatch_shares(per_message, allow_dedicated=allow_dedicated)
         worker_id = next(self._next_worker)
         while not self._active[worker_id]:
             worker_id = next(self._next_worker)
         tasks = []
-        while len(tasks) < self._group:
+        while len(tasks) < per_message:
             slot = self._free_slot(allow_dedicated=allow_dedicated and not tasks)
             if slot is False:
                 break
             try:
-                index = self._take_index()
+                index = self.next_index()
             except StopIteration:
                 self._sampler_done = True
                 if slot is not protocol.DEDICATED:
@@ -253,7 +259,7 @@ class PoolIterator(IteratorBase):
             self._raise_worker_died([worker_id])
         return True
 
-    def _dispatch_shares(self, *, allow_dedicated: bool) -> bool:
+    def _dispatch_shares(self, per_message: int, *, allow_dedicated: bool) -> bool:
         """Send the next group of batches to every worker, each its rows of them (shared batches).
 
         With every slot held by the training loop and waiting not allowed,
@@ -261,7 +267,7 @@ class PoolIterator(IteratorBase):
         NOTE [fastload worker protocol]).
         """
         tasks = []
-        while len(tasks) < self._group:
+        while len(tasks) < per_message:
             slot = self._pool.acquire()
             if slot is None:
                 if tasks or not allow_dedicated:
@@ -269,7 +275,7 @@ class PoolIterator(IteratorBase):
                 self._warn_holding()
                 return self._dispatch_whole()
             try:
-                index = self._take_index()
+                index = self.next_index()
             except StopIteration:
                 self._sampler_done = True
                 self._pool.release(slot)
@@ -291,7 +297,7 @@ class PoolIterator(IteratorBase):
     def _dispatch_whole(self) -> bool:
         """One batch, whole, to the next worker, in a segment of its own."""
         try:
-            index = self._take_index()
+            index = self.next_index()
         except StopIteration:
             self._sampler_done = True
             return False
@@ -439,7 +445,7 @@ class PoolIterator(IteratorBase):
         self._pool.largest_batch = max(batch_bytes, self._pool.largest_batch)
         slot_bytes = int(self._pool.largest_batch * SLOT_HEADROOM) + PAGE
         self._pool.add_arena(self._max_tasks + EXTRA_SLOTS, slot_bytes)
-        for worker_id in range(self.num_workers):
+        for worker_id in range(len(self._workers)):  # none yet when the slots are sized before the workers start
             self._send_arena(worker_id)
 
     def _send_arena(self, worker_id: int) -> None:
@@ -552,7 +558,6 @@ class PoolIterator(IteratorBase):
 
 
 _SKIP = object()  # a task that produced no batch (an exhausted iterable worker)
-_NONE = object()  # no index held back
 SHARED = -1  # the worker of a task every worker has a share of
 
 
