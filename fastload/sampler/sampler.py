@@ -121,6 +121,21 @@ class Sampler:
             yield plan.rank_batch(b, self.rank, self.world_size).tolist()
         self.epoch, self.samples_consumed = self.epoch + 1, 0
 
+    def live_blocks(self) -> int:
+        """Blocks this rank reads from at once: what its reader keeps decoded to read each block once an epoch.
+
+        `block_window`: two windows (a partition's current one and the next, which a batch
+        straddling them reaches into) of every partition whose columns this rank serves — for
+        one rank with the defaults, 2 × 8 × min(64, blocks); `sequential`: two windows of its
+        one stream; `uniform`: every block. Never more than the dataset's blocks.
+        """
+        num_blocks = len(self.block_rows)
+        if self.options.order == "uniform":
+            return num_blocks
+        geometry = self.plan().geometry
+        partitions = geometry.column_partitions(*geometry.rank_columns(self.rank, self.world_size))[0]
+        return min(num_blocks, 2 * self.options.window_blocks * len(partitions))
+
     def read_order(self, *, skip_batches: int = 0) -> np.ndarray:
         """The blocks this rank reads from its resume point (plus `skip_batches`) on, each once, in order
         of first use: the rest of this epoch, then the next. A remote dataset fetches ahead along it."""
