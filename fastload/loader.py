@@ -3,8 +3,12 @@
 It *is* a `torch.utils.data.DataLoader` (a subclass): the constructor, its
 argument checks and error messages, the samplers, `len()`, the seeds given to
 workers and single-process loading (`num_workers=0`) are torch's own code, so
-a script changes one import and gets the same batches in the same order.
-What differs is how a worker's batch reaches the training loop:
+a script changes one import and gets the same batches in the same order —
+with one deliberate exception: a `fastload.Dataset` with `shuffle=True` and no
+sampler is read in fastload's locality-aware order, with a block cache sized
+for it (`_dataset_sampler`), since torch's uniform order would decode a block
+for nearly every row. What differs otherwise is how a worker's batch reaches
+the training loop:
 
     torch:    worker stacks into a new shm segment → fd over a socket → unpickle
               → pin thread copies it again into pinned memory
@@ -42,7 +46,8 @@ from fastload.workers.protocol import remote_reader
 __all__ = ["DataLoader"]
 
 class DataLoader(LoaderBase):
-    """Drop-in for `torch.utils.data.DataLoader` (same arguments, same batches).
+    """Drop-in for `torch.utils.data.DataLoader` (same arguments, same batches; a `fastload.Dataset`
+    with `shuffle=True` is read in fastload's locality-aware order instead, see the README).
 
     With `num_workers > 0`, workers write batches into a pool of
     shared-memory slots and the loop receives tensors that view them (zero
