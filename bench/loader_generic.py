@@ -9,6 +9,10 @@ a warning on machines without CUDA, for both loaders):
 Items come from an in-memory array (the dataset itself costs almost nothing)
 so the table measures the loaders: worker start, collation, hand-off, and the
 main process's share.
+A third, `--workloads shards`, reads rows of a `fastload.Dataset` instead
+(1024 int64 tokens a row, lz4, 1 MiB blocks, 64 blocks, written once to
+bench/.cache/), batch 16, `shuffle=True`: what the loaders' default order
+and block cache cost when every row is decoded from a compressed block.
 
 Every (workload, loader, num_workers) runs in a fresh child process (see
 `_harness.run_child`), `--rounds` times, the cases in a rotating order. In
@@ -37,7 +41,25 @@ from _harness import child_main, format_table, machine_info, run_child, status, 
 WORKLOADS = {
     "images": {"shape": (3, 224, 224), "dtype": "uint8", "batch_size": 64, "items": 64 * 40, "distinct": 256},
     "tokens": {"shape": (1024,), "dtype": "int64", "batch_size": 16, "items": 16 * 300, "distinct": 1024},
+    "shards": {"shape": (1024,), "dtype": "int64", "batch_size": 16, "items": 128 * 64},
 }
+SHARDS = Path(__file__).resolve().parent / ".cache" / "loader_generic_shards_lz4"
+
+
+def _write_shards() -> None:
+    """The `shards` workload's dataset: 8,192 rows of 1024 int64 tokens (8 KiB), lz4, 128 rows a block."""
+    if (SHARDS / "index.json").exists():
+        return
+    import numpy as np
+    import pyarrow as pa
+
+    from fastload.format import Column, DatasetWriter, Schema, WriteOptions
+
+    schema = Schema((Column("tokens", "ndarray", "int64", (1024,)),))
+    tokens = np.random.default_rng(0).integers(0, 50_000, size=(WORKLOADS["shards"]["items"], 1024))
+    column = pa.FixedSizeListArray.from_arrays(pa.array(tokens.reshape(-1)), 1024)
+    with DatasetWriter(SHARDS, schema, options=WriteOptions(block_rows=128, compression="lz4")) as writer:
+        writer.write(pa.record_batch([column], schema=schema.arrow_schema()))
 
 
 def _pss_bytes(pid: int) -> int:
@@ -76,7 +98,8 @@ def _child(workload: str, loader_name: str, num_workers: int, repeats: int) -> d
             return torch.from_numpy(self.data[i % spec["distinct"]]), i
 
     cls = torch.utils.data.DataLoader if loader_name == "torch" else fastload.DataLoader
-    loader = cls(InMemory(), batch_size=spec["batch_size"], shuffle=True, num_workers=num_workers, pin_memory=True, **({"prefetch_factor": 2} if num_workers else {}))
+    dataset = fastload.Dataset(SHARDS) if workload == "shards" else InMemory()
+    loader = cls(dataset, batch_size=spec["batch_size"], shuffle=True, num_workers=num_workers, pin_memory=True, **({"prefetch_factor": 2} if num_workers else {}))
     epochs = []
     peak_pss = 0
     for epoch in range(repeats + 1):
@@ -148,6 +171,8 @@ def main() -> None:
         child_main(lambda: _child(workload, loader_name, int(workers), args.repeats))
         return
 
+    if "shards" in args.workloads.split(","):
+        _write_shards()
     configs = [(w, int(k), name) for w in args.workloads.split(",") for k in args.workers.split(",") for name in ("torch", "fastload")]
     runs: dict[tuple, list[dict]] = {c: [] for c in configs}
     for round_id in range(args.rounds):  # rounds rotate the order, so drifts of a shared machine hit every case

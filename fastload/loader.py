@@ -3,8 +3,12 @@
 It *is* a `torch.utils.data.DataLoader` (a subclass): the constructor, its
 argument checks and error messages, the samplers, `len()`, the seeds given to
 workers and single-process loading (`num_workers=0`) are torch's own code, so
-a script changes one import and gets the same batches in the same order.
-What differs is how a worker's batch reaches the training loop:
+a script changes one import and gets the same batches in the same order —
+with one deliberate exception: a `fastload.Dataset` with `shuffle=True` and no
+sampler is read in fastload's locality-aware order, with a block cache sized
+for it (`_dataset_sampler`), since torch's uniform order would decode a block
+for nearly every row. What differs otherwise is how a worker's batch reaches
+the training loop:
 
     torch:    worker stacks into a new shm segment → fd over a socket → unpickle
               → pin thread copies it again into pinned memory
@@ -26,6 +30,7 @@ datasets are fast-forwarded by re-reading the batches already delivered).
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import weakref
 
@@ -41,7 +46,8 @@ from fastload.workers.protocol import remote_reader
 __all__ = ["DataLoader"]
 
 class DataLoader(LoaderBase):
-    """Drop-in for `torch.utils.data.DataLoader` (same arguments, same batches).
+    """Drop-in for `torch.utils.data.DataLoader` (same arguments, same batches; a `fastload.Dataset`
+    with `shuffle=True` is read in fastload's locality-aware order instead, see the README).
 
     With `num_workers > 0`, workers write batches into a pool of
     shared-memory slots and the loop receives tensors that view them (zero
@@ -68,10 +74,12 @@ class DataLoader(LoaderBase):
             if kwargs.get("collate_fn") is None:
                 kwargs["collate_fn"] = ComputedBatchCollate(getattr(dataset, "tensor_dtypes", None))
         elif batch_sampler is None and sampler is None and batch_size is not None and _is_fastload_dataset(dataset):
-            batch_sampler = _distributed_sampler(dataset, batch_size, bool(shuffle), kwargs.get("drop_last", False))
+            batch_sampler = _dataset_sampler(dataset, batch_size, bool(shuffle), kwargs.get("drop_last", False), kwargs.get("generator"))
             if batch_sampler is not None:
                 batch_size, shuffle = 1, None
                 kwargs["drop_last"] = False
+        if _is_fastload_dataset(dataset):
+            _fit_block_cache(dataset, batch_sampler)
         super().__init__(dataset, batch_size, shuffle, sampler, batch_sampler, *args, **kwargs)
         self._resume_state: dict | None = None
         self._epoch_start: dict | None = None  # RNG and sampler state the current epoch started from
@@ -253,23 +261,81 @@ def _rank_and_world() -> tuple[int, int]:
     return 0, 1
 
 
-def _distributed_sampler(dataset, batch_size: int, shuffle: bool, drop_last: bool):
-    """Under torch.distributed, a fastload Sampler that gives this rank its share of every global batch.
+def _dataset_sampler(dataset, batch_size: int, shuffle: bool, drop_last: bool, generator):
+    """The batch sampler of a `fastload.Dataset` given no sampler: fastload's order where torch's default
+    would defeat the dataset's locality; None keeps torch's own (storage order, outside torch.distributed).
 
-    torch's own default would hand every rank the whole dataset; fastload's
-    sampler splits each global batch of `batch_size × world_size` samples so
+    Under torch.distributed (world > 1), a fastload `Sampler` gives this rank
+    its share of every global batch of `batch_size × world_size` samples, so
     ranks read disjoint data (and, with the default order, mostly disjoint
-    blocks) and all get the same number of batches. Seed 0; pass your own
-    `fastload.Sampler` as `batch_sampler=` for another seed or order.
+    blocks) and all get the same number of batches; torch's default would
+    hand every rank the whole dataset. Seed 0 (every rank must agree on it
+    without talking), a new order each epoch; pass your own `fastload.Sampler`
+    as `batch_sampler=` for another seed or order.
+
+    Otherwise, `shuffle=True` gets the same locality-aware order for one rank
+    (`_ReshuffledEachEpoch`) instead of torch's uniform RandomSampler, which
+    reads blocks at random. `shuffle=False` keeps torch's SequentialSampler:
+    fastload's `sequential` order gives the same indices but completes the last
+    batch with repeated rows, which torch's short last batch does not have.
     """
     import torch.distributed as dist
 
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return None
     from fastload.sampler import Sampler
 
-    world, rank = dist.get_world_size(), dist.get_rank()
-    return Sampler(dataset.block_rows, global_batch_size=batch_size * world, rank=rank, world_size=world, shuffle=shuffle, drop_last=drop_last)
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        world, rank = dist.get_world_size(), dist.get_rank()
+        return Sampler(dataset.block_rows, global_batch_size=batch_size * world, rank=rank, world_size=world, shuffle=shuffle, drop_last=drop_last)
+    if shuffle:
+        return _ReshuffledEachEpoch(dataset.block_rows, batch_size, drop_last=drop_last, generator=generator)
+    return None
+
+
+class _ReshuffledEachEpoch:
+    """A `fastload.Dataset`'s batch sampler for `shuffle=True` outside torch.distributed: a fastload
+    `Sampler` (one rank, `block_window` order) with a seed drawn anew at the start of every epoch.
+
+    The seed is drawn the way torch's RandomSampler draws its own — from the
+    loader's `generator` if given, else from torch's global RNG, when the
+    epoch's first batch is requested — so `torch.manual_seed` (or the
+    generator) keeps controlling the order as it did with torch's sampler,
+    each epoch gets a new order, and resuming needs nothing of ours: the
+    loader's `state_dict()` already restores the RNG state the epoch started
+    from, so the same seed is drawn again. Like torch's samplers (and unlike a
+    `Sampler` passed by hand), a loop left by `break` starts a new epoch.
+    """
+
+    def __init__(self, block_rows, batch_size: int, *, drop_last: bool, generator):
+        from fastload.sampler import Sampler, SamplerOptions
+
+        self.block_rows, self.generator = block_rows, generator
+        self.options = SamplerOptions(order="block_window", drop_last=drop_last)
+        self._first = Sampler(block_rows, global_batch_size=batch_size, options=self.options)  # checks the batch size now
+        self.seed: int | None = None  # the current epoch's, once its first batch was requested
+
+    def __len__(self) -> int:
+        return len(self._first)
+
+    def live_blocks(self) -> int:
+        return self._first.live_blocks()
+
+    def __iter__(self):
+        from fastload.sampler import Sampler
+
+        self.seed = int(torch.empty((), dtype=torch.int64).random_(generator=self.generator).item())
+        sampler = Sampler(self.block_rows, global_batch_size=self._first.global_batch_size, options=dataclasses.replace(self.options, seed=self.seed))
+        for batch in sampler.batches():
+            yield batch.tolist()
+
+
+def _fit_block_cache(dataset, batch_sampler) -> None:
+    """A locality-aware order reads each block once only if the blocks it has live stay decoded:
+    size the dataset's cache for it (`Dataset.fit_cache`; a size the user set stays). Other orders
+    keep the default cache: storage order needs a block or two, and a uniform order has every
+    block live, which no bounded cache holds."""
+    options = getattr(batch_sampler, "options", None)
+    if getattr(options, "order", None) == "block_window" and callable(getattr(batch_sampler, "live_blocks", None)):
+        dataset.fit_cache(batch_sampler.live_blocks())
 
 
 def _primed(indices):

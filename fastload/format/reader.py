@@ -45,6 +45,11 @@ __all__ = ["Dataset", "Block", "Ragged", "column_view", "decode_block", "decode_
 # OSError ("Invalid Block in IPC file footer") or a failed UTF-8 decode of a field name.
 _DAMAGE = (pa.ArrowException, OSError, UnicodeDecodeError, ValueError)
 
+# Decoded blocks a process keeps when nothing sizes its cache: enough for storage order and for a few
+# readers interleaving nearby blocks, small (16 MiB with the writer's default 1 MiB blocks) for any
+# dataset. A shuffled order keeps far more blocks in use at once; see `Dataset.fit_cache`.
+DEFAULT_CACHE_BLOCKS = 16
+
 _VERIFY_HINT = "Run 'fastload verify {folder}' to list every damaged shard, then re-create the dataset with 'fastload convert'."
 
 
@@ -285,6 +290,21 @@ class Dataset:
     retry: a `fastload.RetryPolicy` (per-request timeout, deadline, attempts);
     read_ahead_bytes: how much the read-ahead may fetch before it is read.
 
+    cache_blocks: how many decoded blocks this process keeps (least recently
+    used goes first). Left unset, it is 16 — unless `fastload.DataLoader`
+    sizes it for its shuffled order (`fit_cache`): the locality-aware order
+    has two windows of `window_blocks` blocks live per partition, so it
+    keeps `2 × window_blocks × partitions` blocks (2 × 8 × 64 = 1,024 with
+    the defaults, at most every block of the dataset), each process its own
+    cache: memory ≈ that many × the decoded block size (the writer's default
+    1 MiB blocks: up to about 1 GiB per process). To use less, pass a
+    `fastload.Sampler` with a smaller `window_blocks` or `num_partitions`
+    as `batch_sampler=` (the cache follows it; the samples of a batch then
+    come from fewer blocks, so batches mix less), or set `cache_blocks`
+    yourself: a value you set is never changed, but a cache smaller than the
+    order's live blocks decodes (and, with lz4/zstd, decompresses) evicted
+    blocks again — several times slower on compressed shards.
+
     >>> ds = fastload.Dataset("data/demo")
     >>> len(ds), ds.schema.names
     >>> ds[0]                     # {'text': '...', 'tokens': array([...], dtype=uint16)}
@@ -296,7 +316,7 @@ class Dataset:
         path: str | os.PathLike,
         *,
         check_blocks: bool = True,
-        cache_blocks: int = 16,
+        cache_blocks: int | None = None,
         tokenizer=None,
         allow_tokenizer_mismatch: bool = False,
         storage_options: dict | None = None,
@@ -306,7 +326,8 @@ class Dataset:
         read_ahead_bytes: int = 256 << 20,
     ):
         self.check_blocks = check_blocks
-        self.cache_blocks = max(1, int(cache_blocks))
+        self._cache_blocks_chosen = cache_blocks is not None  # the user's size, which fit_cache leaves alone
+        self.cache_blocks = DEFAULT_CACHE_BLOCKS if cache_blocks is None else max(1, int(cache_blocks))
         self.storage_options, self.cache_dir, self.cache_bytes, self.retry = storage_options, cache_dir, cache_bytes, retry
         self.read_ahead_bytes = read_ahead_bytes
         if is_remote(path):
@@ -341,6 +362,17 @@ class Dataset:
         """
         if self.remote is not None:
             self.remote.expect(blocks)
+
+    def fit_cache(self, live_blocks: int) -> int:
+        """Keep up to `live_blocks` blocks decoded (at most every block of the dataset), for a reading
+        order that has that many in use at once; `fastload.DataLoader` calls this for its shuffled order.
+
+        A `cache_blocks` given to the constructor is the user's choice and
+        stays; the cache never shrinks here. Returns the size now in force.
+        """
+        if not self._cache_blocks_chosen:
+            self.cache_blocks = max(self.cache_blocks, min(int(live_blocks), self.num_blocks))
+        return self.cache_blocks
 
     @property
     def cache_stats(self) -> dict | None:
@@ -389,7 +421,9 @@ class Dataset:
         """The keyword arguments this dataset was opened with (to open it again with some changed)."""
         return {
             "check_blocks": self.check_blocks,
-            "cache_blocks": self.cache_blocks,
+            # None while nothing sized the cache, so a dataset opened again with these options can
+            # still be fitted; a fitted size is passed on (a worker's copy keeps the loader's size).
+            "cache_blocks": self.cache_blocks if self._cache_blocks_chosen or self.cache_blocks != DEFAULT_CACHE_BLOCKS else None,
             "tokenizer": self.tokenizer,
             "allow_tokenizer_mismatch": self.allow_tokenizer_mismatch,
             "storage_options": self.storage_options,

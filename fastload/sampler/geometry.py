@@ -46,11 +46,16 @@ def partition_count(options: SamplerOptions, num_blocks: int) -> int:
     return options.num_partitions or min(DEFAULT_MAX_PARTITIONS, num_blocks)
 
 
-def live_blocks(options: SamplerOptions, num_blocks: int) -> int:
-    """Blocks the default order has live at once over all partitions: two windows per partition
-    (a partition's current window and the next), which a reader keeps decoded to read each block once."""
-    partitions = options.num_partitions or min(DEFAULT_MAX_PARTITIONS, num_blocks)  # what shuffle=True will cut
-    return 2 * options.window_blocks * partitions
+def live_blocks(options: SamplerOptions, num_blocks: int, *, partitions: int | None = None) -> int:
+    """Blocks an order has live at once, which a reader keeps decoded to read each block once an epoch:
+    `uniform`, every block; otherwise two windows (a partition's current one and the next, which a
+    batch straddling them reaches into) of each partition read (`partitions`; default all that
+    shuffle=True cuts). Never more than the dataset's blocks."""
+    if options.order == "uniform":
+        return num_blocks
+    if partitions is None:
+        partitions = options.num_partitions or min(DEFAULT_MAX_PARTITIONS, num_blocks)
+    return min(num_blocks, 2 * options.window_blocks * partitions)
 
 
 class EpochGeometry:

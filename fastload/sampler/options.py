@@ -42,10 +42,10 @@ class SamplerOptions:
     The locality these options promise (each block read once per rank, from
     a bounded window) is a property of the *order*; a reader realises it
     only if it keeps the live blocks decoded: about 2 × window_blocks × the
-    partitions it serves. The fast path's workers do (its issue); reading
-    `fastload.Dataset` rows through `ds[i]` with this sampler needs
-    `Dataset(path, cache_blocks=...)` that large, or uncompressed shards,
-    whose repeated reads hit the page cache instead of decompressing again.
+    partitions it serves (`Sampler.live_blocks()`). The fast path's workers
+    do; for `fastload.Dataset` rows read through `ds[i]`, `fastload.DataLoader`
+    sizes the dataset's block cache to it (`Dataset.fit_cache`) unless the
+    user chose `cache_blocks`.
     """
 
     order: str = "block_window"

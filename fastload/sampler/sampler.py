@@ -20,6 +20,7 @@ from typing import Iterator
 import numpy as np
 
 from fastload.errors import ConfigError
+from fastload.sampler.geometry import live_blocks
 from fastload.sampler.options import SamplerOptions
 from fastload.sampler.orders import EpochPlan, plan_epoch
 
@@ -125,6 +126,18 @@ class Sampler:
         """How `num_workers` workers share each of this rank's batches: rows [lo, hi) of it per worker,
         cut at partition boundaries where there are enough (see `EpochGeometry.worker_columns`)."""
         return self.plan().geometry.worker_rows(self.rank, self.world_size, num_workers)
+
+    def live_blocks(self) -> int:
+        """Blocks this rank reads from at once: what its reader keeps decoded to read each block once an epoch.
+
+        `block_window`: two windows (a partition's current one and the next, which a batch
+        straddling them reaches into) of every partition whose columns this rank serves — for
+        one rank with the defaults, 2 × 8 × min(64, blocks); `sequential`: two windows of its
+        one stream; `uniform`: every block. Never more than the dataset's blocks.
+        """
+        geometry = self.plan().geometry
+        partitions = geometry.column_partitions(*geometry.rank_columns(self.rank, self.world_size))[0]
+        return live_blocks(self.options, len(self.block_rows), partitions=len(partitions))
 
     def read_order(self, *, skip_batches: int = 0, rows: tuple[int, int] | None = None) -> np.ndarray:
         """The blocks this rank (or rows [lo, hi) of its batches) reads from its resume point (plus

@@ -134,7 +134,11 @@ def test_invalid_arguments_raise_what_torch_raises(kwargs):
     assert str(ours.value) == str(torch_error.value)
 
 
-def test_fastload_dataset_works_through_the_loader(small_dataset):
+@pytest.mark.parametrize("num_workers", [0, 2])
+def test_fastload_dataset_in_storage_order_matches_torch(small_dataset, num_workers):
+    # With shuffle=True a fastload.Dataset gets fastload's locality-aware order instead of torch's
+    # RandomSampler, on purpose (tests/loader/test_generic_order.py); storage order stays torch's.
     ds = fastload.Dataset(small_dataset)
     collate = lambda rows: torch.tensor([r["label"] for r in rows])  # noqa: E731
-    _pair_equal(lambda cls: cls(ds, batch_size=32, shuffle=True, num_workers=2, collate_fn=collate))
+    batches = _pair_equal(lambda cls: cls(ds, batch_size=32, shuffle=False, num_workers=num_workers, collate_fn=collate))
+    assert torch.cat(batches[0]).tolist() == list(range(600)) and len(batches[0][-1]) == 600 % 32

@@ -230,3 +230,13 @@ def test_a_sampler_state_whose_version_is_not_an_integer_is_refused():
     state["version"] = "1"
     with pytest.raises(ConfigError, match="'version' must be an integer"):
         Sampler(np.full(10, 8), global_batch_size=4, shuffle=True).load_state_dict(state)
+
+
+def test_live_blocks_counts_two_windows_of_each_partition_the_rank_serves():
+    rows = np.full(2000, 10)
+    assert Sampler(rows, global_batch_size=256, shuffle=True).live_blocks() == 2 * 8 * 64
+    assert Sampler(rows, global_batch_size=256, shuffle=True, window_blocks=2, num_partitions=8, rank=1, world_size=4).live_blocks() == 2 * 2 * 2
+    assert Sampler(rows, global_batch_size=16, shuffle=True).live_blocks() == 2 * 8 * 16  # 16 columns: 16 partitions read
+    assert Sampler(rows[:40], global_batch_size=16, shuffle=True).live_blocks() == 40  # never more than the dataset
+    assert Sampler(rows, global_batch_size=16, order="uniform").live_blocks() == 2000
+    assert Sampler(rows, global_batch_size=16, shuffle=False).live_blocks() == 2 * 8
