@@ -99,6 +99,7 @@ class PoolIterator(IteratorBase):
             context = multiprocessing.get_context(context)
         uses_default = is_default_collate(loader.collate_fn)
         self._workers, self._conns, self._pollers = [], [], []
+        self._last_described: list[tuple | None] = []  # per worker: (used, skeleton, leaves) of its last batch in a slot
         for worker_id in range(self.num_workers):
             parent, child = context.Pipe(duplex=True)
             config = protocol.WorkerConfig(
@@ -118,6 +119,7 @@ class PoolIterator(IteratorBase):
             process.start()
             child.close()
             self._workers.append(process)
+            self._last_described.append(None)
             self._conns.append(parent)
             poller = select.poll()  # a registered poll object costs ~2 µs a call; Connection.poll ~30
             poller.register(parent.fileno(), select.POLLIN)
@@ -180,7 +182,8 @@ class PoolIterator(IteratorBase):
         self._next_worker = itertools.cycle(range(self.num_workers))
         self._sampler_done = False
         self._owed: dict[int, set[int]] = {}  # shared batch -> workers whose share has not come back
-        self._described: dict[int, tuple] = {}  # shared batch -> the reply that describes it (or its first error)
+        self._share_descriptions: dict[int, tuple] = {}  # shared batch -> (used, skeleton, leaves), from worker 0
+        self._share_errors: dict[int, object] = {}  # shared batch -> the first error of one of its shares
         # Batches per message: shared batches go to every worker, so a message carries as many as make
         # each worker's wake-ups per batch what they are for whole batches (1/TASK_GROUP), while two
         # messages still fit in flight. The epoch's first message carries one: the first batch does not
@@ -286,10 +289,16 @@ class PoolIterator(IteratorBase):
             self._send_idx += 1
         if not tasks:
             return False
+        key_type = type(tasks[0][2])
+        if not (issubclass(key_type, tuple) and hasattr(key_type, "_make")):
+            key_type = None
+        elif any(type(index) is not key_type for _, _, index in tasks):
+            key_type = None
+        else:
+            tasks = [(task_id, slot, tuple(index)) for task_id, slot, index in tasks]
         for worker_id, (lo, hi) in enumerate(self._shares):
-            mine = [(task_id, slot, protocol.Share(index, lo, hi, worker_id == 0)) for task_id, slot, index in tasks]
             try:
-                protocol.send(self._conns[worker_id], (protocol.TASKS, mine))
+                protocol.send(self._conns[worker_id], (protocol.SHARES, lo, hi, worker_id == 0, key_type, tasks))
             except OSError:
                 self._raise_worker_died([worker_id])
         return True
@@ -359,29 +368,31 @@ class PoolIterator(IteratorBase):
 
     def _handle(self, worker_id: int, message) -> None:
         """Turn one worker message into finished tasks. See NOTE [fastload worker protocol]."""
+        if type(message) is int:  # a batch in its slot, laid out as the worker's last described one
+            self._finished(worker_id, message, self._last_described[worker_id])
+            return
         kind, task_id = message[0], message[1]
         if kind == protocol.MANY:
             for reply in message[1]:
                 self._handle(worker_id, reply)
             return
-        if task_id in self._owed:
-            message = self._gather_share(worker_id, message)
-            if message is None:
-                return
-            kind = message[0]
+        if kind == protocol.BATCH and message[2] is not protocol.DEDICATED:
+            self._last_described[worker_id] = description = message[3:6]  # (used, skeleton, leaves)
+            self._finished(worker_id, task_id, description)
+            return
+        if task_id in self._owed:  # a share failed: its batch fails once every share is back
+            self._share_errors.setdefault(task_id, message[2])
+            self._finished(worker_id, task_id, None)
+            return
         assigned = self._tasks.pop(task_id, (worker_id, protocol.DEDICATED))[1]
-        if kind == protocol.BATCH:
-            _, _, slot, used, skeleton, leaves = message
-            if slot is protocol.DEDICATED:
-                fd = self._receive_fd(worker_id, task_id)
-                if assigned is not protocol.DEDICATED:
-                    self._pool.release(assigned)
-                arena_id = self._pool.dedicated_arena(fd, used)
-                buffer = self._pool.lease_buffer(arena_id, -1, used)
-                self._grow_pool(used)
-            else:
-                buffer = self._pool.lease_buffer(slot[0], slot[1], used)
-            self._done[task_id] = decode_batch(skeleton, leaves, buffer)
+        if kind == protocol.BATCH:  # a batch in a segment of its own
+            _, _, _, used, skeleton, leaves = message
+            fd = self._receive_fd(worker_id, task_id)
+            if assigned is not protocol.DEDICATED:
+                self._pool.release(assigned)
+            arena_id = self._pool.dedicated_arena(fd, used)
+            self._done[task_id] = decode_batch(skeleton, leaves, self._pool.lease_buffer(arena_id, -1, used))
+            self._grow_pool(used)
             return
         if assigned is not protocol.DEDICATED:
             self._pool.release(assigned)
@@ -391,21 +402,27 @@ class PoolIterator(IteratorBase):
         elif kind == protocol.ERROR:
             self._done[task_id] = message[2]
 
-    def _gather_share(self, worker_id: int, message):
-        """Count one worker's share of a shared batch in; the batch's message (its description, or the
-        first error) once every share is back, else None. The slot is released only then: until the last
-        share is back, some worker may still be writing into it."""
-        task_id = message[1]
-        owed = self._owed[task_id]
-        owed.discard(worker_id)
-        kind = message[0]
-        if kind == protocol.ERROR or (kind == protocol.BATCH and message[4] is not None):
-            if self._described.get(task_id, (None,))[0] != protocol.ERROR:
-                self._described[task_id] = message
-        if owed:
-            return None
-        del self._owed[task_id]
-        return self._described.pop(task_id)
+    def _finished(self, worker_id: int, task_id: int, description: tuple | None) -> None:
+        """A task done in its slot, `description` = (used, skeleton, leaves). A shared batch is done
+        when every share is back (worker 0's describes it); only then is its slot released on an
+        error, since until then some worker may still be writing into it."""
+        owed = self._owed.get(task_id)
+        if owed is not None:
+            owed.discard(worker_id)
+            if worker_id == 0 and description is not None:
+                self._share_descriptions[task_id] = description
+            if owed:
+                return
+            del self._owed[task_id]
+            description = self._share_descriptions.pop(task_id, None)
+            error = self._share_errors.pop(task_id, None)
+            if error is not None:
+                self._pool.release(self._tasks.pop(task_id)[1])
+                self._done[task_id] = error
+                return
+        slot = self._tasks.pop(task_id)[1]
+        used, skeleton, leaves = description
+        self._done[task_id] = decode_batch(skeleton, leaves, self._pool.lease_buffer(slot[0], slot[1], used))
 
     def _receive_fd(self, worker_id: int, task_id: int) -> int:
         """The fd of a batch's own segment, which follows its BATCH message. See NOTE [fastload worker protocol].

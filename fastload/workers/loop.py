@@ -72,6 +72,7 @@ def worker_main(config: protocol.WorkerConfig, conn) -> None:
     import torch
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle
+    _repeated.__init__()  # nothing described yet: the main process starts counting from this worker's start
     torch.set_num_threads(1)
     mark_leaf_process()  # a worker never forks: remote datasets may read through obstore here
     arenas: dict[int, tuple[SharedArena, int]] = {}
@@ -108,6 +109,11 @@ def worker_main(config: protocol.WorkerConfig, conn) -> None:
                 reader.expect(message[1])
         elif kind == protocol.TASKS:
             _run_tasks(config, fetcher, conn, message[1], arenas)
+        elif kind == protocol.SHARES:
+            _, lo, hi, describe, key_type, items = message
+            make = key_type._make if key_type is not None else None
+            tasks = [(task_id, slot, protocol.Share(make(key) if make else key, lo, hi, describe)) for task_id, slot, key in items]
+            _run_tasks(config, fetcher, conn, tasks, arenas)
         else:
             _reply(conn, *_run_task(config, fetcher, message, arenas))
 
@@ -179,8 +185,29 @@ def _run_task(config: protocol.WorkerConfig, fetcher, message: tuple, arenas: di
         where = f"in DataLoader worker process {config.worker_id} while loading batch {task_id} (indices {index!r:.200})"
         return (protocol.ERROR, task_id, ExceptionWrapper(where=where)), None
     if fd is None:
-        return (protocol.BATCH, task_id, slot, used, skeleton, leaves), None
+        if skeleton is None:  # a share another worker describes
+            return task_id, None
+        return _repeated.shorten((protocol.BATCH, task_id, slot, used, skeleton, leaves)), None
     return (protocol.BATCH, task_id, protocol.DEDICATED, used, skeleton, leaves), fd
+
+
+class _LastDescription:
+    """The layout of this worker's last batch in a slot (used bytes, skeleton, leaves). The batches of
+    an epoch are usually laid out alike; a batch laid out as the last one is answered with its task id
+    alone, and the main process, which keeps each worker's last layout, rebuilds the reply."""
+
+    def __init__(self):
+        self.last = None
+
+    def shorten(self, reply: tuple):
+        layout = reply[3:6]
+        if layout == self.last:
+            return reply[1]
+        self.last = layout
+        return reply
+
+
+_repeated = _LastDescription()
 
 
 def _encode_share(fetcher, batch, writer, slot_address: int, share: protocol.Share):

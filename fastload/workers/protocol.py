@@ -22,16 +22,20 @@ shared memory (see `fastload/pool.py`).
                                                    ◄── MANY([BATCH or ERROR, ...])
                                                        (a BATCH with an fd travels alone, as above)
     shared batches (a dataset that `splits_rows`, a sampler with `worker_rows`)
-          ── TASKS([(task_id, slot, Share(key, lo, hi, describe)), ...]) to EVERY worker,
-             each with its own rows [lo, hi) of the same batches and slots
+          ── SHARES(lo, hi, describe, key_type, [(task_id, slot, key), ...]) to EVERY worker,
+             each with its own rows [lo, hi) of the same batches and slots (keys of a
+             namedtuple `key_type` travel as plain tuples: pickling a namedtuple runs Python)
                                                    writes only its rows, into the whole batch's arrays
                                                    ◄── BATCH(task_id, slot, used, skeleton, leaves) from the
-                                                       worker that describes the batch; BATCH(task_id, slot,
-                                                       used, None, None) from the others
+                                                       worker that describes the batch (worker 0); the
+                                                       task id alone from the others
              the batch is done when every share is back; the slots are sized before the
              first share is sent (the dataset's arrays for no rows give their shapes), so a
              share never needs a segment of its own; when the training loop holds every
              slot, the batch goes whole to one worker as a plain TASK.
+    a layout repeated (any BATCH in a slot)        ◄── task_id alone: a BATCH in its slot whose used bytes,
+                                                       skeleton and leaves are those of this worker's last
+                                                       BATCH in a slot (an epoch's batches usually are)
     error                                          ◄── ERROR(task_id, ExceptionWrapper)
     epoch end (iterable dataset exhausted)         ◄── END(task_id)
     read-ahead (a remote dataset, a sampler that knows its order; each epoch)
@@ -58,10 +62,11 @@ import pickle
 from dataclasses import dataclass
 from typing import Any, Callable, NamedTuple
 
-__all__ = ["READY", "ARENA", "TASK", "TASKS", "BATCH", "MANY", "ERROR", "END", "RESET", "STOP", "EXPECT", "DEDICATED", "POLL_S", "Share", "WorkerConfig", "send", "receive", "remote_reader"]
+__all__ = ["READY", "ARENA", "TASK", "TASKS", "BATCH", "MANY", "ERROR", "END", "RESET", "STOP", "EXPECT", "SHARES", "DEDICATED", "POLL_S", "Share", "WorkerConfig", "send", "receive", "remote_reader"]
 
 READY, ARENA, TASK, BATCH, ERROR, END, RESET, STOP = "ready", "arena", "task", "batch", "error", "end", "reset", "stop"
 TASKS, MANY = "tasks", "many"  # a group of tasks, and the replies to one
+SHARES = "shares"  # a worker's rows of a group of batches the workers compute together
 EXPECT = "expect"  # the blocks the coming batches read, in order (read-ahead for remote datasets)
 DEDICATED = None  # the slot of a batch that travels in its own segment
 POLL_S = 1.0  # how often an idle worker checks that its parent is alive
