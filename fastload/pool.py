@@ -218,6 +218,7 @@ class SlotWriter:
         self.buffer = buffer  # an object with the buffer protocol over the slot
         self.num_bytes = num_bytes
         self.used = 0
+        self.placed: dict[int, tuple] = {}  # id(array) -> (array, offset) of the arrays made here by `slot_array`
 
     def allocate(self, num_bytes: int) -> int:
         offset = _round_up(self.used, ALIGN)

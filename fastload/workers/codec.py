@@ -119,11 +119,16 @@ def encode_computed_batch(batch: dict, tensor_dtypes: dict, writer: SlotWriter, 
     """
     names = tuple(batch)
     leaves = []
+    placed = writer.placed  # arrays `slot_array` made, by identity: no __array_interface__ dict per array (~4 µs each)
     for name in names:
         array = batch[name]
-        start = array.__array_interface__["data"][0] - slot_address
-        if not array.flags.c_contiguous or start < 0 or start + array.nbytes > writer.used:
-            return None
+        entry = placed.get(id(array))
+        if entry is not None and entry[0] is array:
+            start = entry[1]
+        else:
+            start = array.__array_interface__["data"][0] - slot_address
+            if not array.flags.c_contiguous or start < 0 or start + array.nbytes > writer.used:
+                return None
         dtype = tensor_dtypes.get(name) or array.dtype.name
         leaves.append((start, "torch", dtype, array.shape, array.size))
     return names, leaves, writer.used, None

@@ -75,7 +75,9 @@ def slot_array(shape: tuple, dtype) -> np.ndarray:
     except SlotFull:
         _state.writer = None
         return np.empty(shape, dtype)
-    return np.ndarray(shape, dtype, buffer=writer.buffer, offset=offset)
+    array = np.ndarray(shape, dtype, buffer=writer.buffer, offset=offset)
+    writer.placed[id(array)] = (array, offset)
+    return array
 
 
 class ComputedBatchCollate:

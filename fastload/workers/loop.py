@@ -75,7 +75,7 @@ def worker_main(config: protocol.WorkerConfig, conn) -> None:
     _repeated.__init__()  # nothing described yet: the main process starts counting from this worker's start
     torch.set_num_threads(1)
     mark_leaf_process()  # a worker never forks: remote datasets may read through obstore here
-    arenas: dict[int, tuple[SharedArena, int]] = {}
+    arenas: dict[int, tuple] = {}  # arena id -> (arena, slot bytes, {slot: (view, address)})
     try:
         _seed_like_torch(config)
         if config.worker_init_fn is not None:
@@ -124,7 +124,7 @@ def _attach_arena(conn, message: tuple, arenas: dict) -> None:
 
     _, arena_id, slot_bytes, num_bytes = message
     fd = recv_handle(conn)
-    arenas[arena_id] = (SharedArena.attach(fd, num_bytes), slot_bytes)
+    arenas[arena_id] = (SharedArena.attach(fd, num_bytes), slot_bytes, {})  # the arena, its slots' size, their views
     for old in [a for a in arenas if a < arena_id]:
         arenas.pop(old)[0].close()
 
@@ -167,9 +167,12 @@ def _run_task(config: protocol.WorkerConfig, fetcher, message: tuple, arenas: di
     _, task_id, slot, index = message
     writer = slot_address = None
     if slot is not protocol.DEDICATED and slot[0] in arenas:
-        arena, slot_bytes = arenas[slot[0]]
-        view = arena.view(slot[1] * slot_bytes, slot_bytes)
-        writer, slot_address = SlotWriter(view, slot_bytes), ctypes.addressof(view)
+        arena, slot_bytes, views = arenas[slot[0]]
+        found = views.get(slot[1])
+        if found is None:  # a slot's view and address are made once, not every task
+            view = arena.view(slot[1] * slot_bytes, slot_bytes)
+            found = views[slot[1]] = (view, ctypes.addressof(view))
+        writer, slot_address = SlotWriter(found[0], slot_bytes), found[1]
     try:
         with current_slot(writer if config.uses_default_collate or getattr(fetcher, "writes_into_slot", False) else None):
             batch = fetcher.fetch(index)
