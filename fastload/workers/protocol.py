@@ -49,6 +49,32 @@ shared memory (see `fastload/pool.py`).
     through its pipe's EOF or its sentinel, at once, and raised as an error
     naming it and the signal.
 
+Why workers share batches (issue 15). With the block_window order every
+batch reaches into every partition's current window, so when each worker
+computed whole batches in turn, every worker loaded (read, CRC-checked,
+decompressed, tokenized) nearly every block: W workers did W times the
+block work of one, and tokens/s fell as workers were added. Three ways out
+were weighed:
+  - workers share each batch (built): the geometry already cuts a rank's
+    columns into partitions that read disjoint blocks (`worker_columns`),
+    so giving each worker a fixed run of partitions makes each block one
+    worker's, with no state shared between processes. Measured: block loads
+    per epoch with 1, 2 and 4 workers equal those of one process (plus at
+    most one per cut between workers: a block a partition boundary splits;
+    tests/loader/test_shared_batches.py); the first batch is computed by
+    all workers at once.
+  - a decoded-block cache shared between processes: every block would
+    still be decoded once, but it needs a cross-process allocator, reference
+    counts and eviction that agree across workers (what the node's download
+    cache, `store/block_cache.py`, needs record locks for), and a worker
+    waits while another decodes the block it wants. Not built.
+  - threads running the nogil kernels: one decoded copy for free, but
+    reading and planning hold the GIL, which the training loop's thread
+    then competes for. Not built or measured.
+What a share costs: each worker's wake-up and reply per message, so shared
+batches travel TASK_GROUP x workers to a message, and a batch laid out like
+the worker's last one is answered with its task id alone.
+
 Rules: the main process owns the pool — it creates every arena, decides
 which slot a task may use (a free one, or none), and returns a slot when the
 last tensor of its batch dies. A worker only writes into the slot of the
