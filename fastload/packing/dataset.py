@@ -148,7 +148,8 @@ class PackedDataset(TokenDocuments):
     def _batch_filler(self) -> BatchFiller:
         if self._filler is None:
             eos_id = self.eos_id if self.eos_id is not None else 0  # unused without add_eos
-            self._filler = BatchFiller(self._token_blocks(keep_unused=4, doc_lengths=self.doc_lengths), eos_id=eos_id, pad_id=self.pad_id)
+            blocks = self._token_blocks(keep_unused=4, doc_lengths=self.doc_lengths, by_document=True)
+            self._filler = BatchFiller(blocks, eos_id=eos_id, pad_id=self.pad_id)
         return self._filler
 
     def __fastload_batch__(self, key: BatchKey, allocate) -> dict:

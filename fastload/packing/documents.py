@@ -54,12 +54,13 @@ class TokenDocuments(BatchDataset):
     def _reset_process_state(self) -> None:
         self._blocks: TokenBlocks | None = None
 
-    def _token_blocks(self, *, keep_unused: int, doc_lengths: np.ndarray | None) -> TokenBlocks:
-        """This process's loaded blocks; `doc_lengths`, when given, are checked against every block loaded."""
+    def _token_blocks(self, *, keep_unused: int, doc_lengths: np.ndarray | None, by_document: bool = False) -> TokenBlocks:
+        """This process's loaded blocks; `doc_lengths`, when given, are checked against every block loaded;
+        `by_document`: text is tokenized as the packing kernel asks for documents (see `blocks.py`)."""
         if self._blocks is None:
             self._blocks = TokenBlocks(
                 self.dataset, self.column, doc_lengths=doc_lengths, token_dtype=self.token_dtype,
-                tokenizer=self.tokenizer, keep_unused=keep_unused,
+                tokenizer=self.tokenizer, keep_unused=keep_unused, by_document=by_document,
             )
         return self._blocks
 
