@@ -137,7 +137,7 @@ def _fill_run(sources, block_slots, tables, ready, missing, t, x, end, out, eos_
         data = view_at(source_address[s], (source_length[s],), token.dtype)
         if first < 0 or real < 0 or first + real > data.shape[0]:
             return _BAD_OFFSETS, u
-        if ready.shape[0] > 0 and real > 0:  # blocks tokenized document by document: is this one done?
+        if ready.shape[0] > 0 and x - cum[u] < real:  # tokens of a block tokenized by document: is this one done?
             doc = table[4, u]
             if doc < 0 or doc >= ready.shape[0]:
                 return _BAD_SOURCE, u
