@@ -39,6 +39,7 @@ __all__ = ["IGNORE_INDEX", "split_runs_at_windows", "fill_packed_rows", "fill_pa
 # the wrappers turn these into errors that name the unit or row).
 _OK, _BAD_OFFSETS, _BAD_RUN, _BAD_SOURCE, _MISSING_BLOCK, _MISSING_TABLE, _MISSING_DOCUMENTS = range(7)
 _ALL_READY = np.zeros(0, np.uint8)  # `ready` when every loaded block is tokenized whole (or holds tokens)
+_NO_MISSING = np.zeros(1, np.int64)  # `missing` then: only its count is written, always 0
 IGNORE_INDEX = -100  # the label of padding: torch's cross_entropy ignores it by default
 
 
@@ -250,7 +251,7 @@ def fill_packed_rows(sources, block_slots, tables, windows, row_start, row_out, 
     never reads out of bounds.
     """
     starts, window_tables, window_used, use = windows
-    ready, missing = documents if documents is not None else (_ALL_READY, np.zeros(1, np.int64))
+    ready, missing = documents if documents is not None else (_ALL_READY, _NO_MISSING)
     status, detail, table = _fill_rows_kernel(sources, block_slots, tables, ready, missing, starts, window_tables, window_used, use, row_start, row_out, eos_id, pad_id, input_ids, labels, positions, segments)
     if status == _OK:
         return None
