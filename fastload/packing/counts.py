@@ -21,8 +21,10 @@ block, and each block waited for its longest part.)
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import sys
+import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -34,6 +36,8 @@ from fastload.format.reader import Dataset
 
 __all__ = ["cached_counts_path", "load_cached_counts", "save_counts", "tokenize_to_count"]
 
+_log = logging.getLogger(__name__)
+
 
 def tokenize_to_count(dataset: Dataset, column: str, tokenizer, *, num_threads: int | None = None, quiet: bool = False) -> np.ndarray:
     """Tokens of every document of `column` (storage order), tokenizing block by block in `num_threads` threads (default: one per core)."""
@@ -41,6 +45,8 @@ def tokenize_to_count(dataset: Dataset, column: str, tokenizer, *, num_threads: 
     threads = max(1, num_threads or os.cpu_count() or 1)
     tokenizer.encode_arrow(_empty_text())  # builds the tokenizer's tables once, here, before the threads want them
     starts = dataset.block_starts
+    _log.info("counting the tokens of %s documents of %s in %d threads (once: the counts are cached)", f"{dataset.num_rows:,}", dataset.path, threads)
+    started = time.perf_counter()
 
     def count(block_id: int, text) -> int:
         _, offsets = tokenizer.encode_arrow(text)
@@ -55,6 +61,7 @@ def tokenize_to_count(dataset: Dataset, column: str, tokenizer, *, num_threads: 
             pending.append(pool.submit(count, block_id, dataset.read_block(block_id).column(column)))
         while pending:
             bar.update(pending.popleft().result())
+    _log.info("counted %s tokens in %.1f s", f"{int(lengths.sum()):,}", time.perf_counter() - started)
     return lengths
 
 
