@@ -16,8 +16,12 @@ codes into errors naming the unit or row, with its twin in `pack_reference.py`:
   truncates, pads and masks.
 
 Token arrays arrive by address (`pointers.py`) so that one call reaches any
-number of loaded blocks. What this module does not do: decide which
-documents go where (`fastload/packing/plan.py`) or load blocks (the worker).
+number of loaded blocks. A block of text tokenized on the fly may be filled
+in document by document: the packed kernel then checks each document it
+copies and names the ones not tokenized yet, all of a batch's at once, so
+the caller tokenizes just those (in one call) and writes the rows again.
+What this module does not do: decide which documents go where
+(`fastload/packing/plan.py`), load blocks or tokenize (the worker).
 Turning `segments` into flash-attention offsets is `fastload.cu_seqlens`.
 """
 
@@ -33,7 +37,9 @@ __all__ = ["IGNORE_INDEX", "split_runs_at_windows", "fill_packed_rows", "fill_pa
 
 # Codes the kernels return instead of raising (Numba raises only constant messages;
 # the wrappers turn these into errors that name the unit or row).
-_OK, _BAD_OFFSETS, _BAD_RUN, _BAD_SOURCE, _MISSING_BLOCK, _MISSING_TABLE = range(6)
+_OK, _BAD_OFFSETS, _BAD_RUN, _BAD_SOURCE, _MISSING_BLOCK, _MISSING_TABLE, _MISSING_DOCUMENTS = range(7)
+_ALL_READY = np.zeros(0, np.uint8)  # `ready` when every loaded block is tokenized whole (or holds tokens)
+_NO_MISSING = np.zeros(1, np.int64)  # `missing` then: only its count is written, always 0
 IGNORE_INDEX = -100  # the label of padding: torch's cross_entropy ignores it by default
 
 
@@ -83,8 +89,12 @@ def split_runs_at_windows(begin, length, out, starts, num_windows):
 
 
 @kernel
-def _fill_run(sources, block_slots, tables, t, x, end, out, eos_id, pad_id, input_ids, labels, positions, segments):
-    """Stream positions [x, end) of table `t`'s window (-1: padding) into the output from flat offset `out`: (status, detail)."""
+def _fill_run(sources, block_slots, tables, ready, missing, t, x, end, out, eos_id, pad_id, input_ids, labels, positions, segments):
+    """Stream positions [x, end) of table `t`'s window (-1: padding) into the output from flat offset `out`: (status, detail).
+
+    A unit whose document is not tokenized yet (`ready[doc] == 0`) is noted in `missing` and
+    written from the zeros its block holds there: the caller tokenizes and writes the rows again.
+    """
     source_address, source_length, token = sources
     table_address, table_units = tables
     rows, seq_len = input_ids.shape
@@ -111,7 +121,7 @@ def _fill_run(sources, block_slots, tables, t, x, end, out, eos_id, pad_id, inpu
     if t >= table_address.shape[0] or table_address[t] == 0:
         return _BAD_RUN, 0
     num_units = table_units[t]
-    table = view_at(table_address[t], (4, num_units + 1), np.int64)  # source, first token, real tokens, stream offset
+    table = view_at(table_address[t], (5, num_units + 1), np.int64)  # source, first token, real tokens, stream offset, document
     cum = table[3]
     if x < cum[0] or end > cum[num_units]:
         return _BAD_RUN, 0
@@ -128,6 +138,15 @@ def _fill_run(sources, block_slots, tables, t, x, end, out, eos_id, pad_id, inpu
         data = view_at(source_address[s], (source_length[s],), token.dtype)
         if first < 0 or real < 0 or first + real > data.shape[0]:
             return _BAD_OFFSETS, u
+        if ready.shape[0] > 0 and x - cum[u] < real:  # tokens of a block tokenized by document: is this one done?
+            doc = table[4, u]
+            if doc < 0 or doc >= ready.shape[0]:
+                return _BAD_SOURCE, u
+            if ready[doc] == 0:
+                n = missing[0]
+                if n + 1 < missing.shape[0] and (n == 0 or missing[n] != doc):  # consecutive repeats noted once
+                    missing[n + 1] = doc
+                    missing[0] = n + 1
         k = x - cum[u]
         stop = min(cum[u + 1] - cum[u], k + (end - x))
         while k < stop:
@@ -167,11 +186,12 @@ def _fill_run(sources, block_slots, tables, t, x, end, out, eos_id, pad_id, inpu
 
 
 @kernel
-def _fill_rows_kernel(sources, block_slots, tables, starts, window_tables, window_used, use, row_start, row_out, eos_id, pad_id, input_ids, labels, positions, segments):
+def _fill_rows_kernel(sources, block_slots, tables, ready, missing, starts, window_tables, window_used, use, row_start, row_out, eos_id, pad_id, input_ids, labels, positions, segments):
     row_tokens = input_ids.shape[1] + 1
     num_windows = starts.shape[0] - 2
-    if window_tables.shape[0] < num_windows or window_used.shape[0] < num_windows or row_out.shape[0] != row_start.shape[0]:
+    if window_tables.shape[0] < num_windows or window_used.shape[0] < num_windows or row_out.shape[0] != row_start.shape[0] or missing.shape[0] < 1:
         return _BAD_RUN, 0, 0
+    missing[0] = 0
     for i in range(row_start.shape[0]):
         x = row_start[i]
         end, out = x + row_tokens, row_out[i] * row_tokens
@@ -186,16 +206,18 @@ def _fill_rows_kernel(sources, block_slots, tables, starts, window_tables, windo
                 if t < 0:  # the window has no table yet: the caller builds it and calls again
                     return _MISSING_TABLE, w, 0
                 window_used[w] = use
-            status, detail = _fill_run(sources, block_slots, tables, t, x, stop, out, eos_id, pad_id, input_ids, labels, positions, segments)
+            status, detail = _fill_run(sources, block_slots, tables, ready, missing, t, x, stop, out, eos_id, pad_id, input_ids, labels, positions, segments)
             if status != _OK:
                 return status, (i if status == _BAD_RUN else detail), t
             out += stop - x
             x = stop
             w += 1
+    if missing[0] > 0:
+        return _MISSING_DOCUMENTS, missing[0], 0
     return _OK, 0, 0
 
 
-def fill_packed_rows(sources, block_slots, tables, windows, row_start, row_out, *, eos_id: int, pad_id: int, input_ids, labels, positions, segments) -> tuple | None:
+def fill_packed_rows(sources, block_slots, tables, windows, row_start, row_out, *, documents=None, eos_id: int, pad_id: int, input_ids, labels, positions, segments) -> tuple | None:
     """Write packed rows, every index checked: row i is the seq_len + 1 stream
     tokens from position `row_start[i]`, written as row `row_out[i]` of the
     outputs (rows of any batches, in any order: a mixture's source writes its
@@ -204,25 +226,37 @@ def fill_packed_rows(sources, block_slots, tables, windows, row_start, row_out, 
     `sources` = (addresses, lengths, an empty array of the token dtype): the
     token arrays of the loaded blocks, by address (see `pointers.py`);
     `block_slots[b]` is where block b is in them, or -1. `tables` =
-    (addresses, unit counts): table t is a window as a (4, units + 1) int64
+    (addresses, unit counts): table t is a window as a (5, units + 1) int64
     array: unit u copies `table[2, u]` tokens of block `table[0, u]` from
     token `table[1, u]`, then an EOS when its stream length
     (`table[3, u + 1] - table[3, u]`) is one more; `table[3]` counts stream
-    positions. `windows` = (starts, window_tables, window_used, use): the
+    positions; `table[4, u]` is the unit's document id. `documents` =
+    (ready, missing), for blocks tokenized document by document: `ready[d]`
+    is nonzero once document d's tokens are in its block, and `missing`
+    (int64, at least 2 long) receives the documents the rows need that are
+    not (`missing[0]` of them, from `missing[1]`; as many as fit, the rest
+    asked for on the next call). None: every loaded block is whole.
+    `windows` = (starts, window_tables, window_used, use): the
     windows' first stream positions, then the stream's end, then one
     position past every row (from the end on: padding); window w's table
     (-1: none yet); and `window_used[w] = use` is set for every window read.
 
     Returns None when the rows are written, ("window", w, -1) when window w
-    needs a table, or ("block", b, t) when table t needs block b, which is
-    not loaded: provide it and call again (the rows are rewritten whole).
+    needs a table, ("block", b, t) when table t needs block b, which is
+    not loaded, or ("documents", ids, -1) when the rows need documents not
+    tokenized yet (ids: a view of `missing`, repeats possible; asked for
+    only once every table and block is there): provide them and call again
+    (the rows are rewritten whole).
     Data from disk that disagrees with the tables raises `FormatError`,
     never reads out of bounds.
     """
     starts, window_tables, window_used, use = windows
-    status, detail, table = _fill_rows_kernel(sources, block_slots, tables, starts, window_tables, window_used, use, row_start, row_out, eos_id, pad_id, input_ids, labels, positions, segments)
+    ready, missing = documents if documents is not None else (_ALL_READY, _NO_MISSING)
+    status, detail, table = _fill_rows_kernel(sources, block_slots, tables, ready, missing, starts, window_tables, window_used, use, row_start, row_out, eos_id, pad_id, input_ids, labels, positions, segments)
     if status == _OK:
         return None
+    if status == _MISSING_DOCUMENTS:
+        return "documents", missing[1 : 1 + int(detail)], -1
     if status == _MISSING_TABLE:
         return "window", int(detail), -1
     if status == _MISSING_BLOCK:

@@ -18,10 +18,11 @@ that one fixed packing; fastload's re-packs every epoch in a new order.
 A dataset with a `tokens` column is packed as stored. A dataset with only
 text is tokenized on the fly with the `tokenizer` given: the plan needs
 every document's token count, so the first use tokenizes the whole column
-once to count (in parallel threads) and caches the counts (see
+once to count (in parallel threads, with a progress bar on a terminal;
+`count_tokens(quiet=True)` counts ahead without one) and caches the counts (see
 `fastload.environment.cache_dir`; keyed by the dataset's index and the tokenizer), then
-each worker tokenizes the blocks it reads. Batches equal those of the same data converted with
-`fastload convert --tokenizer` and packed.
+each worker tokenizes the documents its batches reach, not their whole blocks (`blocks.py`).
+Batches equal those of the same data converted with `fastload convert --tokenizer` and packed.
 """
 
 from __future__ import annotations
@@ -148,7 +149,8 @@ class PackedDataset(TokenDocuments):
     def _batch_filler(self) -> BatchFiller:
         if self._filler is None:
             eos_id = self.eos_id if self.eos_id is not None else 0  # unused without add_eos
-            self._filler = BatchFiller(self._token_blocks(keep_unused=4, doc_lengths=self.doc_lengths), eos_id=eos_id, pad_id=self.pad_id)
+            blocks = self._token_blocks(keep_unused=4, doc_lengths=self.doc_lengths, by_document=True)
+            self._filler = BatchFiller(blocks, eos_id=eos_id, pad_id=self.pad_id)
         return self._filler
 
     def __fastload_batch__(self, key: BatchKey, allocate, rows: tuple[int, int] | None = None) -> dict:

@@ -2,22 +2,20 @@
 
 Which column holds the documents (a tokens column, or text tokenized on the
 fly with a `Tokenizer`), the EOS and padding ids, every document's length
-(read from the offsets, or counted by tokenizing once), and the blocks this
-process has loaded. Subclasses decide how documents become rows.
+(read from the offsets, or counted by tokenizing once: `counts.py`), and
+the blocks this process has loaded. Subclasses decide how documents become rows.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
-from pathlib import Path
 
 import numpy as np
 
 from fastload.errors import ConfigError
 from fastload.format.reader import Dataset
-from fastload.environment import cache_dir
 from fastload.packing.blocks import TokenBlocks
+from fastload.packing.counts import cached_counts_path, load_cached_counts, save_counts, tokenize_to_count
 from fastload.sampler import SamplerOptions
 from fastload.sampler.batch_dataset import BatchDataset
 
@@ -54,12 +52,13 @@ class TokenDocuments(BatchDataset):
     def _reset_process_state(self) -> None:
         self._blocks: TokenBlocks | None = None
 
-    def _token_blocks(self, *, keep_unused: int, doc_lengths: np.ndarray | None) -> TokenBlocks:
-        """This process's loaded blocks; `doc_lengths`, when given, are checked against every block loaded."""
+    def _token_blocks(self, *, keep_unused: int, doc_lengths: np.ndarray | None, by_document: bool = False) -> TokenBlocks:
+        """This process's loaded blocks; `doc_lengths`, when given, are checked against every block loaded;
+        `by_document`: text is tokenized as the packing kernel asks for documents (see `blocks.py`)."""
         if self._blocks is None:
             self._blocks = TokenBlocks(
                 self.dataset, self.column, doc_lengths=doc_lengths, token_dtype=self.token_dtype,
-                tokenizer=self.tokenizer, keep_unused=keep_unused,
+                tokenizer=self.tokenizer, keep_unused=keep_unused, by_document=by_document,
             )
         return self._blocks
 
@@ -123,36 +122,36 @@ class TokenDocuments(BatchDataset):
 
     @property
     def doc_lengths(self) -> np.ndarray:
-        """Tokens of every document (storage order): read from offsets, or counted by tokenizing once."""
+        """Tokens of every document (storage order): read from offsets, or counted by tokenizing once (see `count_tokens`)."""
+        return self._doc_lengths if self._doc_lengths is not None else self.count_tokens()
+
+    def count_tokens(self, *, quiet: bool = False) -> np.ndarray:
+        """Every document's token count: read from a tokens column's offsets; for text, read from the
+        cache or counted by tokenizing the column once, in parallel, with a progress bar on a terminal
+        (`quiet=True`: none), then cached (see `packing/counts.py`). Call it ahead to count when you choose."""
         if self._doc_lengths is None:
             if self.tokenizer is None:
                 self._doc_lengths = self.dataset.row_lengths(self.column)
             else:
-                self._doc_lengths = self._count_tokens()
+                self._doc_lengths = self._count_tokens(quiet=quiet)
         return self._doc_lengths
 
-    def _count_tokens(self) -> np.ndarray:
-        """Tokenize the column once to count, or read the counts cached by an earlier run."""
-        cached = _counts_path(self.dataset, self.column, self.tokenizer)
-        if cached is not None and cached.is_file():
+    def _count_tokens(self, *, quiet: bool) -> np.ndarray:
+        """Read the counts cached by an earlier run, or tokenize the column once to count and cache them."""
+        cached = cached_counts_path(self.dataset, self.column, self.tokenizer)
+        saved = load_cached_counts(cached)
+        if saved is not None:
             try:
-                return self._check_lengths(np.load(cached))
-            except (OSError, ValueError, ConfigError):
-                pass  # unreadable or stale: count again and overwrite it
-        lengths = self._tokenize_to_count()
+                return self._check_lengths(saved)
+            except ConfigError:
+                pass  # stale: count again and overwrite it
+        lengths = self._tokenize_to_count(quiet=quiet)
         if cached is not None:
-            _save_quietly(cached, lengths)
+            save_counts(cached, lengths)
         return lengths
 
-    def _tokenize_to_count(self) -> np.ndarray:
-        lengths = np.empty(self.dataset.num_rows, np.int64)
-        threads = os.cpu_count() or 1
-        for block_id in range(self.dataset.num_blocks):
-            batch = self.dataset.read_block(block_id)
-            _, offsets = self.tokenizer.encode_arrow(batch.column(self.column), num_threads=threads)
-            start, stop = int(self.dataset.block_starts[block_id]), int(self.dataset.block_starts[block_id + 1])
-            np.subtract(offsets[1:], offsets[:-1], out=lengths[start:stop])
-        return lengths
+    def _tokenize_to_count(self, *, quiet: bool = False) -> np.ndarray:
+        return tokenize_to_count(self.dataset, self.column, self.tokenizer, quiet=quiet)
 
     def save_lengths(self, path: str | os.PathLike) -> None:
         """Save the document lengths (`np.save`), to pass back as `doc_lengths=np.load(path)`."""
@@ -173,28 +172,3 @@ class TokenDocuments(BatchDataset):
 
     _PROCESS_STATE = ("_blocks",)
 
-
-def _counts_path(dataset: Dataset, column: str, tokenizer) -> Path | None:
-    """The cache file of a column's token counts: named by the index (which holds every block's
-    CRC, so changed data gets a new name), the column and the tokenizer's fingerprint."""
-    root = cache_dir()
-    if root is None:
-        return None
-    try:  # a remote dataset's index was read at open: its digest names it just as well
-        index = dataset.remote.digest.encode() if dataset.remote is not None else (dataset.path / "index.json").read_bytes()
-    except OSError:
-        return None
-    key = hashlib.sha256(index + b"\0" + column.encode() + b"\0" + tokenizer.fingerprint.encode()).hexdigest()[:32]
-    return root / "token-counts" / f"{key}.npy"
-
-
-def _save_quietly(path: Path, lengths: np.ndarray) -> None:
-    """Write atomically; a cache that cannot be written (read-only home) only costs a recount next time."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        with open(tmp, "wb") as f:
-            np.save(f, lengths.astype(np.int64))
-        os.replace(tmp, path)
-    except OSError:
-        pass

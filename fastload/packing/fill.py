@@ -5,7 +5,9 @@ batch it asks the plan where each row starts in the stream and hands the
 rows to one Numba kernel call, which walks them window by window and writes
 straight into the output arrays (in a worker: the batch's shared-memory
 slot); the kernel stops to ask for a window's table or a block it has not
-got, and is called again. No per-document, and little per-batch, Python
+got, and is called again; once it has them all, it names the documents of
+text not tokenized yet, all of the batch's at once, and is called again
+when they are. No per-document, and little per-batch, Python
 runs: a mixture's source writes all its rows of a batch, wherever they go
 in it, with one call (`fill_parts`).
 
@@ -15,8 +17,9 @@ is cached, and is dropped after:
 with the `block_window` order a partition has at most two windows live, so
 a worker holds about 2 × window_blocks blocks per partition it serves and
 reads each block once per epoch (`blocks.py` loads them: zero-copy views of
-the shard when uncompressed, decompressed once with lz4/zstd, tokenized
-here, block by block, when the dataset holds text).
+the shard when uncompressed, decompressed once with lz4/zstd; when the
+dataset holds text, each document is tokenized the first time a batch
+reaches it, not its whole block: see `blocks.py` for why).
 """
 
 from __future__ import annotations
@@ -85,7 +88,7 @@ class BatchFiller:
         cum = np.concatenate([[0], np.cumsum(self.doc_lengths)])
         self._doc_offset = cum[:-1] - np.repeat(cum[starts[:-1]], np.diff(starts))
         self._block_of_doc = np.repeat(np.arange(len(starts) - 1), np.diff(starts))
-        self._tables_book = AddressBook()  # window tables, (4, units + 1) int64 each
+        self._tables_book = AddressBook()  # window tables, (5, units + 1) int64 each
         self._tables: dict[tuple, _WindowTable] = {}  # (plan key, window) -> its table
         self._table_at: dict[int, _WindowTable] = {}  # table slot -> its table
         self._window_slots: dict[tuple, tuple] = {}  # plan key -> (table slot of each window or -1, its last use)
@@ -96,11 +99,12 @@ class BatchFiller:
     def _window_table(self, plan: PackPlan, w: int) -> _WindowTable:
         units = plan.window(w)
         n = len(units.doc)
-        table = np.zeros((4, n + 1), np.int64)  # block, first token in it, real tokens, stream offset
+        table = np.zeros((5, n + 1), np.int64)  # block, first token in it, real tokens, stream offset, document
         table[0, :n] = self._block_of_doc[units.doc]
         table[1, :n] = self._doc_offset[units.doc] + units.skip
         table[2, :n] = np.clip(self.doc_lengths[units.doc] - units.skip, 0, units.take)  # real tokens; the rest is the EOS
         table[3] = units.cum + units.start  # stream positions, as `PackPlan.row_starts` gives them: rows need no rebasing
+        table[4, :n] = units.doc  # which flag says its tokens are there (text tokenized by document)
         slot = self._tables_book.put(table, n)
         self._table_at[slot] = _WindowTable(slot, units.start, [])
         return self._table_at[slot]
@@ -167,22 +171,27 @@ class BatchFiller:
         self._drop_old_tables(parts[-1].plan)
 
     def _write_rows(self, plan: PackPlan, plan_key: tuple, starts: np.ndarray, rows: np.ndarray, out: PackedArrays) -> None:
-        """Run the packing kernel over rows of one plan, building the window tables and loading the blocks it asks for."""
+        """Run the packing kernel over rows of one plan, building the window tables, loading the blocks
+        and tokenizing the documents it asks for."""
         slots, last_used = self._windows_of(plan, plan_key)
         windows = (plan.starts_with_padding, slots, last_used, self._uses)
-        arrays = dict(eos_id=self.eos_id, pad_id=self.pad_id, input_ids=out.input_ids, labels=out.labels, positions=out.position_ids, segments=out.document_ids)
+        arrays = dict(documents=self.blocks.documents, eos_id=self.eos_id, pad_id=self.pad_id, input_ids=out.input_ids, labels=out.labels,
+                      positions=out.position_ids, segments=out.document_ids)
         missing = fill_packed_rows(self.blocks.sources, self.blocks.slot_of_block, (self._tables_book.address, self._tables_book.size), windows, starts, rows, **arrays)
-        retries = plan.num_windows + len(self.blocks.slot_of_block)  # each retry provides a table or a block
+        # Each retry provides a table, a block or (at least one) missing document.
+        retries = plan.num_windows + len(self.blocks.slot_of_block) + len(self.doc_lengths)
         while missing is not None:
             if retries == 0:  # pragma: no cover - a bug, not data
-                raise RuntimeError("packing kept asking for tables and blocks that were just provided")
+                raise RuntimeError("packing kept asking for tables, blocks or documents that were just provided")
             retries -= 1
-            what, which, table = missing  # build the table or load the block, and write the rows again
+            what, which, table = missing  # build the table, load the block or tokenize the documents, and write the rows again
             if what == "window":
                 self._add_table(plan, plan_key, which)
-            else:
+            elif what == "block":
                 self.blocks.acquire(which)
                 self._table_at[table].blocks.append(which)
+            else:
+                self.blocks.tokenize(which)
             missing = fill_packed_rows(self.blocks.sources, self.blocks.slot_of_block, (self._tables_book.address, self._tables_book.size), windows, starts, rows, **arrays)
 
 

@@ -178,9 +178,15 @@ class Tokenizer:
         allowed_special: AllowedSpecial = frozenset(),
         out: np.ndarray | None = None,
         num_threads: int = 1,
+        documents=None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Encode a pyarrow string column: `(ids uint32, offsets int64)` with
         document i at `ids[offsets[i]:offsets[i+1]]`; nulls are empty documents.
+
+        With `documents` (row numbers of `arr`) only those rows are encoded, in
+        that order: document i is then row `documents[i]`. The rows are copied
+        out of `arr` first (Arrow's `take`), so only their bytes are checked and
+        encoded: the loader tokenizes the documents a batch needs, not a block.
 
         With `out` (uint32, at least `max_ids(arr)` long) the ids are written
         there and `ids` is a view of it. `num_threads` > 1 splits the documents
@@ -190,8 +196,10 @@ class Tokenizer:
         invalid subsequence becomes U+FFFD — which is the `str` HF tokenizers
         and tiktoken would be given.
         """
-        from fastload.tokenizer.batch import from_arrow
+        from fastload.tokenizer.batch import from_arrow, select_rows
 
+        if documents is not None:
+            arr = select_rows(arr, documents)
         batches = from_arrow(arr)
         if len(batches) == 1:
             return self._encode_batch(batches[0], allowed_special, out=out, num_threads=num_threads)

@@ -23,7 +23,7 @@ import numpy as np
 
 from fastload.errors import ConfigError, TokenizerError
 
-__all__ = ["StringBatch", "from_arrow", "from_strings", "run_encoder"]
+__all__ = ["StringBatch", "from_arrow", "from_strings", "run_encoder", "select_rows", "string_bytes"]
 
 _EMPTY_VALID = np.zeros(0, dtype=np.uint8)
 
@@ -78,6 +78,35 @@ def from_arrow(arr) -> list[StringBatch]:
         f"encode_arrow expects a pyarrow StringArray, LargeStringArray or ChunkedArray of them, "
         f"found {type(arr).__name__}; use encode_batch for a list of str"
     )
+
+
+def select_rows(arr, rows):
+    """Rows `rows` of a (Chunked)Array of strings, in that order, as a new array (Arrow's `take`)."""
+    import pyarrow as pa
+
+    rows = np.asarray(rows)
+    if rows.ndim != 1 or (rows.size and rows.dtype.kind not in "iu"):
+        raise ConfigError(f"documents must be a 1-d array of row numbers, found dtype {rows.dtype} and shape {rows.shape}")
+    if rows.size and (rows.min() < 0 or rows.max() >= len(arr)):
+        raise ConfigError(f"documents name rows from {int(rows.min())} to {int(rows.max())}, but the column has {len(arr):,} rows")
+    if not isinstance(arr, (pa.Array, pa.ChunkedArray)):
+        raise ConfigError(f"encode_arrow expects a pyarrow array of strings, found {type(arr).__name__}")
+    return arr.take(pa.array(rows.astype(np.int64), type=pa.int64()))
+
+
+def string_bytes(arr) -> np.ndarray:
+    """UTF-8 bytes of every string of an Arrow string array (int64), from its offsets: nothing is read or checked."""
+    import pyarrow as pa
+
+    if pa.types.is_string_view(arr.type):
+        arr = arr.cast(pa.large_string())
+    offset_dtype = np.int64 if pa.types.is_large_string(arr.type) else np.int32
+    n = len(arr)
+    offsets_buf = arr.buffers()[1]
+    if offsets_buf is None:
+        return np.zeros(n, np.int64)
+    offsets = np.frombuffer(offsets_buf, dtype=offset_dtype)[arr.offset : arr.offset + n + 1].astype(np.int64)
+    return np.diff(offsets) if len(offsets) == n + 1 else np.zeros(n, np.int64)  # a damaged array is caught when encoded
 
 
 def from_arrow_chunk(arr) -> StringBatch:

@@ -134,7 +134,7 @@ def test_each_block_is_read_once_per_epoch_per_process(tmp_path):
 
 def test_a_table_that_points_past_its_block_is_a_format_error_not_a_crash():
     tokens = np.arange(10, dtype=np.uint16)
-    table = np.array([[0, 0], [5, 0], [8, 0], [0, 8]], np.int64)  # reads tokens 5..12 of block 0, which has 10
+    table = np.array([[0, 0], [5, 0], [8, 0], [0, 8], [0, 0]], np.int64)  # reads tokens 5..12 of block 0 (document 0), which has 10
     out = [np.zeros((1, 7), np.int64) for _ in range(3)] + [np.zeros((1, 7), np.int32)]
     windows = (np.array([0, 8, np.iinfo(np.int64).max]), np.array([0]), np.zeros(1, np.int64), 1)  # one window of 8 tokens, its table 0
     row = np.array([0], np.int64), np.array([0], np.int64)  # the row from stream position 0, into output row 0

@@ -147,7 +147,7 @@ def test_token_counts_of_a_text_dataset_are_cached_between_runs(tmp_path, monkey
     first = fastload.PackedDataset(tmp_path / "text", seq_len=15, tokenizer=tokenizer).doc_lengths
     assert first.tolist() == [len(tokenizer.encode(f"document number {i} " * (i % 7))) for i in range(120)]
 
-    def fail(self):
+    def fail(self, **_):
         raise AssertionError("counted again instead of reading the cache")
 
     monkeypatch.setattr(TokenDocuments, "_tokenize_to_count", fail)
@@ -167,7 +167,7 @@ def test_saved_token_counts_passed_back_give_the_same_batches_without_counting(t
     counted.save_lengths(tmp_path / "lengths.npy")
     expected = _clone(fastload.DataLoader(counted, batch_size=4, shuffle=True))
 
-    def fail(self):
+    def fail(self, **_):
         raise AssertionError("counted again instead of using doc_lengths")
 
     monkeypatch.setattr(TokenDocuments, "_tokenize_to_count", fail)

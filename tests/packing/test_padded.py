@@ -95,7 +95,7 @@ def test_a_text_column_is_tokenized_per_block_without_counting_ahead(tmp_path, m
     tokenizer = fastload.Tokenizer.default()
     texts = [f"padded document {i} " * (i % 5) for i in range(60)]
     fastload.convert([{"text": t} for t in texts], tmp_path / "text", block_rows=16, quiet=True)
-    monkeypatch.setattr(TokenDocuments, "_tokenize_to_count", lambda self: pytest.fail("counted every document ahead"))
+    monkeypatch.setattr(TokenDocuments, "_tokenize_to_count", lambda self, **_: pytest.fail("counted every document ahead"))
     padded = fastload.PaddedDataset(tmp_path / "text", seq_len=12, tokenizer=tokenizer)
     row = padded[7]
     expected = (tokenizer.encode(texts[7]) + [tokenizer.eos_id])[:13]

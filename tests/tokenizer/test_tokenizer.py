@@ -55,6 +55,19 @@ def test_sliced_chunked_large_and_view_arrays_encode_the_same(tok):
         assert split(*tok.encode_arrow(arr)) == expected, arr.type
 
 
+def test_encode_arrow_of_chosen_documents_encodes_only_those_in_that_order(tok):
+    base = pa.array(TEXTS + [None])
+    rows = np.array([5, 0, len(TEXTS), 5, 2])
+    ids, offsets = tok.encode_arrow(base.slice(0), documents=rows)
+    assert split(ids, offsets) == [tok.encode(TEXTS[5]), tok.encode(TEXTS[0]), [], tok.encode(TEXTS[5]), tok.encode(TEXTS[2])]
+    assert split(*tok.encode_arrow(base.slice(2, 5), documents=[1])) == [tok.encode(TEXTS[3])]
+    assert tok.encode_arrow(base, documents=np.zeros(0, np.int64))[1].tolist() == [0]
+    with pytest.raises(ConfigError, match="documents name rows from 0 to 99"):
+        tok.encode_arrow(pa.array(TEXTS[:3]), documents=[0, 99])
+    with pytest.raises(ConfigError, match="1-d array of row numbers"):
+        tok.encode_arrow(base, documents=[0.5])
+
+
 def test_empty_array_gives_no_ids(tok):
     ids, offsets = tok.encode_arrow(pa.array([], type=pa.string()))
     assert ids.shape == (0,) and offsets.tolist() == [0]
