@@ -289,13 +289,11 @@ class PoolIterator(IteratorBase):
             self._send_idx += 1
         if not tasks:
             return False
-        key_type = type(tasks[0][2])
-        if not (issubclass(key_type, tuple) and hasattr(key_type, "_make")):
-            key_type = None
-        elif any(type(index) is not key_type for _, _, index in tasks):
-            key_type = None
-        else:
+        key_type = type(tasks[0][2])  # a namedtuple's keys travel as plain tuples (see SHARES)
+        if hasattr(key_type, "_make") and all(type(index) is key_type for _, _, index in tasks):
             tasks = [(task_id, slot, tuple(index)) for task_id, slot, index in tasks]
+        else:
+            key_type = None
         for worker_id, (lo, hi) in enumerate(self._shares):
             try:
                 protocol.send(self._conns[worker_id], (protocol.SHARES, lo, hi, worker_id == 0, key_type, tasks))

@@ -72,7 +72,7 @@ def worker_main(config: protocol.WorkerConfig, conn) -> None:
     import torch
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle
-    _repeated.__init__()  # nothing described yet: the main process starts counting from this worker's start
+    _repeated.forget()  # nothing described yet: the main process keeps layouts from this worker's start
     torch.set_num_threads(1)
     mark_leaf_process()  # a worker never forks: remote datasets may read through obstore here
     arenas: dict[int, tuple] = {}  # arena id -> (arena, slot bytes, {slot: (view, address)})
@@ -200,6 +200,9 @@ class _LastDescription:
     alone, and the main process, which keeps each worker's last layout, rebuilds the reply."""
 
     def __init__(self):
+        self.last = None
+
+    def forget(self) -> None:
         self.last = None
 
     def shorten(self, reply: tuple):
