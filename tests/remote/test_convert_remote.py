@@ -67,8 +67,17 @@ def test_local_disk_holds_only_the_shards_in_flight_and_the_staging_folder_is_re
     staged_bytes = []
     upload = RemoteOutput._upload
 
+    def staged_now() -> int:
+        total = 0
+        for p in staging.rglob("*"):
+            try:  # the writer renames its temporary shard while this walks the folder
+                total += p.stat().st_size if p.is_file() else 0
+            except FileNotFoundError:
+                pass
+        return total
+
     def measured_upload(self, path, final):
-        staged_bytes.append(sum(p.stat().st_size for p in staging.rglob("*") if p.is_file()))
+        staged_bytes.append(staged_now())
         upload(self, path, final)
 
     monkeypatch.setattr(RemoteOutput, "_upload", measured_upload)
