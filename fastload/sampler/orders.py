@@ -108,9 +108,20 @@ class EpochPlan:
         return self.samples(batch * B, (batch + 1) * B)
 
     def rank_batch(self, batch: int, rank: int, world_size: int) -> np.ndarray:
+        return self.rank_batches(batch, 1, rank, world_size)[0]
+
+    def rank_batches(self, first: int, count: int, rank: int, world_size: int) -> np.ndarray:
+        """One rank's shares of batches [first, first + count), as a (count, rows) int64 array.
+
+        The loader asks for batches a few at a time: computing several at once
+        costs about what one does, and this runs in the training process.
+        """
+        if not (0 <= first and 0 < count and first + count <= self.num_batches):
+            raise IndexError(f"batches [{first}, {first + count}) outside the epoch's [0, {self.num_batches})")
         lo, hi = self.rank_columns(rank, world_size)
         B = self.global_batch_size
-        return self.samples(batch * B + lo, batch * B + hi)
+        positions = (np.arange(first, first + count, dtype=np.int64)[:, None] * B + np.arange(lo, hi, dtype=np.int64)).ravel()
+        return self._samples(positions).reshape(count, hi - lo)
 
     def _samples(self, positions: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -180,22 +191,39 @@ class BlockWindowPlan(EpochPlan):
             out[idx] = start + self._window(w)[linear[idx] - start]
         return out
 
-    def rank_batch(self, batch: int, rank: int, world_size: int) -> np.ndarray:
-        """One rank's share of a batch: per partition a contiguous run of its stream, so slices of
-        the cached window permutations rather than a lookup per sample."""
+    def rank_batches(self, first: int, count: int, rank: int, world_size: int) -> np.ndarray:
+        """One rank's shares of batches [first, first + count), as a (count, rows) int64 array.
+
+        A partition's rows in consecutive batches are evenly spaced runs of its
+        stream (`quota` apart, `taken` long), so one slice of its cached window
+        permutations serves all `count` batches: the cost per partition, not
+        per batch or per sample, which is what keeps the training process's
+        share of a batch small.
+        """
+        if not (0 <= first and 0 < count and first + count <= self.num_batches):
+            raise IndexError(f"batches [{first}, {first + count}) outside the epoch's [0, {self.num_batches})")
         partitions, _, taken, offset = self.geometry.column_partitions(*self.rank_columns(rank, world_size))
         quotas = np.diff(self.column_bounds)
-        pieces = []
+        columns = []
         for p, n, c in zip(partitions.tolist(), taken.tolist(), offset.tolist()):
-            linear = int(self.partition_starts[p]) + batch * int(quotas[p]) + c
-            end = linear + n
-            while linear < end:  # a run crosses at most a window boundary or two
-                w = int(np.searchsorted(self.window_starts, linear, side="right")) - 1
-                start, stop = int(self.window_starts[w]), min(end, int(self.window_starts[w + 1]))
-                pieces.append(start + self._window(w)[linear - start : stop - start])
-                linear = stop
-        virtual = np.concatenate(pieces).astype(np.int64) if pieces else np.zeros(0, np.int64)
-        return self.virtual_to_samples(virtual)
+            quota = int(quotas[p])
+            begin = int(self.partition_starts[p]) + first * quota + c
+            run = self._stream_run(begin, begin + (count - 1) * quota + n)  # never past what the last batch reads
+            columns.append(run[np.arange(count)[:, None] * quota + np.arange(n)])
+        if not columns:
+            return np.zeros((count, 0), np.int64)
+        virtual = np.concatenate(columns, axis=1).astype(np.int64)
+        return self.virtual_to_samples(virtual.ravel()).reshape(virtual.shape)
+
+    def _stream_run(self, begin: int, end: int) -> np.ndarray:
+        """Virtual positions of stream indices [begin, end): slices of the window permutations it crosses."""
+        pieces = []
+        while begin < end:
+            w = int(np.searchsorted(self.window_starts, begin, side="right")) - 1
+            start, stop = int(self.window_starts[w]), min(end, int(self.window_starts[w + 1]))
+            pieces.append(start + self._window(w)[begin - start : stop - start])
+            begin = stop
+        return np.concatenate(pieces) if len(pieces) != 1 else pieces[0]
 
     def virtual_to_samples(self, virtual: np.ndarray) -> np.ndarray:
         k = np.searchsorted(self.virtual_starts, virtual, side="right") - 1

@@ -27,6 +27,9 @@ from fastload.sampler.orders import EpochPlan, plan_epoch
 __all__ = ["Sampler", "resume_position"]
 
 STATE_VERSION = 1
+# Batches computed together (`EpochPlan.rank_batches`): they cost about what one does, and a loader
+# asks for this many within a few steps anyway. Iterating computes ahead; the resume point does not move.
+BATCHES_AT_ONCE = 16
 
 
 class Sampler:
@@ -102,10 +105,8 @@ class Sampler:
 
     def batches(self, *, start_batch: int | None = None) -> Iterator[np.ndarray]:
         """This rank's remaining batches of the current epoch as int64 arrays, without bookkeeping."""
-        plan = self.plan()
         first = self.samples_consumed // self.global_batch_size if start_batch is None else start_batch
-        for b in range(first, plan.num_batches):
-            yield plan.rank_batch(b, self.rank, self.world_size)
+        yield from self._rank_batches(first)
 
     def __iter__(self) -> Iterator[list[int]]:
         """The current epoch from its resume point; once it is exhausted, the next epoch begins.
@@ -117,10 +118,15 @@ class Sampler:
         without exhausting the epoch starts from the same point, as torch's
         samplers start over.
         """
-        plan = self.plan()
-        for b in range(self.samples_consumed // self.global_batch_size, plan.num_batches):
-            yield plan.rank_batch(b, self.rank, self.world_size).tolist()
+        for batch in self._rank_batches(self.samples_consumed // self.global_batch_size):
+            yield batch.tolist()
         self.epoch, self.samples_consumed = self.epoch + 1, 0
+
+    def _rank_batches(self, first: int) -> Iterator[np.ndarray]:
+        """This rank's batches from `first` to the epoch's end, computed `BATCHES_AT_ONCE` at a time."""
+        plan = self.plan()
+        for b in range(first, plan.num_batches, BATCHES_AT_ONCE):
+            yield from plan.rank_batches(b, min(BATCHES_AT_ONCE, plan.num_batches - b), self.rank, self.world_size)
 
     def worker_rows(self, num_workers: int) -> list[tuple[int, int]]:
         """How `num_workers` workers share each of this rank's batches: rows [lo, hi) of it per worker,

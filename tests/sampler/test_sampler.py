@@ -53,6 +53,26 @@ def test_ranks_get_disjoint_equal_shares_that_concatenate_to_the_global_batch(ro
         assert len(set(joined.tolist())) == batch  # the shares are disjoint
 
 
+
+@settings(max_examples=100, deadline=None)
+@given(rows=layouts, order=orders, seed=st.integers(0, 1000), batch_per_rank=st.integers(1, 9), world=st.sampled_from([1, 2, 3]),
+       window=st.integers(1, 6), drop_last=st.booleans(), at_once=st.integers(1, 20))
+def test_batches_computed_several_at_once_equal_the_samples_at_their_positions(rows, order, seed, batch_per_rank, world, window, drop_last, at_once):
+    """`rank_batches` (what iterating a sampler uses) against `samples` (a position at a time, another code path)."""
+    batch = batch_per_rank * world
+    plan = plan_epoch(rows, options=SamplerOptions(order=order, seed=seed, window_blocks=window, drop_last=drop_last), epoch=seed % 3, global_batch_size=batch)
+    for rank in range(world):
+        lo, hi = plan.rank_columns(rank, world)
+        for first in range(0, plan.num_batches, at_once):
+            count = min(at_once, plan.num_batches - first)
+            got = plan.rank_batches(first, count, rank, world)
+            assert got.dtype == np.int64 and got.shape == (count, hi - lo)
+            for i in range(count):
+                b = first + i
+                assert got[i].tolist() == plan.samples(b * batch + lo, b * batch + hi).tolist()
+    with pytest.raises(IndexError):
+        plan.rank_batches(plan.num_batches, 1, 0, world)
+
 @settings(max_examples=100, deadline=None)
 @given(rows=layouts, order=orders, seed=st.integers(0, 1000), world_before=st.sampled_from([1, 2, 4]), world_after=st.sampled_from([1, 2, 4]),
        stop=st.integers(0, 30), epoch=st.integers(0, 3))
