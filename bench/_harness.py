@@ -14,7 +14,7 @@ or crashes becomes a row with its error instead of ending the run. The child
 prints one JSON object on its last stdout line; `child_main` wraps a
 function so it does exactly that.
 
-Peak memory (`PeakMemory`, `tree_memory_bytes`) and `machine_info` are
+Peak memory (`PeakMemory`, `tree_memory_bytes`), `tree_cpu_seconds` and `machine_info` are
 `fastload.benchmark.proc`'s, the module `fastload bench` measures with: it
 imports only the standard library and `fastload` imports its own names on
 first use, so a peer's child that imports this harness loads no numpy,
@@ -39,7 +39,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
-from fastload.benchmark.proc import PeakMemory, machine_info, tree_memory_bytes
+from fastload.benchmark.proc import PeakMemory, machine_info, tree_cpu_seconds, tree_memory_bytes
 
 __all__ = [
     "Timing",
@@ -47,6 +47,7 @@ __all__ = [
     "first_batch",
     "PeakMemory",
     "tree_memory_bytes",
+    "tree_cpu_seconds",
     "ratio",
     "status",
     "default_workers",

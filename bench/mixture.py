@@ -1,6 +1,6 @@
 """Mixtures: what mixing costs, how exact it is, and how cheap its state is.
 
-    python bench/mixture.py [--corpus-mb 200] [--batches 200] [--repeats 3] [--workers 2]
+    python bench/mixture.py [--corpus-mb 200] [--batches 1500] [--repeats 3] [--workers 2]
 
 The ~200 MB real-text corpus of `bench/convert.py`, split by its `kind`
 field into three sources (code, English prose — Debian docs and man pages —
@@ -10,8 +10,12 @@ for the single-dataset baseline). Weights 0.5 / 0.3 / 0.2, packed batches of
 16 x 1025 tokens, `--workers` loader workers. Each contender runs in a child
 process of its own, after a warm-up, as the median of `--repeats` runs.
 
-1. Throughput and time to first batch: fastload's mixture against fastload
-   on the one combined dataset (the cost of mixing; goal: < 5%).
+1. Throughput, CPU per batch and time to first batch: fastload's mixture
+   against fastload on the one combined dataset (the cost of mixing; goal:
+   < 5%). CPU per batch is the user + system time of the loader's whole
+   process tree (training process and workers, from /proc) over the timed
+   batches: on a shared machine it resolves a few percent where tokens/s
+   (wall clock) swings by tens.
 2. Exactness over the first `--exact-batches` global batches of the order:
    the largest deviation of any source's row count from weight x rows, over
    every prefix of whole batches and over every prefix of rows (goal: ≤ 1 row
@@ -42,7 +46,7 @@ from pathlib import Path
 
 _BENCH = str(Path(__file__).resolve().parent)
 sys.path.insert(0, _BENCH)
-from _harness import PeakMemory, child_main, format_table, machine_info, ratio, run_child, write_json  # noqa: E402
+from _harness import PeakMemory, child_main, tree_cpu_seconds, format_table, machine_info, ratio, run_child, write_json  # noqa: E402
 from token_loaders.litdata_chunks import litdata_chunks  # noqa: E402  (loads no peer library until called)
 from token_loaders.mds_shards import import_streaming, mds_shards  # noqa: E402
 from token_loaders.prepare import ROW_LEN, to_int64  # noqa: E402
@@ -149,16 +153,19 @@ def child_throughput(name: str, corpus: Path, *, workers: int, batches: int, war
         batch = next(iterator)
         first = time.perf_counter() - started
         per_batch = [_source_counts(batch)]
+        cpu_before = tree_cpu_seconds()
         started = time.perf_counter()
         for _ in range(batches):
             batch = next(iterator)
             per_batch.append(_source_counts(batch))
         elapsed = time.perf_counter() - started
+        cpu = None if cpu_before is None else tree_cpu_seconds() - cpu_before
         peak.sample(force=True)
         del iterator, batch
         gc.collect()  # MosaicML allows one StreamingDataset per local folder at a time: the last one must be gone
         if i >= warmup:
-            runs.append({"tokens_per_s": batches * BATCH_SIZE * (SEQ_LEN + 1) / elapsed, "first_batch_s": first, "peak_pss_mb": peak.pss_mb})
+            runs.append({"tokens_per_s": batches * BATCH_SIZE * (SEQ_LEN + 1) / elapsed, "first_batch_s": first, "peak_pss_mb": peak.pss_mb,
+                         "cpu_us_per_batch": None if cpu is None else 1e6 * cpu / batches})
             counts = per_batch
     deviation = _deviation(counts) if counts and counts[0] is not None else None
     return {
@@ -168,8 +175,13 @@ def child_throughput(name: str, corpus: Path, *, workers: int, batches: int, war
         "tokens_per_s_min": min(r["tokens_per_s"] for r in runs),
         "tokens_per_s_max": max(r["tokens_per_s"] for r in runs),
         "first_batch_s": statistics.median(r["first_batch_s"] for r in runs),
+        "cpu_us_per_batch": statistics.median(r["cpu_us_per_batch"] for r in runs) if runs[0]["cpu_us_per_batch"] is not None else None,
         "peak_pss_mb": max((r["peak_pss_mb"] for r in runs if r["peak_pss_mb"] is not None), default=None),
     }
+
+
+def _cpu(us: float | None) -> str:
+    return "" if us is None else f"{us:.0f}"
 
 
 def _source_counts(batch) -> list[int] | None:
@@ -247,7 +259,7 @@ def child_exactness(corpus: Path, *, exact_batches: int) -> dict:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--corpus-mb", type=float, default=200)
-    p.add_argument("--batches", type=int, default=200)
+    p.add_argument("--batches", type=int, default=1500, help="timed batches per run (the 200 MB corpus packs ~3,960)")
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--workers", type=int, default=2)
@@ -274,21 +286,23 @@ def main() -> None:
     exact = run_child([*base, "--child", "exactness"], timeout_s=CHILD_TIMEOUT_S)
 
     baseline = results["fastload one dataset"].get("tokens_per_s")
+    cpu_baseline = results["fastload one dataset"].get("cpu_us_per_batch")
     rows = []
     for name, r in results.items():
         if "error" in r:
             status = "not installed" if "No module named" in r["error"] else "FAILED"
-            rows.append([name, status, "", "", "", "", "", r["error"][:80]])
+            rows.append([name, status, "", "", "", "", "", "", "", r["error"][:80]])
             continue
         dev = r.get("deviation") or {}
         rows.append([name, f"{r['tokens_per_s'] / 1e6:.1f} ({r['tokens_per_s_min'] / 1e6:.1f}-{r['tokens_per_s_max'] / 1e6:.1f})",
-                     ratio(r["tokens_per_s"], baseline), f"{r['first_batch_s']:.2f}", f"{r['peak_pss_mb'] or 0:.0f}",
+                     ratio(r["tokens_per_s"], baseline), _cpu(r.get("cpu_us_per_batch")), ratio(r.get("cpu_us_per_batch"), cpu_baseline) if r.get("cpu_us_per_batch") else "",
+                     f"{r['first_batch_s']:.2f}", f"{r['peak_pss_mb'] or 0:.0f}",
                      f"{dev['max_deviation_batch_prefix_rows']:.1f}" if dev else "-",
                      " ".join(f"{lo}-{hi}" for lo, hi in dev["rows_per_batch"].values()) if dev else "-", (r.get("note") or "")[:60]])
     print(f"Mixture {WEIGHTS} of the {args.corpus_mb:g} MB corpus, {BATCH_SIZE} x {SEQ_LEN + 1} packed batches, {args.workers} workers, "
           f"median of {args.repeats} (min-max); deviation: the largest |rows of a source - weight x rows| over the prefixes of the "
           f"{args.batches + 1} batches of the last run")
-    print(format_table(["contender", "M tokens/s", "vs one dataset", "first batch s", "peak PSS MB", "max deviation", "rows/batch", "note"], rows))
+    print(format_table(["contender", "M tokens/s", "vs one dataset", "CPU µs/batch", "vs one dataset", "first batch s", "peak PSS MB", "max deviation", "rows/batch", "note"], rows))
     if "error" in exact:
         print(f"exactness: FAILED: {exact['error']}")
     else:

@@ -4,6 +4,7 @@
     cost_s = peak.sample()            # at most every 0.1 s; returns its own cost, to take off the clock
     peak.pss_mb, peak.rss_mb          # peaks summed over this process and all its descendants (None without /proc)
     tree_memory_bytes()               # TreeMemory(pss=..., rss=...) now, or None
+    tree_cpu_seconds()                # CPU (user + system) of this process and its live descendants so far, or None
     machine_info()                    # date, cpus, python, platform, memory, load average
 
 Both `fastload bench` (`fastload.benchmark.measure`) and the peer comparisons
@@ -28,7 +29,7 @@ import platform
 import time
 from typing import NamedTuple
 
-__all__ = ["TreeMemory", "process_tree", "tree_memory_bytes", "PeakMemory", "machine_info"]
+__all__ = ["TreeMemory", "process_tree", "tree_memory_bytes", "tree_cpu_seconds", "PeakMemory", "machine_info"]
 
 MEMORY_SAMPLE_S = 0.1  # reading smaps of a process tree costs about a millisecond: sample by time, off the clock
 
@@ -72,6 +73,24 @@ def tree_memory_bytes(pid: int | None = None) -> TreeMemory | None:
         except OSError:  # ended while we looked
             continue
     return TreeMemory(pss=pss, rss=rss)
+
+
+def tree_cpu_seconds(pid: int | None = None) -> float | None:
+    """CPU seconds (user + system) used so far by process `pid` (default: this one) and its live descendants;
+    None without /proc. The difference of two readings is what a stretch of work cost every process of a
+    loader (the training process and its workers), which a wall clock on a shared machine cannot give."""
+    pid = os.getpid() if pid is None else pid
+    if not os.path.exists(f"/proc/{pid}/stat"):
+        return None
+    ticks = 0
+    for p in process_tree(pid):
+        try:
+            with open(f"/proc/{p}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()  # after the command name, which may hold spaces
+        except OSError:  # ended while we looked
+            continue
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime: fields 14 and 15 of proc(5)
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 class PeakMemory:
