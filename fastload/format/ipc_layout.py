@@ -1,12 +1,11 @@
 """Where one column's buffer lies inside a record batch message, read from the message's metadata alone.
 
-Planning a packed epoch needs every document's length, which the offsets
-buffer of the tokens column holds. On local disk `Dataset.row_lengths`
-decodes each block; in object storage that would download the whole
-dataset before the first batch. So for a remote dataset fastload fetches a
-block's metadata (the first few KB of its range), finds the offsets buffer
-here, and fetches just that buffer: two small requests per block instead of
-the block.
+Laying out a packed window needs its documents' lengths, which the offsets
+buffer of the tokens column holds. Decoding the block for them would
+decompress all of it (and, in object storage, download it) a second time.
+So fastload reads a block's metadata (the first few KB of its range), finds
+the offsets buffer here, and reads just that buffer (`read_offsets`): in
+object storage, two small requests per block instead of the block.
 
 The metadata is a FlatBuffer (Arrow's Message.fbs: Message { version,
 header_type, header, bodyLength, … }, RecordBatch { length, nodes, buffers,
@@ -24,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
-__all__ = ["BatchLayout", "message_prefix", "parse_layout", "offsets_buffer_index", "decode_offsets"]
+__all__ = ["BatchLayout", "message_prefix", "parse_layout", "offsets_buffer_index", "decode_offsets", "read_offsets"]
 
 _RECORD_BATCH = 3  # MessageHeader.RecordBatch
 _CODECS = {0: "lz4", 1: "zstd"}  # CompressionType.LZ4_FRAME, ZSTD
@@ -156,3 +155,27 @@ def decode_offsets(raw: bytes | memoryview, codec: str | None, num_rows: int, dt
     if len(raw) < need:
         raise ValueError(f"the offsets buffer holds {len(raw)} bytes, fewer than the {need} of {num_rows} rows")
     return np.frombuffer(raw[:need], dtype).astype(np.int64)
+
+
+METADATA_GUESS = 16 << 10  # a block's metadata is a few hundred bytes per column: one read almost always holds it
+
+
+def read_offsets(read, start: int, end: int, arrow_schema: pa.Schema, column: str) -> tuple[np.ndarray, int]:
+    """(offsets of `column`, rows) of the record batch message in bytes [start, end) of a shard, reading
+    only its metadata and that buffer through `read(offset, size) -> bytes`. Raises ValueError when
+    the bytes do not describe such a batch inside the range."""
+    head = bytes(read(start, min(end - start, METADATA_GUESS)))
+    prefix, length = message_prefix(head)
+    if not 0 < length <= end - start - prefix:
+        raise ValueError(f"its metadata length {length} does not fit its byte range")
+    if prefix + length > len(head):
+        head = bytes(read(start, prefix + length))
+    layout = parse_layout(head[prefix : prefix + length], prefix)
+    index, dtype = offsets_buffer_index(arrow_schema, column)
+    if index >= len(layout.buffers):
+        raise ValueError("it lists fewer buffers than its schema needs")
+    offset, size = layout.buffers[index]
+    if not (0 <= offset and 0 <= size and start + layout.body_start + offset + size <= end):
+        raise ValueError("its offsets buffer lies outside its byte range")
+    raw = read(start + layout.body_start + offset, size)
+    return decode_offsets(raw, layout.codec, layout.num_rows, dtype), layout.num_rows

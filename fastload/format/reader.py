@@ -36,6 +36,7 @@ import pyarrow.ipc as ipc
 from fastload.errors import FormatError
 from fastload.format.files import file_problem
 from fastload.format.index import DatasetIndex, ShardInfo, read_index
+from fastload.format.ipc_layout import read_offsets
 from fastload.format.schema import Schema, column_from_arrow_field, offsets_of
 from fastload.store import RetryPolicy, is_remote, local_path
 
@@ -539,33 +540,46 @@ class Dataset:
         and the data itself is checked when a block is read. Offsets that go
         backwards raise `FormatError`.
         """
-        kind = self.schema[column].kind
-        if kind not in ("tokens", "text", "bytes"):
-            raise FormatError(f"column {column!r} is of kind {kind!r}; row lengths exist for tokens, text and bytes columns")
+        self._check_lengths_column(column)
         if self.remote is not None:
             return self.remote.row_lengths(column, self.schema)
-        position = self.schema.names.index(column)
-        lengths = np.empty(self.num_rows, np.int64)
-        for block_id in range(self.num_blocks):
+        if not self.num_blocks:
+            return np.zeros(0, np.int64)
+        return np.concatenate([self.block_row_lengths(column, block_id) for block_id in range(self.num_blocks)])
+
+    def block_row_lengths(self, column: str, block_id: int) -> np.ndarray:
+        """The lengths of one block's rows in a tokens, text or bytes column (as `row_lengths`, for one block)."""
+        self._check_lengths_column(column)
+        start, stop = int(self.block_starts[block_id]), int(self.block_starts[block_id + 1])
+        if self.remote is not None:
+            lengths = self.remote.block_lengths(block_id, column, self.schema)
+        else:
+            # The metadata and the offsets buffer only (`ipc_layout`): with compression, decoding the
+            # block would decompress all of it, and it is decompressed again when its rows are read.
             shard = self._shard(int(self.block_shard[block_id]))
             local = int(self.block_local[block_id])
+            block = shard.block_buffer(local)
+            skip = shard.message_skip(local)
             try:
-                array = decode_record_batch(shard.block_buffer(local), shard.message_skip(local), shard.arrow_schema).column(position)
+                offsets, num_rows = read_offsets(lambda o, n: memoryview(block)[o : o + n], skip, block.size, shard.arrow_schema, column)
             except _DAMAGE as exc:
                 raise FormatError(
                     f"block {local} of shard {shard.info.file!r} cannot be decoded ({exc}). " + _VERIFY_HINT.format(folder=self.path)
                 ) from None
-            start, stop = int(self.block_starts[block_id]), int(self.block_starts[block_id + 1])
-            if len(array) != stop - start:
+            if num_rows != stop - start:
                 raise FormatError(
-                    f"block {local} of shard {shard.info.file!r} has {len(array):,} rows but index.json records "
+                    f"block {local} of shard {shard.info.file!r} has {num_rows:,} rows but index.json records "
                     f"{stop - start:,}. " + _VERIFY_HINT.format(folder=self.path)
                 )
-            offsets = offsets_of(array)
-            np.subtract(offsets[1:], offsets[:-1], out=lengths[start:stop])
+            lengths = np.diff(offsets)
         if len(lengths) and lengths.min() < 0:
             raise FormatError(f"column {column!r} of {str(self.path)!r} has offsets that go backwards. " + _VERIFY_HINT.format(folder=self.path))
         return lengths
+
+    def _check_lengths_column(self, column: str) -> None:
+        kind = self.schema[column].kind
+        if kind not in ("tokens", "text", "bytes"):
+            raise FormatError(f"column {column!r} is of kind {kind!r}; row lengths exist for tokens, text and bytes columns")
 
     def iter_blocks(self) -> Iterator[Block]:
         for block_id in range(self.num_blocks):

@@ -29,7 +29,7 @@ import pyarrow.ipc as ipc
 from fastload.environment import cache_dir as default_cache_root
 from fastload.errors import ConfigError, FormatError, StoreError
 from fastload.format.index import INDEX_FILE, DatasetIndex, parse_index
-from fastload.format.ipc_layout import decode_offsets, message_prefix, offsets_buffer_index, parse_layout
+from fastload.format.ipc_layout import read_offsets
 from fastload.format.schema import Schema, column_from_arrow_field
 from fastload.store import NotFound, RetryPolicy, open_store
 from fastload.store.block_cache import BlockCache
@@ -37,8 +37,7 @@ from fastload.store.prefetch import Prefetcher
 
 __all__ = ["RemoteBlocks", "default_cache_bytes"]
 
-_HEAD_BYTES = 64 << 10
-_METADATA_GUESS = 16 << 10  # a block's metadata is a few hundred bytes per column: one request almost always holds it  # a shard's magic and schema message fit in this unless the schema is huge
+_HEAD_BYTES = 64 << 10  # a shard's magic and schema message fit in this unless the schema is huge
 _REFETCH_ON_BAD_CRC = 1  # a corrupt download is fetched once more before the block is called corrupt
 
 
@@ -166,7 +165,7 @@ class RemoteBlocks:
         except (OSError, ValueError):
             pass
         with ThreadPoolExecutor(threads, thread_name_prefix="fastload-lengths") as pool:
-            parts = list(pool.map(lambda b: self._block_lengths(b, column, schema), range(len(self.block_shard))))
+            parts = list(pool.map(lambda b: self.block_lengths(b, column, schema), range(len(self.block_shard))))
         lengths = np.concatenate(parts) if parts else np.zeros(0, np.int64)
         if len(lengths) and lengths.min() < 0:
             raise FormatError(f"column {column!r} of {self.url} has offsets that go backwards. Run 'fastload verify {self.url}'.")
@@ -177,7 +176,8 @@ class RemoteBlocks:
         os.replace(partial, saved)
         return lengths
 
-    def _block_lengths(self, block_id: int, column: str, schema: Schema) -> np.ndarray:
+    def block_lengths(self, block_id: int, column: str, schema: Schema) -> np.ndarray:
+        """One block's row lengths in a column, from its metadata and offsets buffer (two small requests)."""
         shard_id, local = int(self.block_shard[block_id]), int(self.block_local[block_id])
         info = self.index.shards[shard_id]
         arrow_schema, first_offset = self.shard_head(shard_id, schema)
@@ -185,25 +185,11 @@ class RemoteBlocks:
         end = int(info.block_offsets[local] + info.block_bytes[local])
         where = f"block {local} of {self.store.url_of(info.file)}"
         try:
-            head = bytes(self.store.get_range(info.file, start, min(end - start, _METADATA_GUESS)))
-            prefix, length = message_prefix(head)
-            if not 0 < length <= end - start - prefix:
-                raise ValueError(f"its metadata length {length} does not fit its byte range")
-            if prefix + length > len(head):
-                head = bytes(self.store.get_range(info.file, start, prefix + length))
-            layout = parse_layout(head[prefix : prefix + length], prefix)
-            index, dtype = offsets_buffer_index(arrow_schema, column)
-            if index >= len(layout.buffers):
-                raise ValueError("it lists fewer buffers than its schema needs")
-            offset, size = layout.buffers[index]
-            if not (0 <= offset and 0 <= size and start + layout.body_start + offset + size <= end):
-                raise ValueError("its offsets buffer lies outside its byte range")
-            raw = self.store.get_range(info.file, start + layout.body_start + offset, size)
-            offsets = decode_offsets(raw, layout.codec, layout.num_rows, dtype)
+            offsets, num_rows = read_offsets(lambda o, n: self.store.get_range(info.file, o, n), start, end, arrow_schema, column)
         except (ValueError, pa.ArrowException) as exc:
             raise FormatError(f"{where} cannot be planned from ({exc}). Run 'fastload verify {self.url}'.") from None
-        if layout.num_rows != int(info.block_rows[local]):
-            raise FormatError(f"{where} has {layout.num_rows:,} rows but index.json records {int(info.block_rows[local]):,}. Run 'fastload verify {self.url}'.")
+        if num_rows != int(info.block_rows[local]):
+            raise FormatError(f"{where} has {num_rows:,} rows but index.json records {int(info.block_rows[local]):,}. Run 'fastload verify {self.url}'.")
         return np.diff(offsets)
 
     # -- reading ahead ----------------------------------------------------------------------

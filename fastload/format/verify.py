@@ -27,7 +27,7 @@ from fastload.errors import FormatError
 from fastload.format.files import file_problem
 from fastload.format.index import INDEX_FILE, DatasetIndex, ShardInfo, parse_index, read_index
 from fastload.format.reader import decode_block, first_batch_offset
-from fastload.format.schema import Schema, column_from_arrow_field
+from fastload.format.schema import Schema, column_from_arrow_field, offsets_of
 from fastload.store import NotFound, RetryPolicy, Store, is_remote, local_path, open_store
 
 __all__ = ["verify_dataset"]
@@ -122,6 +122,13 @@ def _verify_shard_bytes(data: bytes | memoryview, info: ShardInfo, index: Datase
                 problems.append(
                     f"shard {info.file!r} block {block_id}: {batch.num_rows:,} rows, index.json records {int(info.block_rows[block_id]):,}"
                 )
+            for name, counts in info.block_values.items():
+                offsets = offsets_of(batch.column(index.schema.names.index(name)))
+                if int(offsets[-1]) - int(offsets[0]) != int(counts[block_id]):
+                    problems.append(
+                        f"shard {info.file!r} block {block_id}: {int(offsets[-1]) - int(offsets[0]):,} token ids in {name!r}, "
+                        f"index.json records {int(counts[block_id]):,}"
+                    )
     except (pa.ArrowException, FormatError, OSError, UnicodeDecodeError, ValueError) as exc:
         problems.append(f"shard {info.file!r}: not a readable Arrow IPC file ({exc})")
     return problems

@@ -119,8 +119,12 @@ def _row_bytes(batch: pa.RecordBatch) -> np.ndarray:
 class _ShardFile:
     """One shard being written: an Arrow IPC file plus the byte range and CRC of each block."""
 
-    def __init__(self, path: Path, arrow_schema: pa.Schema, compression: str):
+    def __init__(self, path: Path, schema: Schema, compression: str):
         self.path = path
+        arrow_schema = schema.arrow_schema()
+        # token ids per block of each tokens column, for index.json (a remote packed dataset is planned from them)
+        self.value_columns = [(c.name, i) for i, c in enumerate(schema) if c.kind == "tokens"]
+        self.block_values: dict[str, list[int]] = {name: [] for name, _ in self.value_columns}
         self.raw = ChecksummingFile(path)
         self.sink = pa.PythonFile(self.raw, mode="w")
         codec = None if compression == "none" else compression
@@ -131,6 +135,9 @@ class _ShardFile:
 
     def write(self, batch: pa.RecordBatch) -> int:
         self.writer.write_batch(batch)
+        for name, position in self.value_columns:
+            offsets = offsets_of(batch.column(position))
+            self.block_values[name].append(int(offsets[-1]) - int(offsets[0]))
         self.block_rows.append(batch.num_rows)
         self.block_ends.append(self.raw.tell())
         self.block_crc.append(self.raw.end_block())
@@ -151,6 +158,7 @@ class _ShardFile:
             block_offsets=starts,
             block_bytes=ends - starts,
             block_crc32=np.asarray(self.block_crc, np.uint32),
+            block_values={name: np.asarray(v, np.int64) for name, v in self.block_values.items()},
         )
 
     def abort(self) -> None:
@@ -269,7 +277,7 @@ class DatasetWriter:
     def _write_block(self, block: pa.RecordBatch) -> None:
         if self._current is None:
             name = shard_file_name(len(self._shards))
-            self._current = _ShardFile(self.output.create(_tmp_name(name)), self.schema.arrow_schema(), self.options.compression)
+            self._current = _ShardFile(self.output.create(_tmp_name(name)), self.schema, self.options.compression)
         block = pa.RecordBatch.from_arrays(block.columns, schema=self.schema.arrow_schema())  # the dataset's field metadata
         for column, array in zip(self.schema, block.columns):
             self._stats[column.name].add(array)
@@ -322,7 +330,7 @@ class DatasetWriter:
                 continue
             old_path = self.output.local_shard(_tmp_name(info.file), info.file)
             new_name = _tmp_name("promoted-" + info.file)
-            shard = _ShardFile(self.output.create(new_name), target, self.options.compression)
+            shard = _ShardFile(self.output.create(new_name), self.schema, self.options.compression)
             with pa.memory_map(str(old_path)) as source:
                 reader = ipc.open_file(source)
                 for i in range(reader.num_record_batches):

@@ -41,6 +41,7 @@ import numpy as np
 from fastload.errors import FormatError
 from fastload.format.reader import Dataset, column_view
 from fastload.kernels.pointers import address_of
+from fastload.packing.lengths import DocumentLengths
 from fastload.tokenizer.batch import string_bytes
 
 __all__ = ["AddressBook", "TokenBlocks"]
@@ -82,12 +83,14 @@ class TokenBlocks:
 
     by_document: tokenize text document by document as batches need them
     (packed batches: the kernel asks, see `fill_packed_rows`); needs
-    `doc_lengths`. Otherwise a block of text is tokenized whole when loaded.
+    `lengths`. Otherwise a block of text is tokenized whole when loaded.
+    `lengths` (a `DocumentLengths`), when given, learns or checks the
+    lengths of every block loaded.
     """
 
-    def __init__(self, dataset: Dataset, column: str, *, doc_lengths: np.ndarray | None, token_dtype, tokenizer=None, keep_unused: int = 0, by_document: bool = False):
+    def __init__(self, dataset: Dataset, column: str, *, lengths: DocumentLengths | None, token_dtype, tokenizer=None, keep_unused: int = 0, by_document: bool = False):
         self.dataset, self.column, self.tokenizer = dataset, column, tokenizer
-        self.doc_lengths = doc_lengths
+        self.lengths = lengths
         self.book = AddressBook()
         self.token = np.zeros(0, np.dtype(token_dtype))  # tells a kernel the token dtype
         self.keep_unused = keep_unused
@@ -95,7 +98,7 @@ class TokenBlocks:
         self.slot_of_block = np.full(dataset.num_blocks, -1, np.int64)  # for kernels: where each loaded block is
         self._unused: OrderedDict[int, None] = OrderedDict()  # loaded, no users, oldest first
         self.blocks_loaded = 0  # blocks read (and tokenized) by this process: a measure of locality
-        self.by_document = tokenizer is not None and doc_lengths is not None and by_document
+        self.by_document = tokenizer is not None and lengths is not None and by_document
         # Per document of the dataset: 1 once its tokens are in its loaded block (by_document only;
         # empty tells the kernel that every loaded block is complete).
         self.ready = np.zeros(dataset.num_rows if self.by_document else 0, np.uint8)
@@ -123,18 +126,27 @@ class TokenBlocks:
             values, offsets = ragged.values, np.asarray(ragged.offsets, np.int64)
         elif self.by_document:  # room for every document, filled as batches need them (see the module docstring)
             text = batch.column(self.column)
-            offsets = np.concatenate([[0], np.cumsum(self.doc_lengths[first:last])]).astype(np.int64)
+            offsets = np.concatenate([[0], np.cumsum(self.lengths.of_block(block_id))]).astype(np.int64)
             return _Loaded(np.zeros(int(offsets[-1]), self.token.dtype), offsets, text)
         else:
             text = batch.column(self.column)
             values, offsets = self.tokenizer.encode_arrow(text)
             self.documents_tokenized += last - first
             self.bytes_tokenized += int(string_bytes(text).sum())
-        if self.doc_lengths is not None and not np.array_equal(np.diff(offsets), self.doc_lengths[first:last]):
-            raise self._changed(block_id)
+        if self.lengths is not None:
+            self._check_lengths(block_id, np.diff(np.asarray(offsets, np.int64)))
         offsets = np.asarray(offsets, np.int64)
         values = np.ascontiguousarray(values[offsets[0] :], dtype=self.token.dtype)
         return _Loaded(values, offsets - offsets[0], None)  # a block's first document starts at token 0
+
+    def _check_lengths(self, block_id: int, found: np.ndarray) -> None:
+        """A loaded block's documents have the lengths its batches were planned with (a block planned
+        from index.json's totals alone has its lengths learnt here, and checked against the total)."""
+        if self.lengths.knows(block_id):
+            if not np.array_equal(found, self.lengths.of_block(block_id)):
+                raise self._changed(block_id)
+        else:
+            self.lengths.learn(block_id, found)
 
     def _changed(self, block_id: int) -> FormatError:
         return FormatError(
@@ -182,7 +194,7 @@ class TokenBlocks:
             mine = docs[block_of == block_id]
             local = mine - starts[block_id]
             ids, offsets = self.tokenizer.encode_arrow(entry.text, documents=local)
-            if not np.array_equal(np.diff(offsets), self.doc_lengths[mine]):
+            if not np.array_equal(np.diff(offsets), self.lengths.of_block(block_id)[local]):
                 raise self._changed(block_id)
             places = entry.offsets
             for i, d in enumerate(local.tolist()):

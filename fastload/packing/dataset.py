@@ -126,7 +126,7 @@ class PackedDataset(TokenDocuments):
             if len(self._plans) >= 4:  # current and next epoch, for a loader or two
                 self._plans.pop(next(iter(self._plans)))
             plan = PackPlan(
-                self.doc_lengths, self.dataset.block_rows, seq_len=self.seq_len, global_batch_size=global_batch_size,
+                self.document_lengths(), self.dataset.block_rows, seq_len=self.seq_len, global_batch_size=global_batch_size,
                 options=options, epoch=epoch, add_eos=self.add_eos, remainder=self.remainder, blocks=self.blocks,
             )
             self._plans[key] = plan
@@ -149,7 +149,7 @@ class PackedDataset(TokenDocuments):
     def _batch_filler(self) -> BatchFiller:
         if self._filler is None:
             eos_id = self.eos_id if self.eos_id is not None else 0  # unused without add_eos
-            blocks = self._token_blocks(keep_unused=4, doc_lengths=self.doc_lengths, by_document=True)
+            blocks = self._token_blocks(keep_unused=4, lengths=self.document_lengths(), by_document=True)
             self._filler = BatchFiller(blocks, eos_id=eos_id, pad_id=self.pad_id)
         return self._filler
 

@@ -16,6 +16,7 @@ from fastload.errors import ConfigError
 from fastload.format.reader import Dataset
 from fastload.packing.blocks import TokenBlocks
 from fastload.packing.counts import cached_counts_path, load_cached_counts, save_counts, tokenize_to_count
+from fastload.packing.lengths import DocumentLengths
 from fastload.sampler import SamplerOptions
 from fastload.sampler.batch_dataset import BatchDataset
 
@@ -51,13 +52,14 @@ class TokenDocuments(BatchDataset):
 
     def _reset_process_state(self) -> None:
         self._blocks: TokenBlocks | None = None
+        self._lengths: DocumentLengths | None = None
 
-    def _token_blocks(self, *, keep_unused: int, doc_lengths: np.ndarray | None, by_document: bool = False) -> TokenBlocks:
-        """This process's loaded blocks; `doc_lengths`, when given, are checked against every block loaded;
+    def _token_blocks(self, *, keep_unused: int, lengths: DocumentLengths | None, by_document: bool = False) -> TokenBlocks:
+        """This process's loaded blocks; `lengths`, when given, learn or check every block loaded;
         `by_document`: text is tokenized as the packing kernel asks for documents (see `blocks.py`)."""
         if self._blocks is None:
             self._blocks = TokenBlocks(
-                self.dataset, self.column, doc_lengths=doc_lengths, token_dtype=self.token_dtype,
+                self.dataset, self.column, lengths=lengths, token_dtype=self.token_dtype,
                 tokenizer=self.tokenizer, keep_unused=keep_unused, by_document=by_document,
             )
         return self._blocks
@@ -119,6 +121,21 @@ class TokenDocuments(BatchDataset):
         if lengths.shape != (self.dataset.num_rows,) or lengths.dtype.kind not in "iu" or (len(lengths) and lengths.min() < 0):
             raise ConfigError(f"doc_lengths must be {self.dataset.num_rows:,} non-negative integers, one per row of the dataset")
         return lengths.astype(np.int64)
+
+    def document_lengths(self) -> DocumentLengths:
+        """The documents' lengths as packing plans read them (see `lengths.py`): for a tokens column whose
+        index records every block's total, per block up front and per document when a window needs it,
+        so that nothing reads every block before the first batch; otherwise `doc_lengths`, all at once."""
+        if self._lengths is None:
+            totals = self.dataset.index.block_values(self.column) if self._doc_lengths is None and self.tokenizer is None else None
+            if totals is not None:
+                column, dataset = self.column, self.dataset
+                self._lengths = DocumentLengths(
+                    dataset.block_starts, block_totals=totals, read_block=lambda b: dataset.block_row_lengths(column, b), where=repr(str(dataset.path)),
+                )
+            else:
+                self._lengths = DocumentLengths(self.dataset.block_starts, lengths=self.doc_lengths)
+        return self._lengths
 
     @property
     def doc_lengths(self) -> np.ndarray:

@@ -80,14 +80,10 @@ class BatchFiller:
 
     def __init__(self, blocks: TokenBlocks, *, eos_id: int, pad_id: int):
         self.blocks = blocks
-        self.doc_lengths = blocks.doc_lengths
+        # Where each document starts in its block's tokens comes from the lengths alone: window tables
+        # are built before a block is read, and a block is loaded when a batch first reaches into it.
+        self.lengths = blocks.lengths
         self.eos_id, self.pad_id = eos_id, pad_id
-        # Where each document starts in its block's tokens, from the lengths alone: window tables are
-        # built without reading a block, and a block is loaded when a batch first reaches into it.
-        starts = blocks.dataset.block_starts
-        cum = np.concatenate([[0], np.cumsum(self.doc_lengths)])
-        self._doc_offset = cum[:-1] - np.repeat(cum[starts[:-1]], np.diff(starts))
-        self._block_of_doc = np.repeat(np.arange(len(starts) - 1), np.diff(starts))
         self._tables_book = AddressBook()  # window tables, (5, units + 1) int64 each
         self._tables: dict[tuple, _WindowTable] = {}  # (plan key, window) -> its table
         self._table_at: dict[int, _WindowTable] = {}  # table slot -> its table
@@ -100,9 +96,10 @@ class BatchFiller:
         units = plan.window(w)
         n = len(units.doc)
         table = np.zeros((5, n + 1), np.int64)  # block, first token in it, real tokens, stream offset, document
-        table[0, :n] = self._block_of_doc[units.doc]
-        table[1, :n] = self._doc_offset[units.doc] + units.skip
-        table[2, :n] = np.clip(self.doc_lengths[units.doc] - units.skip, 0, units.take)  # real tokens; the rest is the EOS
+        block, offset, length = self.lengths.locate(units.doc)
+        table[0, :n] = block
+        table[1, :n] = offset + units.skip
+        table[2, :n] = np.clip(length - units.skip, 0, units.take)  # real tokens; the rest is the EOS
         table[3] = units.cum + units.start  # stream positions, as `PackPlan.row_starts` gives them: rows need no rebasing
         table[4, :n] = units.doc  # which flag says its tokens are there (text tokenized by document)
         slot = self._tables_book.put(table, n)
@@ -179,7 +176,7 @@ class BatchFiller:
                       positions=out.position_ids, segments=out.document_ids)
         missing = fill_packed_rows(self.blocks.sources, self.blocks.slot_of_block, (self._tables_book.address, self._tables_book.size), windows, starts, rows, **arrays)
         # Each retry provides a table, a block or (at least one) missing document.
-        retries = plan.num_windows + len(self.blocks.slot_of_block) + len(self.doc_lengths)
+        retries = plan.num_windows + len(self.blocks.slot_of_block) + self.lengths.num_documents
         while missing is not None:
             if retries == 0:  # pragma: no cover - a bug, not data
                 raise RuntimeError("packing kept asking for tables, blocks or documents that were just provided")

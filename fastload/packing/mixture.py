@@ -61,7 +61,8 @@ class PackedMixture(MixtureDataset):
             return sources[s].plan(epoch, columns, source_options)
 
         def describe(s: int) -> str:
-            return f"{int(sources[s].doc_lengths.sum()) + len(sources[s].doc_lengths) * int(add_eos):,} tokens"
+            lengths = sources[s].document_lengths()
+            return f"{lengths.num_tokens + lengths.num_documents * int(add_eos):,} tokens"
 
         return MixturePlan(weights, plan_of=plan_of, describe=describe, names=self.mixture.names, **arguments)
 

@@ -25,6 +25,7 @@ import numpy as np
 from fastload.format.reader import Dataset
 from fastload.kernels.pack import fill_padded_batch
 from fastload.packing.documents import TokenDocuments
+from fastload.packing.lengths import DocumentLengths
 from fastload.packing.rows import row_number
 from fastload.sampler import Mixture, Sampler, SamplerOptions
 from fastload.sampler.mixture_dataset import RowMixture, open_sources, same_ids
@@ -60,7 +61,8 @@ class PaddedDataset(TokenDocuments):
         # No plan needs the lengths here: they are checked when known without tokenizing (a tokens
         # column's offsets), and a text column is never counted ahead.
         known = self.doc_lengths if self.tokenizer is None else self._doc_lengths
-        return self._token_blocks(keep_unused=self.live_blocks(self.dataset.num_blocks), doc_lengths=known)
+        lengths = None if known is None else DocumentLengths(self.dataset.block_starts, lengths=known)
+        return self._token_blocks(keep_unused=self.live_blocks(self.dataset.num_blocks), lengths=lengths)
 
     def batch_sampler(self, global_batch_size: int, *, rank: int = 0, world_size: int = 1, shuffle: bool = True, drop_last: bool = False) -> Sampler:
         """The sampler `fastload.DataLoader` uses: a `fastload.Sampler` over documents."""

@@ -46,6 +46,7 @@ import numpy as np
 
 from fastload.errors import ConfigError
 from fastload.kernels.pack import split_runs_at_windows
+from fastload.packing.lengths import DocumentLengths
 from fastload.sampler import SamplerOptions
 from fastload.sampler import permutation
 from fastload.sampler.geometry import EpochGeometry
@@ -71,7 +72,7 @@ class PackPlan:
 
     def __init__(
         self,
-        doc_lengths: np.ndarray,
+        doc_lengths: np.ndarray | DocumentLengths,
         block_rows: np.ndarray,
         *,
         seq_len: int,
@@ -83,17 +84,20 @@ class PackPlan:
         blocks: np.ndarray | None = None,
     ):
         _check(seq_len, global_batch_size, epoch, remainder)
-        self.doc_lengths = np.asarray(doc_lengths, np.int64)
         self.block_rows = np.asarray(block_rows, np.int64)
         self.block_starts = np.concatenate([[0], np.cumsum(self.block_rows)])
-        if int(self.block_starts[-1]) != len(self.doc_lengths):
-            raise ConfigError(f"{len(self.doc_lengths)} document lengths given for blocks holding {int(self.block_starts[-1])} rows")
+        if not isinstance(doc_lengths, DocumentLengths):
+            doc_lengths = np.asarray(doc_lengths, np.int64)
+            if int(self.block_starts[-1]) != len(doc_lengths):
+                raise ConfigError(f"{len(doc_lengths)} document lengths given for blocks holding {int(self.block_starts[-1])} rows")
+            doc_lengths = DocumentLengths(self.block_starts, lengths=doc_lengths)
+        elif not np.array_equal(doc_lengths.block_starts, self.block_starts):
+            raise ConfigError("the document lengths given describe other blocks than block_rows")
+        self.lengths = doc_lengths  # per block up front; a document's own when a window holding it is laid out
         self.seq_len, self.row_tokens = seq_len, seq_len + 1
         self.global_batch_size, self.options, self.epoch = global_batch_size, options, epoch
         self.add_eos, self.remainder = add_eos, remainder
-        self.stream_lengths = self.doc_lengths + int(add_eos)  # each document's tokens in the stream
-        block_tokens = np.add.reduceat(self.stream_lengths, self.block_starts[:-1]) if len(self.doc_lengths) else np.zeros(len(self.block_rows), np.int64)
-        block_tokens[self.block_rows == 0] = 0  # reduceat repeats a value for empty ranges
+        block_tokens = self.lengths.block_totals + int(add_eos) * self.block_rows  # each document's tokens in the stream, with its EOS
         self.blocks = _check_blocks(blocks, len(self.block_rows))  # the blocks this plan uses (a split), storage order
         if options.order not in ("block_window", "uniform", "sequential"):
             raise ConfigError(f"unknown order {options.order!r}; packing supports block_window, uniform and sequential")
@@ -147,7 +151,7 @@ class PackPlan:
         counts = lasts - firsts
         # Every document of these blocks, with its stream position.
         doc = np.repeat(firsts - np.cumsum(np.concatenate([[0], counts[:-1]])), counts) + np.arange(int(counts.sum()))
-        lengths = self.stream_lengths[doc]
+        lengths = self.lengths.of_blocks(blocks) + int(self.add_eos)
         begin = np.concatenate([[0], np.cumsum(lengths)[:-1]]) + self.geometry.virtual_starts[k0]
         end = begin + lengths
         keep = (end > s) & (begin < t) & (lengths > 0)

@@ -40,6 +40,7 @@ def test_offsets_from_the_metadata_equal_the_decoded_columns(tmp_path, compressi
             expected = offsets_of(batch.column(column))
             found = _offsets_from_layout(shard, dataset, block_id, column)
             assert np.array_equal(found - found[0], expected - expected[0]), (compression, block_id, column)
+            assert np.array_equal(dataset.block_row_lengths(column, block_id), np.diff(expected)), (compression, block_id, column)  # read_offsets
 
 
 def test_metadata_pointing_outside_itself_is_a_value_error():

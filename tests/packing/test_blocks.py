@@ -37,7 +37,7 @@ def _packed(text_path, tokenizer, **arguments):
 def _documents_touched(plan, batch: int) -> set[int]:
     """Documents with real tokens (not only their EOS) inside the rows of `batch`, from the plan alone."""
     touched = set()
-    lengths = plan.stream_lengths - int(plan.add_eos)  # real tokens of each document
+    lengths = plan.lengths.of_blocks(np.arange(plan.lengths.num_blocks))  # real tokens of each document
     for x in plan.row_starts(batch, 0, plan.global_batch_size).tolist():
         end = x + SEQ_LEN + 1
         for w in range(plan.num_windows):

@@ -119,6 +119,27 @@ def test_resume_from_a_cold_cache_fetches_only_what_the_next_batches_read(local_
     assert len(needed) <= downloaded <= len(needed) + 2
 
 
+def test_a_packed_epoch_is_planned_from_the_index_alone_and_the_first_batch_reads_only_its_windows(local_dataset, remote_url, tmp_path, monkeypatch):
+    """Time to the first batch must not grow with the dataset: no pass over every block's lengths, only the
+    lengths of the blocks of the windows the first batch reaches (index.json records each block's total)."""
+    remote = _open(remote_url, tmp_path)
+    blocks_type = type(remote.remote)
+    read = []
+    original = blocks_type.block_lengths
+    monkeypatch.setattr(blocks_type, "block_lengths", lambda self, b, column, schema: read.append(b) or original(self, b, column, schema))
+    monkeypatch.setattr(blocks_type, "row_lengths", lambda *args, **kwargs: pytest.fail("every block's lengths were read"))
+    sampling = fastload.SamplerOptions(num_partitions=2, window_blocks=2)
+    packed = fastload.PackedDataset(remote, seq_len=SEQ_LEN, eos_id=0, sampling=sampling)
+    sampler = packed.batch_sampler(BATCH)
+    assert len(sampler) > 5 and read == [] and remote.cache_stats["downloads"] == 0  # planned without a block
+    first = next(iter(fastload.DataLoader(packed, batch_sampler=sampler, num_workers=0)))
+    expected = _packed_batches(fastload.Dataset(local_dataset), sampling=sampling)[0]
+    assert torch.equal(first["input_ids"], expected)
+    plan = packed.plan(0, BATCH, sampling)
+    reached = {int(b) for w in range(plan.num_windows) if w in plan._windows for b in plan.blocks_of_window(w)}
+    assert 0 < len(set(read)) and set(read) <= reached and len(reached) <= 6 < remote.num_blocks  # 2 partitions x a window of 2 (+ the next)
+
+
 def test_five_percent_of_requests_failing_loses_and_repeats_nothing(local_dataset, remote_url, tmp_path, fault_proxy, s3_proxy_env):
     fault_proxy.set_faults(error_fraction=0.03, reset_after_bytes=200, reset_fraction=0.02, stall_fraction=0.01)
     retry = RetryPolicy(attempt_timeout_s=1.0, deadline_s=30.0, backoff_s=0.01, max_backoff_s=0.1, max_attempts=30)

@@ -150,6 +150,8 @@ def test_index_disagreeing_with_the_shard_block_count_raises(small_dataset):
         blocks["num_bytes"][0:2] = [blocks["num_bytes"][0] + blocks["num_bytes"][1]]
         blocks["offset"][0:2] = [0]
         blocks["crc32"][0:2] = [0]
+        for counts in blocks.get("values", {}).values():  # consistent with the other lists: the shard must be what disagrees
+            counts[0:2] = [counts[0] + counts[1]]
 
     _edit_index(small_dataset, merge_first_two_blocks)
     with pytest.raises(FormatError, match="shard 'shard-00000.arrow' holds .* blocks but index.json records"):
