@@ -58,10 +58,13 @@ class PaddedDataset(TokenDocuments):
         super().__init__(dataset, seq_len=seq_len, column=column, tokenizer=tokenizer, eos_id=eos_id, pad_id=pad_id, add_eos=add_eos, sampling=sampling)
 
     def _blocks_for_batches(self):
-        # No plan needs the lengths here: they are checked when known without tokenizing (a tokens
-        # column's offsets), and a text column is never counted ahead.
-        known = self.doc_lengths if self.tokenizer is None else self._doc_lengths
-        lengths = None if known is None else DocumentLengths(self.dataset.block_starts, lengths=known)
+        # No plan needs the lengths here: a tokens column's are checked as blocks load (against each
+        # block's total in index.json, without a pass over every block first), and a text column is
+        # never counted ahead (counts given or counted earlier are checked).
+        if self.tokenizer is None:
+            lengths = self.document_lengths()
+        else:
+            lengths = None if self._doc_lengths is None else DocumentLengths(self.dataset.block_starts, lengths=self._doc_lengths)
         return self._token_blocks(keep_unused=self.live_blocks(self.dataset.num_blocks), lengths=lengths)
 
     def batch_sampler(self, global_batch_size: int, *, rank: int = 0, world_size: int = 1, shuffle: bool = True, drop_last: bool = False) -> Sampler:
