@@ -1,13 +1,15 @@
 """Ranged GETs a second from the local S3 servers `bench/remote.py` can use: why its default is the folder server.
 
-    python bench/s3_ranges.py [--servers folder,moto] [--object-mb 64] [--range-kb 1024,16] [--threads 1,8] [--clients obstore,boto3]
+    python bench/s3_ranges.py [--servers folder,moto] [--object-mb 64] [--range-kb 1024,16] [--threads 1,8] [--clients obstore,boto3] [--proxy]
 
 Each server (`tests/remote/folder_s3.py`, moto's from `tests/remote/s3.py`) runs in a process of its own
 (`bench/remote.py`'s `S3Process`) holding one random object of `--object-mb`; this process reads ranges of
 `--range-kb` at random aligned offsets from `--threads` threads through one client (`obstore`, which
 fastload's workers use, or `boto3`, which its main process and MosaicML use) for `--seconds` each time,
 checks every range against the object's bytes, and reports GETs/s and MB/s, the median of `--repeats`
-after one untimed warm-up (min-max beside). No proxy in between: this measures the server and client.
+after one untimed warm-up (min-max beside). No proxy in between (this measures the server and client),
+unless `--proxy`: then `tests/remote/fault_proxy.py`, without faults, in this process, as `bench/remote.py`
+places it (it reads each whole answer before forwarding it, in Python).
 
 A design measurement, not part of `run_all.py`.
 """
@@ -28,6 +30,7 @@ sys.path.insert(0, str(_BENCH))
 from _harness import format_table  # noqa: E402
 from remote import S3Process  # noqa: E402  (it puts the repository root on sys.path for tests.remote)
 
+from tests.remote.fault_proxy import FaultProxy  # noqa: E402
 from tests.remote.s3 import CREDENTIALS, REGION, s3_client  # noqa: E402
 
 BUCKET, KEY = "ranges", "object.bin"
@@ -84,6 +87,7 @@ def main() -> None:
     p.add_argument("--clients", default="obstore,boto3")
     p.add_argument("--seconds", type=float, default=3.0)
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--proxy", action="store_true", help="read through the fault proxy (no faults), as bench/remote.py's contenders do")
     args = p.parse_args()
     data = random.Random(0).randbytes(args.object_mb << 20)
     rows = []
@@ -93,19 +97,24 @@ def main() -> None:
             s3 = s3_client(server.endpoint, timeout_s=120.0)
             s3.create_bucket(Bucket=BUCKET)
             s3.put_object(Bucket=BUCKET, Key=KEY, Body=data)
+            proxy = FaultProxy(server.endpoint).start() if args.proxy else None
+            endpoint = proxy.endpoint if proxy else server.endpoint
             for client in args.clients.split(","):
                 for range_kb in (int(x) for x in args.range_kb.split(",")):
                     for num_threads in (int(x) for x in args.threads.split(",")):
-                        read = _reader(client, server.endpoint, num_threads)
+                        read = _reader(client, endpoint, num_threads)
                         _run(read, data, range_kb << 10, num_threads, 1.0, seed=0)  # warm-up: connections, caches
                         rates = [_run(read, data, range_kb << 10, num_threads, args.seconds, seed=r + 1) / args.seconds for r in range(args.repeats)]
                         median = statistics.median(rates)
                         rows.append([server_kind, client, f"{range_kb:,} KB", str(num_threads), f"{median:,.0f} ({min(rates):,.0f}-{max(rates):,.0f})",
                                      f"{median * range_kb / 1024:,.0f}"])
                         print(" | ".join(rows[-1]), file=sys.stderr, flush=True)
+            if proxy:
+                proxy.stop()
         finally:
             server.stop()
-    print(f"Ranged GETs from a {args.object_mb} MB object, {args.seconds:g} s per measurement, median of {args.repeats} (min-max)")
+    route = "through the fault proxy (no faults)" if args.proxy else "straight to the server"
+    print(f"Ranged GETs from a {args.object_mb} MB object, {route}, {args.seconds:g} s per measurement, median of {args.repeats} (min-max)")
     print(format_table(["server", "client", "range", "threads", "GETs/s", "MiB/s"], rows, align="llrrrr"))
 
 

@@ -74,6 +74,7 @@ class Folder:
         try:
             with open(fd, "wb") as file:
                 fill(file)
+                file.flush()  # the ETag is of the finished file: its size and mtime after the last write
                 stat = os.fstat(file.fileno())
             os.replace(temp, path)
         except IsADirectoryError:

@@ -246,6 +246,7 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             with open(fd, "wb") as file:
                 self._copy_body(file)
+                file.flush()  # the ETag is of the finished part: its size and mtime after the last write
                 stat = os.fstat(file.fileno())
             os.replace(temp, path / f"part-{int(part_number):05d}")
         finally:

@@ -168,7 +168,7 @@ def test_obstore_lists_with_and_without_a_delimiter(server, listed):
     assert [meta["path"] for meta in result["objects"]] == ["data/1", "data/2"]
 
 
-@pytest.mark.parametrize("size", [0, 100, 12 << 20])  # 12 MiB: multipart for both clients
+@pytest.mark.parametrize("size", [0, 100, (10 << 20) + 100])  # multipart for both clients, the last of 3 parts 100 bytes
 @pytest.mark.parametrize(("writer", "reader"), [("boto3", "obstore"), ("obstore", "boto3")])
 def test_put_then_get_round_trips_through_either_client(server, bucket, tmp_path, size, writer, reader):
     data = np.random.default_rng(size).integers(0, 256, size, dtype=np.uint8).tobytes()
@@ -181,6 +181,9 @@ def test_put_then_get_round_trips_through_either_client(server, bucket, tmp_path
         obstore.put(store(server.endpoint, bucket), "one/put", data, use_multipart=False)
         obstore.put(store(server.endpoint, bucket), "two/upload", data, chunk_size=5 << 20)  # multipart past 5 MiB
     assert read(reader, server, bucket, "one/put") == data
+    if writer == "boto3":
+        reply = server.client().put_object(Bucket=bucket, Key="three/put", Body=data)
+        assert reply["ETag"] == server.client().head_object(Bucket=bucket, Key="three/put")["ETag"]  # the ETag of what was stored
     assert read(reader, server, bucket, "two/upload") == data
     assert not list(server.root.rglob(f"{TEMP_PREFIX}*")) and not any((server.root / ".multipart").glob("*"))
 
