@@ -240,6 +240,29 @@ def test_a_put_cut_off_mid_body_leaves_no_object_and_no_temporary_file(server, b
     assert list((server.root / bucket).rglob("*")) == []
 
 
+def _chunked(data: bytes, size: int, extension: bytes = b"", trailers: bytes = b"") -> bytes:
+    pieces = [b"%x%s\r\n%s\r\n" % (len(data[i : i + size]), extension, data[i : i + size]) for i in range(0, len(data), size)]
+    return b"".join(pieces) + b"0%s\r\n%s\r\n" % (extension, trailers)
+
+
+def test_an_aws_chunked_put_inside_http_chunking_is_stored_decoded_and_the_connection_goes_on(server, bucket):
+    """What boto3 sends over https (trailing checksums); over http it sends Content-Length, which the other tests cover."""
+    payload = OBJECT[:300_001]
+    inner = _chunked(payload, 65_536, extension=b";chunk-signature=" + b"0" * 64, trailers=b"x-amz-checksum-crc32:AAAAAA==\r\n")
+    connection = http.client.HTTPConnection("127.0.0.1", int(server.endpoint.rsplit(":", 1)[1]), timeout=10)
+    connection.putrequest("PUT", f"/{bucket}/aws-chunked")
+    for name, value in {"Transfer-Encoding": "chunked", "Content-Encoding": "aws-chunked", "x-amz-trailer": "x-amz-checksum-crc32",
+                        "x-amz-content-sha256": "STREAMING-UNSIGNED-PAYLOAD-TRAILER", "x-amz-decoded-content-length": str(len(payload))}.items():
+        connection.putheader(name, value)
+    connection.endheaders(_chunked(inner, 100_000))
+    reply = connection.getresponse()
+    assert (reply.status, reply.read()) == (200, b"")
+    connection.request("GET", f"/{bucket}/aws-chunked")  # the same connection: the body ended where its framing said
+    reply = connection.getresponse()
+    assert (reply.status, reply.read()) == (200, payload)
+    connection.close()
+
+
 def test_connections_are_kept_alive_across_requests(server, stored):
     connection = http.client.HTTPConnection("127.0.0.1", int(server.endpoint.rsplit(":", 1)[1]), timeout=10)
     for start in (0, 1000, 2 << 20):
