@@ -1,6 +1,6 @@
 """A fault-injecting HTTP/1.1 proxy on 127.0.0.1, for the object-storage tests and `bench/remote.py`.
 
-`FaultProxy` sits in front of any plain-http endpoint (here, moto's S3 from `tests/remote/s3.py`) and
+`FaultProxy` sits in front of any plain-http endpoint (here, an S3 server: `tests/remote/s3.py`, `folder_s3.py`) and
 adds latency, a bandwidth cap shared by all connections, connection resets, stalls and S3's 503
 `SlowDown` errors, each switchable while clients are connected (`set_faults`), each counted (`counts`).
 Only the standard library: one thread per client connection, each with its own upstream connection.
