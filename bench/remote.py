@@ -1,11 +1,11 @@
 """Datasets in object storage (#12): one corpus read from a local S3 server through a latency proxy.
 
-    python bench/remote.py [--corpus-mb 100] [--batches 1500] [--repeats 3] [--latencies-ms 0,20,50] [--bandwidth-mb 400]
+    python bench/remote.py [--corpus-mb 100] [--batches 1500] [--repeats 3] [--latencies-ms 0,20,50] [--bandwidth-mb 400] [--server folder]
 
 The token corpus of `bench/loader_tokens.py` (the `bench/convert.py` corpus,
 tokenized once with the default tokenizer) in each contender's own format —
 fastload's dataset, MosaicML MDS shards, LitData chunks, built by
-`bench/token_loaders/` — uploaded to moto's S3 server (`tests/remote/s3.py`)
+`bench/token_loaders/` — uploaded to a local S3 server (`--server`, below)
 running in a process of its own, and read through `tests/remote/fault_proxy.py`
 (in this script's process, which does nothing else while a contender runs)
 at each added latency, under a bandwidth cap meant to exceed consumption:
@@ -13,7 +13,7 @@ at each added latency, under a bandwidth cap meant to exceed consumption:
   fastload   `Dataset("s3://.../fastload", cache_dir=, cache_bytes=)` -> `PackedDataset(seq_len=1024)` -> `DataLoader`
   mosaicml   `StreamingDataset(remote="s3://.../mds", local=)` (endpoint from S3_ENDPOINT_URL) -> torch `DataLoader`
   litdata    `StreamingDataset("s3://.../litdata", cache_dir=, TokensLoader(1025), storage_options=)` -> `StreamingDataLoader`
-  fastload-8mb-shards   fastload on the corpus converted with 8 MB shards (a diagnostic: see "The server's limit")
+  fastload-8mb-shards   fastload on the corpus converted with 8 MB shards (a diagnostic for `--server moto`: see "The server")
 
 all with `--workers` workers, batches of 16 x 1025 tokens, shuffled. Each
 measurement is a fresh child process: "cold" on an empty cache folder, then
@@ -36,16 +36,22 @@ median of `--repeats` such pairs (min-max beside tokens/s). Columns:
   sampled every 0.1 s from the child;
 - peak RSS MB: summed over the child's process tree (workers included).
 
-The server's limit, measured (2026-12-02, this 2-core VM): moto answers a
-ranged GET by copying the whole object (`FakeKey.value`), so it serves
-about 15 ranged GETs a second from a 63 MB object, 1 MB or 16 KB alike
-(~16 MB/s for 1 MB ranges, direct or through the proxy, 1 or 4 threads).
-Real object stores serve a range in time proportional to the range. Whole
-shard readers (the peers) pay that once per shard; fastload, which reads
-1 MB blocks by range from 128 MB shards (its default), pays it per block.
-So the row "8 MB shards" (the same dataset converted with
-`shard_bytes=8 MiB`) shows what fastload does when the server's per-request
-cost is closer to a real store's; it is a diagnostic, not a setting to use.
+The server (`--server`). `folder`, the default, is `tests/remote/folder_s3.py`:
+a small S3-compatible server over a temporary folder that answers a ranged
+GET from the file (pread or sendfile), in time proportional to the range, as
+a real object store does. `moto` is moto's server mode (`tests/remote/s3.py`,
+what the tests' fixtures start), kept for comparison: it answers a ranged GET
+by copying the whole object (`FakeKey.value`), so it serves about 15 ranged
+GETs a second from a 64 MB object, 1 MB or 16 KB alike. Whole-shard readers
+(the peers) pay that once per shard; fastload, which reads 1 MB blocks by
+range from 128 MB shards (its default), pays it per block, so under moto the
+server, not the loader, sets fastload's figures. Measured with
+`bench/s3_ranges.py` (ranged GETs a second from a 64 MB object, each server
+in a process of its own, no proxy; the figures are in bench/README.md's
+"Object storage" section). The row "8 MB shards" (the same dataset converted
+with `shard_bytes=8 MiB`) shows what fastload does when moto's per-request
+cost is closer to a real store's; with `--server folder` it is only a
+comparison of shard sizes, not a setting to use.
 
 Also measured: fastload on the local folder (the ">= 90% of local" goal)
 and fastload over one whole epoch at the largest latency with `cache_bytes`
@@ -230,11 +236,18 @@ def child_measure(name: str, source: str, cache: Path, *, workers: int, batches:
             "peak_rss_mb": sampler.memory.rss_mb, "peak_cache_bytes": sampler.cache_bytes}
 
 
-def child_s3_server() -> None:
-    """moto's S3 in this process (not the loader's, whose GIL it would share): prints its endpoint, serves until stdin closes."""
-    from tests.remote.s3 import S3Server
+SERVERS = ("folder", "moto")
 
-    with S3Server() as server:
+
+def child_s3_server(kind: str) -> None:
+    """The S3 server `kind` (see "The server") in this process, not the loader's, whose GIL it would share: prints its
+    endpoint, serves until stdin closes. The folder server keeps its objects in a temporary folder, removed on exit."""
+    if kind == "folder":
+        from tests.remote.folder_s3 import FolderS3Server as Server
+    else:
+        from tests.remote.s3 import S3Server as Server
+
+    with Server() as server:
         print(json.dumps({"endpoint": server.endpoint}), flush=True)
         sys.stdin.read()
 
@@ -242,12 +255,16 @@ def child_s3_server() -> None:
 # -- the parent ------------------------------------------------------------------------------
 
 
-class _S3Process:
-    def __init__(self):
-        self.proc = subprocess.Popen([sys.executable, __file__, "--child", "s3-server"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=REPO)
-        line = self.proc.stdout.readline()  # S3Server bounds its own start-up wait
+class S3Process:
+    """`child_s3_server(kind)` in a process of its own (bench/s3_ranges.py uses it too); `stop()` ends it."""
+
+    def __init__(self, kind: str):
+        self.proc = subprocess.Popen([sys.executable, __file__, "--child", "s3-server", "--server", kind], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     text=True, cwd=REPO)
+        line = self.proc.stdout.readline()  # both servers bound their own start-up wait
         if not line:
-            raise RuntimeError("the S3 server process exited before serving: is 'moto[server]' installed? (pip install 'moto[server]')")
+            hint = "is 'moto[server]' installed? (pip install 'moto[server]')" if kind == "moto" else "see its error above"
+            raise RuntimeError(f"the {kind} S3 server process exited before serving: {hint}")
         self.endpoint = json.loads(line)["endpoint"]
 
     def stop(self) -> None:
@@ -306,6 +323,8 @@ def main() -> None:
     p.add_argument("--bandwidth-mb", type=float, default=400.0, help="the proxy's cap, MB/s shared by all connections")
     p.add_argument("--epoch-cache-fraction", type=float, default=0.4, help="the epoch row's cache_bytes, as a fraction of the dataset")
     p.add_argument("--only", default=",".join(CONTENDERS), help=f"contenders, from: {', '.join(CONTENDERS)}")
+    p.add_argument("--server", default="folder", choices=SERVERS, help="the local S3 server: folder (serves ranges from files), or moto (copies "
+                   "the whole object per ranged GET; for comparison); see the docstring's \"The server\"")
     p.add_argument("--json", type=Path, default=None, help="write the results as JSON here (bench/run_all.py reads it)")
     p.add_argument("--child", help=argparse.SUPPRESS)
     p.add_argument("--source", help=argparse.SUPPRESS)
@@ -315,7 +334,7 @@ def main() -> None:
     args = p.parse_args()
     corpus = CACHE / f"corpus-{args.corpus_mb:g}mb.jsonl"
     if args.child == "s3-server":
-        child_s3_server()
+        child_s3_server(args.server)
         return
     if args.child == "prepare":
         child_main(lambda: child_prepare(corpus))
@@ -341,7 +360,7 @@ def main() -> None:
     print(f"corpus {corpus.name}: {prepared['num_tokens']:,} tokens; files: "
           + ", ".join(f"{k} {v / 1e6:.1f} MB" for k, v in prepared["bytes"].items()), file=sys.stderr, flush=True)
 
-    server = _S3Process()
+    server = S3Process(args.server)
     work = Path(tempfile.mkdtemp(prefix="fastload-bench-remote-"))
     results: list[dict] = []
     try:
@@ -412,7 +431,7 @@ def _report(results: list[dict], args, prepared: dict, dataset_bytes: int) -> No
         rows.append([LABELS[r["name"]], latency, r["cache"], f"{tps / 1e6:.2f}{spread}", ratio(tps, local), versus, f"{r['first_batch_s']:.2f}",
                      "" if fetched is None else f"{fetched:.3f}", f"{r['peak_cache_bytes'] / 1e6:.1f}", f"{r['peak_rss_mb'] or 0:.0f}",
                      (r.get("note") or "")[:50]])
-    print(f"Remote reads, {args.corpus_mb:g} MB corpus ({prepared['num_tokens']:,} tokens; fastload dataset {dataset_bytes / 1e6:.1f} MB), "
+    print(f"Remote reads from the {args.server} S3 server, {args.corpus_mb:g} MB corpus ({prepared['num_tokens']:,} tokens; fastload dataset {dataset_bytes / 1e6:.1f} MB), "
           f"{BATCH_SIZE} x {ROW_LEN} token batches, {args.workers} workers, up to {args.batches} timed batches after the first 1 + 2 x workers, "
           f"proxy cap {args.bandwidth_mb:g} MB/s; median of {args.repeats}")
     print(format_table(["contender", "ms", "cache", "M tokens/s", "vs local", "fastload x", "first batch s", "fetched/consumed",

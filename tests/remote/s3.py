@@ -1,7 +1,8 @@
 """A local S3 server for the object-storage tests and `bench/remote.py`: moto, boto3 clients, the environment.
 
-`S3Server` runs moto's S3 in a thread on 127.0.0.1 (a free port), creates buckets and uploads folders;
-`env()` is what a client (boto3, obstore, fastload's store) needs in its environment to find it. Every
+`S3Server` runs moto's S3 in a thread on 127.0.0.1 (a free port); `LocalS3`, its base (and that of
+`tests/remote/folder_s3.py`'s `FolderS3Server`), creates buckets and uploads folders, and its `env()`
+is what a client (boto3, obstore, fastload's store) needs in its environment to find the server. Every
 wait is bounded, so a broken server fails a test instead of hanging it. moto and boto3 are imported
 when used, so importing this module needs neither (the fixtures skip, naming what to install).
 
@@ -60,7 +61,34 @@ def client_env(endpoint: str) -> dict[str, str]:
     }
 
 
-class S3Server:
+class LocalS3:
+    """What tests and benchmarks do with a local S3 server at `self.endpoint`, whichever it is
+    (moto's `S3Server` here, `FolderS3Server` in `tests/remote/folder_s3.py`)."""
+
+    endpoint: str | None = None
+
+    def env(self, endpoint: str | None = None) -> dict[str, str]:
+        """What an S3 client (boto3, obstore) needs in its environment to reach this server, or `endpoint` in front of it."""
+        return client_env(endpoint or self.endpoint)
+
+    def client(self, **options):
+        return s3_client(self.endpoint, **options)
+
+    def create_bucket(self, name: str) -> str:
+        self.client().create_bucket(Bucket=name)
+        return name
+
+    def upload_folder(self, local_folder: str | Path, bucket: str, prefix: str = "") -> list[str]:
+        """Upload every file under `local_folder` to `bucket` at `prefix/<relative path>`; returns the keys."""
+        client, root, keys = self.client(timeout_s=60.0), Path(local_folder), []
+        for path in sorted(p for p in root.rglob("*") if p.is_file()):
+            key = "/".join(part for part in (prefix.strip("/"), path.relative_to(root).as_posix()) if part)
+            client.put_object(Bucket=bucket, Key=key, Body=path.read_bytes())
+            keys.append(key)
+        return keys
+
+
+class S3Server(LocalS3):
     """moto's S3 in server mode on 127.0.0.1; `with S3Server() as server:` starts and stops it."""
 
     def __init__(self, *, start_timeout_s: float = 30.0):
@@ -107,23 +135,3 @@ class S3Server:
 
     def __exit__(self, *exc) -> None:
         self.stop()
-
-    def env(self, endpoint: str | None = None) -> dict[str, str]:
-        """What an S3 client (boto3, obstore) needs in its environment to reach this server, or `endpoint` in front of it."""
-        return client_env(endpoint or self.endpoint)
-
-    def client(self, **options):
-        return s3_client(self.endpoint, **options)
-
-    def create_bucket(self, name: str) -> str:
-        self.client().create_bucket(Bucket=name)
-        return name
-
-    def upload_folder(self, local_folder: str | Path, bucket: str, prefix: str = "") -> list[str]:
-        """Upload every file under `local_folder` to `bucket` at `prefix/<relative path>`; returns the keys."""
-        client, root, keys = self.client(timeout_s=60.0), Path(local_folder), []
-        for path in sorted(p for p in root.rglob("*") if p.is_file()):
-            key = "/".join(part for part in (prefix.strip("/"), path.relative_to(root).as_posix()) if part)
-            client.put_object(Bucket=bucket, Key=key, Body=path.read_bytes())
-            keys.append(key)
-        return keys
