@@ -4,7 +4,6 @@ and a fastload dataset converted to it reads back equal to the local one."""
 from __future__ import annotations
 
 import http.client
-import importlib.util
 import json
 import os
 import subprocess
@@ -325,58 +324,3 @@ def test_a_fastload_dataset_converted_to_the_server_reads_back_equal_to_the_loca
     assert any(agent.startswith("object_store") for agent in agents), sorted(set(agents))  # the workers read through obstore
     assert from_server == loader_batches(str(tmp_path / "local"), tmp_path / "unused")
     assert set(i for batch in from_server for i in batch) == set(range(3000))
-
-
-# -- the peers bench/remote.py compares fastload with (installed in the benchmarks' environment, bench/requirements.txt)
-
-BIG = np.random.default_rng(1).integers(0, 256, 20 << 20, dtype=np.uint8).tobytes()  # past boto3's 8 MiB multipart and LitData's 16 MiB
-
-
-@pytest.fixture
-def big(server, bucket) -> str:
-    server.client().put_object(Bucket=bucket, Key="shards/big.bin", Body=BIG)
-    server.client().put_object(Bucket=bucket, Key="shards/index.json", Body=b'{"shards": []}')
-    return bucket
-
-
-MOSAICML_DOWNLOAD = """
-import sys
-sys.path.insert(0, "bench")
-from token_loaders.mds_shards import import_streaming  # as bench/remote.py imports it (torchvision stubbed where it cannot load)
-import_streaming()
-from streaming.base.storage.download import CloudDownloader
-for remote, local in zip(sys.argv[1::2], sys.argv[2::2]):
-    CloudDownloader.direct_download(remote, local)
-"""
-
-
-def test_mosaicml_streaming_downloads_through_its_boto3_client(server, big, tmp_path):
-    if importlib.util.find_spec("streaming") is None:
-        pytest.skip("MosaicML Streaming is a benchmark peer: pip install -r bench/requirements.txt")
-    repo = Path(__file__).resolve().parents[2]
-    env = {**os.environ, **server.env(), "S3_ENDPOINT_URL": server.endpoint}  # bench/remote.py's settings
-    files = [arg for name in ("index.json", "big.bin") for arg in (f"s3://{big}/shards/{name}", str(tmp_path / name))]
-    run = subprocess.run([sys.executable, "-c", MOSAICML_DOWNLOAD, *files], cwd=repo, env=env, capture_output=True, text=True, timeout=300)
-    assert run.returncode == 0, run.stderr[-3000:]
-    assert (tmp_path / "big.bin").read_bytes() == BIG and (tmp_path / "index.json").read_bytes() == b'{"shards": []}'
-
-
-def test_litdata_downloads_its_index_through_boto3_and_chunks_through_obstore_ranges(server, big, tmp_path, monkeypatch):
-    downloader = pytest.importorskip("litdata.streaming.downloader", reason="LitData is a benchmark peer: pip install -r bench/requirements.txt")
-    for name, value in server.env().items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.setitem(downloader._OBSTORE_CLIENT_OPTIONS, "allow_http", "true")  # as bench/remote.py does
-    ranged = []
-    monkeypatch.setattr(downloader, "_write_obstore_ranges_to_tmp", lambda path, parts: ranged.append(path) or _write_parts(path, parts))
-    chunks = [{"filename": "big.bin", "chunk_bytes": len(BIG)}]
-    s3 = downloader.S3Downloader(f"s3://{big}/shards", str(tmp_path), chunks, storage_options={"endpoint_url": server.endpoint})
-    for name in ("index.json", "big.bin"):
-        s3.download_file(f"s3://{big}/shards/{name}", str(tmp_path / name))
-    assert (tmp_path / "big.bin").read_bytes() == BIG and (tmp_path / "index.json").read_bytes() == b'{"shards": []}'
-    assert len(ranged) == 1  # the chunk came by parallel ranged GETs (LitData falls back to one GET when they fail)
-
-
-def _write_parts(path: str, parts) -> None:
-    with open(path, "wb") as out:
-        for part in parts:
-            out.write(bytes(part))
