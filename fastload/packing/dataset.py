@@ -183,7 +183,9 @@ class PackedDataset(TokenDocuments):
         self._told = (told, key.batch)
         options = SamplerOptions(order=key.order, seed=key.seed, window_blocks=key.window_blocks, num_partitions=key.num_partitions)
         following = self.plan(key.epoch + 1, key.global_batch_size, options)
-        self.dataset.expect(np.concatenate([plan.geometry.blocks_in_read_order(lo, hi, key.batch), following.geometry.blocks_in_read_order(lo, hi)]))
+        order = np.concatenate([plan.geometry.blocks_in_read_order(lo, hi, key.batch), following.geometry.blocks_in_read_order(lo, hi)])
+        self.dataset.expect(order)
+        self.document_lengths().read_ahead(order)  # a window is laid out once its blocks' lengths are read
 
     def __len__(self) -> int:
         """Rows of the storage-order stream (what `packed[i]` indexes)."""

@@ -14,18 +14,25 @@ length up front, and the same object answers from that array.
 
 A block's lengths read late are checked against the total the plan was built
 from: an index that disagrees with its shards is a `FormatError`, never a
-batch of shifted tokens.
+batch of shifted tokens. In object storage each read is a round trip, so the
+process that fills batches reads them ahead along its read order
+(`read_ahead`), a bounded number at a time, in background threads.
 """
 
 from __future__ import annotations
 
-from typing import Callable
+import itertools
+import os
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Callable, Iterable
 
 import numpy as np
 
 from fastload.errors import FormatError
 
 __all__ = ["DocumentLengths"]
+
+READ_AHEAD_BLOCKS = 64  # blocks whose lengths are being read ahead at once (each a round trip or two in object storage)
 
 
 class DocumentLengths:
@@ -56,6 +63,10 @@ class DocumentLengths:
             self.block_totals = np.asarray(block_totals, np.int64)
             self._read_block = read_block
             self._blocks: dict[int, np.ndarray] = {}
+            self._ahead: dict[int, Future] = {}  # blocks being read ahead, in the order given
+            self._order: Iterable[int] = iter(())
+            self._threads: ThreadPoolExecutor | None = None
+            self._threads_pid: int | None = None  # a forked child starts its own threads
 
     @property
     def known_up_front(self) -> bool:
@@ -75,8 +86,29 @@ class DocumentLengths:
             return self._all[self.block_starts[block_id] : self.block_starts[block_id + 1]]
         found = self._blocks.get(block_id)
         if found is None:
-            found = self.learn(block_id, self._read_block(block_id))
+            ahead = self._ahead.pop(block_id, None) if self._threads_pid == os.getpid() else None
+            found = self.learn(block_id, ahead.result() if ahead is not None else self._read_block(block_id))
+            self._top_up()
         return found
+
+    def read_ahead(self, order) -> None:
+        """This process lays out windows over these blocks in this order: read their lengths ahead, at
+        most `READ_AHEAD_BLOCKS` at a time, in background threads (replaces an earlier order)."""
+        if self._all is None:
+            if self._threads_pid != os.getpid():
+                self._threads = ThreadPoolExecutor(READ_AHEAD_BLOCKS, thread_name_prefix="fastload-lengths")
+                self._threads_pid, self._ahead = os.getpid(), {}
+            self._order = iter(dict.fromkeys(int(b) for b in order))  # first use of each block
+            self._top_up()
+
+    def _top_up(self) -> None:
+        if self._threads_pid != os.getpid():
+            return
+        while len(self._ahead) < READ_AHEAD_BLOCKS:
+            block_id = next(itertools.dropwhile(lambda b: b in self._blocks or b in self._ahead, self._order), None)
+            if block_id is None:
+                return
+            self._ahead[block_id] = self._threads.submit(self._read_block, block_id)
 
     def learn(self, block_id: int, lengths: np.ndarray) -> np.ndarray:
         """Record a block's document lengths seen elsewhere (its offsets, once loaded); checked against
@@ -92,6 +124,7 @@ class DocumentLengths:
         if self._all is not None:
             raise RuntimeError("lengths known up front are not learnt")  # pragma: no cover - a bug, not data
         self._blocks[block_id] = lengths
+        self._ahead.pop(block_id, None)  # learnt from the block itself first: its read ahead is not needed
         return lengths
 
     def of_blocks(self, blocks: np.ndarray) -> np.ndarray:

@@ -103,9 +103,11 @@ class PackedMixture(MixtureDataset):
             # the filler's key for the plan: its pass, columns and shuffle (a small int here: hashed every batch)
             plan_key = ("mixture", piece.epoch, piece.columns, self._options_ids.setdefault(options, len(self._options_ids)))
             found = self._source_plans[lookup] = (plan.plan(piece.source, piece.epoch, piece.columns), plan_key)
-            dataset = self.sources[piece.source].dataset
-            if dataset.remote is not None:  # fetch ahead along this pass of the source, from here on
-                dataset.expect(found[0].geometry.blocks_in_read_order(piece.lo, piece.hi, piece.batch))
+            source = self.sources[piece.source]
+            if source.dataset.remote is not None:  # fetch ahead along this pass of the source, from here on
+                order = found[0].geometry.blocks_in_read_order(piece.lo, piece.hi, piece.batch)
+                source.dataset.expect(order)
+                source.document_lengths().read_ahead(order)
         return found
 
     def __repr__(self) -> str:
