@@ -55,7 +55,7 @@ log = logging.getLogger("fastload.format")
 
 LOCK_FILE = ".fastload-lock"
 TMP_PREFIX = ".tmp-"
-_SHARD_NAME = re.compile(r"shard-\d{5}\.arrow")
+_SHARD_NAME = re.compile(r"shard-\d{5,}(-\d{4,})?\.arrow")  # a writer's k-th shard, or partition p's k-th (shard-PPPPP-KKKK)
 _LOCK_ATTEMPTS = 100  # each retry means another writer removed the lock file between our open and our flock
 
 
@@ -170,6 +170,19 @@ class OutputFolder:
         os.replace(self.path / old, self.path / new)
         self._created.pop(old, None)
         self._created[new] = None
+
+    def adopt(self, name: str, num_bytes: int = 0) -> None:
+        """File `name`, written by another writer (a partition) into this folder, is ours: `discard` removes it."""
+        self._created[name] = None
+
+    index_to_take_down = False  # partitions write temporaries; the old dataset is replaced at `commit`
+
+    def adopt_leftovers(self, is_ours) -> None:
+        """Adopt every temporary file whose name, without its `.tmp-` prefix, `is_ours(name)` says a writer of
+        this run made (one killed before it reported). Only temporaries: the lock says nobody else writes them."""
+        for path in self.path.iterdir():
+            if path.name.startswith(TMP_PREFIX) and is_ours(path.name[len(TMP_PREFIX) :]):
+                self._created.setdefault(path.name, None)
 
     def shard_finished(self, staged: str, final: str) -> None:
         """The writer finished shard `final` (still at `staged`): nothing to do until `commit` renames it.

@@ -110,6 +110,20 @@ class ColumnStats:
     def _add(self, array: pa.Array) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def add_nulls(self, num_rows: int) -> None:
+        """Count `num_rows` null rows (a part of the dataset that lacks the column)."""
+        self.rows += num_rows
+        self.null_count += num_rows
+
+    def merge(self, other: "ColumnStats") -> None:
+        """Fold in the statistics of the rows that follow (another part of the dataset, same kind of column)."""
+        self.rows += other.rows
+        self.null_count += other.null_count
+        self._merge(other)
+
+    def _merge(self, other: "ColumnStats") -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
     def to_json(self) -> dict:
         return {"rows": self.rows, "null_count": self.null_count, **self._to_json()}
 
@@ -139,6 +153,11 @@ class NumericStats(ColumnStats):
         for axis, moments in self.axes.items():
             moved = np.moveaxis(values, axis + 1, -1)
             moments.add(moved.reshape(-1, moved.shape[-1]))
+
+    def _merge(self, other: "NumericStats") -> None:
+        self.overall.merge(other.overall)
+        for axis, moments in self.axes.items():
+            moments.merge(other.axes[axis])
 
     def _to_json(self) -> dict:
         out = self.overall.to_json()
@@ -173,6 +192,14 @@ class LengthStats(ColumnStats):
         self.max_length = hi if self.max_length is None else max(self.max_length, hi)
         buckets = np.where(lengths == 0, 0, np.floor(np.log2(np.maximum(lengths, 1))).astype(np.int64) + 1)
         self.histogram += np.bincount(np.minimum(buckets, NUM_LENGTH_BUCKETS - 1), minlength=NUM_LENGTH_BUCKETS)
+
+    def _merge(self, other: "LengthStats") -> None:
+        self.total += other.total
+        lows = [x for x in (self.min_length, other.min_length) if x is not None]
+        highs = [x for x in (self.max_length, other.max_length) if x is not None]
+        self.min_length = min(lows) if lows else None
+        self.max_length = max(highs) if highs else None
+        self.histogram = self.histogram + other.histogram
 
     def _to_json(self) -> dict:
         documents = self.rows - self.null_count

@@ -13,7 +13,7 @@ import pytest
 import fastload
 from fastload import Dataset
 from fastload.errors import ConfigError, ConvertError, FormatError
-from fastload.format.remote_output import RemoteOutput
+from fastload.format.remote_output import ShardUploads
 
 pytest.importorskip("obstore", reason="remote datasets need the remote extra: pip install 'fastload[remote]'")
 
@@ -65,7 +65,7 @@ def test_local_disk_holds_only_the_shards_in_flight_and_the_staging_folder_is_re
     staging = tmp_path / "staging"
     staging.mkdir()
     staged_bytes = []
-    upload = RemoteOutput._upload
+    upload = ShardUploads._upload
 
     def staged_now() -> int:
         total = 0
@@ -80,7 +80,7 @@ def test_local_disk_holds_only_the_shards_in_flight_and_the_staging_folder_is_re
         staged_bytes.append(staged_now())
         upload(self, path, final)
 
-    monkeypatch.setattr(RemoteOutput, "_upload", measured_upload)
+    monkeypatch.setattr(ShardUploads, "_upload", measured_upload)
     result = fastload.convert(rows_file, f"s3://{moto_endpoint.bucket}/bounded", staging_dir=staging, **SMALL_SHARDS)
     largest_shard = max(s.num_bytes for s in result.index.shards)
     assert len(result.index.shards) >= 8 and len(staged_bytes) == len(result.index.shards)
@@ -96,7 +96,7 @@ def _good_then_bad(tmp_path, start: int = 0) -> list[Path]:
 
 def test_a_bad_input_line_after_several_shards_leaves_nothing_under_the_prefix(tmp_path, moto_endpoint, monkeypatch):
     uploaded = []
-    monkeypatch.setattr(RemoteOutput, "_upload", lambda self, path, final, upload=RemoteOutput._upload: (uploaded.append(final), upload(self, path, final)))
+    monkeypatch.setattr(ShardUploads, "_upload", lambda self, path, final, upload=ShardUploads._upload: (uploaded.append(final), upload(self, path, final)))
     with pytest.raises(ConvertError, match="bad.jsonl.*line 3"):
         fastload.convert(_good_then_bad(tmp_path), f"s3://{moto_endpoint.bucket}/failed", **SMALL_SHARDS)
     assert len(uploaded) >= 4  # shards were uploaded before the failure ...
