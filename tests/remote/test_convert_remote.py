@@ -218,3 +218,19 @@ def test_a_killed_conversion_leaves_no_index_and_overwrite_clears_its_shards(tmp
         fastload.convert(small, url, **SMALL_SHARDS)
     result = fastload.convert(small, url, overwrite=True, **SMALL_SHARDS)
     assert moto_endpoint.keys("killed/") == sorted(["killed/index.json", *(f"killed/{s.file}" for s in result.index.shards)])
+
+
+def test_the_ray_engine_uploads_the_local_conversions_bytes_from_its_tasks(tmp_path, moto_endpoint, s3_env, rows_file):
+    ray = pytest.importorskip("ray", reason="the Ray engine needs the ray extra: pip install 'fastload[ray]'")
+    options = dict(SMALL_SHARDS, partition_bytes=128 << 10)  # several partitions, each uploading its own shards
+    url = f"s3://{moto_endpoint.bucket}/from-ray"
+    local = fastload.convert(rows_file, tmp_path / "local", **options)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, runtime_env={"env_vars": dict(s3_env)})  # tasks reach moto too
+    try:
+        result = fastload.convert(rows_file, url, engine="ray", **options)
+    finally:
+        ray.shutdown()
+    assert result.num_partitions >= 3 and result.index.to_json() == local.index.to_json()
+    uploaded = {key.removeprefix("from-ray/"): moto_endpoint.client().get_object(Bucket=moto_endpoint.bucket, Key=key)["Body"].read()
+                for key in moto_endpoint.keys("from-ray/")}
+    assert uploaded == {p.name: p.read_bytes() for p in (tmp_path / "local").iterdir()}
