@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from pathlib import Path
 from typing import Iterator
 
 from fastload.convert.merge import DatasetAssembly, finish_conversion
@@ -85,6 +86,7 @@ def run_partitions(partitions: list[Partition], job: PartitionJob, *, address: s
     try:
         job = _with_workers(ray, job)
         _require_picklable(ray, job.tokenizer)
+        _require_paths_every_node_sees(ray, partitions, job)
         task = ray.remote(num_cpus=job.workers, max_retries=MAX_RETRIES, retry_exceptions=False)(convert_partition)
         shared_job = ray.put(job)
         refs = [task.remote(partition, shared_job) for partition in partitions]
@@ -102,6 +104,20 @@ def _require_picklable(ray, tokenizer) -> None:
             f"the tokenizer cannot be sent to Ray tasks ({type(exc).__name__}: {exc}); pass its name ('default', "
             "'bytes') or the path of its tokenizer.json / .tiktoken file, and each task loads it once"
         ) from None
+
+
+def _require_paths_every_node_sees(ray, partitions: list[Partition], job: PartitionJob) -> None:
+    """On a cluster of several nodes, a relative path means a different file on each: refuse it."""
+    if sum(1 for node in ray.nodes() if node.get("Alive")) < 2:
+        return  # one node: its workers start in the driver's folder
+    relative = [str(p.file.path) for partition in partitions for p in partition.pieces if not p.file.path.is_absolute()]
+    if not is_remote(job.out) and not Path(job.out).is_absolute():
+        relative.insert(0, job.out)
+    if relative:
+        raise ConfigError(
+            f"the Ray cluster has several nodes, and {relative[0]!r} is a relative path, which each node would read "
+            "from its own working folder; give absolute paths on a file system every node mounts, or URLs"
+        )
 
 
 def _with_workers(ray, job: PartitionJob) -> PartitionJob:
