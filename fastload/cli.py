@@ -70,6 +70,8 @@ def _add_convert(sub) -> None:
     p.add_argument("--on-error", choices=["fail", "skip"], default="fail", help="bad input lines: stop (default) or skip and count")
     p.add_argument("--overwrite", action="store_true", help="replace an existing dataset in the output folder (for a URL, the old "
                                                                "dataset stops being readable when the conversion starts writing shards)")
+    p.add_argument("--resume", action="store_true", help="rerun a conversion that was killed into the same folder: partitions it "
+                                                          "finished whose shards still match their CRC-32 are not converted again")
     p.add_argument("--quiet", action="store_true", help="no progress bar and no summary")
 
 
@@ -95,6 +97,7 @@ def _run_convert(args) -> int:
         ray_address=args.ray_address,
         on_error=args.on_error,
         overwrite=args.overwrite,
+        resume=args.resume,
         quiet=args.quiet,
     )
     if not args.quiet:

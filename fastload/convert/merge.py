@@ -115,6 +115,7 @@ class DatasetAssembly:
             created_by=index_fields.get("created_by", ""),
         )
         try:
+            self.output.remove_temporaries({staged_name(s.file) for s in shards})  # fragment files, unused leftovers
             self.output.commit([(staged_name(s.file), s.file) for s in shards], encode_index(index))
         except (StoreError, OSError) as exc:
             raise write_failure(self.output, exc, num_shards=len(shards), where=self.output.path, abort=self.abort) from exc
@@ -133,7 +134,7 @@ class DatasetAssembly:
         """Remove every file of this run, those of partitions that never reported included; write nothing."""
         try:
             if self.output.held:  # not yet discarded
-                self.output.adopt_leftovers(lambda name: partition_of_shard(name) is not None)
+                self.output.adopt_leftovers(lambda name: partition_of_shard(name) is not None or name.startswith("fragment-"))
         finally:
             self.output.discard()
 

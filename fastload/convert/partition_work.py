@@ -36,6 +36,7 @@ import resource
 import sys
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable, Iterator
 
 import pyarrow as pa
@@ -49,7 +50,7 @@ from fastload.convert.threads import OrderedThreads, SlicedTokenizer
 from fastload.errors import ConfigError, ConvertError, FormatError
 from fastload.format.partition_output import open_partition_output
 from fastload.format.writer import DatasetWriter, WriteOptions, WrittenShards
-from fastload.store import RetryPolicy
+from fastload.store import RetryPolicy, is_remote
 
 __all__ = ["PartitionJob", "Fragment", "BadLine", "convert_partition", "write_partition", "resolve_tokenizer", "warm_up"]
 
@@ -150,7 +151,14 @@ def convert_partition(partition: Partition, job: PartitionJob, *, progress: Call
             for chunk in file_chunks(piece.file, on_error=job.on_error, text_field=job.text_field, text_lines=job.text_lines, start=piece.start, end=piece.end):
                 yield i, chunk
 
-    return write_partition(partition.partition_id, chunks(), job, num_pieces=len(partition.pieces), progress=progress)
+    fragment = write_partition(partition.partition_id, chunks(), job, num_pieces=len(partition.pieces), progress=progress)
+    if fragment.written is not None and not is_remote(job.out):  # what a rerun after a kill may reuse (`resume`)
+        from fastload.convert.resume import record_fragment  # resume builds on this module
+
+        name = record_fragment(Path(job.out), partition, job, fragment)
+        if name is not None:
+            fragment.files[name] = (Path(job.out) / name).stat().st_size
+    return fragment
 
 
 def write_partition(

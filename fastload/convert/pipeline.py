@@ -35,6 +35,7 @@ from fastload.convert.merge import DatasetAssembly, finish_conversion
 from fastload.convert.normalize import TOKENS_COLUMN
 from fastload.convert.partition_work import Fragment, PartitionJob, convert_partition, resolve_tokenizer, warm_up, write_partition
 from fastload.convert.partitions import Partition, plan_partitions
+from fastload.convert.resume import reusable_fragments
 from fastload.convert.sources import COMPRESSED, find_inputs, object_chunks
 from fastload.errors import ConfigError
 from fastload.format.index import DatasetIndex
@@ -127,6 +128,7 @@ def convert(
     ray_address: str | None = None,
     on_error: str = "fail",
     overwrite: bool = False,
+    resume: bool = False,
     quiet: bool = False,
     storage_options: dict | None = None,
     retry: RetryPolicy | None = None,
@@ -144,6 +146,10 @@ def convert(
     `ray_address` (default: the one `ray.init()` finds or starts), with
     `workers` threads and Ray CPUs per task; the dataset is byte-identical
     to `engine="local"`'s. Needs `pip install 'fastload[ray]'`.
+
+    `resume=True` reruns a conversion that was killed into the same folder:
+    partitions it finished whose shards still match their CRC-32 are not
+    converted again (`convert.resume`); the dataset is the same bytes.
 
     See `fastload convert --help` for the options; the Python names are the
     same in snake_case. Returns a `ConvertResult`; raises `ConvertError`
@@ -175,7 +181,7 @@ def convert(
         workers = workers if workers is not None else min(4, os.cpu_count() or 1)
     # (the Ray engine sends a tokenizer's name, and each task's process loads it once)
     # Held before any input is read: a second conversion into `out` is refused at once.
-    output = open_output(out, overwrite=overwrite, storage_options=storage_options, retry=retry, staging_dir=staging_dir)
+    output = open_output(out, overwrite=overwrite, storage_options=storage_options, retry=retry, staging_dir=staging_dir, resume=resume)
     job = PartitionJob(
         out=str(out), write=options, columns=columns, text_field=text_field, tokenizer=tokenizer, keep_text=keep_text,
         on_error=on_error, text_lines=text_lines, workers=workers or 0, storage_options=storage_options, retry=retry,
@@ -187,12 +193,17 @@ def convert(
         warmup_seconds = warm_up(tokenizer) if engine == "local" else 0.0
         started = time.perf_counter()
         progress = _progress(total, quiet)
+        reused = reusable_fragments(Path(out), partitions, job) if resume and partitions else {}
+        to_convert = None if partitions is None else [p for p in partitions if p.partition_id not in reused]
         if engine == "ray":
             from fastload.ray import run_partitions
 
-            fragments = run_partitions(partitions, job, address=ray_address, progress=progress)
+            fragments = run_partitions(to_convert, job, address=ray_address, progress=progress)
         else:
-            fragments = _run_local(source, partitions, job, progress)
+            fragments = _run_local(source, to_convert, job, progress)
+        if reused:
+            progress.update(sum(p.num_bytes for p in partitions if p.partition_id in reused))
+            fragments = _with_reused(partitions, reused, fragments)
         with closing(fragments):  # on an error, tasks still running are stopped before `abort` cleans up
             for partition, fragment in fragments:
                 assembly.add(fragment, partition)
@@ -218,6 +229,13 @@ def _plan(source, *, input_format, text_lines: bool, partition_bytes: int, out: 
         total = None if any(f.compression in COMPRESSED for f in files) else sum(f.num_bytes for f in files)
         return plan_partitions(files, partition_bytes=partition_bytes, text_lines=text_lines), [str(s) for s in paths], total
     return None, [f"<{type(source).__module__}.{type(source).__name__}>"], None
+
+
+def _with_reused(partitions: list[Partition], reused: dict[int, Fragment], converted: Iterator) -> Iterator[tuple[Partition, Fragment]]:
+    """Every partition's fragment in partition order: reused ones from disk, the others as `converted` yields them."""
+    with closing(converted):
+        for partition in partitions:
+            yield (partition, reused[partition.partition_id]) if partition.partition_id in reused else next(converted)
 
 
 def _run_local(source, partitions: list[Partition] | None, job: PartitionJob, progress) -> Iterator[tuple[Partition | None, Fragment]]:

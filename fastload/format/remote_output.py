@@ -72,11 +72,19 @@ def open_output(
     storage_options: dict | None = None,
     retry: RetryPolicy | None = None,
     staging_dir: str | os.PathLike | None = None,
+    resume: bool = False,
 ) -> "OutputFolder | RemoteOutput":
-    """The output a writer holds: a local folder (locked) or a URL prefix (staged uploads)."""
+    """The output a writer holds: a local folder (locked) or a URL prefix (staged uploads).
+
+    `resume` (a folder only): keep what a killed conversion left there (see `OutputFolder`)."""
     if is_remote(location):
+        if resume:
+            raise ConfigError(
+                f"resuming a conversion works for a folder, not for {location}: shards in object storage would have "
+                "to be downloaded to be checked; convert again with --overwrite"
+            )
         return RemoteOutput(open_store(location, storage_options, retry), overwrite=overwrite, staging_dir=staging_dir)
-    return OutputFolder(location, overwrite=overwrite)
+    return OutputFolder(location, overwrite=overwrite, resume=resume)
 
 
 class ShardUploads:
@@ -248,6 +256,9 @@ class RemoteOutput(ShardUploads):
         That writer deleted the old `index.json` before it uploaded (`index_to_take_down`)."""
         self._uploaded[final] = num_bytes
         self.previous_intact = False
+
+    def remove_temporaries(self, keep: set[str]) -> None:
+        """Nothing to remove: partitions upload under final names, and the staging folder goes at `commit`."""
 
     def adopt_leftovers(self, is_ours) -> None:
         """Adopt every object whose name `is_ours(name)` says a writer of this run made (one killed before it reported)."""

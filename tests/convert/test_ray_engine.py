@@ -115,19 +115,38 @@ class CrashOnceTokenizer:
 
 
 def test_a_task_killed_mid_write_is_retried_and_the_dataset_has_no_duplicate_missing_or_stray_file(ray_cluster, tmp_path):
-    source = _write_jsonl(tmp_path / "in.jsonl", 1500, seed=7)
-    lines = source.read_text(encoding="utf-8").splitlines(keepends=True)
-    lines[1200] = json.dumps({"text": "CRASH HERE", "i": -1, "x": 0.5}) + "\n"  # deep in the file's last partition
+    # Partitions of 12 MiB, each read as two chunks (sources.CHUNK_BYTES is 8 MiB): the marker sits in
+    # partition 1's second chunk, so when that attempt dies its first chunk is already in its shards.
+    rng = np.random.default_rng(7)
+    lines = [json.dumps({"text": " ".join(rng.choice(WORDS, 300)), "i": i}, ensure_ascii=False) + "\n" for i in range(12_000)]
+    starts = np.cumsum([0] + [len(line.encode()) for line in lines])
+    marked = int(np.searchsorted(starts, 21 << 20))  # 9 MiB into partition 1 (12-24 MiB): its second chunk
+    lines[marked] = json.dumps({"text": "CRASH HERE", "i": marked}) + "\n"
+    source = tmp_path / "in.jsonl"
     source.write_text("".join(lines), encoding="utf-8")
+    options = dict(block_bytes=256 << 10, shard_bytes=1 << 20, partition_bytes=12 << 20, quiet=True)
     flag, out = tmp_path / "crashed", tmp_path / "ray"
-    result = fastload.convert(source, out, engine="ray", workers=1, tokenizer=CrashOnceTokenizer(flag, "CRASH HERE", out), **OPTIONS)
+    result = fastload.convert(source, out, engine="ray", workers=1, tokenizer=CrashOnceTokenizer(flag, "CRASH HERE", out), **options)
     at_crash = json.loads(flag.read_text())
-    assert any(name.startswith(".tmp-shard-") for name in at_crash)  # the killed attempt had written shards
+    assert any(name.startswith(".tmp-shard-00001-") for name in at_crash)  # the killed attempt had written shards of its own
     reference = tmp_path / "local"
-    fastload.convert(source, reference, engine="local", workers=1, tokenizer=CrashOnceTokenizer(flag, "CRASH HERE", reference), **OPTIONS)
-    assert _folder_bytes(out) == _folder_bytes(reference)  # no stray temporary, no duplicate rows
+    fastload.convert(source, reference, engine="local", workers=1, tokenizer=CrashOnceTokenizer(flag, "CRASH HERE", reference), **options)
+    assert result.num_partitions >= 2 and _folder_bytes(out) == _folder_bytes(reference)  # no stray temporary, no duplicate rows
     assert sorted(os.listdir(out)) == sorted(["index.json", *(s.file for s in result.index.shards)])
-    assert len(Dataset(out)) == 1500
+    assert len(Dataset(out)) == 12_000
+
+
+def test_a_killed_conversion_is_resumed_on_ray_from_the_partitions_it_finished(ray_cluster, tmp_path):
+    from tests.convert.test_resume import OPTIONS as RESUME_OPTIONS, _killed_run
+
+    source = _write_jsonl(tmp_path / "in.jsonl", 2000, seed=9)
+    out = tmp_path / "out"
+    _killed_run(source, out)  # a local run killed as its partition 3 started
+    kept = (out / ".tmp-shard-00002-0000.arrow").stat().st_mtime_ns
+    result = fastload.convert(source, out, engine="ray", resume=True, **RESUME_OPTIONS)
+    assert result.num_partitions > 4 and (out / "shard-00002-0000.arrow").stat().st_mtime_ns == kept
+    fastload.convert(source, tmp_path / "fresh", **RESUME_OPTIONS)
+    assert _folder_bytes(out) == _folder_bytes(tmp_path / "fresh")
 
 
 def _sorted_rows(rows) -> list[dict]:
