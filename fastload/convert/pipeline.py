@@ -193,17 +193,7 @@ def convert(
         warmup_seconds = warm_up(tokenizer) if engine == "local" else 0.0
         started = time.perf_counter()
         progress = _progress(total, quiet)
-        reused = reusable_fragments(Path(out), partitions, job) if resume and partitions else {}
-        to_convert = None if partitions is None else [p for p in partitions if p.partition_id not in reused]
-        if engine == "ray":
-            from fastload.ray import run_partitions
-
-            fragments = run_partitions(to_convert, job, address=ray_address, progress=progress)
-        else:
-            fragments = _run_local(source, to_convert, job, progress)
-        if reused:
-            progress.update(sum(p.num_bytes for p in partitions if p.partition_id in reused))
-            fragments = _with_reused(partitions, reused, fragments)
+        fragments = _fragments(engine, source, partitions, job, resume=resume, ray_address=ray_address, progress=progress)
         with closing(fragments):  # on an error, tasks still running are stopped before `abort` cleans up
             for partition, fragment in fragments:
                 assembly.add(fragment, partition)
@@ -229,6 +219,22 @@ def _plan(source, *, input_format, text_lines: bool, partition_bytes: int, out: 
         total = None if any(f.compression in COMPRESSED for f in files) else sum(f.num_bytes for f in files)
         return plan_partitions(files, partition_bytes=partition_bytes, text_lines=text_lines), [str(s) for s in paths], total
     return None, [f"<{type(source).__module__}.{type(source).__name__}>"], None
+
+
+def _fragments(engine: str, source, partitions: list[Partition] | None, job: PartitionJob, *, resume: bool, ray_address, progress) -> Iterator:
+    """(partition, fragment) for every partition in partition order, from `engine`, or from disk for those `resume` reuses."""
+    reused = reusable_fragments(Path(job.out), partitions, job) if resume and partitions else {}
+    to_convert = None if partitions is None else [p for p in partitions if p.partition_id not in reused]
+    if engine == "ray":
+        from fastload.ray import run_partitions
+
+        fragments = run_partitions(to_convert, job, address=ray_address, progress=progress)
+    else:
+        fragments = _run_local(source, to_convert, job, progress)
+    if not reused:
+        return fragments
+    progress.update(sum(p.num_bytes for p in partitions if p.partition_id in reused))
+    return _with_reused(partitions, reused, fragments)
 
 
 def _with_reused(partitions: list[Partition], reused: dict[int, Fragment], converted: Iterator) -> Iterator[tuple[Partition, Fragment]]:
