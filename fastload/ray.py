@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import warnings
 from pathlib import Path
 from typing import Iterator
 
@@ -56,6 +57,7 @@ __all__ = ["run_partitions", "Datasink", "Datasource", "MAX_RETRIES", "RAY_VERSI
 
 MAX_RETRIES = 3  # attempts after a task's process died; Ray's own default for tasks
 RAY_VERSIONS = ">=2.60,<2.61"  # the range pyproject.toml's `ray` extra pins; Ray's Data APIs change between minors
+_TESTED_MINORS = ((2, 60),)  # the same range, as (major, minor)
 _DEFAULT_WORKERS = 4  # threads (and Ray CPUs) per task when not given, at most a node's CPUs: as the local engine
 _CANCEL_WAIT_S = 30.0  # how long a failed conversion waits for cancelled tasks to stop writing
 
@@ -68,6 +70,13 @@ def import_ray():
         raise ConfigError(
             "the ray engine needs Ray: pip install 'fastload[ray]' (on the driver and every node of the cluster)"
         ) from None
+    found = tuple(int(part) for part in ray.__version__.split(".")[:2] if part.isdigit())
+    if found not in _TESTED_MINORS:
+        warnings.warn(
+            f"fastload's Ray adapter is tested with ray{RAY_VERSIONS}, and ray {ray.__version__} is installed; Ray changes "
+            "the Datasink/Datasource APIs between minor releases. If something fails, pip install 'fastload[ray]'",
+            stacklevel=2,
+        )
     return ray
 
 
