@@ -5,6 +5,8 @@ wall-clock time of one whole conversion, from the input path to a finished
 output folder), for
 
   fastload        `fastload.convert(path, out, workers=1|2)`: Arrow IPC shards + index.json
+  fastload-ray    `fastload.convert(path, out, engine="ray", workers=1|2)` on a local Ray
+                  cluster of 1|2 CPUs (started in the untimed warm-up, as a cluster outlives jobs)
   parquet         `pyarrow.json.read_json` + `pyarrow.parquet.write_table` (defaults: snappy)
   parquet-none    the same with `compression="none"` (fastload's default is uncompressed too)
   mds             MosaicML Streaming's `MDSWriter`, one process, `json.loads` per line
@@ -118,6 +120,24 @@ def _fastload(workers: int) -> Case:
     return Case("fastload.convert", str(workers), run, lambda out, result: result.num_rows)
 
 
+def _fastload_ray(cpus: int) -> Case:
+    def run(corpus: Path, out: Path):
+        import ray
+
+        import fastload
+
+        if not ray.is_initialized():  # first in the untimed warm-up: a cluster is started once and outlives jobs
+            ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False)
+        return fastload.convert(corpus, out, engine="ray", workers=cpus, overwrite=True, quiet=True)
+
+    def count_rows(out: Path, result) -> int:
+        note = f"peak memory per task {result.peak_memory_bytes / 1e6:,.0f} MB, {result.num_partitions} partition(s)"
+        print(f"fastload-ray-{cpus}: {note}", file=sys.stderr, flush=True)
+        return result.num_rows
+
+    return Case(f"fastload.convert(engine='ray'), {cpus}-CPU cluster", str(cpus), run, count_rows)
+
+
 def _parquet(compression: str | None) -> Case:
     def run(corpus: Path, out: Path):
         import pyarrow.json as pa_json
@@ -216,6 +236,8 @@ def _litdata(workers: int) -> Case:
 CASES: dict[str, Callable[[], Case]] = {
     "fastload-1": lambda: _fastload(1),
     "fastload-2": lambda: _fastload(2),
+    "fastload-ray-1": lambda: _fastload_ray(1),
+    "fastload-ray-2": lambda: _fastload_ray(2),
     "parquet": lambda: _parquet(None),
     "parquet-none": lambda: _parquet("none"),
     "mds": lambda: _mds(1),
@@ -223,7 +245,8 @@ CASES: dict[str, Callable[[], Case]] = {
     "litdata-1": lambda: _litdata(1),
     "litdata-2": lambda: _litdata(2),
 }
-FASTLOAD_CASES = ("fastload-1", "fastload-2")
+FASTLOAD_CASES = ("fastload-1", "fastload-2")  # the local engine: the reference the ratios are to
+OURS = FASTLOAD_CASES + ("fastload-ray-1", "fastload-ray-2")  # not peers
 
 
 def line_ranges(path: Path, piece_bytes: int) -> list[tuple[int, int]]:
@@ -403,7 +426,7 @@ def summarize(results: list[dict], corpus: dict) -> tuple[str, dict]:
     if notes:
         table += "\n\n" + "\n".join(f"[{i + 1}] {n}" for i, n in enumerate(notes))
 
-    peers = [r for r in results if r["case"] not in FASTLOAD_CASES]
+    peers = [r for r in results if r["case"] not in OURS]
     ran = [r for r in peers if "mb_s" in r]
     verdict: dict = {"goal": GOAL, "failed_peers": [r["case"] for r in peers if "error" in r]}
     lines = []

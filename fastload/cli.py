@@ -60,10 +60,18 @@ def _add_convert(sub) -> None:
     p.add_argument("--block-bytes", type=_size, default=WriteOptions.block_bytes, help="target block size (default 1MiB)")
     p.add_argument("--block-rows", type=int, help="exact rows per block (overrides --block-bytes)")
     p.add_argument("--compression", choices=["none", "lz4", "zstd"], default="none")
-    p.add_argument("--workers", type=int, help="parallel workers (default: cores, at most 4); output is identical for any value")
+    p.add_argument("--partition-bytes", type=_size, help="input converted by one task into shards of its own (default 8 x --shard-bytes); "
+                                                          "uncompressed JSON Lines and --text-lines files are cut at a line end")
+    p.add_argument("--workers", type=int, help="parallel threads per partition (default: cores, at most 4; with --engine ray also the "
+                                               "Ray CPUs each task asks for); output is identical for any value")
+    p.add_argument("--engine", choices=["local", "ray"], default="local", help="local: this process converts partition after "
+                   "partition; ray: a Ray task per partition (pip install 'fastload[ray]'); both write the same bytes")
+    p.add_argument("--ray-address", help="with --engine ray: the cluster to connect to (default: the one ray.init() finds, or a new local one)")
     p.add_argument("--on-error", choices=["fail", "skip"], default="fail", help="bad input lines: stop (default) or skip and count")
     p.add_argument("--overwrite", action="store_true", help="replace an existing dataset in the output folder (for a URL, the old "
-                                                               "dataset stops being readable when the first new shard is uploaded)")
+                                                               "dataset stops being readable when the conversion starts writing shards)")
+    p.add_argument("--resume", action="store_true", help="rerun a conversion that was killed into the same folder: partitions it "
+                                                          "finished whose shards still match their CRC-32 are not converted again")
     p.add_argument("--quiet", action="store_true", help="no progress bar and no summary")
 
 
@@ -83,9 +91,13 @@ def _run_convert(args) -> int:
         block_bytes=args.block_bytes,
         block_rows=args.block_rows,
         compression=args.compression,
+        partition_bytes=args.partition_bytes,
         workers=args.workers,
+        engine=args.engine,
+        ray_address=args.ray_address,
         on_error=args.on_error,
         overwrite=args.overwrite,
+        resume=args.resume,
         quiet=args.quiet,
     )
     if not args.quiet:

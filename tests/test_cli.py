@@ -33,13 +33,13 @@ def test_convert_inspect_verify_round_trip(tmp_path, capsys):
 def test_verify_exits_nonzero_naming_each_bad_block(tmp_path, capsys):
     src = _jsonl(tmp_path / "in.jsonl", 500)
     main(["convert", str(src), "-o", str(tmp_path / "out"), "--block-rows", "100", "--quiet"])
-    shard = tmp_path / "out" / "shard-00000.arrow"
+    shard = tmp_path / "out" / "shard-00000-0000.arrow"
     data = bytearray(shard.read_bytes())
     data[len(data) // 2] ^= 1
     shard.write_bytes(bytes(data))
     assert main(["verify", str(tmp_path / "out")]) == 1
     out = capsys.readouterr().out
-    assert "BAD  shard 'shard-00000.arrow' block" in out and "checksum mismatch" in out
+    assert "BAD  shard 'shard-00000-0000.arrow' block" in out and "checksum mismatch" in out
 
 
 def test_user_errors_are_one_line_on_stderr_with_exit_status_1(tmp_path, capsys):

@@ -88,27 +88,33 @@ def require_unchanged(found: InputFile) -> None:
         )
 
 
-def line_pieces(path: Path, compression: str | None, *, piece_bytes: int) -> Iterator[memoryview]:
-    """Whole-line pieces of a file, about `piece_bytes` each, without copying them.
+def line_pieces(path: Path, compression: str | None, *, piece_bytes: int, start: int = 0, end: int | None = None) -> Iterator[memoryview]:
+    """Whole-line pieces of a file (or of its bytes [start, end), uncompressed files only), about `piece_bytes` each, without copying them.
 
     Each piece is read straight into a buffer of its own (workers parse
     pieces in parallel, so none is reused) after the partial line left over
     from the previous read.
     """
     carry = b""
+    remaining = None if end is None else end - start
     with open_decompressed(path, compression) as f:
+        if start:
+            f.seek(start)
         while True:
-            buffer = bytearray(len(carry) + piece_bytes)
+            size = piece_bytes if remaining is None else min(piece_bytes, remaining)
+            buffer = bytearray(len(carry) + size)
             buffer[: len(carry)] = carry
-            n = f.readinto(memoryview(buffer)[len(carry) :])
-            end = len(carry) + (n or 0)
+            n = f.readinto(memoryview(buffer)[len(carry) :]) if size else 0
+            filled = len(carry) + (n or 0)
             if not n:
                 break
-            cut = buffer.rfind(b"\n", 0, end) + 1
+            if remaining is not None:
+                remaining -= n
+            cut = buffer.rfind(b"\n", 0, filled) + 1
             if cut == 0:  # a line longer than a piece: keep reading until it ends
-                carry = bytes(buffer[:end])
+                carry = bytes(buffer[:filled])
                 continue
-            carry = bytes(buffer[cut:end])
+            carry = bytes(buffer[cut:filled])
             yield memoryview(buffer)[:cut]
     if carry:
         yield memoryview(carry + b"\n")

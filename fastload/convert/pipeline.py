@@ -1,65 +1,56 @@
-"""`fastload.convert`: inputs → chunks → worker threads → one writer → a dataset.
+"""`fastload.convert`: inputs → partitions → an engine runs each → the driver merges them into one dataset.
 
-    reader (main thread)      workers (threads)                    writer (main thread)
-    chunks in input order ──► parse + select + tokenize + cast ──► reconcile schema, cut blocks,
-                              (pyarrow C++ / Numba: no GIL)        checksum, stats, shards, index
+    plan (driver)                  engine: local (this process) or Ray (a task each)      merge (driver)
+    inputs cut into partitions ──► per partition: chunks → threads → its own writer ──►  fragments in partition
+    (`partitions.py`)              → shards shard-PPPPP-KKKK.arrow (`partition_work.py`)   order → index.json last
 
-Threads, not processes: the expensive steps (pyarrow's parsers, the Numba
-tokenizer) release the GIL, and threads hand Arrow tables over without
-pickling. Results are consumed strictly in input order with a bounded number
-in flight, so memory stays flat and the dataset is byte-identical for every
-`workers` value; an error or Ctrl-C stops the threads within a fraction of a
-second (`threads.py`).
+Every engine runs the same function on the same partitions and the driver
+merges fragments in partition order (`merge.py`), so the dataset is
+byte-identical for every engine, number of workers, task order and retry.
+The local engine converts partitions one after the other, each on `workers`
+threads; the Ray engine (`fastload.ray`) runs a task per partition, each on
+`workers` threads and as many Ray CPUs.
 
 The output folder is held (`format.output.OutputFolder`: a lock, so a second
 conversion into it is refused) before any input is read, and a failed or
-interrupted conversion removes exactly what it created. An output URL
-(`s3://bucket/prefix`) goes through `format.remote_output.RemoteOutput`:
-shards are staged locally and uploaded one by one as they are finished,
-`index.json` last. The tokenizer's
-kernels are compiled (or loaded from Numba's cache) before the clock starts,
-so the MB/s figure measures conversion, and the summary shows that time
-apart.
-
-Schema reconciliation: the first chunk fixes the column names; each later
-chunk's column kinds are merged with `promote_column` (widening only). A
-column that is null everywhere so far is held back (chunks are buffered)
-until some chunk gives it a type; one that stays null to the end is dropped
-and reported. A type change that cannot be widened is an error that names the
-file where the column got its type and the file that disagrees.
+interrupted conversion removes exactly what it created, partitions' files
+included. An output URL (`s3://bucket/prefix`) goes through
+`format.remote_output.RemoteOutput`: each partition uploads its shards as
+they are finished, `index.json` last. The tokenizer's kernels are compiled
+(or loaded from Numba's cache) before the clock starts, so the MB/s figure
+measures conversion, and the summary shows that time apart.
 """
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 import time
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator
 
-import pyarrow as pa
-
-from fastload.convert.normalize import TOKENS_COLUMN, prepare_table
-from fastload.convert.parse import LineError
-from fastload.convert.sources import COMPRESSED, Chunk, file_chunks, find_inputs, object_chunks
-from fastload.convert.threads import OrderedThreads, SlicedTokenizer
-from fastload.errors import ConfigError, ConvertError, FormatError
+from fastload.convert.merge import DatasetAssembly, finish_conversion
+from fastload.convert.normalize import TOKENS_COLUMN
+from fastload.convert.partition_work import Fragment, PartitionJob, convert_partition, resolve_tokenizer, warm_up, write_partition
+from fastload.convert.partitions import Partition, plan_partitions
+from fastload.convert.resume import reusable_fragments
+from fastload.convert.sources import COMPRESSED, find_inputs, object_chunks
+from fastload.errors import ConfigError
 from fastload.format.index import DatasetIndex
-from fastload.format.output import OutputFolder
-from fastload.format.remote_output import RemoteOutput, open_output
-from fastload.format.schema import Column, Schema, TypeMismatch, promote_column
-from fastload.format.writer import DatasetWriter, WriteOptions
+from fastload.format.remote_output import open_output
+from fastload.format.writer import WriteOptions
 from fastload.store import RetryPolicy, is_remote, local_path
 
-__all__ = ["convert", "ConvertResult"]
-
-log = logging.getLogger("fastload.convert")
+__all__ = ["convert", "ConvertResult", "ENGINES"]
 
 ON_ERROR = ("fail", "skip")
-_MAX_HELD_BYTES = 512 << 20  # chunks held back while a column is still all-null
+ENGINES = ("local", "ray")
 _WARMUP_SHOWN_S = 0.05  # kernel warm-up shorter than this goes unmentioned in the summary
+# Input per partition, in shards: several shards per partition keep the partition's last,
+# smaller shard rare, and one partition of the default 1 GiB is seconds of work for a task.
+PARTITION_SHARDS = 8
 
 
 @dataclass
@@ -73,6 +64,9 @@ class ConvertResult:
     num_skipped_rows: int
     dropped_columns: list[str] = field(default_factory=list)
     warmup_seconds: float = 0.0  # before `seconds`: compiling the tokenizer's kernels, or loading them from Numba's cache
+    engine: str = "local"
+    num_partitions: int = 1
+    peak_memory_bytes: int = 0  # the largest peak resident memory of a process that converted a partition
 
     @property
     def num_rows(self) -> int:
@@ -97,167 +91,14 @@ class ConvertResult:
             lines.append(f"dropped      {', '.join(self.dropped_columns)} (null in every row)")
         rate = mb_in / self.seconds if self.seconds > 0 else float("inf")
         lines.append(f"time         {self.seconds:,.2f} s   ({rate:,.1f} MB/s in)")
+        if self.engine != "local":
+            lines.append(f"engine       {self.engine}: {self.num_partitions:,} partition(s), peak memory per task {self.peak_memory_bytes / 1e6:,.0f} MB")
         if self.warmup_seconds >= _WARMUP_SHOWN_S:
             lines.append(
                 f"             + {self.warmup_seconds:,.2f} s before that to compile the tokenizer's kernels "
                 "(or load them from Numba's cache), not counted in MB/s"
             )
         return "\n".join(lines)
-
-
-class _Columns:
-    """The dataset's columns as known so far, and which input gave each its type."""
-
-    def __init__(self) -> None:
-        self.columns: dict[str, Column | None] = {}
-        self.origin: dict[str, str] = {}
-
-    def merge(self, kinds: dict[str, Column | None], source: str) -> None:
-        if not self.columns:
-            self.columns = dict(kinds)
-            self.origin = {name: source for name, c in kinds.items() if c is not None}
-            return
-        extra = [name for name in kinds if name not in self.columns]
-        if extra:
-            raise ConvertError(
-                f"{source} has field(s) {', '.join(map(repr, extra))} that earlier input ({self._first_source()}) "
-                f"does not; list the fields to keep with --columns ({', '.join(self.columns)} are known)"
-            )
-        for name, incoming in kinds.items():
-            current = self.columns[name]
-            if incoming is None:
-                continue
-            if current is None:
-                self.columns[name], self.origin[name] = incoming, source
-                continue
-            try:
-                self.columns[name] = promote_column(current, incoming)
-            except TypeMismatch as exc:
-                raise ConvertError(
-                    f"field {name!r} changes type: {self.origin[name]} gave it {current.kind} ({current.dtype}), "
-                    f"{source} has {incoming.kind} ({incoming.dtype}) [{exc}]. Make the field consistent, or "
-                    "leave it out with --columns."
-                ) from None
-
-    def unfit(self, name: str, source: str, exc: Exception) -> ConvertError:
-        column = self.columns[name]
-        return ConvertError(
-            f"field {name!r}: values in {source} do not fit {column.kind} ({column.dtype}), the type the field "
-            f"has across the inputs ({self.origin.get(name, 'the first input')} set it): {exc}. Make the "
-            "field's type consistent (e.g. all integers below 2**53 or all floats), or leave it out with --columns."
-        )
-
-    def _first_source(self) -> str:
-        return next(iter(self.origin.values()), "the first input")
-
-    @property
-    def complete(self) -> bool:
-        return all(c is not None for c in self.columns.values())
-
-    def schema(self) -> Schema:
-        return Schema(tuple(c for c in self.columns.values() if c is not None))
-
-    def conform(self, table: pa.Table, source: str) -> pa.Table:
-        """`table` with exactly the current typed columns, in order (missing fields become nulls)."""
-        arrays = []
-        for name, column in self.columns.items():
-            if column is None:
-                continue
-            if name in table.column_names:
-                array = table.column(name)
-                try:
-                    arrays.append(array if array.type == column.arrow_type else array.cast(column.arrow_type))
-                except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
-                    raise self.unfit(name, source, exc) from None
-            else:
-                arrays.append(pa.nulls(table.num_rows, column.arrow_type))
-        return pa.Table.from_arrays(arrays, schema=self.schema().arrow_schema())
-
-
-class _Assembler:
-    """Feeds prepared chunks to one `DatasetWriter` in input order, reconciling their columns.
-
-    The writer is created only once every column has a type, or when too
-    much is held back waiting for one; the folder it writes into is held from
-    the start.
-    """
-
-    def __init__(self, output: OutputFolder | RemoteOutput, options: WriteOptions):
-        self.output, self.options = output, options
-        self.known = _Columns()
-        self.writer: DatasetWriter | None = None
-        self.held: list[tuple[pa.Table, str]] = []
-        self.held_bytes = 0
-
-    def add(self, table: pa.Table, kinds: dict, *, source: str) -> None:
-        self.known.merge(kinds, source)
-        self.held.append((table, source))
-        self.held_bytes += table.nbytes
-        if self.writer is not None or self.known.complete or self.held_bytes >= _MAX_HELD_BYTES:
-            self._flush()
-
-    def _flush(self) -> None:
-        schema = self.known.schema()
-        if self.writer is None:
-            self.writer = DatasetWriter(self.output, schema, options=self.options)
-        late = [name for name in schema.names if name not in self.writer.schema]
-        if late:
-            raise ConvertError(
-                f"field(s) {', '.join(map(repr, late))} held only nulls in the first "
-                f"{_MAX_HELD_BYTES >> 20} MiB of input and got a type only later; put a file where they "
-                "are set first, or leave them out with --columns"
-            )
-        try:
-            self.writer.promote(schema)
-        except FormatError as exc:  # rows already written do not fit the widened type
-            name = next((c.name for c in schema if c != self.writer.schema[c.name]), "?")
-            raise self.known.unfit(name, "earlier input", exc) from None
-        for table, source in self.held:
-            self.writer.write(self.known.conform(table, source))
-        self.held, self.held_bytes = [], 0
-
-    def finish_held(self) -> bool:
-        """Write what is still held; False when there is nothing to make a dataset of."""
-        if self.held and len(self.known.schema()):
-            self._flush()
-        return self.writer is not None and self.writer.num_rows > 0
-
-    @property
-    def dropped_columns(self) -> list[str]:
-        return [name for name, c in self.known.columns.items() if c is None]
-
-    def abort(self) -> None:
-        if self.writer is not None:
-            self.writer.abort()
-        self.output.discard()
-
-
-def _resolve_tokenizer(tokenizer):
-    if tokenizer is None or not isinstance(tokenizer, (str, os.PathLike)):
-        return tokenizer
-    try:
-        from fastload.tokenizer import load_tokenizer
-    except ImportError:
-        raise ConfigError(
-            "tokenization during conversion is not available in this build of fastload yet; convert "
-            "without --tokenizer and tokenize in the loader"
-        ) from None
-    return load_tokenizer(str(tokenizer))
-
-
-def _chunks_of(source, *, input_format, on_error, text_field, text_lines, out: Path | None) -> tuple[Iterator[Chunk], list[str], int | None]:
-    """(chunks, names of the inputs, total input bytes when known up front)."""
-    if isinstance(source, (str, os.PathLike)) or (isinstance(source, (list, tuple)) and source and all(isinstance(s, (str, os.PathLike)) for s in source)):
-        paths = [source] if isinstance(source, (str, os.PathLike)) else list(source)
-        files = find_inputs(paths, input_format=input_format, exclude=None if out is None else out.resolve())
-        total = None if any(f.compression in COMPRESSED for f in files) else sum(f.num_bytes for f in files)
-
-        def generate() -> Iterator[Chunk]:
-            for found in files:
-                yield from file_chunks(found, on_error=on_error, text_field=text_field, text_lines=text_lines)
-
-        return generate(), [str(s) for s in paths], total
-    return object_chunks(source), [f"<{type(source).__module__}.{type(source).__name__}>"], None
 
 
 def _progress(total: int | None, quiet: bool):
@@ -281,9 +122,13 @@ def convert(
     block_bytes: int = WriteOptions.block_bytes,
     block_rows: int | None = None,
     compression: str = "none",
+    partition_bytes: int | None = None,
     workers: int | None = None,
+    engine: str = "local",
+    ray_address: str | None = None,
     on_error: str = "fail",
     overwrite: bool = False,
+    resume: bool = False,
     quiet: bool = False,
     storage_options: dict | None = None,
     retry: RetryPolicy | None = None,
@@ -296,6 +141,16 @@ def convert(
     and uploaded as each is finished, `index.json` last; `storage_options`
     and `retry` (a `fastload.RetryPolicy`) are as for `fastload.Dataset`.
 
+    `engine="ray"` converts each partition of about `partition_bytes` of
+    input (default `8 * shard_bytes`) in a Ray task, on the cluster at
+    `ray_address` (default: the one `ray.init()` finds or starts), with
+    `workers` threads and Ray CPUs per task; the dataset is byte-identical
+    to `engine="local"`'s. Needs `pip install 'fastload[ray]'`.
+
+    `resume=True` reruns a conversion that was killed into the same folder:
+    partitions it finished whose shards still match their CRC-32 are not
+    converted again (`convert.resume`); the dataset is the same bytes.
+
     See `fastload convert --help` for the options; the Python names are the
     same in snake_case. Returns a `ConvertResult`; raises `ConvertError`
     naming the file and line on bad input, and leaves no complete-looking
@@ -303,130 +158,104 @@ def convert(
     """
     if on_error not in ON_ERROR:
         raise ConfigError(f"on_error must be one of {', '.join(ON_ERROR)}, found {on_error!r}")
-    workers = workers if workers is not None else min(4, os.cpu_count() or 1)
-    if type(workers) is not int or workers < 1:
+    if engine not in ENGINES:
+        raise ConfigError(f"engine must be one of {', '.join(ENGINES)}, found {engine!r}")
+    if workers is not None and (type(workers) is not int or workers < 1):
         raise ConfigError(f"workers must be a positive integer, found {workers!r}")
     options = WriteOptions(shard_bytes=shard_bytes, block_bytes=block_bytes, block_rows=block_rows, compression=compression)
+    partition_bytes = PARTITION_SHARDS * shard_bytes if partition_bytes is None else partition_bytes
+    if type(partition_bytes) is not int or partition_bytes < 1:
+        raise ConfigError(f"partition_bytes must be a positive integer number of bytes, found {partition_bytes!r}")
     columns = tuple(columns) if columns is not None else None
-    tokenizer = _resolve_tokenizer(tokenizer)
     remote = is_remote(out)
     out = str(out).rstrip("/") if remote else local_path(out)  # a URL stays text: Path would fold "s3://" into "s3:/"
-    chunks, input_names, total = _chunks_of(source, input_format=input_format, on_error=on_error, text_field=text_field, text_lines=text_lines, out=None if remote else out)
+    partitions, input_names, total = _plan(source, input_format=input_format, text_lines=text_lines, partition_bytes=partition_bytes, out=None if remote else out)
+    if engine == "ray" and partitions is None:
+        raise ConfigError(
+            "the ray engine converts files (paths, folders, globs); to write an in-memory or Ray Data "
+            "pipeline's rows, use ray_dataset.write_datasink(fastload.ray.Datasink(...)) or engine='local'"
+        )
+    resolved = resolve_tokenizer(tokenizer)  # a bad name fails here, before anything is written
+    if engine == "local":
+        tokenizer = resolved  # loaded once, its kernels warmed up before the clock starts
+        workers = workers if workers is not None else min(4, os.cpu_count() or 1)
+    # (the Ray engine sends a tokenizer's name, and each task's process loads it once)
     # Held before any input is read: a second conversion into `out` is refused at once.
-    output = open_output(out, overwrite=overwrite, storage_options=storage_options, retry=retry, staging_dir=staging_dir)
-    assembler = _Assembler(output, options)
+    output = open_output(out, overwrite=overwrite, storage_options=storage_options, retry=retry, staging_dir=staging_dir, resume=resume)
+    job = PartitionJob(
+        out=str(out), write=options, columns=columns, text_field=text_field, tokenizer=tokenizer, keep_text=keep_text,
+        on_error=on_error, text_lines=text_lines, workers=workers or 0, storage_options=storage_options, retry=retry,
+        staging_dir=None if staging_dir is None else str(staging_dir), take_down_index=output.index_to_take_down,
+    )
+    assembly = DatasetAssembly(output, options)
     progress = None
     try:
-        warmup_seconds = _warm_up(tokenizer)
+        warmup_seconds = warm_up(tokenizer) if engine == "local" else 0.0
         started = time.perf_counter()
         progress = _progress(total, quiet)
-        with OrderedThreads(workers, depth=2 * workers) as threads:
-            work = _chunk_work(threads, columns=columns, text_field=text_field, tokenizer=tokenizer, keep_text=keep_text)
-            bytes_in, skipped_rows, input_fields = _assemble(threads.map(work, chunks), assembler, progress)
-        unknown = [name for name in columns or () if name not in input_fields]
-        if unknown and input_fields:
-            raise ConfigError(
-                f"--columns names {', '.join(map(repr, unknown))}, which no input row has; "
-                f"the inputs' fields are: {', '.join(input_fields)}"
-            )
-        if not assembler.finish_held():
-            raise ConvertError(
-                f"the input ({', '.join(input_names)}) holds no rows"
-                + (f" ({skipped_rows:,} skipped as bad)" if skipped_rows else "")
-                + "; an empty dataset is not created"
-            )
-        dropped = assembler.dropped_columns
-        for name in dropped:
-            log.warning("field %r is null in every row and was left out of the dataset", name)
-        try:
-            index = assembler.writer.close(
-                source={"inputs": input_names, "dropped_columns": dropped},
-                tokenizer=_tokenizer_record(tokenizer, text_field),
-                num_skipped_rows=skipped_rows,
-                options={"columns": list(columns) if columns else None, "text_field": text_field, "keep_text": keep_text, "on_error": on_error},
-                created_by=f"fastload {_version()}",
-            )
-        except FormatError as exc:  # shards rewritten for a promotion hold values the wider type cannot
-            raise ConvertError(f"{exc}. A field changed type between inputs in a way that loses values; make it consistent, or leave it out with --columns.") from None
+        fragments = _fragments(engine, source, partitions, job, resume=resume, ray_address=ray_address, progress=progress)
+        with closing(fragments):  # on an error, tasks still running are stopped before `abort` cleans up
+            for partition, fragment in fragments:
+                assembly.add(fragment, partition)
+        index = finish_conversion(assembly, job, input_names=input_names)
     except BaseException:
-        assembler.abort()  # removes exactly what this conversion created
+        assembly.abort()  # removes exactly what this conversion created
         raise
     finally:
         if progress is not None:
             progress.close()
-    return ConvertResult(out, index, bytes_in, time.perf_counter() - started, skipped_rows, dropped, warmup_seconds=warmup_seconds)
+    return ConvertResult(
+        out, index, assembly.bytes_in, time.perf_counter() - started, assembly.num_skipped_rows, assembly.dropped_columns,
+        warmup_seconds=warmup_seconds, engine=engine,
+        num_partitions=len(partitions) if partitions is not None else 1, peak_memory_bytes=assembly.peak_memory_bytes,
+    )
 
 
-def _warm_up(tokenizer) -> float:
-    """Compile the tokenizer's kernels, or load them from Numba's cache, before the clock starts; seconds it took.
-
-    The first conversion on a machine compiles them (tens of seconds), later
-    ones load them (about a second): either would otherwise land in the MB/s
-    figure, and inside the first chunk's work.
-    """
-    if tokenizer is None:
-        return 0.0
-    started = time.perf_counter()
-    tokenizer.encode_arrow(pa.array(["warm up: ASCII, é, 漢字", None], pa.string()))
-    return time.perf_counter() - started
+def _plan(source, *, input_format, text_lines: bool, partition_bytes: int, out: Path | None) -> tuple[list[Partition] | None, list[str], int | None]:
+    """(the partitions of the input files, or None for an in-memory source; names of the inputs; total input bytes when known)."""
+    if isinstance(source, (str, os.PathLike)) or (isinstance(source, (list, tuple)) and source and all(isinstance(s, (str, os.PathLike)) for s in source)):
+        paths = [source] if isinstance(source, (str, os.PathLike)) else list(source)
+        files = find_inputs(paths, input_format=input_format, exclude=None if out is None else out.resolve())
+        total = None if any(f.compression in COMPRESSED for f in files) else sum(f.num_bytes for f in files)
+        return plan_partitions(files, partition_bytes=partition_bytes, text_lines=text_lines), [str(s) for s in paths], total
+    return None, [f"<{type(source).__module__}.{type(source).__name__}>"], None
 
 
-def _chunk_work(threads: OrderedThreads, *, columns, text_field: str, tokenizer, keep_text: bool):
-    """The function a worker thread runs on one chunk; it stops at the next check once `threads` is stopping."""
-    sliced = SlicedTokenizer(tokenizer, threads.check) if tokenizer is not None else None
+def _fragments(engine: str, source, partitions: list[Partition] | None, job: PartitionJob, *, resume: bool, ray_address, progress) -> Iterator:
+    """(partition, fragment) for every partition in partition order, from `engine`, or from disk for those `resume` reuses."""
+    reused = reusable_fragments(Path(job.out), partitions, job) if resume and partitions else {}
+    to_convert = None if partitions is None else [p for p in partitions if p.partition_id not in reused]
+    if engine == "ray":
+        from fastload.ray import run_partitions
 
-    def work(chunk: Chunk):
-        threads.check()
-        try:
-            table, skipped, num_lines = chunk.load()
-        except LineError as error:  # located once the lines before this chunk are counted
-            return chunk, error, 0, 0, ()
-        threads.check()
-        prepared = prepare_table(table, source=chunk.source, columns=columns, text_field=text_field, tokenizer=sliced, keep_text=keep_text)
-        return chunk, prepared, skipped, num_lines, tuple(table.column_names)
-
-    return work
-
-
-def _assemble(results: Iterator, assembler: _Assembler, progress) -> tuple[int, int, dict[str, None]]:
-    """Feed the workers' results, in input order, to the writer: (input bytes, rows skipped, every input field)."""
-    bytes_in = skipped_rows = rows_in = 0
-    input_fields: dict[str, None] = {}  # every field any input row has, in order of appearance
-    lines_before: dict[str, int] = {}  # input lines of each source in the chunks done so far
-    for chunk, prepared, skipped, num_lines, fields in results:
-        input_fields.update(dict.fromkeys(fields))
-        first_line = chunk.first_line or lines_before.get(chunk.source, 0) + 1
-        lines_before[chunk.source] = lines_before.get(chunk.source, 0) + num_lines
-        if isinstance(prepared, LineError):
-            raise prepared.to_convert_error(chunk.source, first_line)
-        bytes_in += chunk.num_bytes
-        skipped_rows += skipped
-        if prepared is not None:
-            assembler.add(*prepared, source=chunk.source)
-            rows_in += prepared[0].num_rows
-            progress.set_postfix_str(f"{rows_in:,} rows", refresh=False)
-        progress.update(chunk.num_bytes)
-    return bytes_in, skipped_rows, input_fields
+        fragments = run_partitions(to_convert, job, address=ray_address, progress=progress)
+    else:
+        fragments = _run_local(source, to_convert, job, progress)
+    if not reused:
+        return fragments
+    progress.update(sum(p.num_bytes for p in partitions if p.partition_id in reused))
+    return _with_reused(partitions, reused, fragments)
 
 
-def _tokenizer_record(tokenizer, text_field: str) -> dict | None:
-    if tokenizer is None:
-        return None
-    return {
-        "column": TOKENS_COLUMN,
-        "text_field": text_field,
-        "fingerprint": tokenizer.fingerprint,
-        "vocab_size": int(tokenizer.vocab_size),
-        "eos_id": tokenizer.eos_id,
-        "bos_id": tokenizer.bos_id,
-    }
+def _with_reused(partitions: list[Partition], reused: dict[int, Fragment], converted: Iterator) -> Iterator[tuple[Partition, Fragment]]:
+    """Every partition's fragment in partition order: reused ones from disk, the others as `converted` yields them."""
+    with closing(converted):
+        for partition in partitions:
+            yield (partition, reused[partition.partition_id]) if partition.partition_id in reused else next(converted)
 
 
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
+def _run_local(source, partitions: list[Partition] | None, job: PartitionJob, progress) -> Iterator[tuple[Partition | None, Fragment]]:
+    """The local engine: partition after partition in this process, the progress bar moving chunk by chunk."""
+    rows = 0
 
-    try:
-        return version("fastload")
-    except PackageNotFoundError:
-        return "unknown"
+    def advance(num_bytes: int, num_rows: int) -> None:
+        nonlocal rows
+        rows += num_rows
+        progress.set_postfix_str(f"{rows:,} rows", refresh=False)
+        progress.update(num_bytes)
 
+    if partitions is None:
+        yield None, write_partition(0, ((0, chunk) for chunk in object_chunks(source)), job, num_pieces=1, progress=advance)
+        return
+    for partition in partitions:
+        yield partition, convert_partition(partition, job, progress=advance)

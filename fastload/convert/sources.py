@@ -146,8 +146,8 @@ def _with_source_file(table: pa.Table, name: str) -> pa.Table:
     return table.append_column(SOURCE_FILE_COLUMN, pa.repeat(pa.scalar(name, pa.string()), table.num_rows))
 
 
-def file_chunks(found: InputFile, *, on_error: str, text_field: str, text_lines: bool) -> Iterator[Chunk]:
-    """The chunks of one input file, in order.
+def file_chunks(found: InputFile, *, on_error: str, text_field: str, text_lines: bool, start: int = 0, end: int | None = None) -> Iterator[Chunk]:
+    """The chunks of one input file (or of its bytes [start, end), for a file `partitions` may cut), in order.
 
     A file that cannot be read (deleted, replaced or damaged while converting)
     is a `ConvertError` naming it, whether reading fails here or in a worker.
@@ -165,14 +165,14 @@ def file_chunks(found: InputFile, *, on_error: str, text_field: str, text_lines:
         return run
 
     try:
-        for chunk in _file_chunks(found, on_error=on_error, text_field=text_field, text_lines=text_lines):
+        for chunk in _file_chunks(found, on_error=on_error, text_field=text_field, text_lines=text_lines, start=start, end=end):
             yield Chunk(chunk.source, chunk.first_line, chunk.num_bytes, guarded(chunk.load))
         require_unchanged(found)
     except errors as exc:
         raise unreadable(name, exc) from None
 
 
-def _file_chunks(found: InputFile, *, on_error: str, text_field: str, text_lines: bool) -> Iterator[Chunk]:
+def _file_chunks(found: InputFile, *, on_error: str, text_field: str, text_lines: bool, start: int, end: int | None) -> Iterator[Chunk]:
     path, fmt, compression = found.path, found.fmt, found.compression
     name = str(path)
     if fmt == "text" and text_field == SOURCE_FILE_COLUMN:
@@ -180,8 +180,10 @@ def _file_chunks(found: InputFile, *, on_error: str, text_field: str, text_lines
             f"--text-field {SOURCE_FILE_COLUMN} is the column fastload adds to text inputs to name each row's file; "
             "choose another text field"
         )
+    if (start, end) != (0, None) and not (compression is None and (fmt == "jsonl" or (fmt == "text" and text_lines))):
+        raise ConvertError(f"{name!r}: only uncompressed JSON Lines and line-per-row text files can be read from a byte range")
     if fmt == "jsonl":
-        for data in line_pieces(path, compression, piece_bytes=CHUNK_BYTES):
+        for data in line_pieces(path, compression, piece_bytes=CHUNK_BYTES, start=start, end=end):
             yield Chunk(name, None, len(data), lambda data=data: parse_json_lines(data, on_error))
     elif fmt == "text" and text_lines:
 
@@ -189,7 +191,7 @@ def _file_chunks(found: InputFile, *, on_error: str, text_field: str, text_lines
             table, skipped = parse_text(data, name, text_field, on_error)
             return _with_source_file(table, found.name), skipped, count_lines(data)
 
-        for data in line_pieces(path, compression, piece_bytes=CHUNK_BYTES):
+        for data in line_pieces(path, compression, piece_bytes=CHUNK_BYTES, start=start, end=end):
             yield Chunk(name, None, len(data), lambda data=data: load_lines(data))
     elif fmt == "text":
 

@@ -55,7 +55,7 @@ log = logging.getLogger("fastload.format")
 
 LOCK_FILE = ".fastload-lock"
 TMP_PREFIX = ".tmp-"
-_SHARD_NAME = re.compile(r"shard-\d{5}\.arrow")
+_SHARD_NAME = re.compile(r"shard-\d{5,}(-\d{4,})?\.arrow")  # a writer's k-th shard, or partition p's k-th (shard-PPPPP-KKKK)
 _LOCK_ATTEMPTS = 100  # each retry means another writer removed the lock file between our open and our flock
 
 
@@ -67,8 +67,11 @@ def written_by_fastload(name: str) -> bool:
 class OutputFolder:
     """A dataset folder held exclusively by this process until `commit` or `discard`. See the module docstring."""
 
-    def __init__(self, path: str | os.PathLike, *, overwrite: bool = False):
+    def __init__(self, path: str | os.PathLike, *, overwrite: bool = False, resume: bool = False):
+        """`resume`: keep the `.tmp-*` files a killed conversion left (its finished partitions, for
+        `convert.resume`) instead of refusing or removing them."""
         self.path = Path(path)
+        self._resume = resume
         self._made_dirs: list[Path] = []  # folders mkdir created for us, outermost first
         self._created: dict[str, None] = {}  # names of the files we created, in order
         self._previous: list[str] = []  # the old dataset's files, replaced at commit
@@ -135,9 +138,16 @@ class OutputFolder:
 
     def _check_contents(self, overwrite: bool) -> None:
         entries = [p for p in self.path.iterdir() if p.name != LOCK_FILE]
+        if self._resume:
+            entries = [p for p in entries if not p.name.startswith(TMP_PREFIX)]
         if not entries:
             return
         if not overwrite:
+            if all(p.name.startswith(TMP_PREFIX) for p in entries):
+                raise ConfigError(
+                    f"output folder {str(self.path)!r} holds the temporary files of a conversion that did not finish; "
+                    "pass --resume (resume=True) to reuse the partitions it finished, or --overwrite to start over"
+                )
             raise ConfigError(
                 f"output folder {str(self.path)!r} is not empty; pass --overwrite (overwrite=True) to "
                 "replace the dataset in it, or choose another folder"
@@ -152,7 +162,7 @@ class OutputFolder:
                 "overwrite it. Choose an empty or new folder."
             )
         for path in entries:
-            if path.name.startswith(TMP_PREFIX):
+            if path.name.startswith(TMP_PREFIX):  # (never with resume: they were left out of `entries`)
                 path.unlink(missing_ok=True)
             else:
                 self._previous.append(path.name)
@@ -170,6 +180,26 @@ class OutputFolder:
         os.replace(self.path / old, self.path / new)
         self._created.pop(old, None)
         self._created[new] = None
+
+    def adopt(self, name: str, num_bytes: int = 0) -> None:
+        """File `name`, written by another writer (a partition) into this folder, is ours: `discard` removes it."""
+        self._created[name] = None
+
+    index_to_take_down = False  # partitions write temporaries; the old dataset is replaced at `commit`
+
+    def adopt_leftovers(self, is_ours) -> None:
+        """Adopt every temporary file whose name, without its `.tmp-` prefix, `is_ours(name)` says a writer of
+        this run made (one killed before it reported). Only temporaries: the lock says nobody else writes them."""
+        for path in self.path.iterdir():
+            if path.name.startswith(TMP_PREFIX) and is_ours(path.name[len(TMP_PREFIX) :]):
+                self._created.setdefault(path.name, None)
+
+    def remove_temporaries(self, keep: set[str]) -> None:
+        """Remove every `.tmp-*` file but `keep` (a killed run's leftovers a resumed one did not use, fragment files)."""
+        for path in self.path.iterdir():
+            if path.name.startswith(TMP_PREFIX) and path.name not in keep:
+                path.unlink(missing_ok=True)
+                self._created.pop(path.name, None)
 
     def shard_finished(self, staged: str, final: str) -> None:
         """The writer finished shard `final` (still at `staged`): nothing to do until `commit` renames it.

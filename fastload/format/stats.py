@@ -26,7 +26,7 @@ import pyarrow as pa
 
 from fastload.format.schema import Column, offsets_of
 
-__all__ = ["ColumnStats", "new_stats"]
+__all__ = ["ColumnStats", "new_stats", "stats_from_state"]
 
 MAX_CHANNELS = 64  # wider axes are spatial, not channels; per-channel stats would bloat the index
 NUM_LENGTH_BUCKETS = 33  # bucket k holds lengths in [2**(k-1), 2**k); bucket 0 holds length 0
@@ -73,6 +73,17 @@ class _Moments:
         self.max = np.maximum(self.max, other.max)
         self.nan_count = self.nan_count + other.nan_count
 
+    def state(self) -> dict:
+        """Everything, exactly (JSON keeps a float's every bit; infinities as Infinity), for `from_state`."""
+        return {name: getattr(self, name).tolist() for name in self.__slots__}
+
+    @classmethod
+    def from_state(cls, state: dict) -> "_Moments":
+        moments = cls(len(state["count"]))
+        for name in cls.__slots__:
+            setattr(moments, name, np.asarray(state[name], np.int64 if name in ("count", "nan_count") else np.float64))
+        return moments
+
     def to_json(self, i: int = 0) -> dict:
         count = int(self.count[i])
         return {
@@ -110,8 +121,32 @@ class ColumnStats:
     def _add(self, array: pa.Array) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def add_nulls(self, num_rows: int) -> None:
+        """Count `num_rows` null rows (a part of the dataset that lacks the column)."""
+        self.rows += num_rows
+        self.null_count += num_rows
+
+    def merge(self, other: "ColumnStats") -> None:
+        """Fold in the statistics of the rows that follow (another part of the dataset, same kind of column)."""
+        self.rows += other.rows
+        self.null_count += other.null_count
+        self._merge(other)
+
+    def _merge(self, other: "ColumnStats") -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
     def to_json(self) -> dict:
         return {"rows": self.rows, "null_count": self.null_count, **self._to_json()}
+
+    def state(self) -> dict:
+        """The accumulator itself, exactly, as JSON-able data (`stats_from_state` rebuilds it)."""
+        return {"rows": self.rows, "null_count": self.null_count, **self._state()}
+
+    def _state(self) -> dict:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _restore(self, state: dict) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
 
     def _to_json(self) -> dict:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -139,6 +174,18 @@ class NumericStats(ColumnStats):
         for axis, moments in self.axes.items():
             moved = np.moveaxis(values, axis + 1, -1)
             moments.add(moved.reshape(-1, moved.shape[-1]))
+
+    def _merge(self, other: "NumericStats") -> None:
+        self.overall.merge(other.overall)
+        for axis, moments in self.axes.items():
+            moments.merge(other.axes[axis])
+
+    def _state(self) -> dict:
+        return {"overall": self.overall.state(), "axes": {str(axis): m.state() for axis, m in self.axes.items()}}
+
+    def _restore(self, state: dict) -> None:
+        self.overall = _Moments.from_state(state["overall"])
+        self.axes = {int(axis): _Moments.from_state(m) for axis, m in state["axes"].items()}
 
     def _to_json(self) -> dict:
         out = self.overall.to_json()
@@ -174,6 +221,21 @@ class LengthStats(ColumnStats):
         buckets = np.where(lengths == 0, 0, np.floor(np.log2(np.maximum(lengths, 1))).astype(np.int64) + 1)
         self.histogram += np.bincount(np.minimum(buckets, NUM_LENGTH_BUCKETS - 1), minlength=NUM_LENGTH_BUCKETS)
 
+    def _merge(self, other: "LengthStats") -> None:
+        self.total += other.total
+        lows = [x for x in (self.min_length, other.min_length) if x is not None]
+        highs = [x for x in (self.max_length, other.max_length) if x is not None]
+        self.min_length = min(lows) if lows else None
+        self.max_length = max(highs) if highs else None
+        self.histogram = self.histogram + other.histogram
+
+    def _state(self) -> dict:
+        return {"total": self.total, "min_length": self.min_length, "max_length": self.max_length, "histogram": self.histogram.tolist()}
+
+    def _restore(self, state: dict) -> None:
+        self.total, self.min_length, self.max_length = state["total"], state["min_length"], state["max_length"]
+        self.histogram = np.asarray(state["histogram"], np.int64)
+
     def _to_json(self) -> dict:
         documents = self.rows - self.null_count
         key = "tokens" if self.column.kind == "tokens" else "bytes"
@@ -193,3 +255,11 @@ def new_stats(column: Column) -> ColumnStats:
     if column.kind in ("scalar", "ndarray"):
         return NumericStats(column)
     return LengthStats(column)
+
+
+def stats_from_state(column: Column, state: dict) -> ColumnStats:
+    """The accumulator `ColumnStats.state()` described, for `column`."""
+    stats = new_stats(column)
+    stats.rows, stats.null_count = state["rows"], state["null_count"]
+    stats._restore(state)
+    return stats

@@ -38,6 +38,7 @@ import os
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pyarrow as pa
@@ -49,9 +50,9 @@ from fastload.format.index import COMPRESSIONS, DatasetIndex, ShardInfo, encode_
 from fastload.format.output import TMP_PREFIX, OutputFolder
 from fastload.format.remote_output import RemoteOutput, open_output
 from fastload.format.schema import Schema, offsets_of
-from fastload.format.stats import new_stats
+from fastload.format.stats import ColumnStats, new_stats
 
-__all__ = ["WriteOptions", "DatasetWriter", "shard_file_name"]
+__all__ = ["WriteOptions", "DatasetWriter", "WrittenShards", "rewrite_shard", "shard_file_name", "staged_name", "write_failure"]
 
 _MIB = 1 << 20
 
@@ -96,8 +97,22 @@ def shard_file_name(shard_id: int) -> str:
     return f"shard-{shard_id:05d}.arrow"
 
 
-def _tmp_name(name: str) -> str:
+def staged_name(name: str) -> str:
+    """The temporary name a shard is written under until the dataset is committed."""
     return f"{TMP_PREFIX}{name}"
+
+
+@dataclass(frozen=True)
+class WrittenShards:
+    """What `DatasetWriter.finish` leaves: finished shards under their `staged_name`s, not yet a dataset."""
+
+    schema: Schema
+    shards: tuple[ShardInfo, ...]
+    stats: dict[str, ColumnStats]  # mergeable accumulators (`ColumnStats.merge`), not yet JSON
+
+    @property
+    def num_rows(self) -> int:
+        return sum(s.num_rows for s in self.shards)
 
 
 def _row_bytes(batch: pa.RecordBatch) -> np.ndarray:
@@ -171,6 +186,64 @@ class _ShardFile:
         self.sink.close()
 
 
+def rewrite_shard(output, info: ShardInfo, schema: Schema, compression: str) -> ShardInfo:
+    """Rewrite a finished shard (under its `staged_name`) with `schema`'s columns, block for block.
+
+    Columns are cast to the schema's (wider) types and put in its order; a
+    column the shard lacks becomes nulls. Used after a schema promotion, by
+    the writer and by `fastload convert` when partitions disagree. Raises
+    `FormatError` when values do not fit the new types.
+    """
+    target = schema.arrow_schema()
+    old_path = output.local_shard(staged_name(info.file), info.file)
+    new_name = staged_name("promoted-" + info.file)
+    shard = _ShardFile(output.create(new_name), schema, compression)
+    with pa.memory_map(str(old_path)) as source:
+        reader = ipc.open_file(source)
+        for i in range(reader.num_record_batches):
+            batch = reader.get_batch(i)
+            names = batch.schema.names
+            try:
+                columns = [batch.column(f.name).cast(f.type) if f.name in names else pa.nulls(batch.num_rows, f.type) for f in target]
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+                shard.abort()
+                raise FormatError(f"rows written earlier do not fit the widened schema {schema.to_json()}: {exc}") from None
+            shard.write(pa.RecordBatch.from_arrays(columns, schema=target))
+    rewritten = shard.finish(info.file)
+    output.rename(new_name, old_path.name)
+    output.shard_finished(old_path.name, info.file)
+    return rewritten
+
+
+def write_failure(output, exc: OSError | StoreError, *, num_shards: int, where, abort: Callable[[], None]) -> ConvertError:
+    """The `ConvertError` for a failure to write or upload, raised after `abort()` removed what was written.
+
+    It says what happened and where, how much had been written, that nothing
+    partial is left, and what to do.
+    """
+    if isinstance(exc, StoreError):  # an upload failed past its retries: the store's message says where and what to check
+        abort()
+        return ConvertError(
+            f"{exc} The conversion stopped after {num_shards:,} shard(s); every object it had uploaded was "
+            "deleted (best effort) and no index.json was written, so no partial dataset is left."
+        )
+    num_bytes = output.num_bytes_created
+    where = exc.filename or where
+    abort()
+    what = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is exceeded"}.get(exc.errno, "writing failed")
+    kept = "; the dataset that was in the folder before is untouched" if output.previous_intact and output.had_previous else ""
+    fix = (
+        "Free space on that disk, or choose an output folder on another one"
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT)
+        else "Check the disk and the folder's permissions, or choose another output folder"
+    )
+    return ConvertError(
+        f"{what} ({exc.strerror}) while writing {str(where)!r}, after writing {num_bytes:,} bytes in "
+        f"{num_shards:,} shard file(s); every file this conversion wrote there was removed, so no partial "
+        f"dataset is left{kept}. {fix}."
+    )
+
+
 class DatasetWriter:
     """Streams record batches into a new dataset folder. See the module docstring.
 
@@ -178,10 +251,20 @@ class DatasetWriter:
     yourself. Until `close()` returns, the folder has no `index.json`.
     """
 
-    def __init__(self, folder: str | os.PathLike | OutputFolder | RemoteOutput, schema: Schema, *, options: WriteOptions = WriteOptions(), overwrite: bool = False):
-        """`folder`: a path or URL, or an output already held (`remote_output.open_output`; then
-        `overwrite` was decided when it was taken)."""
-        self.output = folder if isinstance(folder, (OutputFolder, RemoteOutput)) else open_output(folder, overwrite=overwrite)
+    def __init__(
+        self,
+        folder: str | os.PathLike | OutputFolder | RemoteOutput,
+        schema: Schema,
+        *,
+        options: WriteOptions = WriteOptions(),
+        overwrite: bool = False,
+        shard_name: Callable[[int], str] = shard_file_name,
+    ):
+        """`folder`: a path or URL, or an output already held (`remote_output.open_output`, or one
+        partition's output, `partition_output`; then `overwrite` was decided when it was taken).
+        `shard_name(k)` names the k-th shard this writer finishes."""
+        self.output = folder if hasattr(folder, "shard_finished") else open_output(folder, overwrite=overwrite)
+        self._shard_name = shard_name
         self.folder = self.output.path
         self.schema = schema
         self.options = options
@@ -276,8 +359,8 @@ class DatasetWriter:
 
     def _write_block(self, block: pa.RecordBatch) -> None:
         if self._current is None:
-            name = shard_file_name(len(self._shards))
-            self._current = _ShardFile(self.output.create(_tmp_name(name)), self.schema, self.options.compression)
+            name = self._shard_name(len(self._shards))
+            self._current = _ShardFile(self.output.create(staged_name(name)), self.schema, self.options.compression)
         block = pa.RecordBatch.from_arrays(block.columns, schema=self.schema.arrow_schema())  # the dataset's field metadata
         for column, array in zip(self.schema, block.columns):
             self._stats[column.name].add(array)
@@ -287,13 +370,29 @@ class DatasetWriter:
     def _finish_shard(self) -> None:
         if self._current is None:
             return
-        shard_id = len(self._shards)
-        self._shards.append(self._current.finish(shard_file_name(shard_id)))
-        self.output.shard_finished(self._current.path.name, shard_file_name(shard_id))
+        name = self._shard_name(len(self._shards))
+        self._shards.append(self._current.finish(name))
+        self.output.shard_finished(self._current.path.name, name)
         self._shard_schemas.append(self.schema)
         self._current = None
 
     # -- finishing -------------------------------------------------------------
+
+    def finish(self) -> WrittenShards:
+        """Write the last block and rewrite promoted shards; leave the shards under their temporary names.
+
+        For a writer of one part of a dataset (a partition of `fastload
+        convert`), whose shards another writer's `index.json` will name; the
+        caller commits or discards them.
+        """
+        if self._closed:
+            raise FormatError("this DatasetWriter is already closed")
+        with self._writing():
+            self._flush_full_blocks(final=True)
+            self._finish_shard()
+            self._rewrite_promoted_shards()
+        self._closed = True
+        return WrittenShards(self.schema, tuple(self._shards), self._stats)
 
     def close(self, *, source: dict | None = None, tokenizer: dict | None = None, num_skipped_rows: int = 0, options: dict | None = None, created_by: str = "") -> DatasetIndex:
         """Write the last block, rewrite promoted shards, rename shards, write `index.json`."""
@@ -319,31 +418,15 @@ class DatasetWriter:
             created_by=created_by,
         )
         with self._writing():
-            self.output.commit([(_tmp_name(s.file), s.file) for s in self._shards], encode_index(index))
+            self.output.commit([(staged_name(s.file), s.file) for s in self._shards], encode_index(index))
         self._closed = True
         return index
 
     def _rewrite_promoted_shards(self) -> None:
-        target = self.schema.arrow_schema()
         for shard_id, (info, schema) in enumerate(zip(self._shards, self._shard_schemas)):
-            if schema == self.schema:
-                continue
-            old_path = self.output.local_shard(_tmp_name(info.file), info.file)
-            new_name = _tmp_name("promoted-" + info.file)
-            shard = _ShardFile(self.output.create(new_name), self.schema, self.options.compression)
-            with pa.memory_map(str(old_path)) as source:
-                reader = ipc.open_file(source)
-                for i in range(reader.num_record_batches):
-                    batch = reader.get_batch(i)
-                    try:
-                        columns = [c.cast(f.type) for c, f in zip(batch.columns, target)]
-                    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
-                        shard.abort()
-                        raise FormatError(f"rows written earlier do not fit the widened schema {self.schema.to_json()}: {exc}") from None
-                    shard.write(pa.RecordBatch.from_arrays(columns, schema=target))
-            self._shards[shard_id] = shard.finish(info.file)
-            self.output.rename(new_name, old_path.name)
-            self.output.shard_finished(old_path.name, info.file)
+            if schema != self.schema:
+                self._shards[shard_id] = rewrite_shard(self.output, info, self.schema, self.options.compression)
+        self._shard_schemas = [self.schema] * len(self._shards)
 
     def abort(self) -> None:
         """Remove every file this writer created (and its folder, if it made it); write nothing.
@@ -362,32 +445,10 @@ class DatasetWriter:
         """Turn a failure to write into a `ConvertError`, after removing what this writer wrote."""
         try:
             yield
-        except StoreError as exc:  # an upload failed past its retries: the store's message says where and what to check
-            num_shards = len(self._shards)
-            self.abort()
-            raise ConvertError(
-                f"{exc} The conversion stopped after {num_shards:,} shard(s); every object it had uploaded was "
-                "deleted (best effort) and no index.json was written, so no partial dataset is left."
-            ) from exc
-        except OSError as exc:
-            raise self._write_failed(exc) from exc
-
-    def _write_failed(self, exc: OSError) -> ConvertError:
-        num_bytes, num_shards = self.output.num_bytes_created, len(self._shards) + (self._current is not None)
-        where = exc.filename or (self._current.path if self._current else self.folder)
-        self.abort()
-        what = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is exceeded"}.get(exc.errno, "writing failed")
-        kept = "; the dataset that was in the folder before is untouched" if self.output.previous_intact and self.output.had_previous else ""
-        fix = (
-            "Free space on that disk, or choose an output folder on another one"
-            if exc.errno in (errno.ENOSPC, errno.EDQUOT)
-            else "Check the disk and the folder's permissions, or choose another output folder"
-        )
-        return ConvertError(
-            f"{what} ({exc.strerror}) while writing {str(where)!r}, after writing {num_bytes:,} bytes in "
-            f"{num_shards:,} shard file(s); every file this conversion wrote there was removed, so no partial "
-            f"dataset is left{kept}. {fix}."
-        )
+        except (StoreError, OSError) as exc:
+            num_shards = len(self._shards) + (self._current is not None and not isinstance(exc, StoreError))
+            where = self._current.path if self._current else self.folder
+            raise write_failure(self.output, exc, num_shards=num_shards, where=where, abort=self.abort) from exc
 
     def __enter__(self) -> "DatasetWriter":
         return self

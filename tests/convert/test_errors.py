@@ -109,7 +109,7 @@ def test_overwrite_that_fails_while_writing_keeps_the_old_dataset_and_leaves_not
     with pytest.raises(ConvertError, match="b.jsonl, line 1"):
         fastload.convert([good, bad], tmp_path / "out", overwrite=True, workers=1, quiet=True)
     assert [r["v"] for r in Dataset(tmp_path / "out")] == [1]  # the old dataset is replaced only by a complete new one
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == before == ["index.json", "shard-00000.arrow"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == before == ["index.json", "shard-00000-0000.arrow"]
 
 
 def test_unsupported_nested_field_suggests_columns(tmp_path):

@@ -19,7 +19,7 @@ import fastload
 from fastload import ConvertError, Dataset, FormatError
 
 sources = importlib.import_module("fastload.convert.sources")
-pipeline = importlib.import_module("fastload.convert.pipeline")
+partition_work = importlib.import_module("fastload.convert.partition_work")
 parse = importlib.import_module("fastload.convert.parse")
 prescan = importlib.import_module("fastload.convert.prescan")
 
@@ -374,7 +374,7 @@ def test_an_input_deleted_mid_run_is_a_convert_error_and_no_dataset_is_left(tmp_
     rows = [{"text": f"row {i}"} for i in range(2000)]
     _write(corpus / "a.jsonl", _jsonl(rows))
     _write(corpus / "b.jsonl", _jsonl(rows))
-    monkeypatch.setattr(pipeline, "file_chunks", _meddling(_delete(corpus / "b.jsonl", replace_with_folder=replace_with_folder)))
+    monkeypatch.setattr(partition_work, "file_chunks", _meddling(_delete(corpus / "b.jsonl", replace_with_folder=replace_with_folder)))
     reason = "Is a directory" if replace_with_folder else "No such file or directory"
     with pytest.raises(ConvertError, match=rf"cannot read input '.*b.jsonl': .*{reason}"):
         fastload.convert(corpus, tmp_path / "out", workers=1, quiet=True)
@@ -384,7 +384,7 @@ def test_an_input_deleted_mid_run_is_a_convert_error_and_no_dataset_is_left(tmp_
 def test_a_parquet_file_deleted_between_row_groups_is_a_convert_error(tmp_path, monkeypatch):
     path = tmp_path / "in.parquet"
     pq.write_table(pa.table({"n": np.arange(3000)}), path, row_group_size=500)
-    monkeypatch.setattr(pipeline, "file_chunks", _meddling(_delete(path), after_chunks=2))
+    monkeypatch.setattr(partition_work, "file_chunks", _meddling(_delete(path), after_chunks=2))
     with pytest.raises(ConvertError, match=r"cannot read input '.*in.parquet': .*No such file"):
         fastload.convert(path, tmp_path / "out", workers=1, quiet=True)
     _assert_no_dataset(tmp_path / "out")
@@ -414,7 +414,7 @@ def test_an_input_written_to_mid_run_is_refused_not_silently_cut_short(tmp_path,
             with open(path, "ab") as f:
                 f.write(_jsonl([{"text": "late"}]))
 
-    monkeypatch.setattr(pipeline, "file_chunks", _meddling(action))
+    monkeypatch.setattr(partition_work, "file_chunks", _meddling(action))
     with pytest.raises(ConvertError, match=r"input '.*in.jsonl' changed while it was being converted"):
         fastload.convert(path, tmp_path / "out", workers=1, quiet=True)
     assert not (tmp_path / "out").exists()
@@ -424,7 +424,7 @@ _TRUNCATE_ARROW_IN_A_CHILD = textwrap.dedent(
     """
     import importlib, os, sys, fastload
     sources = importlib.import_module("fastload.convert.sources")
-    pipeline = importlib.import_module("fastload.convert.pipeline")
+    partition_work = importlib.import_module("fastload.convert.partition_work")
     real = sources.file_chunks
 
     def file_chunks(*args, **kwargs):
@@ -433,7 +433,7 @@ _TRUNCATE_ARROW_IN_A_CHILD = textwrap.dedent(
                 os.truncate(sys.argv[1], 1000)
             yield chunk
 
-    pipeline.file_chunks = file_chunks
+    partition_work.file_chunks = file_chunks
     try:
         fastload.convert(sys.argv[1], sys.argv[2], workers=1, quiet=True)
     except fastload.ConvertError as exc:

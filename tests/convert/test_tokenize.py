@@ -39,7 +39,7 @@ def test_keep_text_keeps_both_and_one_or_two_workers_give_identical_datasets(tmp
     for workers in (1, 2):
         fastload.convert(source, tmp_path / f"w{workers}", tokenizer="default", keep_text=True, workers=workers, block_rows=50, quiet=True)
     assert Dataset(tmp_path / "w1").schema.names == ["text", "i", "tokens"]
-    for name in ("index.json", "shard-00000.arrow"):
+    for name in ("index.json", "shard-00000-0000.arrow"):
         assert (tmp_path / "w1" / name).read_bytes() == (tmp_path / "w2" / name).read_bytes()
 
 

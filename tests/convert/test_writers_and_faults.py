@@ -123,7 +123,7 @@ def test_a_second_conversion_into_a_folder_being_written_is_refused_naming_the_p
     rows = list(Dataset(out))
     assert [r["tag"] for r in rows] == ["A"] * 400 and [r["i"] for r in rows] == list(range(400))
     assert fastload.verify_dataset(out) == []
-    assert _listing(out) == ["index.json", "shard-00000.arrow"]  # the lock file is gone too
+    assert _listing(out) == ["index.json", "shard-00000-0000.arrow"]  # the lock file is gone too
 
 
 def test_a_failed_conversion_removes_only_what_it_created_and_never_a_file_that_appeared_meanwhile(tmp_path):
@@ -146,12 +146,12 @@ def test_a_conversion_killed_while_holding_the_folder_does_not_block_the_next_on
     child = _Child(_PAUSING_CONVERT, str(out), "A", "2")
     child.wait_until_paused()
     child.kill()  # SIGKILL: no cleanup ran
-    assert LOCK_FILE in _listing(out) and ".tmp-shard-00000.arrow" in _listing(out)
+    assert LOCK_FILE in _listing(out) and ".tmp-shard-00000-0000.arrow" in _listing(out)
     source = tmp_path / "in.jsonl"
     source.write_text("".join(json.dumps({"text": f"t{i}"}) + "\n" for i in range(5)))
     fastload.convert(source, out, overwrite=True, quiet=True)
     assert [r["text"] for r in Dataset(out)] == [f"t{i}" for i in range(5)]
-    assert _listing(out) == ["index.json", "shard-00000.arrow"]
+    assert _listing(out) == ["index.json", "shard-00000-0000.arrow"]
 
 
 def test_a_lock_file_left_behind_does_not_make_a_folder_count_as_not_empty(tmp_path):
@@ -161,7 +161,7 @@ def test_a_lock_file_left_behind_does_not_make_a_folder_count_as_not_empty(tmp_p
     source = tmp_path / "in.jsonl"
     source.write_text(json.dumps({"text": "x"}) + "\n")
     fastload.convert(source, out, quiet=True)
-    assert _listing(out) == ["index.json", "shard-00000.arrow"]
+    assert _listing(out) == ["index.json", "shard-00000-0000.arrow"]
 
 
 def test_two_writers_in_one_process_exclude_each_other_and_the_first_refusal_leaves_its_folder(tmp_path):
@@ -244,7 +244,7 @@ def test_a_full_disk_is_a_convert_error_saying_so_and_leaves_no_file_behind(tmp_
         fastload.convert(rows_file, out, block_bytes=16 << 10, quiet=True)
     message = str(caught.value)
     assert message.startswith(
-        f"the disk is full (No space left on device) while writing '{out / '.tmp-shard-00000.arrow'}', after writing "
+        f"the disk is full (No space left on device) while writing '{out / '.tmp-shard-00000-0000.arrow'}', after writing "
         "100,000 bytes in 1 shard file(s); every file this conversion wrote there was removed, so no partial dataset is left."
     )
     assert "Free space on that disk, or choose an output folder on another one" in message
@@ -259,7 +259,7 @@ def test_a_disk_that_fills_while_writing_the_index_keeps_the_old_dataset(tmp_pat
     fastload.convert(old, out, quiet=True)
     before = {p.name: p.read_bytes() for p in out.iterdir()}
     fastload.convert(rows_file, tmp_path / "probe", quiet=True)
-    shard_bytes = (tmp_path / "probe" / "shard-00000.arrow").stat().st_size
+    shard_bytes = (tmp_path / "probe" / "shard-00000-0000.arrow").stat().st_size
     _SmallDisk(monkeypatch, out, free=shard_bytes + 100)  # the new shard fits; its index does not
     with pytest.raises(ConvertError, match=r"the disk is full .* while writing '.*\.tmp-index\.json'.*the dataset that was in the folder before is untouched"):
         fastload.convert(rows_file, out, overwrite=True, quiet=True)
@@ -343,7 +343,7 @@ def test_sigint_to_the_cli_mid_conversion_exits_130_with_one_line_and_leaves_not
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     deadline = time.monotonic() + 5 * TIMEOUT_S  # a cold Numba cache compiles the tokenizer first
-    while not (out / ".tmp-shard-00000.arrow").exists():  # blocks are being written: mid-run
+    while not (out / ".tmp-shard-00000-0000.arrow").exists():  # blocks are being written: mid-run
         if process.poll() is not None or time.monotonic() > deadline:
             process.kill()
             pytest.fail(f"the conversion never started writing: {process.communicate()}")

@@ -13,7 +13,7 @@ import pytest
 import fastload
 from fastload import Dataset
 from fastload.errors import ConfigError, ConvertError, FormatError
-from fastload.format.remote_output import RemoteOutput
+from fastload.format.remote_output import ShardUploads
 
 pytest.importorskip("obstore", reason="remote datasets need the remote extra: pip install 'fastload[remote]'")
 
@@ -65,7 +65,7 @@ def test_local_disk_holds_only_the_shards_in_flight_and_the_staging_folder_is_re
     staging = tmp_path / "staging"
     staging.mkdir()
     staged_bytes = []
-    upload = RemoteOutput._upload
+    upload = ShardUploads._upload
 
     def staged_now() -> int:
         total = 0
@@ -80,7 +80,7 @@ def test_local_disk_holds_only_the_shards_in_flight_and_the_staging_folder_is_re
         staged_bytes.append(staged_now())
         upload(self, path, final)
 
-    monkeypatch.setattr(RemoteOutput, "_upload", measured_upload)
+    monkeypatch.setattr(ShardUploads, "_upload", measured_upload)
     result = fastload.convert(rows_file, f"s3://{moto_endpoint.bucket}/bounded", staging_dir=staging, **SMALL_SHARDS)
     largest_shard = max(s.num_bytes for s in result.index.shards)
     assert len(result.index.shards) >= 8 and len(staged_bytes) == len(result.index.shards)
@@ -96,7 +96,7 @@ def _good_then_bad(tmp_path, start: int = 0) -> list[Path]:
 
 def test_a_bad_input_line_after_several_shards_leaves_nothing_under_the_prefix(tmp_path, moto_endpoint, monkeypatch):
     uploaded = []
-    monkeypatch.setattr(RemoteOutput, "_upload", lambda self, path, final, upload=RemoteOutput._upload: (uploaded.append(final), upload(self, path, final)))
+    monkeypatch.setattr(ShardUploads, "_upload", lambda self, path, final, upload=ShardUploads._upload: (uploaded.append(final), upload(self, path, final)))
     with pytest.raises(ConvertError, match="bad.jsonl.*line 3"):
         fastload.convert(_good_then_bad(tmp_path), f"s3://{moto_endpoint.bucket}/failed", **SMALL_SHARDS)
     assert len(uploaded) >= 4  # shards were uploaded before the failure ...
@@ -218,3 +218,19 @@ def test_a_killed_conversion_leaves_no_index_and_overwrite_clears_its_shards(tmp
         fastload.convert(small, url, **SMALL_SHARDS)
     result = fastload.convert(small, url, overwrite=True, **SMALL_SHARDS)
     assert moto_endpoint.keys("killed/") == sorted(["killed/index.json", *(f"killed/{s.file}" for s in result.index.shards)])
+
+
+def test_the_ray_engine_uploads_the_local_conversions_bytes_from_its_tasks(tmp_path, moto_endpoint, s3_env, rows_file):
+    ray = pytest.importorskip("ray", reason="the Ray engine needs the ray extra: pip install 'fastload[ray]'")
+    options = dict(SMALL_SHARDS, partition_bytes=128 << 10)  # several partitions, each uploading its own shards
+    url = f"s3://{moto_endpoint.bucket}/from-ray"
+    local = fastload.convert(rows_file, tmp_path / "local", **options)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, runtime_env={"env_vars": dict(s3_env)})  # tasks reach moto too
+    try:
+        result = fastload.convert(rows_file, url, engine="ray", **options)
+    finally:
+        ray.shutdown()
+    assert result.num_partitions >= 3 and result.index.to_json() == local.index.to_json()
+    uploaded = {key.removeprefix("from-ray/"): moto_endpoint.client().get_object(Bucket=moto_endpoint.bucket, Key=key)["Body"].read()
+                for key in moto_endpoint.keys("from-ray/")}
+    assert uploaded == {p.name: p.read_bytes() for p in (tmp_path / "local").iterdir()}

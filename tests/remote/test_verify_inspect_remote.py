@@ -48,8 +48,8 @@ def test_verify_names_the_block_of_a_remote_shard_with_a_flipped_byte(remote_dat
 
 def test_verify_reports_a_missing_remote_shard_and_a_missing_index(remote_dataset, moto_endpoint):
     client = moto_endpoint.client()
-    client.delete_object(Bucket=moto_endpoint.bucket, Key="ds/shard-00003.arrow")
-    assert fastload.verify_dataset(remote_dataset) == [f"shard 'shard-00003.arrow': missing ({remote_dataset}/shard-00003.arrow does not exist)"]
+    client.delete_object(Bucket=moto_endpoint.bucket, Key="ds/shard-00000-0003.arrow")
+    assert fastload.verify_dataset(remote_dataset) == [f"shard 'shard-00000-0003.arrow': missing ({remote_dataset}/shard-00000-0003.arrow does not exist)"]
     client.delete_object(Bucket=moto_endpoint.bucket, Key="ds/index.json")
     [problem] = fastload.verify_dataset(remote_dataset)
     assert f"{remote_dataset}/index.json does not exist" in problem
