@@ -45,7 +45,7 @@ PARTS = (
     Part("store", 0, "bytes by name: local folders and object storage (S3, GCS, Azure, HTTP) with retries, the node's block cache and read-ahead"),
     Part("format", 1, "the on-disk format: schema, `index.json`, writer, reader, verify ([SPEC.md](fastload/format/SPEC.md))"),
     Part("sampler", 2, "epoch orders (block window, uniform, sequential), ranks, resumption"),
-    Part("kernels", 3, "the Numba flags (`jit.py`) and the kernels that write batches (pack, normalize), each beside its `*_reference.py` twin"),
+    Part("kernels", 3, "the Numba flags (`jit.py`), the kernels that write batches (pack, normalize) and the JSON Lines scanner of `convert`, each beside its `*_reference.py` twin"),
     Part("tokenizer", 3, "byte-level BPE: vocabulary files, patterns, batching, and in `tokenizer/kernels/` its Numba kernels with their twins"),
     Part("convert", 4, "`fastload convert`: inputs → chunks → threads → writer"),
     Part("packing", 4, "`PackedDataset`, `PaddedDataset`: the packing plan and the batches workers compute"),

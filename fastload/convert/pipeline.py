@@ -16,8 +16,8 @@ conversion into it is refused) before any input is read, and a failed or
 interrupted conversion removes exactly what it created. An output URL
 (`s3://bucket/prefix`) goes through `format.remote_output.RemoteOutput`:
 shards are staged locally and uploaded one by one as they are finished,
-`index.json` last. The tokenizer's
-kernels are compiled (or loaded from Numba's cache) before the clock starts,
+`index.json` last. The Numba kernels a conversion runs (the tokenizer's,
+the JSON Lines scanner's) are compiled (or loaded from Numba's cache) before the clock starts,
 so the MB/s figure measures conversion, and the summary shows that time
 apart.
 
@@ -45,6 +45,7 @@ from fastload.convert.normalize import TOKENS_COLUMN, prepare_table
 from fastload.convert.parse import LineError
 from fastload.convert.sources import COMPRESSED, Chunk, file_chunks, find_inputs, object_chunks
 from fastload.convert.threads import OrderedThreads, SlicedTokenizer
+from fastload.environment import flat_json_disabled
 from fastload.errors import ConfigError, ConvertError, FormatError
 from fastload.format.index import DatasetIndex
 from fastload.format.output import OutputFolder
@@ -72,7 +73,7 @@ class ConvertResult:
     seconds: float  # the conversion itself, which the MB/s figure divides by
     num_skipped_rows: int
     dropped_columns: list[str] = field(default_factory=list)
-    warmup_seconds: float = 0.0  # before `seconds`: compiling the tokenizer's kernels, or loading them from Numba's cache
+    warmup_seconds: float = 0.0  # before `seconds`: compiling the kernels (tokenizer, JSON scanner), or loading them from Numba's cache
 
     @property
     def num_rows(self) -> int:
@@ -99,7 +100,7 @@ class ConvertResult:
         lines.append(f"time         {self.seconds:,.2f} s   ({rate:,.1f} MB/s in)")
         if self.warmup_seconds >= _WARMUP_SHOWN_S:
             lines.append(
-                f"             + {self.warmup_seconds:,.2f} s before that to compile the tokenizer's kernels "
+                f"             + {self.warmup_seconds:,.2f} s before that to compile fastload's kernels "
                 "(or load them from Numba's cache), not counted in MB/s"
             )
         return "\n".join(lines)
@@ -245,8 +246,8 @@ def _resolve_tokenizer(tokenizer):
     return load_tokenizer(str(tokenizer))
 
 
-def _chunks_of(source, *, input_format, on_error, text_field, text_lines, out: Path | None) -> tuple[Iterator[Chunk], list[str], int | None]:
-    """(chunks, names of the inputs, total input bytes when known up front)."""
+def _chunks_of(source, *, input_format, on_error, text_field, text_lines, out: Path | None) -> tuple[Iterator[Chunk], list[str], int | None, bool]:
+    """(chunks, names of the inputs, total input bytes when known up front, whether any input is JSON Lines)."""
     if isinstance(source, (str, os.PathLike)) or (isinstance(source, (list, tuple)) and source and all(isinstance(s, (str, os.PathLike)) for s in source)):
         paths = [source] if isinstance(source, (str, os.PathLike)) else list(source)
         files = find_inputs(paths, input_format=input_format, exclude=None if out is None else out.resolve())
@@ -256,8 +257,8 @@ def _chunks_of(source, *, input_format, on_error, text_field, text_lines, out: P
             for found in files:
                 yield from file_chunks(found, on_error=on_error, text_field=text_field, text_lines=text_lines)
 
-        return generate(), [str(s) for s in paths], total
-    return object_chunks(source), [f"<{type(source).__module__}.{type(source).__name__}>"], None
+        return generate(), [str(s) for s in paths], total, any(f.fmt == "jsonl" for f in files)
+    return object_chunks(source), [f"<{type(source).__module__}.{type(source).__name__}>"], None, False
 
 
 def _progress(total: int | None, quiet: bool):
@@ -311,13 +312,13 @@ def convert(
     tokenizer = _resolve_tokenizer(tokenizer)
     remote = is_remote(out)
     out = str(out).rstrip("/") if remote else local_path(out)  # a URL stays text: Path would fold "s3://" into "s3:/"
-    chunks, input_names, total = _chunks_of(source, input_format=input_format, on_error=on_error, text_field=text_field, text_lines=text_lines, out=None if remote else out)
+    chunks, input_names, total, json_lines = _chunks_of(source, input_format=input_format, on_error=on_error, text_field=text_field, text_lines=text_lines, out=None if remote else out)
     # Held before any input is read: a second conversion into `out` is refused at once.
     output = open_output(out, overwrite=overwrite, storage_options=storage_options, retry=retry, staging_dir=staging_dir)
     assembler = _Assembler(output, options)
     progress = None
     try:
-        warmup_seconds = _warm_up(tokenizer)
+        warmup_seconds = _warm_up(tokenizer, json_lines=json_lines)
         started = time.perf_counter()
         progress = _progress(total, quiet)
         with OrderedThreads(workers, depth=2 * workers) as threads:
@@ -357,17 +358,22 @@ def convert(
     return ConvertResult(out, index, bytes_in, time.perf_counter() - started, skipped_rows, dropped, warmup_seconds=warmup_seconds)
 
 
-def _warm_up(tokenizer) -> float:
-    """Compile the tokenizer's kernels, or load them from Numba's cache, before the clock starts; seconds it took.
+def _warm_up(tokenizer, *, json_lines: bool) -> float:
+    """Compile the kernels this conversion runs (the tokenizer's; the JSON Lines scanner's), or load them
+    from Numba's cache, before the clock starts; seconds it took.
 
-    The first conversion on a machine compiles them (tens of seconds), later
-    ones load them (about a second): either would otherwise land in the MB/s
-    figure, and inside the first chunk's work.
+    The first conversion on a machine compiles them (tens of seconds for the
+    tokenizer, a few for the scanner), later ones load them (about a second,
+    a fraction of one): either would otherwise land in the MB/s figure, and
+    inside the first chunk's work.
     """
-    if tokenizer is None:
-        return 0.0
     started = time.perf_counter()
-    tokenizer.encode_arrow(pa.array(["warm up: ASCII, é, 漢字", None], pa.string()))
+    if json_lines and not flat_json_disabled():
+        from fastload.convert.flat_json import warm_up  # imports Numba: only when JSON Lines are read
+
+        warm_up()
+    if tokenizer is not None:
+        tokenizer.encode_arrow(pa.array(["warm up: ASCII, é, 漢字", None], pa.string()))
     return time.perf_counter() - started
 
 
