@@ -32,7 +32,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pajson
 
-from fastload.convert.prescan import MAX_JSON_DEPTH, deep_lines, is_utf8
+from fastload.convert.prescan import MAX_JSON_DEPTH, deep_lines, first_value_is_null, is_utf8
 from fastload.environment import flat_json_disabled
 from fastload.errors import ConvertError
 
@@ -114,7 +114,7 @@ def parse_json_lines(data, on_error: str) -> tuple[pa.Table, int, int]:
         if flat is not None and not float_fields_to_recheck(flat[0]):
             return flat[0], 0, flat[1]
     num_lines, deep = deep_lines(data)
-    if not deep and is_utf8(data):
+    if not deep and is_utf8(data) and not first_value_is_null(data):
         try:
             table = _read_json(data)
         except pa.ArrowInvalid:
