@@ -27,6 +27,8 @@ module and `bench/parse_json.py`.
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -45,14 +47,11 @@ def read_flat_json_lines(data) -> tuple[pa.Table, int] | None:
     raw = np.frombuffer(data, np.uint8)
     if len(raw) == 0 or not is_utf8(data):
         return None
-    text = np.empty(len(raw), np.uint8)
-    names = np.empty(len(raw), np.uint8)
-    name_ends = np.empty(MAX_COLUMNS, np.int64)
-    capacity = max_values(len(raw))
-    value_row, value_col = np.empty(capacity, np.int32), np.empty(capacity, np.int32)
-    value_kind, value_end = np.empty(capacity, np.uint8), np.empty(capacity, np.int64)
+    scratch = _scratch(len(raw))
+    text, names, name_ends = scratch.text, scratch.names, scratch.name_ends
+    value_row, value_col, value_kind, value_end = scratch.value_row, scratch.value_col, scratch.value_kind, scratch.value_end
     counts = np.zeros(4, np.int64)
-    num_values = scan_json_lines(raw, text, names, name_ends, value_row, value_col, value_kind, value_end, counts)
+    num_values = scan_json_lines(raw[: len(raw)], text[: len(raw)], names[: len(raw)], name_ends, value_row, value_col, value_kind, value_end, counts)
     num_rows, num_columns, num_lines, _ = (int(x) for x in counts)
     if num_values < 0 or num_columns == 0:  # refused, or no field at all (pyarrow's table has rows but no columns)
         return None
@@ -66,6 +65,40 @@ def read_flat_json_lines(data) -> tuple[pa.Table, int] | None:
     starts = np.concatenate([[0], name_ends[: num_columns - 1]])
     column_names = [bytes(names[s:e]).decode("utf-8") for s, e in zip(starts, name_ends[:num_columns])]
     return pa.Table.from_arrays(arrays, names=column_names), num_lines
+
+
+class _Scratch:
+    """The scanner's working buffers for chunks of up to `num_bytes`, kept by each worker thread (`_scratch`).
+
+    Fresh buffers of a chunk's size cost more in page faults than the scan
+    itself (the kernel turns mapped-in memory into text at gigabytes per
+    second; the system maps fresh memory in at a fraction of that).
+    """
+
+    def __init__(self, num_bytes: int):
+        self.num_bytes = num_bytes
+        self.text, self.names = np.empty(num_bytes, np.uint8), np.empty(num_bytes, np.uint8)
+        self.name_ends = np.empty(MAX_COLUMNS, np.int64)
+        capacity = max_values(num_bytes)
+        self.value_row, self.value_col = np.empty(capacity, np.int32), np.empty(capacity, np.int32)
+        self.value_kind, self.value_end = np.empty(capacity, np.uint8), np.empty(capacity, np.int64)
+
+
+_per_thread = threading.local()
+
+
+def _scratch(num_bytes: int) -> _Scratch:
+    """This thread's scratch, grown to `num_bytes` if it is smaller (and kept at the chunk size the input gives)."""
+    scratch = getattr(_per_thread, "scratch", None)
+    if scratch is None or scratch.num_bytes < num_bytes:
+        scratch = _per_thread.scratch = _Scratch(num_bytes)
+    return scratch
+
+
+def _pool_array(num_items: int, dtype) -> tuple[pa.Buffer, np.ndarray]:
+    """A buffer from Arrow's memory pool, which reuses freed memory (fresh numpy memory is faulted in anew), and a numpy view of it."""
+    buffer = pa.allocate_buffer(num_items * np.dtype(dtype).itemsize)
+    return buffer, np.frombuffer(buffer, dtype)
 
 
 class _Records:
@@ -130,13 +163,14 @@ class _Records:
         num_bytes = int((ends - starts).sum())
         if num_bytes > _MAX_STRING_BYTES:
             return None
-        data, offsets = np.empty(num_bytes, np.uint8), np.empty(self.num_rows + 1, np.int32)
+        data_buffer, data = _pool_array(num_bytes, np.uint8)
+        offsets_buffer, offsets = _pool_array(self.num_rows + 1, np.int32)
         gather_spans(self.text, starts, ends, data, offsets)
         mask = self._mask(rows, kinds == STRING)
         if mask is None:
-            return pa.StringArray.from_buffers(self.num_rows, pa.py_buffer(offsets), pa.py_buffer(data))
+            return pa.StringArray.from_buffers(self.num_rows, offsets_buffer, data_buffer)
         validity = np.packbits(~mask, bitorder="little")
-        return pa.StringArray.from_buffers(self.num_rows, pa.py_buffer(offsets), pa.py_buffer(data), pa.py_buffer(validity), int(mask.sum()))
+        return pa.StringArray.from_buffers(self.num_rows, offsets_buffer, data_buffer, pa.py_buffer(validity), int(mask.sum()))
 
     def _numbers(self, picked, rows, kinds, arrow_type: pa.DataType) -> pa.Array | None:
         valid = kinds != NULL

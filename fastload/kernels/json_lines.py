@@ -32,9 +32,9 @@ Contract and trade-offs:
   than `MAX_EXPONENT_DIGITS` digits and numbers longer than
   `MAX_NUMBER_BYTES` are refused: RapidJSON (inside pyarrow) rejects some of
   those ("0.0e400") that Arrow's parser would accept.
-- Single bytes are compared one at a time; on real text this runs several
-  times faster than pyarrow's reader (figures in `flat_json.py`), so no SWAR
-  tricks were needed.
+- String contents, most of the bytes, are read and copied 8 bytes at a time
+  (SWAR: one test per word for a quote, a backslash or a control character,
+  unaligned loads and stores); the rest goes a byte at a time.
 
 Record kinds are the module constants `NULL`, `STRING`, `INT`, `FLOAT`,
 `FALSE`, `TRUE`; a record's text is `text[value_end[k - 1]:value_end[k]]`
@@ -44,7 +44,11 @@ Record kinds are the module constants `NULL`, `STRING`, `INT`, `FLOAT`,
 from __future__ import annotations
 
 import numpy as np
+from llvmlite import ir
+from numba import types
+from numba.extending import intrinsic
 
+from fastload.environment import jit_disabled
 from fastload.kernels.jit import kernel
 
 __all__ = [
@@ -75,6 +79,15 @@ MAX_EXPONENT_DIGITS = 2  # RapidJSON rejects "0.0e400" (exponent > 308 + fractio
 _QUOTE, _BACKSLASH, _NEWLINE, _COMMA, _COLON = 34, 92, 10, 44, 58
 _OPEN, _CLOSE = 123, 125  # { }
 
+# Eight bytes at a time (SWAR): a word holds a zero byte exactly when (word - _ONES) & ~word & _HIGHS
+# is not 0, a byte b when word ^ (b * _ONES) holds a zero, a byte below 0x20 when (word - 0x20 * _ONES) & ~word & _HIGHS is not 0.
+_ONES = np.uint64(0x0101010101010101)
+_HIGHS = np.uint64(0x8080808080808080)
+_QUOTES = np.uint64(0x2222222222222222)
+_BACKSLASHES = np.uint64(0x5C5C5C5C5C5C5C5C)
+_SPACES = np.uint64(0x2020202020202020)
+_ZERO = np.uint64(0)
+
 
 def max_values(num_bytes: int) -> int:
     """How many records `num_bytes` of JSON Lines can hold at most: the size of the record arrays.
@@ -84,7 +97,7 @@ def max_values(num_bytes: int) -> int:
     return num_bytes // 5 + 1
 
 
-@kernel
+@kernel(inline="always")
 def _skip_space(data, i, n):
     """The first position from `i` that is not a space, tab or carriage return (newlines end lines)."""
     while i < n:
@@ -95,7 +108,7 @@ def _skip_space(data, i, n):
     return i
 
 
-@kernel
+@kernel(inline="always")
 def _hex4(data, i, n):
     """The value of the 4 hex digits at `i`, or -1."""
     if i + 4 > n:
@@ -115,7 +128,7 @@ def _hex4(data, i, n):
     return value
 
 
-@kernel
+@kernel(inline="always")
 def _put_code_point(out, o, cp):
     """Write code point `cp` as UTF-8 at out[o]; the position after it."""
     if cp < 0x80:
@@ -137,16 +150,110 @@ def _put_code_point(out, o, cp):
     return o + 4
 
 
-@kernel
+@intrinsic
+def _load_word_jit(typingctx, data, i):
+    if not (isinstance(data, types.Array) and isinstance(i, types.Integer)):
+        return None
+
+    def codegen(context, builder, signature, args):
+        array = context.make_array(signature.args[0])(context, builder, args[0])
+        pointer = builder.bitcast(builder.gep(array.data, [args[1]]), ir.IntType(64).as_pointer())
+        return builder.load(pointer, align=1)
+
+    return types.uint64(data, i), codegen
+
+
+@intrinsic
+def _store_word_jit(typingctx, out, o, word):
+    if not (isinstance(out, types.Array) and isinstance(o, types.Integer)):
+        return None
+
+    def codegen(context, builder, signature, args):
+        array = context.make_array(signature.args[0])(context, builder, args[0])
+        pointer = builder.bitcast(builder.gep(array.data, [args[1]]), ir.IntType(64).as_pointer())
+        builder.store(args[2], pointer, align=1)
+        return context.get_dummy_value()
+
+    return types.none(out, o, types.uint64), codegen
+
+
+@intrinsic
+def _trailing_zeros_jit(typingctx, word):
+    def codegen(context, builder, signature, args):
+        return builder.cttz(args[0], ir.Constant(ir.IntType(1), 1))  # never called with 0
+
+    return types.int64(types.uint64), codegen
+
+
+def _load_word_python(data, i):
+    return np.uint64(int.from_bytes(bytes(data[i : i + 8]), "little"))
+
+
+def _store_word_python(out, o, word):
+    out[o : o + 8] = np.frombuffer(int(word).to_bytes(8, "little"), np.uint8)
+
+
+def _trailing_zeros_python(word):
+    return (int(word) & -int(word)).bit_length() - 1
+
+
+# data[i:i + 8] as a little-endian uint64 and back, unaligned (callers keep 8 bytes in bounds), and the
+# number of trailing zero bits; as plain Python when kernels are (FASTLOAD_DISABLE_JIT=1).
+if jit_disabled():
+    _load_word, _store_word, _trailing_zeros = _load_word_python, _store_word_python, _trailing_zeros_python
+else:
+    _load_word, _store_word, _trailing_zeros = _load_word_jit, _store_word_jit, _trailing_zeros_jit
+
+
+@kernel(inline="always")
+def _special_bytes(word):
+    """The high bit of each byte of `word` that is a quote, a backslash or a control character, or 0.
+
+    Above the first such byte, borrows can mark others falsely; the lowest
+    mark is always right, and it is the only one used.
+    """
+    quotes = word ^ _QUOTES
+    backslashes = word ^ _BACKSLASHES
+    return (((quotes - _ONES) & ~quotes) | ((backslashes - _ONES) & ~backslashes) | ((word - _SPACES) & ~word)) & _HIGHS
+
+
+@kernel(inline="always")
+def _copy(src, i, out, o, length):
+    """out[o:o + length] = src[i:i + length], 8 bytes at a time (a byte loop would go through Numba's index checks)."""
+    k = 0
+    while k + 8 <= length:
+        _store_word(out, o + k, _load_word(src, i + k))
+        k += 8
+    while k < length:
+        out[o + k] = src[i + k]
+        k += 1
+
+
+@kernel(inline="always")
 def _scan_string(data, i, n, out, o):
     """Unescape the string whose contents start at `i` into out[o:]: (position after its closing quote, end in out), or (-1, o)."""
     while i < n:
+        # Eight bytes at a time, stored before they are looked at: out has room, since o <= i
+        # (what the scanner writes never outgrows what it has read) and i + 8 <= n.
+        while i + 8 <= n:
+            word = _load_word(data, i)
+            _store_word(out, o, word)
+            special = _special_bytes(word)
+            if special != _ZERO:
+                plain = _trailing_zeros(special) >> 3
+                i += plain
+                o += plain
+                break
+            i += 8
+            o += 8
+        if i >= n:
+            break
         c = data[i]
         if c == _QUOTE:
             return i + 1, o
         if c < 32:  # JSON wants control characters escaped; both pyarrow and Python's json refuse them raw
             return -1, o
-        if c != _BACKSLASH:
+        if c != _BACKSLASH:  # the last few bytes of the chunk
             out[o] = c
             o += 1
             i += 1
@@ -188,14 +295,14 @@ def _scan_string(data, i, n, out, o):
     return -1, o
 
 
-@kernel
+@kernel(inline="always")
 def _digits_end(data, i, n):
     while i < n and 48 <= data[i] <= 57:
         i += 1
     return i
 
 
-@kernel
+@kernel(inline="always")
 def _scan_number(data, i, n, out, o):
     """Check the JSON number at `i` and copy its text to out[o:]: (position after it, end in out, INT or FLOAT), or (-1, o, 0)."""
     start = i
@@ -231,7 +338,7 @@ def _scan_number(data, i, n, out, o):
     return i, o, kind
 
 
-@kernel
+@kernel(inline="always")
 def _is_word(data, i, n, w0, w1, w2, w3, w4, length):
     """Whether data[i:i+length] spells the literal given by its first bytes (true, false, null)."""
     if i + length > n:
@@ -241,7 +348,7 @@ def _is_word(data, i, n, w0, w1, w2, w3, w4, length):
     return length == 4 or data[i + 4] == w4
 
 
-@kernel
+@kernel(inline="always")
 def _same_bytes(buf, a0, a1, b0, b1):
     if a1 - a0 != b1 - b0:
         return False
@@ -251,7 +358,7 @@ def _same_bytes(buf, a0, a1, b0, b1):
     return True
 
 
-@kernel
+@kernel(inline="always")
 def _find_column(names, name_ends, num_columns, key_start, key_end, guess):
     """The column named names[key_start:key_end], trying `guess` first (lines tend to repeat their keys' order), or -1."""
     if guess < num_columns:
@@ -378,7 +485,7 @@ def gather_spans(src, starts, ends, out, out_offsets):
     out_offsets[0] = 0
     for k in range(starts.shape[0]):
         length = ends[k] - starts[k]
-        out[o : o + length] = src[starts[k] : ends[k]]
+        _copy(src, starts[k], out, o, length)
         o += length
         out_offsets[k + 1] = o
     return o

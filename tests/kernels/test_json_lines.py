@@ -1,5 +1,7 @@
 """The JSON Lines scanner equals its twin (Python's json, line by line): same records, same columns, same refusals."""
 
+import json
+
 import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -41,6 +43,16 @@ def _utf8(data: bytes) -> bool:
 @given(json_lines_chunk().filter(_utf8))
 def test_the_scanner_equals_its_twin_on_hostile_lines(data):
     assert _scan(data) == scan_json_lines_reference(data)
+
+
+@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.text(max_size=200), min_size=1, max_size=4), st.booleans())
+def test_long_strings_are_unescaped_exactly_wherever_their_escapes_fall_in_a_word(texts, ensure_ascii):
+    # the scanner reads strings 8 bytes at a time: escapes, quotes and the chunk's end at every offset
+    data = "".join(json.dumps({"text": t}, ensure_ascii=ensure_ascii) + "\n" for t in texts).encode()
+    found = _scan(data)
+    assert found == scan_json_lines_reference(data)
+    assert [r[3].decode() for r in found[0]] == texts
 
 
 def test_flat_lines_become_records_in_order_and_columns_in_order_of_first_appearance():
