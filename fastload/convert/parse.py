@@ -37,6 +37,7 @@ from fastload.environment import flat_json_disabled
 from fastload.errors import ConvertError
 
 __all__ = [
+    "FLAT_JSON_MIN_BYTES",
     "LineError",
     "check_utf8",
     "count_lines",
@@ -44,6 +45,12 @@ __all__ = [
     "parse_json_lines",
     "parse_text",
 ]
+
+# `fastload convert` reads less JSON Lines than this without the scanner: loading it (importing Numba
+# and its cache, 0.3-0.45 s; compiling it, 5 s, the first time on a machine) would cost a small
+# conversion more than the at most 0.1 s it saves there (1.2 ms of CPU per MB: 2.2 for the old path,
+# 1.0 for the scanner by bench/parse_json.py on the 2-core VM). It pays back from about 300 MB on.
+FLAT_JSON_MIN_BYTES = 64 << 20
 
 _INT64 = (-(2**63), 2**63 - 1)
 _EXACT_IN_FLOAT64 = 2**53  # every integer of at most this magnitude is a float64
@@ -100,14 +107,15 @@ def float_fields_to_recheck(table: pa.Table) -> list[str]:
     return fields
 
 
-def parse_json_lines(data, on_error: str) -> tuple[pa.Table, int, int]:
+def parse_json_lines(data, on_error: str, *, flat: bool = True) -> tuple[pa.Table, int, int]:
     """JSON Lines (whole lines; bytes or memoryview) -> (table, lines skipped, lines read). Raises `LineError`.
 
-    Chunks of flat objects go to the Numba scanner first (`flat_json`), which
-    gives the table pyarrow's reader would, faster; whatever it refuses, and
-    every chunk when `FASTLOAD_DISABLE_FLAT_JSON=1`, takes the path below.
+    With `flat`, chunks of flat objects go to the Numba scanner first
+    (`flat_json`), which gives the table pyarrow's reader would, faster;
+    whatever it refuses, and every chunk when `FASTLOAD_DISABLE_FLAT_JSON=1`,
+    takes the path below.
     """
-    if not flat_json_disabled():
+    if flat and not flat_json_disabled():
         from fastload.convert.flat_json import read_flat_json_lines  # imports Numba: only once JSON is read
 
         flat = read_flat_json_lines(data)

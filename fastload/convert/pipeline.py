@@ -42,7 +42,7 @@ from typing import Iterable, Iterator
 import pyarrow as pa
 
 from fastload.convert.normalize import TOKENS_COLUMN, prepare_table
-from fastload.convert.parse import LineError
+from fastload.convert.parse import FLAT_JSON_MIN_BYTES, LineError
 from fastload.convert.sources import COMPRESSED, Chunk, file_chunks, find_inputs, object_chunks
 from fastload.convert.threads import OrderedThreads, SlicedTokenizer
 from fastload.environment import flat_json_disabled
@@ -247,18 +247,24 @@ def _resolve_tokenizer(tokenizer):
 
 
 def _chunks_of(source, *, input_format, on_error, text_field, text_lines, out: Path | None) -> tuple[Iterator[Chunk], list[str], int | None, bool]:
-    """(chunks, names of the inputs, total input bytes when known up front, whether any input is JSON Lines)."""
+    """(chunks, names of the inputs, total input bytes when known up front, whether JSON Lines go to the Numba scanner)."""
     if isinstance(source, (str, os.PathLike)) or (isinstance(source, (list, tuple)) and source and all(isinstance(s, (str, os.PathLike)) for s in source)):
         paths = [source] if isinstance(source, (str, os.PathLike)) else list(source)
         files = find_inputs(paths, input_format=input_format, exclude=None if out is None else out.resolve())
         total = None if any(f.compression in COMPRESSED for f in files) else sum(f.num_bytes for f in files)
+        flat_json = _json_lines_bytes(files) >= FLAT_JSON_MIN_BYTES and not flat_json_disabled()
 
         def generate() -> Iterator[Chunk]:
             for found in files:
-                yield from file_chunks(found, on_error=on_error, text_field=text_field, text_lines=text_lines)
+                yield from file_chunks(found, on_error=on_error, text_field=text_field, text_lines=text_lines, flat_json=flat_json)
 
-        return generate(), [str(s) for s in paths], total, any(f.fmt == "jsonl" for f in files)
+        return generate(), [str(s) for s in paths], total, flat_json
     return object_chunks(source), [f"<{type(source).__module__}.{type(source).__name__}>"], None, False
+
+
+def _json_lines_bytes(files) -> int:
+    """About how many bytes of JSON Lines `files` hold: compressed ones count 4 times their size (text compresses 3-5x)."""
+    return sum(f.num_bytes * (4 if f.compression else 1) for f in files if f.fmt == "jsonl")
 
 
 def _progress(total: int | None, quiet: bool):
@@ -312,13 +318,13 @@ def convert(
     tokenizer = _resolve_tokenizer(tokenizer)
     remote = is_remote(out)
     out = str(out).rstrip("/") if remote else local_path(out)  # a URL stays text: Path would fold "s3://" into "s3:/"
-    chunks, input_names, total, json_lines = _chunks_of(source, input_format=input_format, on_error=on_error, text_field=text_field, text_lines=text_lines, out=None if remote else out)
+    chunks, input_names, total, flat_json = _chunks_of(source, input_format=input_format, on_error=on_error, text_field=text_field, text_lines=text_lines, out=None if remote else out)
     # Held before any input is read: a second conversion into `out` is refused at once.
     output = open_output(out, overwrite=overwrite, storage_options=storage_options, retry=retry, staging_dir=staging_dir)
     assembler = _Assembler(output, options)
     progress = None
     try:
-        warmup_seconds = _warm_up(tokenizer, json_lines=json_lines)
+        warmup_seconds = _warm_up(tokenizer, flat_json=flat_json)
         started = time.perf_counter()
         progress = _progress(total, quiet)
         with OrderedThreads(workers, depth=2 * workers) as threads:
@@ -358,17 +364,18 @@ def convert(
     return ConvertResult(out, index, bytes_in, time.perf_counter() - started, skipped_rows, dropped, warmup_seconds=warmup_seconds)
 
 
-def _warm_up(tokenizer, *, json_lines: bool) -> float:
+def _warm_up(tokenizer, *, flat_json: bool) -> float:
     """Compile the kernels this conversion runs (the tokenizer's; the JSON Lines scanner's), or load them
     from Numba's cache, before the clock starts; seconds it took.
 
     The first conversion on a machine compiles them (tens of seconds for the
-    tokenizer, a few for the scanner), later ones load them (about a second,
-    a fraction of one): either would otherwise land in the MB/s figure, and
-    inside the first chunk's work.
+    tokenizer, 5 for the scanner), later ones load them (about a second, 0.3 s):
+    either would otherwise land in the MB/s figure, and inside the first
+    chunk's work. The scanner is used, and so loaded, only for inputs of
+    FLAT_JSON_MIN_BYTES or more, where it saves more than its load costs.
     """
     started = time.perf_counter()
-    if json_lines and not flat_json_disabled():
+    if flat_json:
         from fastload.convert.flat_json import warm_up  # imports Numba: only when JSON Lines are read
 
         warm_up()

@@ -24,6 +24,7 @@ from tests.convert.json_lines_strategies import HOSTILE_NUMBERS, HOSTILE_VALUES,
 parse = importlib.import_module("fastload.convert.parse")
 flat_json = importlib.import_module("fastload.convert.flat_json")
 sources = importlib.import_module("fastload.convert.sources")
+pipeline = importlib.import_module("fastload.convert.pipeline")
 
 SWITCH = "FASTLOAD_DISABLE_FLAT_JSON"
 DEMO_CORPUS = Path(fastload.__file__).parent / "assets" / "demo_corpus.jsonl.gz"
@@ -166,6 +167,8 @@ MIXED_ROWS = [
 @pytest.mark.parametrize("workers", [1, 2])
 def test_a_conversion_writes_the_same_bytes_with_and_without_the_scanner(tmp_path, monkeypatch, workers):
     monkeypatch.setattr(sources, "CHUNK_BYTES", 4096)  # many chunks, some holding only some of the fields
+    monkeypatch.setattr(pipeline, "FLAT_JSON_MIN_BYTES", 0)  # the scanner for these small files too
+    read = _count_calls(monkeypatch)
     lines = [json.dumps({**MIXED_ROWS[i % len(MIXED_ROWS)], "n": i}, ensure_ascii=i % 3 == 0) for i in range(400)]
     path = tmp_path / "in.jsonl"
     path.write_text("\n".join(lines) + "\n")
@@ -174,10 +177,36 @@ def test_a_conversion_writes_the_same_bytes_with_and_without_the_scanner(tmp_pat
     folders = {}
     for flat in (True, False):
         monkeypatch.setenv(SWITCH, "0" if flat else "1")
+        read["chunks"] = 0 if flat else read["chunks"]
         out = tmp_path / f"out-{flat}"
         fastload.convert([path], out, workers=workers, quiet=True)
         fastload.convert([demo], out / "demo", workers=workers, quiet=True)
         folders[flat] = {p.relative_to(out).as_posix(): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file()}
+    assert read["chunks"] > 10  # the scanner read the chunks while it was on (and none while it was off)
     assert folders[True].keys() == folders[False].keys()
     for name in folders[True]:
         assert folders[True][name] == folders[False][name], name
+
+
+def _count_calls(monkeypatch) -> dict:
+    """Count the scanner's calls in `read["chunks"]`."""
+    read = {"chunks": 0}
+    original = flat_json.read_flat_json_lines
+
+    def counting(data):
+        read["chunks"] += 1
+        return original(data)
+
+    monkeypatch.setattr(flat_json, "read_flat_json_lines", counting)
+    return read
+
+
+def test_a_small_conversion_does_not_load_the_scanner_and_a_large_one_warms_it_up_before_the_clock(tmp_path, monkeypatch):
+    path = tmp_path / "in.jsonl"
+    path.write_text("".join(json.dumps(row) + "\n" for row in MIXED_ROWS))
+    read = _count_calls(monkeypatch)
+    fastload.convert(path, tmp_path / "small", quiet=True)
+    assert read["chunks"] == 0  # below FLAT_JSON_MIN_BYTES: pyarrow's reader alone
+    monkeypatch.setattr(pipeline, "FLAT_JSON_MIN_BYTES", path.stat().st_size)
+    fastload.convert(path, tmp_path / "large", quiet=True)
+    assert read["chunks"] == 3  # the two warm-up calls, then the file's one chunk
