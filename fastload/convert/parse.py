@@ -9,8 +9,8 @@ int64 or one row holds a float), so those rows are re-read exactly.
 
 Before all this, a chunk of flat objects (the common case of pretraining
 corpora) is offered to the Numba scanner of `flat_json`, which gives the
-same table several times faster, or declines and leaves the chunk to the
-path described here.
+same table in half the CPU time of this path, or declines and leaves the
+chunk to the path described here.
 
 Only when something is wrong does the slow path look at the chunk line by
 line with Python's `json` module, to name the file and line, or, with
