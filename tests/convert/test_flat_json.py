@@ -68,7 +68,7 @@ def _assert_same(data: bytes, on_error: str = "fail"):
     return expected
 
 
-@settings(max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=800, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(json_lines_chunk(), st.sampled_from(["fail", "skip"]))
 def test_hostile_chunks_give_the_same_table_or_error_with_and_without_the_scanner(data, on_error):
     _assert_same(data, on_error)
@@ -94,7 +94,7 @@ def typed_rows(draw) -> bytes:
     return "".join(json.dumps(row, ensure_ascii=ensure_ascii) + "\n" for row in rows).encode()
 
 
-@settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(typed_rows())
 def test_flat_rows_of_consistent_types_are_read_by_the_scanner_into_the_same_table(data):
     expected = _assert_same(data)

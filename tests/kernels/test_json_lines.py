@@ -39,13 +39,13 @@ def _utf8(data: bytes) -> bool:
     return True
 
 
-@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=800, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(json_lines_chunk().filter(_utf8))
 def test_the_scanner_equals_its_twin_on_hostile_lines(data):
     assert _scan(data) == scan_json_lines_reference(data)
 
 
-@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.text(max_size=200), min_size=1, max_size=4), st.booleans())
 def test_long_strings_are_unescaped_exactly_wherever_their_escapes_fall_in_a_word(texts, ensure_ascii):
     # the scanner reads strings 8 bytes at a time: escapes, quotes and the chunk's end at every offset
