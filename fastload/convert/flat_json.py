@@ -51,15 +51,17 @@ _MAX_STRING_BYTES = 2**31 - 1  # pyarrow's reader gives `string` (int32 offsets)
 def read_flat_json_lines(data) -> tuple[pa.Table, int] | None:
     """(table, newlines in `data`) exactly as pyarrow's JSON reader makes it, or None: use the general path."""
     raw = np.frombuffer(data, np.uint8)
-    if len(raw) == 0 or not is_utf8(data):
+    if len(raw) == 0:
         return None
     scratch = _scratch(len(raw))
     text, names, name_ends = scratch.text, scratch.names, scratch.name_ends
     value_row, value_col, value_kind, value_end = scratch.value_row, scratch.value_col, scratch.value_kind, scratch.value_end
-    counts = np.zeros(4, np.int64)
+    counts = np.zeros(5, np.int64)
     num_values = scan_json_lines(raw, text[: len(raw)], names[: len(raw)], name_ends, value_row, value_col, value_kind, value_end, counts)
-    num_rows, num_columns, num_lines, _ = (int(x) for x in counts)
+    num_rows, num_columns, num_lines, _, non_ascii = (int(x) for x in counts)
     if num_values < 0 or num_columns == 0:  # refused, or no field at all (pyarrow's table has rows but no columns)
+        return None
+    if non_ascii and not is_utf8(data):  # pure ASCII needs no check
         return None
     records = _Records(text, value_row[:num_values], value_col[:num_values], value_kind[:num_values], value_end[:num_values], num_rows, num_columns)
     arrays = []

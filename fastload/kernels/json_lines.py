@@ -18,10 +18,13 @@ the general parser (pyarrow's reader, then Python's `json` line by line),
 so a refusal costs time and never changes a result.
 
 Contract and trade-offs:
-- `data` must be valid UTF-8 (the caller checks it with Arrow's validator,
-  a SIMD pass much faster than checking here). Strings are copied between
-  ASCII delimiters, so their bytes stay valid; `\\u` escapes are encoded
-  here, and the lone surrogates that could not be are refused.
+- Bytes from 0x80 up are copied as they are, never interpreted, and the
+  scanner says whether it met any: the caller then checks that `data` is
+  UTF-8 (with Arrow's validator, faster than a check here), and skips the
+  check for pure ASCII, as JSON written with `ensure_ascii` is. Strings are
+  copied between ASCII delimiters, so valid bytes stay valid; `\\u`
+  escapes are encoded here, and the lone surrogates that could not be are
+  refused.
 - A line ends at "\\n" and holds one object; blank lines (spaces, tabs,
   "\\r") are skipped, as pyarrow skips them. An object spread over several
   lines, or two objects on one line, are refused (pyarrow would accept them;
@@ -231,13 +234,19 @@ def _copy(src, i, out, o, length):
 
 @kernel(inline="always")
 def _scan_string(data, i, n, out, o):
-    """Unescape the string whose contents start at `i` into out[o:]: (position after its closing quote, end in out), or (-1, o)."""
+    """Unescape the string whose contents start at `i` into out[o:].
+
+    Returns (position after its closing quote, end in out, the OR of the
+    bytes read, whose high bits say whether any was not ASCII), or (-1, ...).
+    """
+    high = _ZERO
     while i < n:
         # Eight bytes at a time, stored before they are looked at: out has room, since o <= i
         # (what the scanner writes never outgrows what it has read) and i + 8 <= n.
         while i + 8 <= n:
             word = _load_word(data, i)
             _store_word(out, o, word)
+            high |= word
             special = _special_bytes(word)
             if special != _ZERO:
                 plain = _trailing_zeros(special) >> 3
@@ -250,28 +259,29 @@ def _scan_string(data, i, n, out, o):
             break
         c = data[i]
         if c == _QUOTE:
-            return i + 1, o
+            return i + 1, o, high
         if c < 32:  # JSON wants control characters escaped; both pyarrow and Python's json refuse them raw
-            return -1, o
+            return -1, o, high
         if c != _BACKSLASH:  # the last few bytes of the chunk
+            high |= np.uint64(c)
             out[o] = c
             o += 1
             i += 1
             continue
         if i + 1 >= n:
-            return -1, o
+            return -1, o, high
         e = data[i + 1]
         if e == 117:  # \uXXXX, a surrogate pair as two of them
             cp = _hex4(data, i + 2, n)
             i += 6
             if cp < 0 or 0xDC00 <= cp <= 0xDFFF:  # bad hex, or a low surrogate first
-                return -1, o
+                return -1, o, high
             if 0xD800 <= cp <= 0xDBFF:
                 if i + 1 >= n or data[i] != _BACKSLASH or data[i + 1] != 117:
-                    return -1, o
+                    return -1, o, high
                 low = _hex4(data, i + 2, n)
                 if low < 0xDC00 or low > 0xDFFF:
-                    return -1, o
+                    return -1, o, high
                 cp = 0x10000 + ((cp - 0xD800) << 10) + (low - 0xDC00)
                 i += 6
             o = _put_code_point(out, o, cp)
@@ -289,10 +299,10 @@ def _scan_string(data, i, n, out, o):
         elif e == 102:  # \f
             out[o] = 12
         else:
-            return -1, o
+            return -1, o, high
         o += 1
         i += 2
-    return -1, o
+    return -1, o, high
 
 
 @kernel(inline="always")
@@ -382,10 +392,11 @@ def scan_json_lines(data, text, names, name_ends, value_row, value_col, value_ki
     names (n,) uint8 and name_ends (MAX_COLUMNS,) int64: column c is named
         names[name_ends[c - 1]:name_ends[c]], columns in order of first appearance;
     value_row, value_col (max_values(n),) int32, value_kind uint8, value_end int64: one record per value;
-    counts (4,) int64: rows, columns, newlines, bytes of text.
+    counts (5,) int64: rows, columns, newlines, bytes of text, 1 if any byte was not ASCII (else 0).
     """
     n = data.shape[0]
     last_row = np.full(MAX_COLUMNS, -1, np.int64)  # the row each column last had a value in: duplicate keys
+    seen = _ZERO  # the OR of the string bytes read: bytes >= 0x80 can only be in strings
     t = 0  # bytes of text written
     num_columns = 0
     num_values = 0
@@ -413,7 +424,8 @@ def scan_json_lines(data, text, names, name_ends, value_row, value_col, value_ki
                 if i >= n or data[i] != _QUOTE:
                     return REFUSED
                 key_start = name_ends[num_columns - 1] if num_columns > 0 else 0
-                i, key_end = _scan_string(data, i + 1, n, names, key_start)
+                i, key_end, high = _scan_string(data, i + 1, n, names, key_start)
+                seen |= high
                 if i < 0:
                     return REFUSED
                 col = _find_column(names, name_ends, num_columns, key_start, key_end, guess)
@@ -434,7 +446,8 @@ def scan_json_lines(data, text, names, name_ends, value_row, value_col, value_ki
                     return REFUSED
                 c = data[i]
                 if c == _QUOTE:
-                    i, t = _scan_string(data, i + 1, n, text, t)
+                    i, t, high = _scan_string(data, i + 1, n, text, t)
+                    seen |= high
                     kind = STRING
                 elif c == 45 or 48 <= c <= 57:
                     i, t, kind = _scan_number(data, i, n, text, t)
@@ -475,6 +488,7 @@ def scan_json_lines(data, text, names, name_ends, value_row, value_col, value_ki
     counts[1] = num_columns
     counts[2] = newlines
     counts[3] = t
+    counts[4] = (seen & _HIGHS) != _ZERO
     return num_values
 
 

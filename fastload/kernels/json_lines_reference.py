@@ -79,7 +79,10 @@ def _record(value) -> tuple[int, bytes]:
 
 
 def scan_json_lines_reference(data: bytes):
-    """(records as (row, column, kind, text), column names as bytes, rows, newlines), or None when refused."""
+    """(records as (row, column, kind, text), column names as bytes, rows, newlines, any byte not ASCII), or None when refused.
+
+    `data` must be UTF-8 here (the kernel copies other bytes blindly, and its caller refuses them).
+    """
     records, names = [], []
     row = 0
     lines = data.split(b"\n")
@@ -103,7 +106,7 @@ def scan_json_lines_reference(data: bytes):
             row += 1
     except Refused:
         return None
-    return records, names, row, data.count(b"\n")
+    return records, names, row, data.count(b"\n"), any(byte >= 0x80 for byte in data)
 
 
 def gather_spans_reference(src: bytes, starts, ends) -> tuple[bytes, list[int]]:

@@ -18,17 +18,17 @@ def _scan(data: bytes):
     capacity = max_values(len(raw))
     rows, cols = np.empty(capacity, np.int32), np.empty(capacity, np.int32)
     kinds, ends = np.empty(capacity, np.uint8), np.empty(capacity, np.int64)
-    counts = np.zeros(4, np.int64)
+    counts = np.zeros(5, np.int64)
     num_values = scan_json_lines(raw, text, names, name_ends, rows, cols, kinds, ends, counts)
     if num_values == REFUSED:
         return None
-    num_rows, num_columns, newlines, text_bytes = counts.tolist()
+    num_rows, num_columns, newlines, text_bytes, non_ascii = counts.tolist()
     starts = [0, *ends[: num_values - 1].tolist()]
     assert text_bytes == (ends[num_values - 1] if num_values else 0)
     records = [(int(rows[k]), int(cols[k]), int(kinds[k]), bytes(text[starts[k] : ends[k]])) for k in range(num_values)]
     name_starts = [0, *name_ends[: num_columns - 1].tolist()]
     column_names = [bytes(names[s:e]) for s, e in zip(name_starts, name_ends[:num_columns])]
-    return records, column_names, num_rows, newlines
+    return records, column_names, num_rows, newlines, bool(non_ascii)
 
 
 def _utf8(data: bytes) -> bool:
@@ -57,7 +57,8 @@ def test_long_strings_are_unescaped_exactly_wherever_their_escapes_fall_in_a_wor
 
 def test_flat_lines_become_records_in_order_and_columns_in_order_of_first_appearance():
     data = '{"text": "a\\nb", "id": -0}\n\r\n {"score":1.5e3 ,"text":"\\ud83d\\ude00é", "ok": true, "id": null}\r\n{}'.encode()
-    records, names, num_rows, newlines = _scan(data)
+    records, names, num_rows, newlines, non_ascii = _scan(data)
+    assert non_ascii  # é, written raw
     assert names == [b"text", b"id", b"score", b"ok"]
     assert (num_rows, newlines) == (3, 3)
     assert records == [
