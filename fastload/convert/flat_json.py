@@ -46,12 +46,15 @@ __all__ = ["read_flat_json_lines", "warm_up"]
 
 _NUM_KINDS = 7  # record kinds are 1..6; 0 stands for "absent"
 _MAX_STRING_BYTES = 2**31 - 1  # pyarrow's reader gives `string` (int32 offsets)
+# Chunks are 8 MiB (sources.CHUNK_BYTES) unless one line is longer; the scratch a thread keeps is
+# 5.4 times the largest chunk it scanned, so a chunk of a huge line is left to pyarrow's reader.
+_MAX_CHUNK_BYTES = 256 << 20
 
 
 def read_flat_json_lines(data) -> tuple[pa.Table, int] | None:
     """(table, newlines in `data`) exactly as pyarrow's JSON reader makes it, or None: use the general path."""
     raw = np.frombuffer(data, np.uint8)
-    if len(raw) == 0:
+    if len(raw) == 0 or len(raw) > _MAX_CHUNK_BYTES:
         return None
     scratch = _scratch(len(raw))
     text, names, name_ends = scratch.text, scratch.names, scratch.name_ends

@@ -210,3 +210,11 @@ def test_a_small_conversion_does_not_load_the_scanner_and_a_large_one_warms_it_u
     monkeypatch.setattr(pipeline, "FLAT_JSON_MIN_BYTES", path.stat().st_size)
     fastload.convert(path, tmp_path / "large", quiet=True)
     assert read["chunks"] == 3  # the two warm-up calls, then the file's one chunk
+
+
+def test_a_chunk_larger_than_the_scanner_takes_is_left_to_pyarrow(monkeypatch):
+    data = b'{"text": "a"}\n' * 100
+    assert flat_json.read_flat_json_lines(data) is not None
+    monkeypatch.setattr(flat_json, "_MAX_CHUNK_BYTES", len(data) - 1)
+    assert flat_json.read_flat_json_lines(data) is None
+    assert _assert_same(data)[0] == "table"
