@@ -76,6 +76,7 @@ FOLDERS = (
 KERNEL_BUILDING_BLOCKS = {
     "fastload/kernels/jit.py": "the Numba flags",
     "fastload/kernels/pointers.py": "addresses to arrays; exercised by every fill kernel",
+    "fastload/kernels/words.py": "unaligned 8-byte loads and stores; exercised by the JSON Lines scanner",
     "fastload/tokenizer/kernels/hashtable.py": "the tables bpe.py looks up; its twin is the dict in bpe_reference.py",
     "fastload/tokenizer/kernels/pattern_ids.py": "constants",
     "fastload/tokenizer/kernels/unicode_table.py": "loads the shipped table; tested against unicodedata",

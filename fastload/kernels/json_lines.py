@@ -47,12 +47,9 @@ Record kinds are the module constants `NULL`, `STRING`, `INT`, `FLOAT`,
 from __future__ import annotations
 
 import numpy as np
-from llvmlite import ir
-from numba import types
-from numba.extending import intrinsic
 
-from fastload.environment import jit_disabled
 from fastload.kernels.jit import kernel
+from fastload.kernels.words import copy_bytes, load_word, store_word, trailing_zeros
 
 __all__ = [
     "FALSE",
@@ -153,61 +150,6 @@ def _put_code_point(out, o, cp):
     return o + 4
 
 
-@intrinsic
-def _load_word_jit(typingctx, data, i):
-    if not (isinstance(data, types.Array) and isinstance(i, types.Integer)):
-        return None
-
-    def codegen(context, builder, signature, args):
-        array = context.make_array(signature.args[0])(context, builder, args[0])
-        pointer = builder.bitcast(builder.gep(array.data, [args[1]]), ir.IntType(64).as_pointer())
-        return builder.load(pointer, align=1)
-
-    return types.uint64(data, i), codegen
-
-
-@intrinsic
-def _store_word_jit(typingctx, out, o, word):
-    if not (isinstance(out, types.Array) and isinstance(o, types.Integer)):
-        return None
-
-    def codegen(context, builder, signature, args):
-        array = context.make_array(signature.args[0])(context, builder, args[0])
-        pointer = builder.bitcast(builder.gep(array.data, [args[1]]), ir.IntType(64).as_pointer())
-        builder.store(args[2], pointer, align=1)
-        return context.get_dummy_value()
-
-    return types.none(out, o, types.uint64), codegen
-
-
-@intrinsic
-def _trailing_zeros_jit(typingctx, word):
-    def codegen(context, builder, signature, args):
-        return builder.cttz(args[0], ir.Constant(ir.IntType(1), 1))  # never called with 0
-
-    return types.int64(types.uint64), codegen
-
-
-def _load_word_python(data, i):
-    return np.uint64(int.from_bytes(bytes(data[i : i + 8]), "little"))
-
-
-def _store_word_python(out, o, word):
-    out[o : o + 8] = np.frombuffer(int(word).to_bytes(8, "little"), np.uint8)
-
-
-def _trailing_zeros_python(word):
-    return (int(word) & -int(word)).bit_length() - 1
-
-
-# data[i:i + 8] as a little-endian uint64 and back, unaligned (callers keep 8 bytes in bounds), and the
-# number of trailing zero bits; as plain Python when kernels are (FASTLOAD_DISABLE_JIT=1).
-if jit_disabled():
-    _load_word, _store_word, _trailing_zeros = _load_word_python, _store_word_python, _trailing_zeros_python
-else:
-    _load_word, _store_word, _trailing_zeros = _load_word_jit, _store_word_jit, _trailing_zeros_jit
-
-
 @kernel(inline="always")
 def _special_bytes(word):
     """The high bit of each byte of `word` that is a quote, a backslash or a control character, or 0.
@@ -218,18 +160,6 @@ def _special_bytes(word):
     quotes = word ^ _QUOTES
     backslashes = word ^ _BACKSLASHES
     return (((quotes - _ONES) & ~quotes) | ((backslashes - _ONES) & ~backslashes) | ((word - _SPACES) & ~word)) & _HIGHS
-
-
-@kernel(inline="always")
-def _copy(src, i, out, o, length):
-    """out[o:o + length] = src[i:i + length], 8 bytes at a time (a byte loop would go through Numba's index checks)."""
-    k = 0
-    while k + 8 <= length:
-        _store_word(out, o + k, _load_word(src, i + k))
-        k += 8
-    while k < length:
-        out[o + k] = src[i + k]
-        k += 1
 
 
 @kernel(inline="always")
@@ -244,12 +174,12 @@ def _scan_string(data, i, n, out, o):
         # Eight bytes at a time, stored before they are looked at: out has room, since o <= i
         # (what the scanner writes never outgrows what it has read) and i + 8 <= n.
         while i + 8 <= n:
-            word = _load_word(data, i)
-            _store_word(out, o, word)
+            word = load_word(data, i)
+            store_word(out, o, word)
             high |= word
             special = _special_bytes(word)
             if special != _ZERO:
-                plain = _trailing_zeros(special) >> 3
+                plain = trailing_zeros(special) >> 3
                 i += plain
                 o += plain
                 break
@@ -383,6 +313,28 @@ def _find_column(names, name_ends, num_columns, key_start, key_end, guess):
     return -1
 
 
+@kernel(inline="always")
+def _scan_value(data, i, n, text, t):
+    """The value at `i`, its text written at text[t:]: (position after it, end in text, kind, OR of string bytes), or (-1, ...).
+
+    Objects and arrays are refused like anything else that is not a flat value.
+    """
+    c = data[i]
+    if c == _QUOTE:
+        i, t, high = _scan_string(data, i + 1, n, text, t)
+        return i, t, STRING, high
+    if c == 45 or 48 <= c <= 57:
+        i, t, kind = _scan_number(data, i, n, text, t)
+        return i, t, kind, _ZERO
+    if _is_word(data, i, n, 110, 117, 108, 108, 0, 4):
+        return i + 4, t, NULL, _ZERO
+    if _is_word(data, i, n, 116, 114, 117, 101, 0, 4):
+        return i + 4, t, TRUE, _ZERO
+    if _is_word(data, i, n, 102, 97, 108, 115, 101, 5):
+        return i + 5, t, FALSE, _ZERO
+    return -1, t, 0, _ZERO
+
+
 @kernel
 def scan_json_lines(data, text, names, name_ends, value_row, value_col, value_kind, value_end, counts):
     """Scan JSON Lines of flat objects; returns the number of records written, or REFUSED.
@@ -444,21 +396,8 @@ def scan_json_lines(data, text, names, name_ends, value_row, value_col, value_ki
                 i = _skip_space(data, i + 1, n)
                 if i >= n:
                     return REFUSED
-                c = data[i]
-                if c == _QUOTE:
-                    i, t, high = _scan_string(data, i + 1, n, text, t)
-                    seen |= high
-                    kind = STRING
-                elif c == 45 or 48 <= c <= 57:
-                    i, t, kind = _scan_number(data, i, n, text, t)
-                elif _is_word(data, i, n, 110, 117, 108, 108, 0, 4):  # null
-                    i, kind = i + 4, NULL
-                elif _is_word(data, i, n, 116, 114, 117, 101, 0, 4):  # true
-                    i, kind = i + 4, TRUE
-                elif _is_word(data, i, n, 102, 97, 108, 115, 101, 5):  # false
-                    i, kind = i + 5, FALSE
-                else:  # an object, an array, or not JSON
-                    return REFUSED
+                i, t, kind, high = _scan_value(data, i, n, text, t)
+                seen |= high
                 if i < 0:
                     return REFUSED
                 value_row[num_values] = row
@@ -499,7 +438,7 @@ def gather_spans(src, starts, ends, out, out_offsets):
     out_offsets[0] = 0
     for k in range(starts.shape[0]):
         length = ends[k] - starts[k]
-        _copy(src, starts[k], out, o, length)
+        copy_bytes(src, starts[k], out, o, length)
         o += length
         out_offsets[k + 1] = o
     return o
