@@ -10,6 +10,9 @@ MB of JSON Lines per second per core:
   parse       `parse_json_lines` as shipped: the scanner, the float recheck, the old path if refused
   prepare     `normalize.prepare_table` on the parsed tables (no tokenizer): the worker's step after parsing
   write       `DatasetWriter.write` of the prepared tables and `close()`: the main thread's step
+  convert-*   the whole thing, `fastload.convert(corpus, out, workers=2)` of the whole corpus, with
+              FASTLOAD_DISABLE_FLAT_JSON=1 (pyarrow) and without (scanner); its CPU column is MB per
+              second of the process's CPU time, all threads
   first-call  importing the scanner and its first call: compiling (an empty Numba cache) and
               loading (the cache just filled), in seconds, not MB/s
 
@@ -42,7 +45,7 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(_BENCH)]
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_CORPUS = REPO / "bench" / ".cache" / "corpus-200mb.jsonl"
-CASES = ("pyarrow", "current", "scanner", "parse", "prepare", "write")
+CASES = ("pyarrow", "current", "scanner", "parse", "prepare", "write", "convert-pyarrow", "convert-scanner")
 CHILD_TIMEOUT_S = 900
 
 
@@ -71,9 +74,32 @@ def _prepare(table):
     return prepare_table(table, source="bench", columns=None, text_field="text")
 
 
+def convert_child(case: str, corpus: Path, repeats: int) -> dict:
+    """`fastload.convert` of the whole corpus with 2 workers; CPU time is the process's (all threads)."""
+    import shutil
+
+    import fastload
+
+    if case == "convert-pyarrow":
+        os.environ["FASTLOAD_DISABLE_FLAT_JSON"] = "1"
+    out = Path(tempfile.mkdtemp(prefix="parse-json-bench-")) / "out"
+    cpu_s = []
+
+    def run():
+        started = time.process_time()
+        fastload.convert(corpus, out, workers=2, overwrite=True, quiet=True)
+        cpu_s.append(time.process_time() - started)
+
+    timing = measure(run, warmup=1, repeats=repeats)
+    shutil.rmtree(out.parent)
+    return {**timing.to_json(), "cpu_median_s": statistics.median(cpu_s[1:]), "bytes": corpus.stat().st_size}
+
+
 def child(case: str, corpus: Path, num_chunks: int, repeats: int) -> dict:
     import pyarrow as pa
 
+    if case.startswith("convert"):
+        return convert_child(case, corpus, repeats)
     chunks = _chunks(corpus, num_chunks)
     if case == "current":
         os.environ["FASTLOAD_DISABLE_FLAT_JSON"] = "1"
