@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["jit_disabled", "env_flag", "cache_dir"]
+__all__ = ["jit_disabled", "env_flag", "cache_dir", "flat_json_disabled"]
 
 
 def env_flag(name: str, default: bool = False) -> bool:
@@ -24,6 +24,13 @@ def env_flag(name: str, default: bool = False) -> bool:
 def jit_disabled() -> bool:
     """`FASTLOAD_DISABLE_JIT=1` runs every kernel as plain Python (debugging)."""
     return env_flag("FASTLOAD_DISABLE_JIT")
+
+
+def flat_json_disabled() -> bool:
+    """`FASTLOAD_DISABLE_FLAT_JSON=1` reads every JSON Lines chunk with pyarrow's reader, never the Numba scanner
+    (`convert/flat_json.py`); the output is the same either way, so this is for comparing the two paths. With
+    `FASTLOAD_DISABLE_JIT=1` the scanner is off too: as plain Python it would be a hundred times slower than pyarrow."""
+    return env_flag("FASTLOAD_DISABLE_FLAT_JSON") or jit_disabled()
 
 
 def cache_dir() -> Path | None:

@@ -45,7 +45,7 @@ PARTS = (
     Part("store", 0, "bytes by name: local folders and object storage (S3, GCS, Azure, HTTP) with retries, the node's block cache and read-ahead"),
     Part("format", 1, "the on-disk format: schema, `index.json`, writer, reader, verify ([SPEC.md](fastload/format/SPEC.md))"),
     Part("sampler", 2, "epoch orders (block window, uniform, sequential), ranks, resumption"),
-    Part("kernels", 3, "the Numba flags (`jit.py`) and the kernels that write batches (pack, normalize), each beside its `*_reference.py` twin"),
+    Part("kernels", 3, "the Numba flags (`jit.py`), the kernels that write batches (pack, normalize) and the JSON Lines scanner of `convert`, each beside its `*_reference.py` twin"),
     Part("tokenizer", 3, "byte-level BPE: vocabulary files, patterns, batching, and in `tokenizer/kernels/` its Numba kernels with their twins"),
     Part("convert", 4, "`fastload convert`: inputs → partitions → chunks → threads → writers → one index"),
     Part("ray", 4, "fastload on Ray: the Ray engine of `fastload convert`; the only module that imports Ray"),
@@ -77,6 +77,7 @@ FOLDERS = (
 KERNEL_BUILDING_BLOCKS = {
     "fastload/kernels/jit.py": "the Numba flags",
     "fastload/kernels/pointers.py": "addresses to arrays; exercised by every fill kernel",
+    "fastload/kernels/words.py": "unaligned 8-byte loads and stores; exercised by the JSON Lines scanner",
     "fastload/tokenizer/kernels/hashtable.py": "the tables bpe.py looks up; its twin is the dict in bpe_reference.py",
     "fastload/tokenizer/kernels/pattern_ids.py": "constants",
     "fastload/tokenizer/kernels/unicode_table.py": "loads the shipped table; tested against unicodedata",

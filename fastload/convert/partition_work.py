@@ -74,6 +74,7 @@ class PartitionJob:
     retry: RetryPolicy | None = None
     staging_dir: str | None = None
     take_down_index: bool = False  # overwriting a dataset in object storage: delete its index.json before uploading
+    flat_json: bool = False  # JSON Lines try the Numba scanner first (decided once for the whole input: `pipeline`)
 
 
 @dataclass(frozen=True)
@@ -129,17 +130,23 @@ def resolve_tokenizer(tokenizer):
     return _load_tokenizer(str(tokenizer))
 
 
-def warm_up(tokenizer) -> float:
-    """Compile the tokenizer's kernels, or load them from Numba's cache, before the clock starts; seconds it took.
+def warm_up(tokenizer, *, flat_json: bool = False) -> float:
+    """Compile the kernels this conversion runs (the tokenizer's; the JSON Lines scanner's), or load them
+    from Numba's cache, before the clock starts; seconds it took.
 
-    The first conversion on a machine compiles them (tens of seconds), later
-    ones load them (about a second): either would otherwise land in the MB/s
-    figure, and inside the first chunk's work.
+    The first conversion on a machine compiles them (tens of seconds for the
+    tokenizer, 5 for the scanner), later ones load them (about a second, 0.3 s):
+    either would otherwise land in the MB/s figure, and inside the first
+    chunk's work. The scanner is used, and so loaded, only for inputs of
+    FLAT_JSON_MIN_BYTES or more, where it saves more than its load costs.
     """
-    if tokenizer is None:
-        return 0.0
     started = time.perf_counter()
-    tokenizer.encode_arrow(pa.array(["warm up: ASCII, é, 漢字", None], pa.string()))
+    if flat_json:
+        from fastload.convert.flat_json import warm_up as warm_up_scanner  # imports Numba: only when JSON Lines are read
+
+        warm_up_scanner()
+    if tokenizer is not None:
+        tokenizer.encode_arrow(pa.array(["warm up: ASCII, é, 漢字", None], pa.string()))
     return time.perf_counter() - started
 
 
@@ -148,7 +155,7 @@ def convert_partition(partition: Partition, job: PartitionJob, *, progress: Call
 
     def chunks() -> Iterator[tuple[int, Chunk]]:
         for i, piece in enumerate(partition.pieces):
-            for chunk in file_chunks(piece.file, on_error=job.on_error, text_field=job.text_field, text_lines=job.text_lines, start=piece.start, end=piece.end):
+            for chunk in file_chunks(piece.file, on_error=job.on_error, text_field=job.text_field, text_lines=job.text_lines, start=piece.start, end=piece.end, flat_json=job.flat_json):
                 yield i, chunk
 
     fragment = write_partition(partition.partition_id, chunks(), job, num_pieces=len(partition.pieces), progress=progress)
@@ -175,7 +182,7 @@ def write_partition(
     removes every file this partition wrote and raises.
     """
     tokenizer = resolve_tokenizer(job.tokenizer)
-    warm_up(tokenizer)  # once per process in effect: compiled or loaded kernels stay
+    warm_up(tokenizer, flat_json=job.flat_json)  # once per process in effect: compiled or loaded kernels stay
     output = open_partition_output(job.out, storage_options=job.storage_options, retry=job.retry, staging_dir=job.staging_dir, take_down_index=job.take_down_index)
     assembler = _Assembler(output, job.write, shard_name=functools.partial(partition_shard_name, partition_id))
     fragment = Fragment(partition_id, None, assembler.known, {}, lines=[0] * num_pieces)

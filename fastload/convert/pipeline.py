@@ -16,8 +16,8 @@ conversion into it is refused) before any input is read, and a failed or
 interrupted conversion removes exactly what it created, partitions' files
 included. An output URL (`s3://bucket/prefix`) goes through
 `format.remote_output.RemoteOutput`: each partition uploads its shards as
-they are finished, `index.json` last. The tokenizer's kernels are compiled
-(or loaded from Numba's cache) before the clock starts, so the MB/s figure
+they are finished, `index.json` last. The Numba kernels a conversion runs (the
+tokenizer's, the JSON Lines scanner's) are compiled (or loaded from Numba's cache) before the clock starts, so the MB/s figure
 measures conversion, and the summary shows that time apart.
 """
 
@@ -33,10 +33,12 @@ from typing import Iterable, Iterator
 
 from fastload.convert.merge import DatasetAssembly, finish_conversion
 from fastload.convert.normalize import TOKENS_COLUMN
+from fastload.convert.parse import FLAT_JSON_MIN_BYTES
 from fastload.convert.partition_work import Fragment, PartitionJob, convert_partition, resolve_tokenizer, warm_up, write_partition
 from fastload.convert.partitions import Partition, plan_partitions
 from fastload.convert.resume import reusable_fragments
 from fastload.convert.sources import COMPRESSED, find_inputs, object_chunks
+from fastload.environment import flat_json_disabled
 from fastload.errors import ConfigError
 from fastload.format.index import DatasetIndex
 from fastload.format.remote_output import open_output
@@ -63,7 +65,7 @@ class ConvertResult:
     seconds: float  # the conversion itself, which the MB/s figure divides by
     num_skipped_rows: int
     dropped_columns: list[str] = field(default_factory=list)
-    warmup_seconds: float = 0.0  # before `seconds`: compiling the tokenizer's kernels, or loading them from Numba's cache
+    warmup_seconds: float = 0.0  # before `seconds`: compiling the kernels (tokenizer, JSON scanner), or loading them from Numba's cache
     engine: str = "local"
     num_partitions: int = 1
     peak_memory_bytes: int = 0  # the largest peak resident memory of a process that converted a partition
@@ -95,7 +97,7 @@ class ConvertResult:
             lines.append(f"engine       {self.engine}: {self.num_partitions:,} partition(s), peak memory per task {self.peak_memory_bytes / 1e6:,.0f} MB")
         if self.warmup_seconds >= _WARMUP_SHOWN_S:
             lines.append(
-                f"             + {self.warmup_seconds:,.2f} s before that to compile the tokenizer's kernels "
+                f"             + {self.warmup_seconds:,.2f} s before that to compile fastload's kernels "
                 "(or load them from Numba's cache), not counted in MB/s"
             )
         return "\n".join(lines)
@@ -186,11 +188,12 @@ def convert(
         out=str(out), write=options, columns=columns, text_field=text_field, tokenizer=tokenizer, keep_text=keep_text,
         on_error=on_error, text_lines=text_lines, workers=workers or 0, storage_options=storage_options, retry=retry,
         staging_dir=None if staging_dir is None else str(staging_dir), take_down_index=output.index_to_take_down,
+        flat_json=partitions is not None and _json_lines_bytes(partitions) >= FLAT_JSON_MIN_BYTES and not flat_json_disabled(),
     )
     assembly = DatasetAssembly(output, options)
     progress = None
     try:
-        warmup_seconds = warm_up(tokenizer) if engine == "local" else 0.0
+        warmup_seconds = warm_up(tokenizer, flat_json=job.flat_json) if engine == "local" else 0.0
         started = time.perf_counter()
         progress = _progress(total, quiet)
         fragments = _fragments(engine, source, partitions, job, resume=resume, ray_address=ray_address, progress=progress)
@@ -219,6 +222,12 @@ def _plan(source, *, input_format, text_lines: bool, partition_bytes: int, out: 
         total = None if any(f.compression in COMPRESSED for f in files) else sum(f.num_bytes for f in files)
         return plan_partitions(files, partition_bytes=partition_bytes, text_lines=text_lines), [str(s) for s in paths], total
     return None, [f"<{type(source).__module__}.{type(source).__name__}>"], None
+
+
+def _json_lines_bytes(partitions: list[Partition]) -> int:
+    """About how many bytes of JSON Lines the input holds: compressed files count 4 times their size (text compresses 3-5x)."""
+    files = {piece.file.path: piece.file for partition in partitions for piece in partition.pieces}.values()
+    return sum(f.num_bytes * (4 if f.compression else 1) for f in files if f.fmt == "jsonl")
 
 
 def _fragments(engine: str, source, partitions: list[Partition] | None, job: PartitionJob, *, resume: bool, ray_address, progress) -> Iterator:

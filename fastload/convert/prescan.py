@@ -3,7 +3,8 @@
 Two things pyarrow's JSON reader does not guard against: bytes that are not
 UTF-8 (it copies them into string columns, whose blocks then fail to read
 back), and deep nesting (it recurses, and a line ten thousand levels deep
-overflows the worker thread's stack and kills the process). Both checks run
+overflows the worker thread's stack and kills the process). A third kills
+it too, and costs nothing to check: a chunk whose first value is `null`. Both checks run
 on every chunk of clean input, so they are vectorised and as cheap as we
 could make them (see the note on costs below); the slow, exact work is done
 only for the few lines they flag.
@@ -28,7 +29,7 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-__all__ = ["MAX_JSON_DEPTH", "deep_lines", "is_utf8", "json_depth"]
+__all__ = ["MAX_JSON_DEPTH", "deep_lines", "first_value_is_null", "is_utf8", "json_depth"]
 
 # pyarrow's JSON reader (RapidJSON, then recursive type inference) overflows an 8 MiB
 # thread stack at about 7,000 levels. Fastload stores at most two (a row object holding
@@ -49,6 +50,22 @@ def is_utf8(data) -> bool:
     except pa.ArrowInvalid:
         return False
     return True
+
+
+def first_value_is_null(data) -> bool:
+    """Whether the first JSON value in `data` is a bare `null`: pyarrow's reader (26.0) dies of a segfault on it.
+
+    (A `null` on a later line it reads as a row of nulls.) Only the blank
+    lines before the first value are looked at, a window at a time.
+    """
+    window = 4096
+    for start in range(0, len(data), window):
+        piece = bytes(data[start : start + window])
+        stripped = piece.lstrip(b" \t\r\n")
+        if stripped:
+            first = start + len(piece) - len(stripped)
+            return bytes(data[first : first + 4]) == b"null"
+    return False
 
 
 def deep_lines(data) -> tuple[int, set[int]]:

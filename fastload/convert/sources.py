@@ -146,8 +146,9 @@ def _with_source_file(table: pa.Table, name: str) -> pa.Table:
     return table.append_column(SOURCE_FILE_COLUMN, pa.repeat(pa.scalar(name, pa.string()), table.num_rows))
 
 
-def file_chunks(found: InputFile, *, on_error: str, text_field: str, text_lines: bool, start: int = 0, end: int | None = None) -> Iterator[Chunk]:
-    """The chunks of one input file (or of its bytes [start, end), for a file `partitions` may cut), in order.
+def file_chunks(found: InputFile, *, on_error: str, text_field: str, text_lines: bool, start: int = 0, end: int | None = None, flat_json: bool = True) -> Iterator[Chunk]:
+    """The chunks of one input file (or of its bytes [start, end), for a file `partitions` may cut), in order;
+    `flat_json`: JSON Lines try the Numba scanner first (`parse_json_lines`).
 
     A file that cannot be read (deleted, replaced or damaged while converting)
     is a `ConvertError` naming it, whether reading fails here or in a worker.
@@ -165,14 +166,14 @@ def file_chunks(found: InputFile, *, on_error: str, text_field: str, text_lines:
         return run
 
     try:
-        for chunk in _file_chunks(found, on_error=on_error, text_field=text_field, text_lines=text_lines, start=start, end=end):
+        for chunk in _file_chunks(found, on_error=on_error, text_field=text_field, text_lines=text_lines, start=start, end=end, flat_json=flat_json):
             yield Chunk(chunk.source, chunk.first_line, chunk.num_bytes, guarded(chunk.load))
         require_unchanged(found)
     except errors as exc:
         raise unreadable(name, exc) from None
 
 
-def _file_chunks(found: InputFile, *, on_error: str, text_field: str, text_lines: bool, start: int, end: int | None) -> Iterator[Chunk]:
+def _file_chunks(found: InputFile, *, on_error: str, text_field: str, text_lines: bool, start: int, end: int | None, flat_json: bool) -> Iterator[Chunk]:
     path, fmt, compression = found.path, found.fmt, found.compression
     name = str(path)
     if fmt == "text" and text_field == SOURCE_FILE_COLUMN:
@@ -184,7 +185,7 @@ def _file_chunks(found: InputFile, *, on_error: str, text_field: str, text_lines
         raise ConvertError(f"{name!r}: only uncompressed JSON Lines and line-per-row text files can be read from a byte range")
     if fmt == "jsonl":
         for data in line_pieces(path, compression, piece_bytes=CHUNK_BYTES, start=start, end=end):
-            yield Chunk(name, None, len(data), lambda data=data: parse_json_lines(data, on_error))
+            yield Chunk(name, None, len(data), lambda data=data: parse_json_lines(data, on_error, flat=flat_json))
     elif fmt == "text" and text_lines:
 
         def load_lines(data) -> tuple[pa.Table, int, int]:

@@ -4,6 +4,8 @@
     pointers.py            arrays by address, so one kernel call reaches many loaded blocks
     pack.py                packed and padded token batches (PackedDataset, PaddedDataset)
     normalize.py           image normalisation and standardisation fused with the cast (ArrayDataset)
+    json_lines.py          one-pass scan of JSON Lines of flat objects (fastload convert's fast JSON path)
+    words.py               eight bytes at a time: unaligned word loads and stores (SWAR), for json_lines.py
 
 The convention, checked by `tests/test_architecture.py`: every Numba kernel
 lives in a `kernels/` folder (this one, or `fastload/tokenizer/kernels/` for

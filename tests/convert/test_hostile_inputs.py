@@ -70,6 +70,17 @@ def test_a_non_utf8_line_deep_in_a_big_file_is_named_by_its_true_line_number(tmp
         fastload.convert(path, tmp_path / "out", workers=2, quiet=True)
 
 
+@pytest.mark.parametrize("first", [b"null\n", b"\n \r\n  null\n"])
+def test_a_chunk_whose_first_value_is_null_is_named_not_a_segfault(tmp_path, first):
+    # pyarrow's JSON reader (26.0) dies of a segfault when a block starts with a bare null
+    path = _write(tmp_path / "in.jsonl", first + b'{"text": "a"}\n')
+    null_line = first.count(b"\n")
+    with pytest.raises(ConvertError, match=rf"in.jsonl, line {null_line}: expected a JSON object"):
+        fastload.convert(path, tmp_path / "out", quiet=True)
+    result = fastload.convert(path, tmp_path / "out", on_error="skip", quiet=True)
+    assert result.num_skipped_rows == 1
+
+
 def test_a_lone_surrogate_escape_is_named_not_blamed_on_changing_types(tmp_path):
     path = _write(tmp_path / "in.jsonl", b'{"text": "a"}\n{"text": "\\ud800x"}\n{"text": "pair \\ud83d\\ude00"}\n')
     with pytest.raises(ConvertError, match=r"in.jsonl, line 2: .*surrogate"):

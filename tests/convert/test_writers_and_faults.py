@@ -434,6 +434,6 @@ def test_kernel_compilation_is_kept_out_of_the_throughput_and_shown_apart(tmp_pa
     assert result.warmup_seconds >= 1.0
     assert result.seconds + result.warmup_seconds <= wall_s  # the MB/s figure divides by time without compiling
     summary = str(result)
-    assert f"+ {result.warmup_seconds:,.2f} s before that to compile the tokenizer's kernels" in summary
+    assert f"+ {result.warmup_seconds:,.2f} s before that to compile fastload's kernels" in summary
     assert "not counted in MB/s" in summary
     assert "compile" not in str(fastload.convert(rows_file, tmp_path / "plain", quiet=True))

@@ -1,0 +1,102 @@
+"""The JSON Lines scanner equals its twin (Python's json, line by line): same records, same columns, same refusals."""
+
+import json
+
+import numpy as np
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from fastload.kernels.json_lines import FLOAT, INT, MAX_COLUMNS, NULL, REFUSED, STRING, TRUE, gather_spans, max_values, scan_json_lines
+from fastload.kernels.json_lines_reference import gather_spans_reference, scan_json_lines_reference
+from tests.convert.json_lines_strategies import json_lines_chunk
+
+
+def _scan(data: bytes):
+    """The kernel's output in the twin's shape, or None when it refuses."""
+    raw = np.frombuffer(data, np.uint8)
+    text, names, name_ends = np.empty(len(raw), np.uint8), np.empty(len(raw), np.uint8), np.empty(MAX_COLUMNS, np.int64)
+    capacity = max_values(len(raw))
+    rows, cols = np.empty(capacity, np.int32), np.empty(capacity, np.int32)
+    kinds, ends = np.empty(capacity, np.uint8), np.empty(capacity, np.int64)
+    counts = np.zeros(5, np.int64)
+    num_values = scan_json_lines(raw, text, names, name_ends, rows, cols, kinds, ends, counts)
+    if num_values == REFUSED:
+        return None
+    num_rows, num_columns, newlines, text_bytes, non_ascii = counts.tolist()
+    starts = [0, *ends[: num_values - 1].tolist()]
+    assert text_bytes == (ends[num_values - 1] if num_values else 0)
+    records = [(int(rows[k]), int(cols[k]), int(kinds[k]), bytes(text[starts[k] : ends[k]])) for k in range(num_values)]
+    name_starts = [0, *name_ends[: num_columns - 1].tolist()]
+    column_names = [bytes(names[s:e]) for s, e in zip(name_starts, name_ends[:num_columns])]
+    return records, column_names, num_rows, newlines, bool(non_ascii)
+
+
+def _utf8(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+@settings(max_examples=800, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(json_lines_chunk().filter(_utf8))
+def test_the_scanner_equals_its_twin_on_hostile_lines(data):
+    assert _scan(data) == scan_json_lines_reference(data)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.text(max_size=200), min_size=1, max_size=4), st.booleans())
+def test_long_strings_are_unescaped_exactly_wherever_their_escapes_fall_in_a_word(texts, ensure_ascii):
+    # the scanner reads strings 8 bytes at a time: escapes, quotes and the chunk's end at every offset
+    data = "".join(json.dumps({"text": t}, ensure_ascii=ensure_ascii) + "\n" for t in texts).encode()
+    found = _scan(data)
+    assert found == scan_json_lines_reference(data)
+    assert [r[3].decode() for r in found[0]] == texts
+
+
+def test_flat_lines_become_records_in_order_and_columns_in_order_of_first_appearance():
+    data = '{"text": "a\\nb", "id": -0}\n\r\n {"score":1.5e3 ,"text":"\\ud83d\\ude00é", "ok": true, "id": null}\r\n{}'.encode()
+    records, names, num_rows, newlines, non_ascii = _scan(data)
+    assert non_ascii  # é, written raw
+    assert names == [b"text", b"id", b"score", b"ok"]
+    assert (num_rows, newlines) == (3, 3)
+    assert records == [
+        (0, 0, STRING, b"a\nb"),
+        (0, 1, INT, b"-0"),
+        (1, 2, FLOAT, b"1.5e3"),
+        (1, 0, STRING, "😀é".encode()),
+        (1, 3, TRUE, b""),
+        (1, 1, NULL, b""),
+    ]
+
+
+def test_what_the_scanner_leaves_to_the_general_parser():
+    refused = [
+        b'{"a": {"b": 1}}\n', b'{"a": [1]}\n', b'{"a": "\\ud800"}\n', b'{"a": "\\udc00"}\n', b'{"a": 1, "a": 2}\n',
+        b'{"a": 0.0e400}\n', b'{"a": 1e100}\n', b'{"a": 01}\n', b'{"a": "x\ty"}\n', b'{"a": 1}{"a": 2}\n', b'{"a":\n1}\n',
+        b'{"a": NaN}\n', b'{"a": 1,}\n', b"[1]\n", b'{"a": "' + b"1" * 10 + b'", "b": ' + b"1" * (41) + b"}\n",
+    ]
+    for data in refused:
+        assert _scan(data) is None, data
+        assert scan_json_lines_reference(data) is None, data
+
+
+def test_more_fields_than_the_scanner_keeps_are_refused():
+    def fields(n: int) -> bytes:
+        return ("{" + ",".join(f'"k{i}": {i}' for i in range(n)) + "}\n").encode()
+
+    assert _scan(fields(MAX_COLUMNS + 1)) is None
+    assert _scan(fields(MAX_COLUMNS)) is not None
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=64), st.lists(st.tuples(st.integers(0, 64), st.integers(0, 64)), max_size=8))
+def test_gather_spans_equals_its_twin(src, spans):
+    spans = [(min(a, b, len(src)), min(max(a, b), len(src))) for a, b in spans]
+    starts = np.array([s for s, _ in spans], np.int64)
+    ends = np.array([e for _, e in spans], np.int64)
+    expected, expected_offsets = gather_spans_reference(src, starts.tolist(), ends.tolist())
+    out, offsets = np.empty(len(expected), np.uint8), np.empty(len(spans) + 1, np.int32)
+    assert gather_spans(np.frombuffer(src, np.uint8), starts, ends, out, offsets) == len(expected)
+    assert out.tobytes() == expected and offsets.tolist() == expected_offsets
