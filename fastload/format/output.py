@@ -64,7 +64,38 @@ def written_by_fastload(name: str) -> bool:
     return name in (INDEX_FILE, LOCK_FILE) or bool(_SHARD_NAME.fullmatch(name)) or name.startswith(TMP_PREFIX)
 
 
-class OutputFolder:
+class CreatedFiles:
+    """The files a writer created in the folder `self.path` (`self._created`, in order): what it
+    removes when it fails, and how much disk they take. Shared by the dataset's folder and a
+    partition's (`partition_output.PartitionFolder`)."""
+
+    path: Path
+    _created: dict[str, None]
+
+    def create(self, name: str) -> Path:
+        """The path of a new file `name`, recorded as ours: `discard` removes it."""
+        self._created[name] = None
+        return self.path / name
+
+    def rename(self, old: str, new: str) -> None:
+        """Rename a file we created (replacing `new`); it stays ours under its new name."""
+        os.replace(self.path / old, self.path / new)
+        self._created.pop(old, None)
+        self._created[new] = None
+
+    @property
+    def num_bytes_created(self) -> int:
+        """Bytes on disk in the files we created and have not removed."""
+        total = 0
+        for name in self._created:
+            try:
+                total += os.stat(self.path / name).st_size
+            except OSError:  # already gone: it holds no bytes
+                pass
+        return total
+
+
+class OutputFolder(CreatedFiles):
     """A dataset folder held exclusively by this process until `commit` or `discard`. See the module docstring."""
 
     def __init__(self, path: str | os.PathLike, *, overwrite: bool = False, resume: bool = False):
@@ -170,17 +201,6 @@ class OutputFolder:
 
     # -- files ---------------------------------------------------------------
 
-    def create(self, name: str) -> Path:
-        """The path of a new file `name`, recorded as ours: `discard` removes it."""
-        self._created[name] = None
-        return self.path / name
-
-    def rename(self, old: str, new: str) -> None:
-        """Rename a file we created (replacing `new`); it stays ours under its new name."""
-        os.replace(self.path / old, self.path / new)
-        self._created.pop(old, None)
-        self._created[new] = None
-
     def adopt(self, name: str, num_bytes: int = 0) -> None:
         """File `name`, written by another writer (a partition) into this folder, is ours: `discard` removes it."""
         self._created[name] = None
@@ -265,16 +285,6 @@ class OutputFolder:
     def held(self) -> bool:
         return self._lock_fd is not None
 
-    @property
-    def num_bytes_created(self) -> int:
-        """Bytes on disk in the files we created and have not removed."""
-        total = 0
-        for name in self._created:
-            try:
-                total += os.stat(self.path / name).st_size
-            except OSError:  # already gone: it holds no bytes
-                pass
-        return total
 
 
 def _names_file(path: Path, fd: int) -> bool:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from fastload.format.output import CreatedFiles
 from fastload.format.remote_output import ShardUploads
 from fastload.store import RetryPolicy, is_remote, open_store
 
@@ -47,7 +48,7 @@ def open_partition_output(
     return PartitionFolder(location)
 
 
-class PartitionFolder:
+class PartitionFolder(CreatedFiles):
     """A partition's files in a dataset folder the driver holds. See the module docstring."""
 
     had_previous = False  # for the writer's messages: a partition replaces nothing itself
@@ -57,15 +58,6 @@ class PartitionFolder:
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
         self._created: dict[str, None] = {}
-
-    def create(self, name: str) -> Path:
-        self._created[name] = None
-        return self.path / name
-
-    def rename(self, old: str, new: str) -> None:
-        os.replace(self.path / old, self.path / new)
-        self._created.pop(old, None)
-        self._created[new] = None
 
     def shard_finished(self, staged: str, final: str) -> None:
         """Nothing to do: the driver renames the shard at commit."""
@@ -85,12 +77,3 @@ class PartitionFolder:
             (self.path / name).unlink(missing_ok=True)
         self._created.clear()
 
-    @property
-    def num_bytes_created(self) -> int:
-        total = 0
-        for name in self._created:
-            try:
-                total += os.stat(self.path / name).st_size
-            except OSError:  # already gone: it holds no bytes
-                pass
-        return total
