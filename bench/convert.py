@@ -6,7 +6,9 @@ output folder), for
 
   fastload        `fastload.convert(path, out, workers=1|2)`: Arrow IPC shards + index.json
   fastload-ray    `fastload.convert(path, out, engine="ray", workers=1|2)` on a local Ray
-                  cluster of 1|2 CPUs (started in the untimed warm-up, as a cluster outlives jobs)
+                  cluster of 1|2 CPUs (started in the untimed warm-up, as a cluster outlives jobs);
+                  fastload-ray-1x4|2x4: the corpus cut into 4 partitions (`partition_bytes`), one
+                  thread each, which the cluster converts 1|2 at a time
   parquet         `pyarrow.json.read_json` + `pyarrow.parquet.write_table` (defaults: snappy)
   parquet-none    the same with `compression="none"` (fastload's default is uncompressed too)
   mds             MosaicML Streaming's `MDSWriter`, one process, `json.loads` per line
@@ -120,7 +122,10 @@ def _fastload(workers: int) -> Case:
     return Case("fastload.convert", str(workers), run, lambda out, result: result.num_rows)
 
 
-def _fastload_ray(cpus: int) -> Case:
+def _fastload_ray(cpus: int, partitions: int | None = None) -> Case:
+    """The Ray engine on a `cpus`-CPU local cluster: the corpus as one partition (a task of `cpus` threads),
+    or cut into `partitions` partitions of one thread each, which the cluster runs `cpus` at a time."""
+
     def run(corpus: Path, out: Path):
         import ray
 
@@ -128,14 +133,18 @@ def _fastload_ray(cpus: int) -> Case:
 
         if not ray.is_initialized():  # first in the untimed warm-up: a cluster is started once and outlives jobs
             ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False)
-        return fastload.convert(corpus, out, engine="ray", workers=cpus, overwrite=True, quiet=True)
+        if partitions is None:
+            return fastload.convert(corpus, out, engine="ray", workers=cpus, overwrite=True, quiet=True)
+        size = -(-corpus.stat().st_size // partitions)
+        return fastload.convert(corpus, out, engine="ray", workers=1, partition_bytes=size, overwrite=True, quiet=True)
 
     def count_rows(out: Path, result) -> int:
         note = f"peak memory per task {result.peak_memory_bytes / 1e6:,.0f} MB, {result.num_partitions} partition(s)"
         print(f"fastload-ray-{cpus}: {note}", file=sys.stderr, flush=True)
         return result.num_rows
 
-    return Case(f"fastload.convert(engine='ray'), {cpus}-CPU cluster", str(cpus), run, count_rows)
+    cut = "" if partitions is None else f", {partitions} partitions"
+    return Case(f"fastload.convert(engine='ray'{cut}), {cpus}-CPU cluster", str(cpus), run, count_rows)
 
 
 def _parquet(compression: str | None) -> Case:
@@ -238,6 +247,8 @@ CASES: dict[str, Callable[[], Case]] = {
     "fastload-2": lambda: _fastload(2),
     "fastload-ray-1": lambda: _fastload_ray(1),
     "fastload-ray-2": lambda: _fastload_ray(2),
+    "fastload-ray-1x4": lambda: _fastload_ray(1, partitions=4),  # 4 partitions, one at a time
+    "fastload-ray-2x4": lambda: _fastload_ray(2, partitions=4),  # the same, two at a time
     "parquet": lambda: _parquet(None),
     "parquet-none": lambda: _parquet("none"),
     "mds": lambda: _mds(1),
@@ -246,7 +257,7 @@ CASES: dict[str, Callable[[], Case]] = {
     "litdata-2": lambda: _litdata(2),
 }
 FASTLOAD_CASES = ("fastload-1", "fastload-2")  # the local engine: the reference the ratios are to
-OURS = FASTLOAD_CASES + ("fastload-ray-1", "fastload-ray-2")  # not peers
+OURS = FASTLOAD_CASES + ("fastload-ray-1", "fastload-ray-2", "fastload-ray-1x4", "fastload-ray-2x4")  # not peers
 
 
 def line_ranges(path: Path, piece_bytes: int) -> list[tuple[int, int]]:
