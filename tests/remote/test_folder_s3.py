@@ -232,7 +232,11 @@ def test_a_put_cut_off_mid_body_leaves_no_object_and_no_temporary_file(server, b
     connection.putrequest("PUT", f"/{bucket}/cut")
     connection.putheader("Content-Length", "100000")
     connection.endheaders(b"only the start")
-    connection.close()
+    deadline = time.monotonic() + 10
+    while not list((server.root / bucket).rglob("*")) and time.monotonic() < deadline:
+        time.sleep(0.01)  # the server's thread has begun the object (its temporary file) and waits for the rest
+    assert list((server.root / bucket).rglob("*")), "the server never began writing the object"
+    connection.close()  # cut off: closed before the body's end; checking only after this raced the server's start
     deadline = time.monotonic() + 10
     while list((server.root / bucket).rglob("*")) and time.monotonic() < deadline:
         time.sleep(0.01)  # the server's thread notices the closed connection
