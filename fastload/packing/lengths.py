@@ -68,10 +68,6 @@ class DocumentLengths:
             self._threads: ThreadPoolExecutor | None = None
             self._threads_pid: int | None = None  # a forked child starts its own threads
 
-    @property
-    def known_up_front(self) -> bool:
-        return self._all is not None
-
     def knows(self, block_id: int) -> bool:
         """Whether a block's document lengths are known without reading it."""
         return self._all is not None or block_id in self._blocks
@@ -127,13 +123,16 @@ class DocumentLengths:
         self._ahead.pop(block_id, None)  # learnt from the block itself first: its read ahead is not needed
         return lengths
 
+    def documents_of(self, blocks: np.ndarray) -> np.ndarray:
+        """The ids of the documents of `blocks`, block after block in the order given."""
+        firsts, lasts = self.block_starts[blocks], self.block_starts[blocks + 1]
+        counts = lasts - firsts
+        return np.repeat(firsts - np.cumsum(np.concatenate([[0], counts[:-1]])), counts) + np.arange(int(counts.sum()))
+
     def of_blocks(self, blocks: np.ndarray) -> np.ndarray:
-        """The lengths of the documents of `blocks`, block after block in the order given."""
+        """The lengths of the documents of `blocks` (`documents_of`), block after block in the order given."""
         if self._all is not None:
-            firsts, lasts = self.block_starts[blocks], self.block_starts[blocks + 1]
-            counts = lasts - firsts
-            docs = np.repeat(firsts - np.cumsum(np.concatenate([[0], counts[:-1]])), counts) + np.arange(int(counts.sum()))
-            return self._all[docs]
+            return self._all[self.documents_of(blocks)]
         parts = [self.of_block(int(b)) for b in blocks]
         return np.concatenate(parts) if parts else np.zeros(0, np.int64)
 

@@ -147,10 +147,8 @@ class PackPlan:
         s, t = int(self.window_starts[w]), int(self.window_starts[w + 1])
         k0, k1 = self.geometry.virtual_range(s, t)
         blocks = self.geometry.virtual_blocks[k0:k1]
-        firsts, lasts = self.block_starts[blocks], self.block_starts[blocks + 1]
-        counts = lasts - firsts
         # Every document of these blocks, with its stream position.
-        doc = np.repeat(firsts - np.cumsum(np.concatenate([[0], counts[:-1]])), counts) + np.arange(int(counts.sum()))
+        doc = self.lengths.documents_of(blocks)
         lengths = self.lengths.of_blocks(blocks) + int(self.add_eos)
         begin = np.concatenate([[0], np.cumsum(lengths)[:-1]]) + self.geometry.virtual_starts[k0]
         end = begin + lengths
