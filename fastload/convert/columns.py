@@ -17,7 +17,7 @@ import pyarrow as pa
 from fastload.errors import ConvertError
 from fastload.format.schema import Column, Schema, TypeMismatch, promote_column
 
-__all__ = ["KnownColumns"]
+__all__ = ["KnownColumns", "lossy_promotion"]
 
 
 class KnownColumns:
@@ -108,3 +108,8 @@ class KnownColumns:
             else:
                 arrays.append(pa.nulls(table.num_rows, column.arrow_type))
         return pa.Table.from_arrays(arrays, schema=self.schema().arrow_schema())
+
+
+def lossy_promotion(exc: Exception) -> ConvertError:
+    """The error for shards rewritten after a type was widened whose values the wider type cannot hold."""
+    return ConvertError(f"{exc}. A field changed type between inputs in a way that loses values; make it consistent, or leave it out with --columns.")

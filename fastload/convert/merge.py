@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from fastload.convert.columns import KnownColumns
+from fastload.convert.columns import KnownColumns, lossy_promotion
 from fastload.convert.normalize import TOKENS_COLUMN
 from fastload.convert.partition_work import Fragment, PartitionJob, resolve_tokenizer
 from fastload.convert.partitions import Partition, partition_of_shard
@@ -128,7 +128,7 @@ class DatasetAssembly:
             num_shards = sum(len(f.written.shards) for f in self.fragments)
             raise write_failure(self.output, exc, num_shards=num_shards, where=self.output.path, abort=self.abort) from exc
         except FormatError as exc:  # a later partition widened a type past what earlier values fit
-            raise ConvertError(f"{exc}. A field changed type between inputs in a way that loses values; make it consistent, or leave it out with --columns.") from None
+            raise lossy_promotion(exc) from None
 
     def abort(self) -> None:
         """Remove every file of this run, those of partitions that never reported included; write nothing."""

@@ -41,7 +41,7 @@ from typing import Callable, Iterator
 
 import pyarrow as pa
 
-from fastload.convert.columns import KnownColumns
+from fastload.convert.columns import KnownColumns, lossy_promotion
 from fastload.convert.normalize import prepare_table
 from fastload.convert.parse import LineError
 from fastload.convert.partitions import Partition, partition_shard_name
@@ -292,7 +292,7 @@ class _Assembler:
         try:
             return self.writer.finish(), untyped
         except FormatError as exc:  # shards rewritten for a promotion hold values the wider type cannot
-            raise ConvertError(f"{exc}. A field changed type between inputs in a way that loses values; make it consistent, or leave it out with --columns.") from None
+            raise lossy_promotion(exc) from None
 
     def abort(self) -> None:
         if self.writer is not None:
