@@ -16,6 +16,9 @@ output folder), for
                   (the "parallel dataset conversion" recipe of the Streaming docs)
   litdata         LitData's `optimize(fn, inputs, num_workers=1|2, chunk_bytes="64MB")`,
                   inputs = line-aligned ~8 MB byte ranges of the file, fn yields one dict per line
+  raydata         Ray Data's own `ray.data.read_json(path).write_parquet(out)` on a local Ray
+                  cluster of 1|2 CPUs (started in the untimed warm-up, as for fastload-ray):
+                  what a Ray user converts with today (Parquet, snappy by default)
 
 Every row keeps all rows and all three fields (text, source, kind); nothing
 is compressed unless the library does it by default (Parquet's snappy). The
@@ -242,6 +245,23 @@ def _litdata(workers: int) -> Case:
     return Case("litdata.optimize", str(workers), run, count_rows)
 
 
+def _ray_data(cpus: int) -> Case:
+    def run(corpus: Path, out: Path):
+        import ray
+
+        if not ray.is_initialized():  # first in the untimed warm-up, as in _fastload_ray
+            ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False)
+        ray.data.DataContext.get_current().enable_progress_bars = False
+        ray.data.read_json(str(corpus)).write_parquet(str(out))
+
+    def count_rows(out: Path, _) -> int:
+        import pyarrow.parquet as pq
+
+        return sum(pq.read_metadata(path).num_rows for path in out.glob("*.parquet"))
+
+    return Case(f"ray.data.read_json().write_parquet(), {cpus}-CPU cluster", str(cpus), run, count_rows)
+
+
 CASES: dict[str, Callable[[], Case]] = {
     "fastload-1": lambda: _fastload(1),
     "fastload-2": lambda: _fastload(2),
@@ -255,6 +275,8 @@ CASES: dict[str, Callable[[], Case]] = {
     "mds-2": lambda: _mds(2),
     "litdata-1": lambda: _litdata(1),
     "litdata-2": lambda: _litdata(2),
+    "raydata-1": lambda: _ray_data(1),
+    "raydata-2": lambda: _ray_data(2),
 }
 FASTLOAD_CASES = ("fastload-1", "fastload-2")  # the local engine: the reference the ratios are to
 OURS = FASTLOAD_CASES + ("fastload-ray-1", "fastload-ray-2", "fastload-ray-1x4", "fastload-ray-2x4")  # not peers
@@ -281,7 +303,7 @@ def _versions() -> dict:
     from importlib.metadata import PackageNotFoundError, version
 
     found = {}
-    for name in ("fastload", "pyarrow", "mosaicml-streaming", "litdata", "torch"):
+    for name in ("fastload", "pyarrow", "mosaicml-streaming", "litdata", "ray", "torch"):
         try:
             found[name] = version(name)
         except PackageNotFoundError:
