@@ -204,7 +204,7 @@ class PackedDataset(TokenDocuments):
         source = f"tokenized on the fly from {self.column!r}" if self.tokenizer is not None else f"column {self.column!r}"
         return f"PackedDataset({str(self.dataset.path)!r}, seq_len={self.seq_len}, {source}, eos_id={self.eos_id}, remainder={self.remainder!r})"
 
-    _PROCESS_STATE = ("_blocks", "_plans", "_plans_by_key", "_filler")
+    _PROCESS_STATE = (*TokenDocuments._PROCESS_STATE, "_plans", "_plans_by_key", "_filler", "_told")  # plans hold the lengths
 
 
 class PackedBatchSampler:

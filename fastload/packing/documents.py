@@ -187,5 +187,5 @@ class TokenDocuments(BatchDataset):
         self.__dict__.update(state)
         self._reset_process_state()
 
-    _PROCESS_STATE = ("_blocks",)
+    _PROCESS_STATE = ("_blocks", "_lengths")  # _lengths: its read_block closure and read-ahead threads do not pickle
 

@@ -82,11 +82,33 @@ def import_obstore():
     return obstore
 
 
+# Where each scheme's endpoint can be set: obstore's config keys (any case), then the environment variables
+# obstore itself reads. fastload always passes obstore `client_options` (its timeouts), and those replace
+# the ones obstore would take from the environment, `allow_http` included; so fastload finds the endpoint
+# itself and allows plain http when the endpoint is plain http (a local server or emulator).
+_ENDPOINT_KEYS = {
+    "s3": ({"endpoint", "aws_endpoint", "aws_endpoint_url"}, ("AWS_ENDPOINT_URL",)),
+    "gs": ({"base_url", "google_base_url"}, ("GOOGLE_BASE_URL",)),
+    "az": ({"endpoint", "azure_endpoint", "azure_storage_endpoint"}, ("AZURE_STORAGE_ENDPOINT", "AZURE_ENDPOINT")),
+}
+
+
+def _configured_endpoint(scheme: str, storage_options: dict) -> str | None:
+    """The endpoint (S3, Azure) or base URL (GCS) that `storage_options` or the environment sets for
+    `scheme`, or None (the cloud's own)."""
+    keys, env_vars = _ENDPOINT_KEYS.get(scheme, (set(), ()))
+    for key, value in storage_options.items():
+        if key.lower() in keys and value:
+            return str(value)
+    return next((os.environ[name] for name in env_vars if os.environ.get(name)), None)
+
+
 def _credentials_hint(url: str) -> str:
     scheme = url.split("://", 1)[0].lower()
     return {
         "s3": "Check the bucket and prefix, AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE, AWS_REGION, and AWS_ENDPOINT_URL for S3-compatible servers (or storage_options=).",
-        "gs": "Check the bucket and prefix and GOOGLE_APPLICATION_CREDENTIALS (or storage_options=).",
+        "gs": "Check the bucket and prefix, GOOGLE_APPLICATION_CREDENTIALS, and GOOGLE_BASE_URL for a local emulator (or storage_options=).",
+        "az": "Check the account, container and prefix, AZURE_STORAGE_ACCOUNT_NAME/AZURE_STORAGE_ACCOUNT_KEY, and AZURE_STORAGE_ENDPOINT or AZURE_STORAGE_USE_EMULATOR for a local one (or storage_options=).",
     }.get(scheme, "Check the URL and the credentials in the environment (or storage_options=).")
 
 
@@ -190,12 +212,12 @@ class _ObstoreClient:
             **options.pop("client_options", {}),
         }
         scheme = url.split("://", 1)[0].lower()
-        endpoint = options.get("endpoint") or (os.environ.get("AWS_ENDPOINT_URL") if scheme == "s3" else None)
+        endpoint = _configured_endpoint(scheme, options)
         if scheme == "http" or (endpoint or "").startswith("http://"):
-            client_options.setdefault("allow_http", True)  # a local S3-compatible server; TLS is the default elsewhere
+            client_options.setdefault("allow_http", True)  # a local server or emulator; TLS is the default elsewhere
         if scheme == "s3":
-            if endpoint:
-                options.setdefault("endpoint", endpoint)
+            if endpoint and not _ENDPOINT_KEYS["s3"][0] & {key.lower() for key in options}:
+                options["endpoint"] = endpoint
             if os.environ.get("AWS_PROFILE") and not os.environ.get("AWS_ACCESS_KEY_ID") and "credential_provider" not in options:
                 options["credential_provider"] = _profile_credentials()
         try:

@@ -68,6 +68,6 @@ def with_retries(request: Callable[[], T], *, what: str, url: str, policy: Retry
     elapsed = clock() - start
     raise StoreError(
         f"could not {what} {url}: {len(failures)} attempts failed in {elapsed:.1f} s (last: {failures[-1]}). "
-        "Check that the endpoint is reachable and healthy (AWS_ENDPOINT_URL or storage_options), and the network; "
+        "Check that the endpoint is reachable and healthy (AWS_ENDPOINT_URL, GOOGLE_BASE_URL, AZURE_STORAGE_ENDPOINT or storage_options), and the network; "
         "the limits are fastload.RetryPolicy(attempt_timeout_s=, deadline_s=, max_attempts=), passed as retry=."
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import pickle
 
 import numpy as np
 import pytest
@@ -84,3 +85,16 @@ def test_values_for_a_column_that_is_not_tokens_or_of_the_wrong_length_are_refus
     _edit_index(tmp_path / "ds2", lambda o: o["shards"][0]["blocks"]["values"].update(other=o["shards"][0]["blocks"]["values"]["tokens"]))
     with pytest.raises(FormatError, match="'other', which is not a tokens column"):
         Dataset(tmp_path / "ds2")
+
+
+
+def test_a_packed_dataset_reading_lengths_ahead_pickles_for_a_spawned_worker_which_reads_its_own(tmp_path, documents):
+    write_documents(tmp_path / "ds", documents, block_rows=9)
+    packed = fastload.PackedDataset(tmp_path / "ds", seq_len=SEQ_LEN, eos_id=0)
+    lengths = packed.document_lengths()
+    lengths.read_ahead(range(lengths.num_blocks))  # threads and futures in flight, in this process
+    lengths.of_block(0)
+    copy = pickle.loads(pickle.dumps(packed)).document_lengths()  # as a spawned DataLoader worker receives it
+    assert not copy.knows(0)  # lengths are learnt per process, from the blocks it reads
+    copy.read_ahead(range(lengths.num_blocks - 1, -1, -1))
+    assert all(np.array_equal(copy.of_block(b), lengths.of_block(b)) for b in range(lengths.num_blocks))

@@ -6,16 +6,28 @@ environment pointing S3 clients at it.
 Each fixture skips (naming the package to install) when moto or boto3 is missing; the README's test
 command installs both, so CI runs these tests. The machinery itself lives in `tests/remote/s3.py`,
 which `bench/remote.py` imports too.
+
+`gcs_endpoint` is gs:// on 127.0.0.1: a fresh bucket on `tests/remote/folder_s3.py`'s server, which
+obstore's GCS client talks to as it talks to Google's XML API (the same wire format as S3's: object
+paths, Range, ListObjects V2 XML, multipart uploads), found through GOOGLE_BASE_URL or `base_url` and
+given a bearer token the server does not check. Why not `gcp-storage-emulator` (a Python GCS emulator):
+it serves the JSON API, and its XML API answers a PUT without an ETag and a GET without Last-Modified
+(obstore refuses both), and has no HEAD, DELETE, listing or multipart upload (measured with obstore
+0.12). Not covered here: Google's authentication (OAuth tokens, service accounts) and its error bodies.
 """
 
 from __future__ import annotations
 
+import os
+import shutil
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
 from tests.remote.fault_proxy import FaultProxy
+from tests.remote.folder_s3 import FolderS3Server
 from tests.remote.s3 import OVERRIDING_ENV_VARS, S3Server
 
 
@@ -94,3 +106,51 @@ def moto_endpoint(s3_server, s3_bucket, s3_env, monkeypatch) -> MotoEndpoint:
     # (store/object_store.py: a process that did spawns its workers).
     monkeypatch.setattr(object_store, "_runtime_pid", None)
     return MotoEndpoint(s3_server.endpoint, s3_bucket, s3_server)
+
+
+# Any token: the server does not check it, and with one obstore asks no metadata server for credentials
+# (`skip_signature` would not do: obstore 0.12 skips signing reads only, and fetches a token for a PUT).
+GCS_BEARER_TOKEN = "local-test-token"
+
+
+@dataclass(frozen=True)
+class GCSEndpoint:
+    """A bucket on a local server that obstore's gs:// client reaches with `storage_options` or `env`."""
+
+    base_url: str
+    bucket: str
+    root: Path  # the server's folder: object `k/e/y` of the bucket is the file `root/bucket/k/e/y`
+
+    @property
+    def storage_options(self) -> dict[str, str]:
+        return {"base_url": self.base_url, "bearer_token": GCS_BEARER_TOKEN}
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {"GOOGLE_BASE_URL": self.base_url, "GOOGLE_BEARER_TOKEN": GCS_BEARER_TOKEN}
+
+    def object_file(self, key: str) -> Path:
+        return self.root / self.bucket / key
+
+
+@pytest.fixture(scope="session")
+def gcs_server():
+    """The folder server on 127.0.0.1 standing in for GCS's XML API (see the module docstring), shared by the session."""
+    pytest.importorskip("obstore", reason="gs:// datasets need the remote extra: pip install 'fastload[remote]'")
+    with FolderS3Server() as server:
+        yield server
+
+
+@pytest.fixture
+def gcs_endpoint(gcs_server, monkeypatch) -> GCSEndpoint:
+    """A new, empty bucket on `gcs_server` (removed after the test), and no GOOGLE_* variable from the
+    environment that would point obstore elsewhere or make it fetch real credentials."""
+    from fastload.store import object_store
+
+    for name in [name for name in os.environ if name.startswith("GOOGLE_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setattr(object_store, "_runtime_pid", None)  # as in `moto_endpoint`
+    bucket = f"fastload-test-{uuid.uuid4().hex[:16]}"
+    (gcs_server.root / bucket).mkdir()  # a bucket is a folder of the server's (creating one is not a GCS XML request)
+    yield GCSEndpoint(gcs_server.endpoint, bucket, gcs_server.root)
+    shutil.rmtree(gcs_server.root / bucket, ignore_errors=True)

@@ -4,7 +4,8 @@ Why not only moto (`tests/remote/s3.py`): moto answers a ranged GET by copying t
 serves ~15 ranged GETs a second from a 63 MB object (measured; `bench/remote.py`'s docstring), while a
 real object store serves a range in time proportional to the range. Here a GET reads just its range from
 the file (`os.pread` for small ranges, `sendfile` for the rest), so a benchmark of a loader that reads
-blocks by range measures the loader, not this server.
+blocks by range measures the loader, not this server. It stands in for GCS too (`gcs_endpoint` in
+`conftest.py`): GCS's XML API, which obstore's gs:// client speaks, has S3's wire format.
 
 A test and benchmark server only: bound to 127.0.0.1, every request trusted. Authentication headers
 (SigV4) are accepted and not checked, nor are Content-MD5, checksums or chunk signatures. Bucket
