@@ -51,10 +51,14 @@ from fastload.format.output import TMP_PREFIX, OutputFolder
 from fastload.format.remote_output import RemoteOutput, open_output
 from fastload.format.schema import Schema, offsets_of
 from fastload.format.stats import ColumnStats, new_stats
+from fastload.format.write_behind import WriteBehind
 
 __all__ = ["WriteOptions", "DatasetWriter", "WrittenShards", "rewrite_shard", "shard_file_name", "staged_name", "write_failure"]
 
 _MIB = 1 << 20
+# Blocks cut but not yet written (`WriteBehind`): with 1 MiB blocks, 16 hold 16 MiB, two 8 MiB
+# chunks of `fastload convert`, so a chunk's blocks never wait for the previous chunk's to be written.
+_BLOCKS_BEHIND = 16
 
 
 @dataclass(frozen=True)
@@ -136,6 +140,7 @@ class _ShardFile:
 
     def __init__(self, path: Path, schema: Schema, compression: str):
         self.path = path
+        self.schema = schema
         arrow_schema = schema.arrow_schema()
         # token ids per block of each tokens column, for index.json (a remote packed dataset is planned from them)
         self.value_columns = [(c.name, i) for i, c in enumerate(schema) if c.kind == "tokens"]
@@ -274,15 +279,18 @@ class DatasetWriter:
         self._pending: list[pa.RecordBatch] = []
         self._pending_bytes: list[np.ndarray] = []
         self._stats = {c.name: new_stats(c) for c in schema}
+        self._num_rows_cut = 0  # rows in blocks handed to `_behind`, written or not
+        # Blocks are assembled, written, checksummed and counted into `_stats` on a thread of their
+        # own, in order (see write_behind.py); `_current`, `_shards` and `_stats` are that thread's
+        # until `_behind.drain()` returns.
+        self._behind = WriteBehind(depth=_BLOCKS_BEHIND)
         self._closed = False
 
     # -- writing ---------------------------------------------------------------
 
     @property
     def num_rows(self) -> int:
-        written = sum(s.num_rows for s in self._shards)
-        current = sum(self._current.block_rows) if self._current else 0
-        return written + current + sum(b.num_rows for b in self._pending)
+        return self._num_rows_cut + sum(b.num_rows for b in self._pending)
 
     def write(self, data: pa.RecordBatch | pa.Table) -> None:
         """Append rows. Column names and Arrow types must match `self.schema` exactly."""
@@ -317,6 +325,7 @@ class DatasetWriter:
         expected = schema.arrow_schema()
         pending = [self._conform(b, expected) for b in self._pending]  # raises before anything changes
         with self._writing():
+            self._behind.drain()
             self._finish_shard()
         self.schema = schema
         self._pending = pending
@@ -347,22 +356,24 @@ class DatasetWriter:
         table = pa.Table.from_batches(self._pending, schema=self._pending[0].schema)
         previous = 0
         for end in cuts:
-            piece = table.slice(previous, end - previous)
-            # concat_arrays always builds fresh, offset-0 arrays: a zero-copy slice would
-            # serialise differently depending on where the rows arrived from, and the output
-            # must be byte-identical however the input was batched.
-            self._write_block(pa.RecordBatch.from_arrays([pa.concat_arrays(c.chunks) for c in piece.columns], schema=piece.schema))
+            self._behind.submit(self._write_block, table.slice(previous, end - previous), self.schema)
+            self._num_rows_cut += end - previous
             previous = end
         rest = table.slice(previous)
         self._pending = rest.combine_chunks().to_batches() if rest.num_rows else []
         self._pending_bytes = [sizes[previous:]] if rest.num_rows else []
 
-    def _write_block(self, block: pa.RecordBatch) -> None:
+    def _write_block(self, piece: pa.Table, schema: Schema) -> None:
+        """Write the rows of `piece` as one block (on `_behind`'s thread); finish the shard once it is full."""
         if self._current is None:
             name = self._shard_name(len(self._shards))
-            self._current = _ShardFile(self.output.create(staged_name(name)), self.schema, self.options.compression)
-        block = pa.RecordBatch.from_arrays(block.columns, schema=self.schema.arrow_schema())  # the dataset's field metadata
-        for column, array in zip(self.schema, block.columns):
+            self._current = _ShardFile(self.output.create(staged_name(name)), schema, self.options.compression)
+        # concat_arrays always builds fresh, offset-0 arrays: a zero-copy slice would
+        # serialise differently depending on where the rows arrived from, and the output
+        # must be byte-identical however the input was batched. The schema carries the
+        # dataset's field metadata.
+        block = pa.RecordBatch.from_arrays([pa.concat_arrays(c.chunks) for c in piece.columns], schema=schema.arrow_schema())
+        for column, array in zip(schema, block.columns):
             self._stats[column.name].add(array)
         if self._current.write(block) >= self.options.shard_bytes:
             self._finish_shard()
@@ -373,7 +384,7 @@ class DatasetWriter:
         name = self._shard_name(len(self._shards))
         self._shards.append(self._current.finish(name))
         self.output.shard_finished(self._current.path.name, name)
-        self._shard_schemas.append(self.schema)
+        self._shard_schemas.append(self._current.schema)
         self._current = None
 
     # -- finishing -------------------------------------------------------------
@@ -389,6 +400,8 @@ class DatasetWriter:
             raise FormatError("this DatasetWriter is already closed")
         with self._writing():
             self._flush_full_blocks(final=True)
+            self._behind.drain()
+            self._behind.close()
             self._finish_shard()
             self._rewrite_promoted_shards()
         self._closed = True
@@ -400,6 +413,8 @@ class DatasetWriter:
             raise FormatError("this DatasetWriter is already closed")
         with self._writing():
             self._flush_full_blocks(final=True)
+            self._behind.drain()
+            self._behind.close()
             self._finish_shard()
         if not self._shards:
             self.abort()
@@ -434,6 +449,7 @@ class DatasetWriter:
         Files that were in the folder before (with `overwrite`, the old
         dataset) are left as they were, unless `close` had begun replacing them.
         """
+        self._behind.close()  # the block being written finishes, those queued are skipped
         if self._current is not None:
             self._current.abort()
             self._current = None
@@ -446,6 +462,7 @@ class DatasetWriter:
         try:
             yield
         except (StoreError, OSError) as exc:
+            self._behind.close()  # nothing is written behind our back while we count and clean up
             num_shards = len(self._shards) + (self._current is not None and not isinstance(exc, StoreError))
             where = self._current.path if self._current else self.folder
             raise write_failure(self.output, exc, num_shards=num_shards, where=where, abort=self.abort) from exc
