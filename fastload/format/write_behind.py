@@ -67,6 +67,11 @@ class WriteBehind:
         if self._failure is not None:
             raise self._failure
 
+    @property
+    def busy(self) -> bool:
+        """Whether a queued call has not run yet (a caller may then skip an optional one)."""
+        return any(not future.done() for future in self._pending)
+
     def drain(self) -> None:
         """Wait until every queued call has run; raise the first failure, if any."""
         while self._pending:

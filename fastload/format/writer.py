@@ -10,6 +10,13 @@ Block boundaries depend only on the sequence of rows, never on how the rows
 were batched on the way in, which is what makes `fastload convert --workers
 N` byte-identical for every N.
 
+Threads: the caller's thread only cuts rows into blocks; each block is
+assembled, serialized, checksummed, written and counted into the statistics
+on a write-behind thread (`write_behind.WriteBehind`), in order, so the bytes
+are those a single thread would write; a finished shard is fsynced on a third
+thread while the next one is written. `finish` and `close` wait for both, and
+an error on either is raised on the caller's thread as it would have been.
+
 Atomicity: shards are written as `.tmp-shard-*.arrow`, fsynced, and renamed
 only when the whole dataset is done; `index.json` is written last through a
 temporary file and a rename. A crash at any moment leaves a folder with no
@@ -59,6 +66,11 @@ _MIB = 1 << 20
 # Blocks cut but not yet written (`WriteBehind`): with 1 MiB blocks, 16 hold 16 MiB, two 8 MiB
 # chunks of `fastload convert`, so a chunk's blocks never wait for the previous chunk's to be written.
 _BLOCKS_BEHIND = 16
+_SHARDS_SYNCING = 2  # sealed shards waiting for fsync; a third waits, which only happens when the disk lags
+# A shard's bytes are sent to the disk (fdatasync, on the syncing thread) every this many bytes, so
+# that its final fsync, which the conversion waits for when it is the last shard, has little left.
+# The kernel by itself starts writing only after 30 s or gigabytes of dirty pages.
+_SYNC_EVERY_BYTES = 32 * _MIB
 
 
 @dataclass(frozen=True)
@@ -152,6 +164,7 @@ class _ShardFile:
         self.block_rows: list[int] = []
         self.block_ends: list[int] = []
         self.block_crc: list[int] = []
+        self.synced_bytes = 0  # where the last `sync_so_far` was asked for
 
     def write(self, batch: pa.RecordBatch) -> int:
         self.writer.write_batch(batch)
@@ -164,9 +177,15 @@ class _ShardFile:
         return self.block_ends[-1]
 
     def finish(self, final_name: str) -> ShardInfo:
+        """`seal` and `sync`: the shard complete and on disk."""
+        info = self.seal(final_name)
+        self.sync()
+        return info
+
+    def seal(self, final_name: str) -> ShardInfo:
+        """Write the footer and flush: the shard is complete, though maybe not yet on disk (`sync`)."""
         self.writer.close()
-        self.sink.close()
-        self.raw.close()  # flushes and fsyncs
+        self.sink.flush()
         ends = np.asarray(self.block_ends, np.int64)
         starts = np.concatenate([[0], ends[:-1]])
         return ShardInfo(
@@ -180,6 +199,15 @@ class _ShardFile:
             block_crc32=np.asarray(self.block_crc, np.uint32),
             block_values={name: np.asarray(v, np.int64) for name, v in self.block_values.items()},
         )
+
+    def sync_so_far(self) -> None:
+        """Send what was written so far to the disk (while the writer goes on), so that `sync` has less to do."""
+        os.fdatasync(self.raw.file.fileno())
+
+    def sync(self) -> None:
+        """fsync and close the sealed shard (the writer runs this on a thread of its own)."""
+        self.sink.close()  # closes `raw`, which flushes and fsyncs
+        self.raw.close()  # (in case the sink did not: closing twice is a no-op)
 
     def abort(self) -> None:
         """Let go of the file without writing another byte (the disk may be full); the caller removes it."""
@@ -284,6 +312,9 @@ class DatasetWriter:
         # own, in order (see write_behind.py); `_current`, `_shards` and `_stats` are that thread's
         # until `_behind.drain()` returns.
         self._behind = WriteBehind(depth=_BLOCKS_BEHIND)
+        # Sealed shards are fsynced and closed on another, so that writing the next shard does not
+        # wait for the disk (tens of ms for 128 MiB); `finish` and `close` wait for both.
+        self._syncing = WriteBehind(depth=_SHARDS_SYNCING, name="fastload-sync")
         self._closed = False
 
     # -- writing ---------------------------------------------------------------
@@ -375,17 +406,29 @@ class DatasetWriter:
         block = pa.RecordBatch.from_arrays([pa.concat_arrays(c.chunks) for c in piece.columns], schema=schema.arrow_schema())
         for column, array in zip(schema, block.columns):
             self._stats[column.name].add(array)
-        if self._current.write(block) >= self.options.shard_bytes:
+        written = self._current.write(block)
+        if written >= self.options.shard_bytes:
             self._finish_shard()
+        elif written >= self._current.synced_bytes + _SYNC_EVERY_BYTES and not self._syncing.busy:
+            self._current.synced_bytes = written
+            self._syncing.submit(self._current.sync_so_far)
 
     def _finish_shard(self) -> None:
         if self._current is None:
             return
         name = self._shard_name(len(self._shards))
-        self._shards.append(self._current.finish(name))
+        self._shards.append(self._current.seal(name))
+        self._syncing.submit(self._current.sync)
         self.output.shard_finished(self._current.path.name, name)
         self._shard_schemas.append(self._current.schema)
         self._current = None
+
+    def _wait_for_writes(self) -> None:
+        """Until every block cut so far is written and every shard finished so far is on disk."""
+        self._behind.drain()
+        self._behind.close()
+        self._syncing.drain()
+        self._syncing.close()
 
     # -- finishing -------------------------------------------------------------
 
@@ -401,8 +444,8 @@ class DatasetWriter:
         with self._writing():
             self._flush_full_blocks(final=True)
             self._behind.drain()
-            self._behind.close()
             self._finish_shard()
+            self._wait_for_writes()
             self._rewrite_promoted_shards()
         self._closed = True
         return WrittenShards(self.schema, tuple(self._shards), self._stats)
@@ -414,8 +457,8 @@ class DatasetWriter:
         with self._writing():
             self._flush_full_blocks(final=True)
             self._behind.drain()
-            self._behind.close()
             self._finish_shard()
+            self._wait_for_writes()
         if not self._shards:
             self.abort()
             raise FormatError("no rows were written; an empty dataset is not created")
@@ -450,6 +493,7 @@ class DatasetWriter:
         dataset) are left as they were, unless `close` had begun replacing them.
         """
         self._behind.close()  # the block being written finishes, those queued are skipped
+        self._syncing.close()
         if self._current is not None:
             self._current.abort()
             self._current = None
@@ -463,6 +507,7 @@ class DatasetWriter:
             yield
         except (StoreError, OSError) as exc:
             self._behind.close()  # nothing is written behind our back while we count and clean up
+            self._syncing.close()
             num_shards = len(self._shards) + (self._current is not None and not isinstance(exc, StoreError))
             where = self._current.path if self._current else self.folder
             raise write_failure(self.output, exc, num_shards=num_shards, where=where, abort=self.abort) from exc
