@@ -71,6 +71,7 @@ _SHARDS_SYNCING = 2  # sealed shards waiting for fsync; a third waits, which onl
 # that its final fsync, which the conversion waits for when it is the last shard, has little left.
 # The kernel by itself starts writing only after 30 s or gigabytes of dirty pages.
 _SYNC_EVERY_BYTES = 32 * _MIB
+_FOOTER_BYTES_PER_BLOCK = 24  # an Arrow IPC file's footer holds a Block (offset, metadata length, body length) per record batch
 
 
 @dataclass(frozen=True)
@@ -292,10 +293,13 @@ class DatasetWriter:
         options: WriteOptions = WriteOptions(),
         overwrite: bool = False,
         shard_name: Callable[[int], str] = shard_file_name,
+        input_bytes: int | None = None,
     ):
         """`folder`: a path or URL, or an output already held (`remote_output.open_output`, or one
         partition's output, `partition_output`; then `overwrite` was decided when it was taken).
-        `shard_name(k)` names the k-th shard this writer finishes."""
+        `shard_name(k)` names the k-th shard this writer finishes. `input_bytes`: the size of the
+        input all rows will come from, when known (each `write` then says its part): shards are
+        then balanced so that the last one is not small (`_ends_shard`)."""
         self.output = folder if hasattr(folder, "shard_finished") else open_output(folder, overwrite=overwrite)
         self._shard_name = shard_name
         self.folder = self.output.path
@@ -306,6 +310,10 @@ class DatasetWriter:
         self._current: _ShardFile | None = None
         self._pending: list[pa.RecordBatch] = []
         self._pending_bytes: list[np.ndarray] = []
+        self._pending_input: list[np.ndarray] = []  # input bytes per pending row (a batch's, spread by row size)
+        self._input_bytes = input_bytes
+        self._input_cut = 0  # input bytes of the rows in blocks handed to `_behind`
+        self._bytes_in_shards = 0  # bytes of the shards finished so far (`_behind`'s thread)
         self._stats = {c.name: new_stats(c) for c in schema}
         self._num_rows_cut = 0  # rows in blocks handed to `_behind`, written or not
         # Blocks are assembled, written, checksummed and counted into `_stats` on a thread of their
@@ -323,17 +331,24 @@ class DatasetWriter:
     def num_rows(self) -> int:
         return self._num_rows_cut + sum(b.num_rows for b in self._pending)
 
-    def write(self, data: pa.RecordBatch | pa.Table) -> None:
-        """Append rows. Column names and Arrow types must match `self.schema` exactly."""
+    def write(self, data: pa.RecordBatch | pa.Table, *, input_bytes: int = 0) -> None:
+        """Append rows. Column names and Arrow types must match `self.schema` exactly.
+
+        `input_bytes`: how much of the input these rows came from (with the constructor's `input_bytes`).
+        """
         expected = self.schema.arrow_schema()
         batches = data.to_batches() if isinstance(data, pa.Table) else [data]
-        for batch in batches:
+        sizes = [_row_bytes(batch) for batch in batches]
+        total = sum(int(s.sum()) for s in sizes)
+        for batch, size in zip(batches, sizes):
             if batch.num_rows == 0:
                 continue
             if not batch.schema.remove_metadata().equals(expected.remove_metadata()):
                 batch = self._conform(batch, expected)
             self._pending.append(batch)
-            self._pending_bytes.append(_row_bytes(batch))
+            self._pending_bytes.append(size)
+            # element-wise float arithmetic, then integers: the same rows give the same numbers on every machine
+            self._pending_input.append(np.floor(size * (input_bytes / total)).astype(np.int64) if total else np.zeros(len(size), np.int64))
         with self._writing():
             self._flush_full_blocks()
 
@@ -365,6 +380,7 @@ class DatasetWriter:
         if not self._pending:
             return
         sizes = np.concatenate(self._pending_bytes)
+        inputs = np.cumsum(np.concatenate(self._pending_input))  # input bytes up to and including each row
         total = len(sizes)
         cuts = []  # row index where each full block ends
         start = 0
@@ -387,14 +403,17 @@ class DatasetWriter:
         table = pa.Table.from_batches(self._pending, schema=self._pending[0].schema)
         previous = 0
         for end in cuts:
-            self._behind.submit(self._write_block, table.slice(previous, end - previous), self.schema)
+            input_done = self._input_cut + int(inputs[end - 1])
+            self._behind.submit(self._write_block, table.slice(previous, end - previous), self.schema, input_done)
             self._num_rows_cut += end - previous
             previous = end
+        self._input_cut += int(inputs[previous - 1])
         rest = table.slice(previous)
         self._pending = rest.combine_chunks().to_batches() if rest.num_rows else []
         self._pending_bytes = [sizes[previous:]] if rest.num_rows else []
+        self._pending_input = [np.diff(inputs[previous - 1 :])] if rest.num_rows else []
 
-    def _write_block(self, piece: pa.Table, schema: Schema) -> None:
+    def _write_block(self, piece: pa.Table, schema: Schema, input_done: int) -> None:
         """Write the rows of `piece` as one block (on `_behind`'s thread); finish the shard once it is full."""
         if self._current is None:
             name = self._shard_name(len(self._shards))
@@ -407,17 +426,47 @@ class DatasetWriter:
         for column, array in zip(schema, block.columns):
             self._stats[column.name].add(array)
         written = self._current.write(block)
-        if written >= self.options.shard_bytes:
+        if self._ends_shard(written, input_done):
             self._finish_shard()
         elif written >= self._current.synced_bytes + _SYNC_EVERY_BYTES and not self._syncing.busy:
             self._current.synced_bytes = written
             self._syncing.submit(self._current.sync_so_far)
+
+    def _ends_shard(self, written: int, input_done: int) -> bool:
+        """Whether the current shard, `written` bytes once a block ending `input_done` bytes into the input is in it, is done.
+
+        Without the input's size: once it reaches `shard_bytes`, and the last
+        shard holds what is left, however little. With it, the output still
+        to come is estimated from the input left, at the output-per-input
+        ratio so far, and what is left (this shard included) is shared
+        evenly among the whole number of shards nearest to it in
+        `shard_bytes`: shards, the last one too, come out within a few
+        percent of `shard_bytes` when there are 5 or more (within 1/(2n)
+        for n shards, give or take how the ratio drifts), instead of a small
+        last shard in every partition. A pure function of the rows and their
+        input sizes, so every engine cuts the same shards.
+        """
+        target = self.options.shard_bytes
+        if self._input_bytes is None or not 0 < input_done <= self._input_bytes:  # unknown, or input sizes that do not add up
+            return written >= target
+        ratio = (self._bytes_in_shards + written) / input_done
+        left = written + (self._input_bytes - input_done) * ratio
+        num_left = round(left / target)
+        if num_left <= 1:  # the rest of the input fits this shard: the writer's finish ends it
+            return written >= 2 * target  # (unless the estimate was far off)
+        # the shard as it will be, with its footer (a 24-byte entry per block, the bulk of it), ended
+        # here rather than after the next block when that lands nearer the share (blocks are alike)
+        blocks = self._current.block_ends
+        sealed = written + _FOOTER_BYTES_PER_BLOCK * len(blocks)
+        last_block = blocks[-1] - (blocks[-2] if len(blocks) > 1 else 0)
+        return sealed + last_block / 2 >= left / num_left
 
     def _finish_shard(self) -> None:
         if self._current is None:
             return
         name = self._shard_name(len(self._shards))
         self._shards.append(self._current.seal(name))
+        self._bytes_in_shards += self._shards[-1].num_bytes
         self._syncing.submit(self._current.sync)
         self.output.shard_finished(self._current.path.name, name)
         self._shard_schemas.append(self._current.schema)
