@@ -71,6 +71,7 @@ _SHARDS_SYNCING = 2  # sealed shards waiting for fsync; a third waits, which onl
 # that its final fsync, which the conversion waits for when it is the last shard, has little left.
 # The kernel by itself starts writing only after 30 s or gigabytes of dirty pages.
 _SYNC_EVERY_BYTES = 32 * _MIB
+_fdatasync = getattr(os, "fdatasync", os.fsync)  # macOS has no fdatasync
 _FOOTER_BYTES_PER_BLOCK = 24  # an Arrow IPC file's footer holds a Block (offset, metadata length, body length) per record batch
 
 
@@ -203,7 +204,7 @@ class _ShardFile:
 
     def sync_so_far(self) -> None:
         """Send what was written so far to the disk (while the writer goes on), so that `sync` has less to do."""
-        os.fdatasync(self.raw.file.fileno())
+        _fdatasync(self.raw.file.fileno())
 
     def sync(self) -> None:
         """fsync and close the sealed shard (the writer runs this on a thread of its own)."""
