@@ -188,6 +188,7 @@ class _ShardFile:
         """Write the footer and flush: the shard is complete, though maybe not yet on disk (`sync`)."""
         self.writer.close()
         self.sink.flush()
+        self.raw.flush()  # (the sink's flush does not reach it) the file is whole for whoever reads it now: an upload
         ends = np.asarray(self.block_ends, np.int64)
         starts = np.concatenate([[0], ends[:-1]])
         return ShardInfo(
