@@ -88,12 +88,27 @@ def require_unchanged(found: InputFile) -> None:
         )
 
 
+def _last_newline(buffer: memoryview, stop: int, *, window: int = 64 << 10) -> int:
+    """Index of the last b"\\n" in buffer[:stop], or -1; looks at `window` bytes at a time from the end (lines are short)."""
+    while stop > 0:
+        start = max(0, stop - window)
+        found = buffer[start:stop].tobytes().rfind(b"\n")
+        if found >= 0:
+            return start + found
+        stop = start
+        window *= 2
+    return -1
+
+
 def line_pieces(path: Path, compression: str | None, *, piece_bytes: int, start: int = 0, end: int | None = None) -> Iterator[memoryview]:
     """Whole-line pieces of a file (or of its bytes [start, end), uncompressed files only), about `piece_bytes` each, without copying them.
 
     Each piece is read straight into a buffer of its own (workers parse
     pieces in parallel, so none is reused) after the partial line left over
-    from the previous read.
+    from the previous read. The buffers come from Arrow's memory pool, which
+    hands back the memory of pieces already parsed: a new `bytearray` was
+    zero-filled and faulted in page by page, 0.1-0.2 ms of CPU per MB on the
+    thread that feeds the workers.
     """
     carry = b""
     remaining = None if end is None else end - start
@@ -102,19 +117,19 @@ def line_pieces(path: Path, compression: str | None, *, piece_bytes: int, start:
             f.seek(start)
         while True:
             size = piece_bytes if remaining is None else min(piece_bytes, remaining)
-            buffer = bytearray(len(carry) + size)
+            buffer = memoryview(pa.allocate_buffer(len(carry) + size)).cast("B")
             buffer[: len(carry)] = carry
-            n = f.readinto(memoryview(buffer)[len(carry) :]) if size else 0
+            n = f.readinto(buffer[len(carry) :]) if size else 0
             filled = len(carry) + (n or 0)
             if not n:
                 break
             if remaining is not None:
                 remaining -= n
-            cut = buffer.rfind(b"\n", 0, filled) + 1
+            cut = _last_newline(buffer, filled) + 1
             if cut == 0:  # a line longer than a piece: keep reading until it ends
                 carry = bytes(buffer[:filled])
                 continue
             carry = bytes(buffer[cut:filled])
-            yield memoryview(buffer)[:cut]
+            yield buffer[:cut]
     if carry:
         yield memoryview(carry + b"\n")

@@ -41,7 +41,7 @@ def prepare_table(
         table = _tokenize(table, source=source, text_field=text_field, tokenizer=tokenizer, keep_text=keep_text)
     arrays, fields, kinds = [], [], {}
     for f, array in zip(table.schema, table.columns):
-        array = array.combine_chunks() if isinstance(array, pa.ChunkedArray) else array
+        array = _single_array(array)
         try:
             column = infer_column(f.name, f.type, f.metadata)
         except TypeMismatch as exc:
@@ -57,6 +57,14 @@ def prepare_table(
         arrays.append(array)
         fields.append(f)
     return pa.Table.from_arrays(arrays, schema=pa.schema(fields)), kinds
+
+
+def _single_array(array: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """The column as one array: its only chunk as it is (`combine_chunks` copies even one chunk, a
+    whole extra pass over the text: 0.2-0.5 ms of CPU per MB of JSON Lines), or its chunks joined."""
+    if not isinstance(array, pa.ChunkedArray):
+        return array
+    return array.chunk(0) if array.num_chunks == 1 else array.combine_chunks()
 
 
 def _select(table: pa.Table, columns: tuple[str, ...]) -> pa.Table:

@@ -158,7 +158,9 @@ def convert_partition(partition: Partition, job: PartitionJob, *, progress: Call
             for chunk in file_chunks(piece.file, on_error=job.on_error, text_field=job.text_field, text_lines=job.text_lines, start=piece.start, end=piece.end, flat_json=job.flat_json):
                 yield i, chunk
 
-    fragment = write_partition(partition.partition_id, chunks(), job, num_pieces=len(partition.pieces), progress=progress)
+    # chunks count decompressed bytes: the input's size is known in the same unit only without compression
+    input_bytes = partition.num_bytes if all(piece.file.compression is None for piece in partition.pieces) else None
+    fragment = write_partition(partition.partition_id, chunks(), job, num_pieces=len(partition.pieces), progress=progress, input_bytes=input_bytes)
     if fragment.written is not None and not is_remote(job.out):  # what a rerun after a kill may reuse (`resume`)
         from fastload.convert.resume import record_fragment  # resume builds on this module
 
@@ -175,16 +177,19 @@ def write_partition(
     *,
     num_pieces: int,
     progress: Callable[[int, int], None] | None = None,
+    input_bytes: int | None = None,
 ) -> Fragment:
     """Convert `chunks` ((piece index, chunk), in input order) into partition `partition_id`'s shards.
 
-    `progress(input bytes, rows)` is called after each chunk. Any failure
-    removes every file this partition wrote and raises.
+    `progress(input bytes, rows)` is called after each chunk. `input_bytes`:
+    the chunks' `num_bytes` added up, when known in advance; the writer then
+    balances the partition's shards so that its last one is not small. Any
+    failure removes every file this partition wrote and raises.
     """
     tokenizer = resolve_tokenizer(job.tokenizer)
     warm_up(tokenizer, flat_json=job.flat_json)  # once per process in effect: compiled or loaded kernels stay
     output = open_partition_output(job.out, storage_options=job.storage_options, retry=job.retry, staging_dir=job.staging_dir, take_down_index=job.take_down_index)
-    assembler = _Assembler(output, job.write, shard_name=functools.partial(partition_shard_name, partition_id))
+    assembler = _Assembler(output, job.write, shard_name=functools.partial(partition_shard_name, partition_id), input_bytes=input_bytes)
     fragment = Fragment(partition_id, None, assembler.known, {}, lines=[0] * num_pieces)
     try:
         with OrderedThreads(job.workers, depth=2 * job.workers) as threads:
@@ -198,6 +203,7 @@ def write_partition(
                     raise _StopAtBadLine  # stops the threads at once, as any error does
                 fragment.bytes_in += chunk.num_bytes
                 fragment.num_skipped_rows += skipped
+                assembler.add_input(chunk.num_bytes)
                 if prepared is not None:
                     assembler.add(*prepared, source=chunk.source)
                 if progress is not None:
@@ -248,16 +254,22 @@ class _Assembler:
     much is held back waiting for one.
     """
 
-    def __init__(self, output, options: WriteOptions, *, shard_name: Callable[[int], str]):
-        self.output, self.options, self.shard_name = output, options, shard_name
+    def __init__(self, output, options: WriteOptions, *, shard_name: Callable[[int], str], input_bytes: int | None = None):
+        self.output, self.options, self.shard_name, self.input_bytes = output, options, shard_name, input_bytes
         self.known = KnownColumns()
         self.writer: DatasetWriter | None = None
-        self.held: list[tuple[pa.Table, str]] = []
+        self.held: list[tuple[pa.Table, str, int]] = []
         self.held_bytes = 0
+        self.unassigned_input = 0  # input bytes read whose rows have not been added yet
+
+    def add_input(self, num_bytes: int) -> None:
+        """`num_bytes` more of the input were read: the next table added holds their rows (a chunk of none passes them on)."""
+        self.unassigned_input += num_bytes
 
     def add(self, table: pa.Table, kinds: dict, *, source: str) -> None:
         self.known.merge(kinds, source)
-        self.held.append((table, source))
+        self.held.append((table, source, self.unassigned_input))
+        self.unassigned_input = 0
         self.held_bytes += table.nbytes
         if self.writer is not None or self.known.complete or self.held_bytes >= _MAX_HELD_BYTES:
             self._flush()
@@ -265,7 +277,7 @@ class _Assembler:
     def _flush(self) -> None:
         schema = self.known.schema()
         if self.writer is None:
-            self.writer = DatasetWriter(self.output, schema, options=self.options, shard_name=self.shard_name)
+            self.writer = DatasetWriter(self.output, schema, options=self.options, shard_name=self.shard_name, input_bytes=self.input_bytes)
         late = [name for name in schema.names if name not in self.writer.schema]
         if late:
             raise ConvertError(
@@ -278,15 +290,15 @@ class _Assembler:
         except FormatError as exc:  # rows already written do not fit the widened type
             name = next((c.name for c in schema if c != self.writer.schema[c.name]), "?")
             raise self.known.unfit(name, "earlier input", exc) from None
-        for table, source in self.held:
-            self.writer.write(self.known.conform(table, source))
+        for table, source, input_bytes in self.held:
+            self.writer.write(self.known.conform(table, source), input_bytes=input_bytes)
         self.held, self.held_bytes = [], 0
 
     def finish(self) -> tuple[WrittenShards | None, int]:
         """(the shards written, or None when no rows were; rows that no shard could hold: every field null)."""
         if self.held and len(self.known.schema()):
             self._flush()
-        untyped = sum(table.num_rows for table, _ in self.held)
+        untyped = sum(table.num_rows for table, _, _ in self.held)
         if self.writer is None or self.writer.num_rows == 0:
             return None, untyped
         try:

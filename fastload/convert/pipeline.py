@@ -50,8 +50,10 @@ __all__ = ["convert", "ConvertResult", "ENGINES"]
 ON_ERROR = ("fail", "skip")
 ENGINES = ("local", "ray")
 _WARMUP_SHOWN_S = 0.05  # kernel warm-up shorter than this goes unmentioned in the summary
-# Input per partition, in shards: several shards per partition keep the partition's last,
-# smaller shard rare, and one partition of the default 1 GiB is seconds of work for a task.
+# Input per partition, in shards: a partition's writer shares its output evenly among the
+# nearest whole number of shards (`DatasetWriter._ends_shard`), within 1/(2n) of shard_bytes for n
+# shards, so several per partition keep them all within ±10%; one partition of the default 1 GiB
+# is seconds of work for a task.
 PARTITION_SHARDS = 8
 
 

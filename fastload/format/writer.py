@@ -10,6 +10,13 @@ Block boundaries depend only on the sequence of rows, never on how the rows
 were batched on the way in, which is what makes `fastload convert --workers
 N` byte-identical for every N.
 
+Threads: the caller's thread only cuts rows into blocks; each block is
+assembled, serialized, checksummed, written and counted into the statistics
+on a write-behind thread (`write_behind.WriteBehind`), in order, so the bytes
+are those a single thread would write; a finished shard is fsynced on a third
+thread while the next one is written. `finish` and `close` wait for both, and
+an error on either is raised on the caller's thread as it would have been.
+
 Atomicity: shards are written as `.tmp-shard-*.arrow`, fsynced, and renamed
 only when the whole dataset is done; `index.json` is written last through a
 temporary file and a rename. A crash at any moment leaves a folder with no
@@ -51,10 +58,21 @@ from fastload.format.output import TMP_PREFIX, OutputFolder
 from fastload.format.remote_output import RemoteOutput, open_output
 from fastload.format.schema import Schema, offsets_of
 from fastload.format.stats import ColumnStats, new_stats
+from fastload.format.write_behind import WriteBehind
 
 __all__ = ["WriteOptions", "DatasetWriter", "WrittenShards", "rewrite_shard", "shard_file_name", "staged_name", "write_failure"]
 
 _MIB = 1 << 20
+# Blocks cut but not yet written (`WriteBehind`): with 1 MiB blocks, 16 hold 16 MiB, two 8 MiB
+# chunks of `fastload convert`, so a chunk's blocks never wait for the previous chunk's to be written.
+_BLOCKS_BEHIND = 16
+_SHARDS_SYNCING = 2  # sealed shards waiting for fsync; a third waits, which only happens when the disk lags
+# A shard's bytes are sent to the disk (fdatasync, on the syncing thread) every this many bytes, so
+# that its final fsync, which the conversion waits for when it is the last shard, has little left.
+# The kernel by itself starts writing only after 30 s or gigabytes of dirty pages.
+_SYNC_EVERY_BYTES = 32 * _MIB
+_fdatasync = getattr(os, "fdatasync", os.fsync)  # macOS has no fdatasync
+_FOOTER_BYTES_PER_BLOCK = 24  # an Arrow IPC file's footer holds a Block (offset, metadata length, body length) per record batch
 
 
 @dataclass(frozen=True)
@@ -136,6 +154,7 @@ class _ShardFile:
 
     def __init__(self, path: Path, schema: Schema, compression: str):
         self.path = path
+        self.schema = schema
         arrow_schema = schema.arrow_schema()
         # token ids per block of each tokens column, for index.json (a remote packed dataset is planned from them)
         self.value_columns = [(c.name, i) for i, c in enumerate(schema) if c.kind == "tokens"]
@@ -147,6 +166,7 @@ class _ShardFile:
         self.block_rows: list[int] = []
         self.block_ends: list[int] = []
         self.block_crc: list[int] = []
+        self.synced_bytes = 0  # where the last `sync_so_far` was asked for
 
     def write(self, batch: pa.RecordBatch) -> int:
         self.writer.write_batch(batch)
@@ -159,9 +179,16 @@ class _ShardFile:
         return self.block_ends[-1]
 
     def finish(self, final_name: str) -> ShardInfo:
+        """`seal` and `sync`: the shard complete and on disk."""
+        info = self.seal(final_name)
+        self.sync()
+        return info
+
+    def seal(self, final_name: str) -> ShardInfo:
+        """Write the footer and flush: the shard is complete, though maybe not yet on disk (`sync`)."""
         self.writer.close()
-        self.sink.close()
-        self.raw.close()  # flushes and fsyncs
+        self.sink.flush()
+        self.raw.flush()  # (the sink's flush does not reach it) the file is whole for whoever reads it now: an upload
         ends = np.asarray(self.block_ends, np.int64)
         starts = np.concatenate([[0], ends[:-1]])
         return ShardInfo(
@@ -175,6 +202,15 @@ class _ShardFile:
             block_crc32=np.asarray(self.block_crc, np.uint32),
             block_values={name: np.asarray(v, np.int64) for name, v in self.block_values.items()},
         )
+
+    def sync_so_far(self) -> None:
+        """Send what was written so far to the disk (while the writer goes on), so that `sync` has less to do."""
+        _fdatasync(self.raw.file.fileno())
+
+    def sync(self) -> None:
+        """fsync and close the sealed shard (the writer runs this on a thread of its own)."""
+        self.sink.close()  # closes `raw`, which flushes and fsyncs
+        self.raw.close()  # (in case the sink did not: closing twice is a no-op)
 
     def abort(self) -> None:
         """Let go of the file without writing another byte (the disk may be full); the caller removes it."""
@@ -259,10 +295,13 @@ class DatasetWriter:
         options: WriteOptions = WriteOptions(),
         overwrite: bool = False,
         shard_name: Callable[[int], str] = shard_file_name,
+        input_bytes: int | None = None,
     ):
         """`folder`: a path or URL, or an output already held (`remote_output.open_output`, or one
         partition's output, `partition_output`; then `overwrite` was decided when it was taken).
-        `shard_name(k)` names the k-th shard this writer finishes."""
+        `shard_name(k)` names the k-th shard this writer finishes. `input_bytes`: the size of the
+        input all rows will come from, when known (each `write` then says its part): shards are
+        then balanced so that the last one is not small (`_ends_shard`)."""
         self.output = folder if hasattr(folder, "shard_finished") else open_output(folder, overwrite=overwrite)
         self._shard_name = shard_name
         self.folder = self.output.path
@@ -273,28 +312,45 @@ class DatasetWriter:
         self._current: _ShardFile | None = None
         self._pending: list[pa.RecordBatch] = []
         self._pending_bytes: list[np.ndarray] = []
+        self._pending_input: list[np.ndarray] = []  # input bytes per pending row (a batch's, spread by row size)
+        self._input_bytes = input_bytes
+        self._input_cut = 0  # input bytes of the rows in blocks handed to `_behind`
+        self._bytes_in_shards = 0  # bytes of the shards finished so far (`_behind`'s thread)
         self._stats = {c.name: new_stats(c) for c in schema}
+        self._num_rows_cut = 0  # rows in blocks handed to `_behind`, written or not
+        # Blocks are assembled, written, checksummed and counted into `_stats` on a thread of their
+        # own, in order (see write_behind.py); `_current`, `_shards` and `_stats` are that thread's
+        # until `_behind.drain()` returns.
+        self._behind = WriteBehind(depth=_BLOCKS_BEHIND)
+        # Sealed shards are fsynced and closed on another, so that writing the next shard does not
+        # wait for the disk (tens of ms for 128 MiB); `finish` and `close` wait for both.
+        self._syncing = WriteBehind(depth=_SHARDS_SYNCING, name="fastload-sync")
         self._closed = False
 
     # -- writing ---------------------------------------------------------------
 
     @property
     def num_rows(self) -> int:
-        written = sum(s.num_rows for s in self._shards)
-        current = sum(self._current.block_rows) if self._current else 0
-        return written + current + sum(b.num_rows for b in self._pending)
+        return self._num_rows_cut + sum(b.num_rows for b in self._pending)
 
-    def write(self, data: pa.RecordBatch | pa.Table) -> None:
-        """Append rows. Column names and Arrow types must match `self.schema` exactly."""
+    def write(self, data: pa.RecordBatch | pa.Table, *, input_bytes: int = 0) -> None:
+        """Append rows. Column names and Arrow types must match `self.schema` exactly.
+
+        `input_bytes`: how much of the input these rows came from (with the constructor's `input_bytes`).
+        """
         expected = self.schema.arrow_schema()
         batches = data.to_batches() if isinstance(data, pa.Table) else [data]
-        for batch in batches:
+        sizes = [_row_bytes(batch) for batch in batches]
+        total = sum(int(s.sum()) for s in sizes)
+        for batch, size in zip(batches, sizes):
             if batch.num_rows == 0:
                 continue
             if not batch.schema.remove_metadata().equals(expected.remove_metadata()):
                 batch = self._conform(batch, expected)
             self._pending.append(batch)
-            self._pending_bytes.append(_row_bytes(batch))
+            self._pending_bytes.append(size)
+            # element-wise float arithmetic, then integers: the same rows give the same numbers on every machine
+            self._pending_input.append(np.floor(size * (input_bytes / total)).astype(np.int64) if total else np.zeros(len(size), np.int64))
         with self._writing():
             self._flush_full_blocks()
 
@@ -317,6 +373,7 @@ class DatasetWriter:
         expected = schema.arrow_schema()
         pending = [self._conform(b, expected) for b in self._pending]  # raises before anything changes
         with self._writing():
+            self._behind.drain()
             self._finish_shard()
         self.schema = schema
         self._pending = pending
@@ -325,6 +382,7 @@ class DatasetWriter:
         if not self._pending:
             return
         sizes = np.concatenate(self._pending_bytes)
+        inputs = np.cumsum(np.concatenate(self._pending_input))  # input bytes up to and including each row
         total = len(sizes)
         cuts = []  # row index where each full block ends
         start = 0
@@ -347,34 +405,81 @@ class DatasetWriter:
         table = pa.Table.from_batches(self._pending, schema=self._pending[0].schema)
         previous = 0
         for end in cuts:
-            piece = table.slice(previous, end - previous)
-            # concat_arrays always builds fresh, offset-0 arrays: a zero-copy slice would
-            # serialise differently depending on where the rows arrived from, and the output
-            # must be byte-identical however the input was batched.
-            self._write_block(pa.RecordBatch.from_arrays([pa.concat_arrays(c.chunks) for c in piece.columns], schema=piece.schema))
+            input_done = self._input_cut + int(inputs[end - 1])
+            self._behind.submit(self._write_block, table.slice(previous, end - previous), self.schema, input_done)
+            self._num_rows_cut += end - previous
             previous = end
+        self._input_cut += int(inputs[previous - 1])
         rest = table.slice(previous)
         self._pending = rest.combine_chunks().to_batches() if rest.num_rows else []
         self._pending_bytes = [sizes[previous:]] if rest.num_rows else []
+        self._pending_input = [np.diff(inputs[previous - 1 :])] if rest.num_rows else []
 
-    def _write_block(self, block: pa.RecordBatch) -> None:
+    def _write_block(self, piece: pa.Table, schema: Schema, input_done: int) -> None:
+        """Write the rows of `piece` as one block (on `_behind`'s thread); finish the shard once it is full."""
         if self._current is None:
             name = self._shard_name(len(self._shards))
-            self._current = _ShardFile(self.output.create(staged_name(name)), self.schema, self.options.compression)
-        block = pa.RecordBatch.from_arrays(block.columns, schema=self.schema.arrow_schema())  # the dataset's field metadata
-        for column, array in zip(self.schema, block.columns):
+            self._current = _ShardFile(self.output.create(staged_name(name)), schema, self.options.compression)
+        # concat_arrays always builds fresh, offset-0 arrays: a zero-copy slice would
+        # serialise differently depending on where the rows arrived from, and the output
+        # must be byte-identical however the input was batched. The schema carries the
+        # dataset's field metadata.
+        block = pa.RecordBatch.from_arrays([pa.concat_arrays(c.chunks) for c in piece.columns], schema=schema.arrow_schema())
+        for column, array in zip(schema, block.columns):
             self._stats[column.name].add(array)
-        if self._current.write(block) >= self.options.shard_bytes:
+        written = self._current.write(block)
+        if self._ends_shard(written, input_done):
             self._finish_shard()
+        elif written >= self._current.synced_bytes + _SYNC_EVERY_BYTES and not self._syncing.busy:
+            self._current.synced_bytes = written
+            self._syncing.submit(self._current.sync_so_far)
+
+    def _ends_shard(self, written: int, input_done: int) -> bool:
+        """Whether the current shard, `written` bytes once a block ending `input_done` bytes into the input is in it, is done.
+
+        Without the input's size: once it reaches `shard_bytes`, and the last
+        shard holds what is left, however little. With it, the output still
+        to come is estimated from the input left, at the output-per-input
+        ratio so far, and what is left (this shard included) is shared
+        evenly among the whole number of shards nearest to it in
+        `shard_bytes`: shards, the last one too, come out within a few
+        percent of `shard_bytes` when there are 5 or more (within 1/(2n)
+        for n shards, give or take how the ratio drifts), instead of a small
+        last shard in every partition. A pure function of the rows and their
+        input sizes, so every engine cuts the same shards.
+        """
+        target = self.options.shard_bytes
+        if self._input_bytes is None or not 0 < input_done <= self._input_bytes:  # unknown, or input sizes that do not add up
+            return written >= target
+        ratio = (self._bytes_in_shards + written) / input_done
+        left = written + (self._input_bytes - input_done) * ratio
+        num_left = round(left / target)
+        if num_left <= 1:  # the rest of the input fits this shard: the writer's finish ends it
+            return written >= 2 * target  # (unless the estimate was far off)
+        # the shard as it will be, with its footer (a 24-byte entry per block, the bulk of it), ended
+        # here rather than after the next block when that lands nearer the share (blocks are alike)
+        blocks = self._current.block_ends
+        sealed = written + _FOOTER_BYTES_PER_BLOCK * len(blocks)
+        last_block = blocks[-1] - (blocks[-2] if len(blocks) > 1 else 0)
+        return sealed + last_block / 2 >= left / num_left
 
     def _finish_shard(self) -> None:
         if self._current is None:
             return
         name = self._shard_name(len(self._shards))
-        self._shards.append(self._current.finish(name))
+        self._shards.append(self._current.seal(name))
+        self._bytes_in_shards += self._shards[-1].num_bytes
+        self._syncing.submit(self._current.sync)
         self.output.shard_finished(self._current.path.name, name)
-        self._shard_schemas.append(self.schema)
+        self._shard_schemas.append(self._current.schema)
         self._current = None
+
+    def _wait_for_writes(self) -> None:
+        """Until every block cut so far is written and every shard finished so far is on disk."""
+        self._behind.drain()
+        self._behind.close()
+        self._syncing.drain()
+        self._syncing.close()
 
     # -- finishing -------------------------------------------------------------
 
@@ -389,7 +494,9 @@ class DatasetWriter:
             raise FormatError("this DatasetWriter is already closed")
         with self._writing():
             self._flush_full_blocks(final=True)
+            self._behind.drain()
             self._finish_shard()
+            self._wait_for_writes()
             self._rewrite_promoted_shards()
         self._closed = True
         return WrittenShards(self.schema, tuple(self._shards), self._stats)
@@ -400,7 +507,9 @@ class DatasetWriter:
             raise FormatError("this DatasetWriter is already closed")
         with self._writing():
             self._flush_full_blocks(final=True)
+            self._behind.drain()
             self._finish_shard()
+            self._wait_for_writes()
         if not self._shards:
             self.abort()
             raise FormatError("no rows were written; an empty dataset is not created")
@@ -434,6 +543,8 @@ class DatasetWriter:
         Files that were in the folder before (with `overwrite`, the old
         dataset) are left as they were, unless `close` had begun replacing them.
         """
+        self._behind.close()  # the block being written finishes, those queued are skipped
+        self._syncing.close()
         if self._current is not None:
             self._current.abort()
             self._current = None
@@ -446,6 +557,8 @@ class DatasetWriter:
         try:
             yield
         except (StoreError, OSError) as exc:
+            self._behind.close()  # nothing is written behind our back while we count and clean up
+            self._syncing.close()
             num_shards = len(self._shards) + (self._current is not None and not isinstance(exc, StoreError))
             where = self._current.path if self._current else self.folder
             raise write_failure(self.output, exc, num_shards=num_shards, where=where, abort=self.abort) from exc

@@ -86,3 +86,30 @@ def test_without_ray_installed_the_ray_engine_says_how_to_install_it(tmp_path, m
     with pytest.raises(ConfigError, match=r"pip install 'fastload\[ray\]'"):
         fastload.convert(source, tmp_path / "out", engine="ray", quiet=True)
     assert not (tmp_path / "out").exists()
+
+
+def _varied_lines(path: Path, num_rows: int) -> Path:
+    """Rows of random lengths, a third of them full of escapes (more JSON bytes per Arrow byte), mixed all along the file."""
+    rng = np.random.default_rng(5)
+    rows = []
+    for i in range(num_rows):
+        text = " ".join("w" * int(n) for n in rng.integers(1, 12, size=int(rng.integers(5, 60))))
+        if i % 3 == 0:
+            text = text.replace("w", '"\\\n', 2)
+        rows.append(json.dumps({"text": text, "i": i}) + "\n")
+    path.write_text("".join(rows))
+    return path
+
+
+def test_every_shard_but_the_datasets_last_is_within_ten_percent_of_shard_bytes_even_at_partition_ends(tmp_path):
+    source = _varied_lines(tmp_path / "a.jsonl", 12_000)
+    shard_bytes = 64 << 10
+    # partitions of 7.5 shards of input: full shards would leave a small one at each partition's end
+    options = dict(block_bytes=1 << 10, shard_bytes=shard_bytes, partition_bytes=int(7.5 * shard_bytes), quiet=True)
+    one = fastload.convert(source, tmp_path / "one", workers=1, **options)
+    assert one.num_partitions >= 3
+    sizes = [s.num_bytes / shard_bytes for s in one.index.shards]
+    assert all(0.9 <= size <= 1.1 for size in sizes[:-1]), sizes
+    two = fastload.convert(source, tmp_path / "two", workers=2, **options)
+    for shard in one.index.shards:  # balanced by the rows and their input sizes only: the same bytes for any workers
+        assert (tmp_path / "one" / shard.file).read_bytes() == (tmp_path / "two" / shard.file).read_bytes()
