@@ -122,16 +122,22 @@ class RemoteBlocks:
             failed = prefetcher.wait(block_id)
             if failed is not None:
                 raise failed
-        got = self._held.pop(block_id, None)
-        if got is None:
-            got = self.cache.get(block_id, int(self.block_bytes[block_id]), lambda: self._download(block_id))
+        # Pinned from the lookup until its bytes are in memory: otherwise another process may evict the
+        # file in between (this one's pin from reading ahead ends with `consumed`, so that comes last).
+        self.cache.pin(block_id)
+        try:
+            got = self._held.pop(block_id, None)
+            if got is None:
+                got = self.cache.get(block_id, int(self.block_bytes[block_id]), lambda: self._download(block_id))
+            if isinstance(got, Path):
+                try:
+                    got = got.read_bytes()  # a copy: no descriptor or mapping stays open per block
+                except FileNotFoundError:  # removed by hand meanwhile (a pinned block is never evicted): fetch it again
+                    got = self._download(block_id)
+        finally:
+            self.cache.unpin(block_id)
         if prefetcher is not None:
             prefetcher.consumed(block_id)
-        if isinstance(got, Path):
-            try:
-                return pa.py_buffer(got.read_bytes())  # a copy: no descriptor or mapping stays open per block
-            except FileNotFoundError:  # evicted between the lookup and the read: fetch it again
-                return pa.py_buffer(self._download(block_id))
         return pa.py_buffer(got)
 
     def _download(self, block_id: int) -> memoryview:

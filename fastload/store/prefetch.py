@@ -5,13 +5,22 @@ The sampler knows a rank's whole future order, so the reader is told it
 past reads. Background threads walk the order from the read cursor,
 keeping at most `max_inflight` requests open and at most `ahead_bytes` of
 blocks fetched but not yet read; each fetched block is pinned in the cache
-until it is read (or the order changes). The cursor moves as blocks are
-read (`consumed`), so a resume that starts mid-epoch fetches only what the
-next batches read.
+until it is read (or the order changes). A resume that starts mid-epoch is
+given the order from its batch, so it fetches only what the next batches read.
 
-`next_use(block_id)` ranks blocks for the cache's eviction: the position of
-the block in the expected order after the cursor, infinity when this
-process will not read it again.
+The order is the order of *first use*, not of reads: a window's blocks are
+all needed from the batch that reaches the window, and its units are
+shuffled, so they are read in any order among themselves. So a read marks
+only that block's place in the order as done (`consumed`), and the cursor is
+the first place not yet done; a read never skips the blocks before it.
+(It used to: reading the last block of a window moved the cursor past the
+window's other blocks, which were then neither fetched ahead nor ranked as
+still needed, so the cache evicted them before their read and they were
+downloaded twice: 1.17x the bytes of an epoch in `bench/remote.py`.)
+
+`next_use(block_id)` ranks blocks for the cache's eviction: how far after
+the cursor the block's next unread place is, infinity when this process
+will not read it again.
 """
 
 from __future__ import annotations
@@ -40,8 +49,10 @@ class Prefetcher:
         self.max_inflight, self.ahead_bytes = max(1, max_inflight), max(1, ahead_bytes)
         self._lock = threading.RLock()  # a done callback may run at once, inside _fill
         self._order = np.zeros(0, np.int64)
-        self._position: dict[int, int] = {}
-        self._cursor = 0  # first position of the order not yet read past
+        self._places: dict[int, list[int]] = {}  # block id -> its positions in the order, ascending
+        self._unread: dict[int, int] = {}  # block id -> index into its places of the first one not yet read
+        self._done = np.zeros(0, bool)  # per position: read
+        self._cursor = 0  # first position of the order not yet read
         self._next = 0  # next position to fetch
         self._ahead: dict[int, Future] = {}  # block id -> its fetch, until read
         self._pool: ThreadPoolExecutor | None = None
@@ -65,24 +76,34 @@ class Prefetcher:
             for block_id in [b for b in self._ahead if b not in keep]:
                 self._drop(block_id)
             self._order = order
-            self._position = {}
+            self._places, self._unread = {}, {}
             for i, block_id in enumerate(order.tolist()):
-                self._position.setdefault(block_id, i)
+                self._places.setdefault(block_id, []).append(i)
+            self._done = np.zeros(len(order), bool)
             self._cursor = self._next = 0
             self._fill()
 
+    def _next_place(self, block_id: int) -> int | None:
+        """The block's first position in the order not yet read; None when it has none."""
+        places = self._places.get(block_id)
+        k = self._unread.get(block_id, 0)
+        return None if places is None or k >= len(places) else places[k]
+
     def next_use(self, block_id: int) -> float:
-        position = self._position.get(block_id)
-        return float("inf") if position is None or position < self._cursor else float(position - self._cursor)
+        position = self._next_place(block_id)
+        return float("inf") if position is None else float(position - self._cursor)
 
     def consumed(self, block_id: int) -> None:
         """The reader has this block now: its pin is released and fetching moves past it."""
         with self._lock:
             if block_id in self._ahead:
                 self._drop(block_id)
-            position = self._position.get(block_id)
-            if position is not None and position >= self._cursor:
-                self._cursor = position + 1
+            position = self._next_place(block_id)
+            if position is not None:
+                self._done[position] = True
+                self._unread[block_id] = self._unread.get(block_id, 0) + 1
+                while self._cursor < len(self._done) and self._done[self._cursor]:
+                    self._cursor += 1
                 self._next = max(self._next, self._cursor)
             self._fill()
 
@@ -104,7 +125,7 @@ class Prefetcher:
         running = sum(not f.done() for f in self._ahead.values())
         while self._next < len(self._order) and running < self.max_inflight:
             block_id = int(self._order[self._next])
-            if block_id in self._ahead or self._position[block_id] < self._next:
+            if block_id in self._ahead or self._next_place(block_id) != self._next:  # read already, or read before this place
                 self._next += 1
                 continue
             size = int(self.block_bytes[block_id])
