@@ -53,6 +53,7 @@ class Prefetcher:
         self._unread: dict[int, int] = {}  # block id -> index into its places of the first one not yet read
         self._done = np.zeros(0, bool)  # per position: read
         self._cursor = 0  # first position of the order not yet read
+        self._fetch_end = 0  # positions from here on are known, not fetched ahead
         self._next = 0  # next position to fetch
         self._ahead: dict[int, Future] = {}  # block id -> its fetch, until read
         self._pool: ThreadPoolExecutor | None = None
@@ -68,8 +69,14 @@ class Prefetcher:
             self._ahead = {}
         return self._pool
 
-    def expect(self, order: Sequence[int]) -> None:
-        """From now on this process reads `order` (block ids, in order of first use); fetching follows it."""
+    def expect(self, order: Sequence[int], *, fetch_ahead: int | None = None) -> None:
+        """From now on this process reads `order` (block ids, in order of first use); fetching follows it.
+
+        Only its first `fetch_ahead` places (all by default) are fetched ahead; the rest only rank what
+        the cache keeps (`next_use`). The datasets pass the rest of this epoch as those, and the next
+        epoch after them: a block of the next epoch fetched now is wasted if this epoch is the last or
+        the cache evicts it before then, while knowing that it comes back soon keeps it cached.
+        """
         order = np.asarray(order, np.int64)
         with self._lock:
             keep = set(order.tolist())
@@ -81,6 +88,7 @@ class Prefetcher:
                 self._places.setdefault(block_id, []).append(i)
             self._done = np.zeros(len(order), bool)
             self._cursor = self._next = 0
+            self._fetch_end = len(order) if fetch_ahead is None else max(0, min(int(fetch_ahead), len(order)))
             self._fill()
 
     def _next_place(self, block_id: int) -> int | None:
@@ -123,7 +131,7 @@ class Prefetcher:
         pool = self._executor()
         ahead = sum(int(self.block_bytes[b]) for b in self._ahead)
         running = sum(not f.done() for f in self._ahead.values())
-        while self._next < len(self._order) and running < self.max_inflight:
+        while self._next < self._fetch_end and running < self.max_inflight:
             block_id = int(self._order[self._next])
             if block_id in self._ahead or self._next_place(block_id) != self._next:  # read already, or read before this place
                 self._next += 1
