@@ -51,9 +51,10 @@ class Prefetcher:
         self._order = np.zeros(0, np.int64)
         self._places: dict[int, list[int]] = {}  # block id -> its positions in the order, ascending
         self._unread: dict[int, int] = {}  # block id -> index into its places of the first one not yet read
-        self._done = np.zeros(0, bool)  # per position: read
+        self._read = np.zeros(0, bool)  # per position: read
         self._cursor = 0  # first position of the order not yet read
         self._fetch_end = 0  # positions from here on are known, not fetched ahead
+        self._filling = self._again = False  # in `_fill`, and another pass asked for meanwhile
         self._next = 0  # next position to fetch
         self._ahead: dict[int, Future] = {}  # block id -> its fetch, until read
         self._pool: ThreadPoolExecutor | None = None
@@ -86,7 +87,7 @@ class Prefetcher:
             self._places, self._unread = {}, {}
             for i, block_id in enumerate(order.tolist()):
                 self._places.setdefault(block_id, []).append(i)
-            self._done = np.zeros(len(order), bool)
+            self._read = np.zeros(len(order), bool)
             self._cursor = self._next = 0
             self._fetch_end = len(order) if fetch_ahead is None else max(0, min(int(fetch_ahead), len(order)))
             self._fill()
@@ -108,9 +109,9 @@ class Prefetcher:
                 self._drop(block_id)
             position = self._next_place(block_id)
             if position is not None:
-                self._done[position] = True
+                self._read[position] = True
                 self._unread[block_id] = self._unread.get(block_id, 0) + 1
-                while self._cursor < len(self._done) and self._done[self._cursor]:
+                while self._cursor < len(self._read) and self._read[self._cursor]:
                     self._cursor += 1
                 self._next = max(self._next, self._cursor)
             self._fill()
@@ -127,7 +128,26 @@ class Prefetcher:
         future.add_done_callback(lambda f, b=block_id: f.exception() is None and self.release(b))
 
     def _fill(self) -> None:
-        """Start fetches from `_next` while under both limits (called with the lock held)."""
+        """Start fetches from `_next` while under both limits (called with the lock held).
+
+        A fetch that ends at once (a block already cached) runs its done callback inside `submit`, on
+        this thread, which holds the lock: that call only asks for another pass, rather than filling
+        from inside this one's loop (it did, and the outer loop then stepped past a block it had not
+        fetched, which was read on demand instead).
+        """
+        if self._filling:
+            self._again = True
+            return
+        self._filling = True
+        try:
+            self._again = True
+            while self._again:
+                self._again = False
+                self._fill_pass()
+        finally:
+            self._filling = False
+
+    def _fill_pass(self) -> None:
         pool = self._executor()
         ahead = sum(int(self.block_bytes[b]) for b in self._ahead)
         running = sum(not f.done() for f in self._ahead.values())
@@ -139,11 +159,11 @@ class Prefetcher:
             size = int(self.block_bytes[block_id])
             if ahead + size > self.ahead_bytes and self._ahead:
                 break
-            self._ahead[block_id] = future = pool.submit(self.fetch, block_id)
-            future.add_done_callback(self._done)
+            self._next += 1
             ahead += size
             running += 1
-            self._next += 1
+            self._ahead[block_id] = future = pool.submit(self.fetch, block_id)
+            future.add_done_callback(self._done)
 
     def _done(self, future: Future) -> None:
         with self._lock:
