@@ -231,7 +231,8 @@ class RemoteBlocks:
             # of the cache at most per process, so pins never crowd out the blocks being read (measured: with
             # 256 MiB ahead in a 25 MB cache, two workers bypassed the cache and fetched blocks twice, 1.57x).
             ahead = min(self.read_ahead_bytes, max(int(self.block_bytes.max(initial=1)), self.cache.capacity_bytes // 4))
-            self._prefetcher = Prefetcher(self._prefetch, self._release, self.block_bytes, ahead_bytes=ahead)
+            published = self.cache.publish_schedule(len(self.block_bytes))  # so that the node's other processes keep what this one needs
+            self._prefetcher = Prefetcher(self._prefetch, self._release, self.block_bytes, ahead_bytes=ahead, published=published)
             self._held = {}
             self.cache.next_use = self._prefetcher.next_use
         self._prefetcher.expect(order, fetch_ahead=fetch_ahead)

@@ -18,9 +18,13 @@ window's other blocks, which were then neither fetched ahead nor ranked as
 still needed, so the cache evicted them before their read and they were
 downloaded twice: 1.17x the bytes of an epoch in `bench/remote.py`.)
 
-`next_use(block_id)` ranks blocks for the cache's eviction: how far after
-the cursor the block's next unread place is, infinity when this process
-will not read it again.
+`next_use(block_id)` ranks blocks for the cache's eviction: how many places
+after the number of places read so far the block's next unread place is (0
+when it is due already), infinity when this process will not read it again.
+Counted from the places read, not from the cursor: one block of a window
+left unread until late would hold the cursor back and make every later need
+of this process look further off than the other processes' (`schedules.py`
+compares them).
 """
 
 from __future__ import annotations
@@ -43,8 +47,10 @@ class Prefetcher:
     block_bytes: bytes of each block (to bound what is ahead).
     """
 
-    def __init__(self, fetch: Callable[[int], None], release: Callable[[int], None], block_bytes: np.ndarray, *, max_inflight: int = 8, ahead_bytes: int = 256 << 20):
+    def __init__(self, fetch: Callable[[int], None], release: Callable[[int], None], block_bytes: np.ndarray, *, max_inflight: int = 8,
+                 ahead_bytes: int = 256 << 20, published: np.ndarray | None = None):
         self.fetch, self.release = fetch, release
+        self.published = published  # where the node sees this schedule (`schedules.py`): kept equal to next_use
         self.block_bytes = np.asarray(block_bytes, np.int64)
         self.max_inflight, self.ahead_bytes = max(1, max_inflight), max(1, ahead_bytes)
         self._lock = threading.RLock()  # a done callback may run at once, inside _fill
@@ -53,6 +59,7 @@ class Prefetcher:
         self._unread: dict[int, int] = {}  # block id -> index into its places of the first one not yet read
         self._read = np.zeros(0, bool)  # per position: read
         self._cursor = 0  # first position of the order not yet read
+        self._num_read = 0  # places of the order read so far: how far this process has got
         self._fetch_end = 0  # positions from here on are known, not fetched ahead
         self._filling = self._again = False  # in `_fill`, and another pass asked for meanwhile
         self._next = 0  # next position to fetch
@@ -88,7 +95,13 @@ class Prefetcher:
             for i, block_id in enumerate(order.tolist()):
                 self._places.setdefault(block_id, []).append(i)
             self._read = np.zeros(len(order), bool)
-            self._cursor = self._next = 0
+            self._cursor = self._next = self._num_read = 0
+            if self.published is not None:
+                words = np.full(len(self.published), -1, np.int64)
+                words[0] = 0
+                for block_id, places in self._places.items():
+                    words[1 + block_id] = places[0]
+                self.published[:] = words
             self._fetch_end = len(order) if fetch_ahead is None else max(0, min(int(fetch_ahead), len(order)))
             self._fill()
 
@@ -100,7 +113,7 @@ class Prefetcher:
 
     def next_use(self, block_id: int) -> float:
         position = self._next_place(block_id)
-        return float("inf") if position is None else float(position - self._cursor)
+        return float("inf") if position is None else float(max(0, position - self._num_read))
 
     def consumed(self, block_id: int) -> None:
         """The reader has this block now: its pin is released and fetching moves past it."""
@@ -110,9 +123,14 @@ class Prefetcher:
             position = self._next_place(block_id)
             if position is not None:
                 self._read[position] = True
+                self._num_read += 1
                 self._unread[block_id] = self._unread.get(block_id, 0) + 1
                 while self._cursor < len(self._read) and self._read[self._cursor]:
                     self._cursor += 1
+                if self.published is not None:
+                    following = self._next_place(block_id)
+                    self.published[1 + block_id] = -1 if following is None else following
+                    self.published[0] = self._num_read
                 self._next = max(self._next, self._cursor)
             self._fill()
 

@@ -51,7 +51,7 @@ def test_reading_a_later_block_first_keeps_the_earlier_ones_needed_and_fetched()
     assert recorder.fetched == [0, 1, 2, 3]
     prefetcher.consumed(3)
     _settle(prefetcher)
-    assert [prefetcher.next_use(b) for b in (0, 1, 2, 3, 4)] == [0.0, 1.0, 2.0, float("inf"), 4.0]
+    assert [prefetcher.next_use(b) for b in (0, 1, 2, 3, 4)] == [0.0, 0.0, 1.0, float("inf"), 3.0]  # places after the one read
     assert recorder.released == [3] and recorder.fetched == [0, 1, 2, 3, 4]  # one place freed: the next block, not a skip
     for block_id in (1, 0, 2):
         prefetcher.consumed(block_id)
