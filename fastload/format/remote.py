@@ -7,6 +7,10 @@ What is fetched, and when:
 - per block, exactly its byte range (one Arrow record batch), never a
   whole shard, verified by its CRC before it is used or enters the cache.
 
+Each request is logged at DEBUG on the "fastload.remote" logger, with its
+process and cause (head, lengths, ahead, read, refetch): switch it on to see
+which bytes an epoch fetches and why (`tests/remote/test_epoch_bytes.py`).
+
 Blocks go through `store.BlockCache` in a folder named by the digest of
 `index.json`, so a dataset re-converted under the same URL never meets the
 old blocks. With an order given (`expect`, called by the datasets that know
@@ -16,6 +20,7 @@ their plan), `store.Prefetcher` fetches ahead of the reads.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import shutil
 import threading
@@ -37,6 +42,8 @@ from fastload.store.block_cache import BlockCache
 from fastload.store.prefetch import Prefetcher
 
 __all__ = ["RemoteBlocks", "default_cache_bytes"]
+
+log = logging.getLogger("fastload.remote")
 
 _HEAD_BYTES = 8 << 10  # a shard's magic and schema message fit in this unless the schema is large (then a second request)
 _REFETCH_ON_BAD_CRC = 1  # a corrupt download is fetched once more before the block is called corrupt
@@ -111,9 +118,9 @@ class RemoteBlocks:
             url = self.store.url_of(info.file)
             length = min(_HEAD_BYTES, info.num_bytes)
             try:
-                arrow_schema, offset = _parse_head(self.store.get_range(info.file, 0, length))
+                arrow_schema, offset = _parse_head(self._get_range(info.file, 0, length, "head"))
             except _NeedMore as more:
-                arrow_schema, offset = _parse_head(self.store.get_range(info.file, 0, min(more.bytes, info.num_bytes)))
+                arrow_schema, offset = _parse_head(self._get_range(info.file, 0, min(more.bytes, info.num_bytes), "head"))
             except StoreError:
                 raise  # the store said what failed and where
             except (pa.ArrowException, ValueError, OSError) as exc:
@@ -139,25 +146,31 @@ class RemoteBlocks:
         try:
             got = self._held.pop(block_id, None)
             if got is None:
-                got = self.cache.get(block_id, int(self.block_bytes[block_id]), lambda: self._download(block_id))
+                got = self.cache.get(block_id, int(self.block_bytes[block_id]), lambda: self._download(block_id, "read"))
             if isinstance(got, Path):
                 try:
                     got = got.read_bytes()  # a copy: no descriptor or mapping stays open per block
                 except FileNotFoundError:  # removed by hand meanwhile (a pinned block is never evicted): fetch it again
-                    got = self._download(block_id)
+                    got = self._download(block_id, "refetch")
         finally:
             self.cache.unpin(block_id)
         if prefetcher is not None:
             prefetcher.consumed(block_id)
         return pa.py_buffer(got)
 
-    def _download(self, block_id: int) -> memoryview:
+    def _get_range(self, file: str, start: int, length: int, cause: str, block_id: int | None = None) -> memoryview:
+        """`store.get_range`, logged (see the module docstring)."""
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("process %d fetches %s bytes %d-%d (%d bytes): %s of block %s", os.getpid(), file, start, start + length, length, cause, block_id)
+        return self.store.get_range(file, start, length)
+
+    def _download(self, block_id: int, cause: str) -> memoryview:
         shard_id, local = int(self.block_shard[block_id]), int(self.block_local[block_id])
         info = self.index.shards[shard_id]
         start, length = int(info.block_offsets[local]), int(info.block_bytes[local])
         expected = int(info.block_crc32[local])
         for attempt in range(_REFETCH_ON_BAD_CRC + 1):
-            data = self.store.get_range(info.file, start, length)
+            data = self._get_range(info.file, start, length, cause, block_id)
             crc = zlib.crc32(data) if length else 0
             if crc == expected:
                 return data
@@ -202,7 +215,7 @@ class RemoteBlocks:
         start = first_offset if local == 0 else int(info.block_offsets[local])
         end = int(info.block_offsets[local] + info.block_bytes[local])
         where = f"block {local} of {self.store.url_of(info.file)}"
-        read = lambda o, n: self.store.get_range(info.file, o, n)  # noqa: E731
+        read = lambda o, n: self._get_range(info.file, o, n, "lengths", block_id)  # noqa: E731
         cached = self.cache.lookup(block_id)
         if cached is not None:  # the cache holds exactly the block's range, CRC-checked when it entered
             try:
@@ -240,7 +253,7 @@ class RemoteBlocks:
     def _prefetch(self, block_id: int) -> None:
         self.cache.pin(block_id)
         try:
-            got = self.cache.get(block_id, int(self.block_bytes[block_id]), lambda: self._download(block_id))
+            got = self.cache.get(block_id, int(self.block_bytes[block_id]), lambda: self._download(block_id, "ahead"))
         except BaseException:
             self.cache.unpin(block_id)
             raise

@@ -73,3 +73,34 @@ def test_an_epoch_through_a_cache_of_40_percent_with_two_workers_fetches_at_most
         f"fetched {fetched:,} bytes for {block_bytes:,} bytes of blocks ({fetched / block_bytes:.3f}x); "
         f"requests by kind {dict(by_kind)}; blocks fetched more than once {twice}"
     )
+
+
+def test_the_debug_log_names_every_request_with_its_cause_and_an_epoch_in_one_process_fetches_each_block_once(served, tmp_path, monkeypatch, caplog):
+    """The "fastload.remote" DEBUG log is how to see which bytes an epoch fetches and why: it accounts
+    for every byte the server sent past index.json."""
+    import logging
+
+    from fastload.store import object_store
+
+    server, url, local = served
+    for name in OVERRIDING_ENV_VARS:
+        monkeypatch.delenv(name, raising=False)
+    for name, value in server.env().items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(object_store, "_runtime_pid", None)
+    blocks = {(info.file, int(o), int(n)) for info in local.index.shards for o, n in zip(info.block_offsets, info.block_bytes)}
+    block_bytes = sum(n for _, _, n in blocks)
+
+    before = len(server.reads())
+    with caplog.at_level(logging.DEBUG, logger="fastload.remote"):
+        dataset = fastload.Dataset(url, cache_dir=tmp_path / "cache", cache_bytes=int(0.4 * block_bytes))
+        loader = fastload.DataLoader(fastload.PackedDataset(dataset, seq_len=SEQ_LEN, eos_id=0), batch_size=BATCH, num_workers=0, shuffle=True)
+        for _ in loader:
+            pass
+    reads = [r for r in server.reads()[before:] if not r.key.endswith("index.json")]
+    logged = [m for m in caplog.messages if m.startswith("process ")]
+    causes = collections.Counter(m.rsplit(": ", 1)[1].split(" of block")[0] for m in logged)
+    assert len(logged) == len(reads) and set(causes) <= {"head", "lengths", "ahead", "read", "refetch"}
+    fetched_blocks = collections.Counter((r.key.rsplit("/", 1)[-1], r.start, r.length) for r in reads if (r.key.rsplit("/", 1)[-1], r.start, r.length) in blocks)
+    assert set(fetched_blocks) == blocks and set(fetched_blocks.values()) == {1}, "each block once"
+    assert causes["ahead"] + causes["read"] == len(blocks) and causes["refetch"] == 0
