@@ -355,14 +355,16 @@ class Dataset:
         self._shard_first_block = np.concatenate([[0], np.cumsum([info.num_blocks for info in self.index.shards])])
         self._reset_handles()
 
-    def expect(self, blocks) -> None:
+    def expect(self, blocks, *, fetch_ahead: int | None = None) -> None:
         """Tell the dataset that this process will read `blocks` (ids, in order of first use) next.
 
-        Remote datasets fetch ahead along it; a local one needs nothing. The
-        datasets that know their plan (packed, padded, arrays) call this.
+        Remote datasets fetch ahead along its first `fetch_ahead` (all by
+        default; the rest, known further ahead, only decide what their cache
+        keeps); a local one needs nothing. The datasets that know their plan
+        (packed, padded, arrays) call this.
         """
         if self.remote is not None:
-            self.remote.expect(blocks)
+            self.remote.expect(blocks, fetch_ahead=fetch_ahead)
 
     def fit_cache(self, live_blocks: int) -> int:
         """Keep up to `live_blocks` blocks decoded (at most every block of the dataset), for a reading

@@ -7,6 +7,10 @@ What is fetched, and when:
 - per block, exactly its byte range (one Arrow record batch), never a
   whole shard, verified by its CRC before it is used or enters the cache.
 
+Each request is logged at DEBUG on the "fastload.remote" logger, with its
+process and cause (head, lengths, ahead, read, refetch): switch it on to see
+which bytes an epoch fetches and why (`tests/remote/test_epoch_bytes.py`).
+
 Blocks go through `store.BlockCache` in a folder named by the digest of
 `index.json`, so a dataset re-converted under the same URL never meets the
 old blocks. With an order given (`expect`, called by the datasets that know
@@ -16,8 +20,10 @@ their plan), `store.Prefetcher` fetches ahead of the reads.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import shutil
+import threading
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -37,7 +43,9 @@ from fastload.store.prefetch import Prefetcher
 
 __all__ = ["RemoteBlocks", "default_cache_bytes"]
 
-_HEAD_BYTES = 64 << 10  # a shard's magic and schema message fit in this unless the schema is huge
+log = logging.getLogger("fastload.remote")
+
+_HEAD_BYTES = 8 << 10  # a shard's magic and schema message fit in this unless the schema is large (then a second request)
 _REFETCH_ON_BAD_CRC = 1  # a corrupt download is fetched once more before the block is called corrupt
 
 
@@ -81,6 +89,7 @@ class RemoteBlocks:
         self.block_local = np.concatenate([np.arange(s.num_blocks, dtype=np.int64) for s in shards])
         self.block_bytes = np.concatenate([np.asarray(s.block_bytes, np.int64) for s in shards])
         self._heads: dict[int, tuple[pa.Schema, int]] = {}
+        self._head_locks: dict[int, threading.Lock] = {}  # process id -> the lock of its head fetches
         self._prefetcher: Prefetcher | None = None
         self._held: dict[int, memoryview] = {}  # fetched ahead but kept out of a full cache: in memory until read
 
@@ -95,14 +104,23 @@ class RemoteBlocks:
     def shard_head(self, shard_id: int, schema: Schema) -> tuple[pa.Schema, int]:
         """(Arrow schema, where block 0's record batch starts) of a shard, fetched once per process."""
         head = self._heads.get(shard_id)
+        if head is not None:
+            return head
+        # Lengths are read by many threads at once: without this lock each of them fetched the same head
+        # (measured: 32 fetches of a shard's head per epoch, 2 MB, a third of the bytes beyond the blocks').
+        with self._head_locks.setdefault(os.getpid(), threading.Lock()):  # a forked child's copy may be held: one per process
+            return self._fetch_head(shard_id, schema)
+
+    def _fetch_head(self, shard_id: int, schema: Schema) -> tuple[pa.Schema, int]:
+        head = self._heads.get(shard_id)  # fetched by another thread while this one waited
         if head is None:
             info = self.index.shards[shard_id]
             url = self.store.url_of(info.file)
             length = min(_HEAD_BYTES, info.num_bytes)
             try:
-                arrow_schema, offset = _parse_head(self.store.get_range(info.file, 0, length))
+                arrow_schema, offset = _parse_head(self._get_range(info.file, 0, length, "head"))
             except _NeedMore as more:
-                arrow_schema, offset = _parse_head(self.store.get_range(info.file, 0, min(more.bytes, info.num_bytes)))
+                arrow_schema, offset = _parse_head(self._get_range(info.file, 0, min(more.bytes, info.num_bytes), "head"))
             except StoreError:
                 raise  # the store said what failed and where
             except (pa.ArrowException, ValueError, OSError) as exc:
@@ -122,25 +140,37 @@ class RemoteBlocks:
             failed = prefetcher.wait(block_id)
             if failed is not None:
                 raise failed
-        got = self._held.pop(block_id, None)
-        if got is None:
-            got = self.cache.get(block_id, int(self.block_bytes[block_id]), lambda: self._download(block_id))
+        # Pinned from the lookup until its bytes are in memory: otherwise another process may evict the
+        # file in between (this one's pin from reading ahead ends with `consumed`, so that comes last).
+        self.cache.pin(block_id)
+        try:
+            got = self._held.pop(block_id, None)
+            if got is None:
+                got = self.cache.get(block_id, int(self.block_bytes[block_id]), lambda: self._download(block_id, "read"))
+            if isinstance(got, Path):
+                try:
+                    got = got.read_bytes()  # a copy: no descriptor or mapping stays open per block
+                except FileNotFoundError:  # removed by hand meanwhile (a pinned block is never evicted): fetch it again
+                    got = self._download(block_id, "refetch")
+        finally:
+            self.cache.unpin(block_id)
         if prefetcher is not None:
             prefetcher.consumed(block_id)
-        if isinstance(got, Path):
-            try:
-                return pa.py_buffer(got.read_bytes())  # a copy: no descriptor or mapping stays open per block
-            except FileNotFoundError:  # evicted between the lookup and the read: fetch it again
-                return pa.py_buffer(self._download(block_id))
         return pa.py_buffer(got)
 
-    def _download(self, block_id: int) -> memoryview:
+    def _get_range(self, file: str, start: int, length: int, cause: str, block_id: int | None = None) -> memoryview:
+        """`store.get_range`, logged (see the module docstring)."""
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("process %d fetches %s bytes %d-%d (%d bytes): %s of block %s", os.getpid(), file, start, start + length, length, cause, block_id)
+        return self.store.get_range(file, start, length)
+
+    def _download(self, block_id: int, cause: str) -> memoryview:
         shard_id, local = int(self.block_shard[block_id]), int(self.block_local[block_id])
         info = self.index.shards[shard_id]
         start, length = int(info.block_offsets[local]), int(info.block_bytes[local])
         expected = int(info.block_crc32[local])
         for attempt in range(_REFETCH_ON_BAD_CRC + 1):
-            data = self.store.get_range(info.file, start, length)
+            data = self._get_range(info.file, start, length, cause, block_id)
             crc = zlib.crc32(data) if length else 0
             if crc == expected:
                 return data
@@ -185,7 +215,7 @@ class RemoteBlocks:
         start = first_offset if local == 0 else int(info.block_offsets[local])
         end = int(info.block_offsets[local] + info.block_bytes[local])
         where = f"block {local} of {self.store.url_of(info.file)}"
-        read = lambda o, n: self.store.get_range(info.file, o, n)  # noqa: E731
+        read = lambda o, n: self._get_range(info.file, o, n, "lengths", block_id)  # noqa: E731
         cached = self.cache.lookup(block_id)
         if cached is not None:  # the cache holds exactly the block's range, CRC-checked when it entered
             try:
@@ -206,22 +236,24 @@ class RemoteBlocks:
 
     # -- reading ahead ----------------------------------------------------------------------
 
-    def expect(self, order) -> None:
-        """This process will read these blocks in this order: fetch ahead along it."""
+    def expect(self, order, *, fetch_ahead: int | None = None) -> None:
+        """This process will read these blocks in this order: fetch ahead along its first `fetch_ahead`
+        (all by default), and rank what the cache keeps by all of it (`Prefetcher.expect`)."""
         if self._prefetcher is None or self._prefetcher._pid not in (None, os.getpid()):
             # Blocks fetched ahead stay pinned until read, and each worker of a rank reads ahead: a quarter
             # of the cache at most per process, so pins never crowd out the blocks being read (measured: with
             # 256 MiB ahead in a 25 MB cache, two workers bypassed the cache and fetched blocks twice, 1.57x).
             ahead = min(self.read_ahead_bytes, max(int(self.block_bytes.max(initial=1)), self.cache.capacity_bytes // 4))
-            self._prefetcher = Prefetcher(self._prefetch, self._release, self.block_bytes, ahead_bytes=ahead)
+            published = self.cache.publish_schedule(len(self.block_bytes))  # so that the node's other processes keep what this one needs
+            self._prefetcher = Prefetcher(self._prefetch, self._release, self.block_bytes, ahead_bytes=ahead, published=published)
             self._held = {}
             self.cache.next_use = self._prefetcher.next_use
-        self._prefetcher.expect(order)
+        self._prefetcher.expect(order, fetch_ahead=fetch_ahead)
 
     def _prefetch(self, block_id: int) -> None:
         self.cache.pin(block_id)
         try:
-            got = self.cache.get(block_id, int(self.block_bytes[block_id]), lambda: self._download(block_id))
+            got = self.cache.get(block_id, int(self.block_bytes[block_id]), lambda: self._download(block_id, "ahead"))
         except BaseException:
             self.cache.unpin(block_id)
             raise

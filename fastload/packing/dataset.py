@@ -183,9 +183,12 @@ class PackedDataset(TokenDocuments):
         self._told = (told, key.batch)
         options = SamplerOptions(order=key.order, seed=key.seed, window_blocks=key.window_blocks, num_partitions=key.num_partitions)
         following = self.plan(key.epoch + 1, key.global_batch_size, options)
-        order = np.concatenate([plan.geometry.blocks_in_read_order(lo, hi, key.batch), following.geometry.blocks_in_read_order(lo, hi)])
-        self.dataset.expect(order)
-        self.document_lengths().read_ahead(order)  # a window is laid out once its blocks' lengths are read
+        this_epoch = plan.geometry.blocks_in_read_order(lo, hi, key.batch)
+        # The next epoch ranks what the cache keeps; only this one is fetched ahead (`Prefetcher.expect`).
+        self.dataset.expect(np.concatenate([this_epoch, following.geometry.blocks_in_read_order(lo, hi)]), fetch_ahead=len(this_epoch))
+        # A window is laid out once its blocks' lengths are read. This epoch's only: the next epoch's would
+        # be read by workers that may not live to lay them out (measured: a third of the lengths read).
+        self.document_lengths().read_ahead(this_epoch)
 
     def __len__(self) -> int:
         """Rows of the storage-order stream (what `packed[i]` indexes)."""

@@ -18,9 +18,11 @@ ranks and workers that start, fork and die at any moment:
   process evicts a block another one still needs or is writing. (Separate
   bytes, so that two processes pinning a block never block its download.)
 - Eviction by next use, not LRU: the evicting process ranks the unpinned
-  blocks by when its own schedule reads them next (blocks it will not read
-  again first, oldest first among them), and evicts only blocks needed
-  later than the one coming in. When nothing
+  blocks by when the node reads them next: the soonest of its own schedule
+  and the schedules the node's other live processes publish
+  (`schedules.py`); blocks no process will read again go first, oldest
+  first among them. It evicts only blocks needed later than the one coming
+  in. When nothing
   qualifies, the new block is used from memory without entering the cache:
   a cache that is too small costs downloads, never a deadlock.
 
@@ -40,11 +42,13 @@ from pathlib import Path
 from typing import Callable
 
 from fastload.errors import StoreError
+from fastload.store.schedules import Schedules, publish_schedule
 
 __all__ = ["BlockCache"]
 
 _LOCKS = "locks"
 _EVICTION_BYTE = 1 << 42  # the byte of the locks file whose lock serialises eviction (past any block's bytes)
+_LIVE_BYTES = 1 << 43  # byte _LIVE_BYTES + pid: held by a process while its schedule is published
 
 
 _process_setup = threading.Lock()
@@ -78,6 +82,7 @@ class BlockCache:
         self._guard = threading.Lock()
         self._downloading: dict[int, threading.Lock] = {}
         self._pins: dict[int, int] = {}  # block id -> pin count in this process
+        self._schedules: Schedules | None = None  # the other processes' schedules, set up in each process
         self.next_use: Callable[[int], float] = lambda block_id: float("inf")  # set by the prefetcher
         self.stats = {"hits": 0, "downloads": 0, "bytes_downloaded": 0, "evictions": 0, "bypassed": 0}
 
@@ -98,6 +103,7 @@ class BlockCache:
                 if self._pid != os.getpid():
                     self._guard = threading.Lock()
                     self._downloading, self._pins = {}, {}
+                    self._schedules = Schedules(self.folder, self._is_alive)
                     self.folder.mkdir(parents=True, exist_ok=True)
                     self._fd = os.open(self.folder / _LOCKS, os.O_RDWR | os.O_CREAT, 0o644)
                     self._pid = os.getpid()
@@ -125,6 +131,19 @@ class BlockCache:
 
     def _unlock(self, byte: int) -> None:
         fcntl.lockf(self._lock_fd(), fcntl.LOCK_UN, 1, byte)
+
+    def publish_schedule(self, num_blocks: int):
+        """This process's schedule, seen by every process evicting from this cache (`schedules.py`):
+        word 0 the places it has read, word 1 + b the place of block b's next read (-1: none). The caller writes it."""
+        self._lock(_LIVE_BYTES + os.getpid(), fcntl.LOCK_EX, "publishing its schedule")  # never held by another
+        return publish_schedule(self.folder, num_blocks)
+
+    def _is_alive(self, pid: int) -> bool:
+        """Whether process `pid` still holds the lock of its published schedule."""
+        if not self._try_lock(_LIVE_BYTES + pid, fcntl.LOCK_EX):
+            return True
+        self._unlock(_LIVE_BYTES + pid)
+        return False
 
     # -- blocks -------------------------------------------------------------------------
 
@@ -226,10 +245,12 @@ class BlockCache:
             horizon = self.next_use(incoming)
             if horizon == float("inf"):
                 horizon = 0.0  # a read outside the known order: the block is wanted now
+            others = self._schedules.others()
+            when = lambda b: min(self.next_use(b), self._schedules.next_use(b, others))  # noqa: E731 - the node's next use
             with self._guard:  # this process's own pins and downloads are known here, not by lock (POSIX locks are per process)
                 busy = set(self._pins) | {b for b, lock in self._downloading.items() if lock.locked()}
                 # Needed furthest ahead first; among blocks this process will not read again, the oldest first.
-                ranked = sorted(((self.next_use(b), -written, b, s) for b, s, written in cached if b not in busy), reverse=True)
+                ranked = sorted(((when(b), -written, b, s) for b, s, written in cached if b not in busy), reverse=True)
                 for when, _, block_id, block_size in ranked:
                     if excess <= 0 or when <= horizon:
                         break  # what is left is needed sooner than the incoming block: keep it

@@ -19,6 +19,9 @@ encoding-type=url), Create/Head/Delete bucket, GetBucketLocation, ListBuckets. A
 NotImplemented naming it, never a wrong answer. PUT bodies may come with Content-Length or chunked, with
 `Expect: 100-continue`, and aws-chunked (boto3's trailing checksums) — `s3_wire.request_body`.
 
+Every GET of an object is recorded (`reads()`: object and byte range), so a test counts the bytes a
+loader fetched, exactly and without the HTTP headers a proxy would count.
+
 HTTP/1.1 with keep-alive on the standard library's `ThreadingHTTPServer`: one thread per connection,
 and the GIL shared with whatever else runs in the process (`bench/remote.py` gives it a process of
 its own). The wire format (ranges, XML, chunked bodies) lives in `tests/remote/s3_wire.py`, the
@@ -39,6 +42,7 @@ import sys
 import tempfile
 import threading
 import uuid
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -181,6 +185,8 @@ class _Handler(BaseHTTPRequestHandler):
             if span:
                 headers["Content-Range"] = f"bytes {start}-{end}/{stat.st_size}"
             length = end - start + 1
+            if self.command == "GET":
+                self.server.record_read(ObjectRead(bucket, key, start, length))
             if self.command == "HEAD" or length <= INLINE_BYTES:
                 body = b"" if self.command == "HEAD" else os.pread(file.fileno(), length, start)
                 return self._send(206 if span else 200, headers, body, content_length=length)
@@ -324,6 +330,16 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(error.status, {"Content-Type": "application/xml"}, body)
 
 
+@dataclass(frozen=True)
+class ObjectRead:
+    """One GET served: the object and the byte range sent (the whole object: from 0, its size)."""
+
+    bucket: str
+    key: str
+    start: int
+    length: int
+
+
 class _Server(ThreadingHTTPServer):
     daemon_threads = True  # a connection's thread never keeps the process alive
     request_queue_size = 128  # many clients connecting at once (the default backlog is 5)
@@ -333,6 +349,11 @@ class _Server(ThreadingHTTPServer):
         self.folder, self.request_ids = folder, itertools.count(1)
         self._connections: set[socket.socket] = set()
         self._lock = threading.Lock()
+        self.reads: list[ObjectRead] = []
+
+    def record_read(self, read: ObjectRead) -> None:
+        with self._lock:
+            self.reads.append(read)
 
     def server_bind(self) -> None:
         socketserver.TCPServer.server_bind(self)  # not HTTPServer's, which looks the address up in DNS
@@ -385,6 +406,11 @@ class FolderS3Server(LocalS3):
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True, name="folder-s3")
         self._thread.start()
         return self
+
+    def reads(self) -> list[ObjectRead]:
+        """Every GET of an object served so far, in the order served (tests count bytes fetched with it)."""
+        with self._server._lock:
+            return list(self._server.reads)
 
     def stop(self, timeout_s: float = 10.0) -> None:
         if self._server is None:

@@ -116,6 +116,38 @@ def test_a_block_another_process_pins_is_not_evicted(tmp_path):
         other.join(30)
 
 
+def _publish_and_wait(folder, needs, ready, done):
+    cache = BlockCache(folder, 300)
+    words = cache.publish_schedule(4)
+    for block_id, place in needs.items():
+        words[1 + block_id] = place
+    ready.set()
+    done.wait(30)
+
+
+def test_a_block_another_process_reads_soon_is_kept_over_one_nobody_reads_again(tmp_path):
+    """Ranked by this process's order alone, both cached blocks are "never again" here and the older
+    (0) would go; the other worker reads 0 next, so 1 goes (once it was 0, downloaded twice)."""
+    cache, counts = BlockCache(tmp_path, 200), {}
+    fetch = _fetcher(counts)
+    cache.next_use = lambda b: 0.0 if b == 2 else float("inf")
+    cache.get(0, 100, fetch(0))
+    cache.get(1, 100, fetch(1))
+    context = multiprocessing.get_context("fork")
+    ready, done = context.Event(), context.Event()
+    other = context.Process(target=_publish_and_wait, args=(tmp_path, {0: 1}, ready, done))
+    other.start()
+    try:
+        assert ready.wait(30)
+        cache.get(2, 100, fetch(2))
+        assert (tmp_path / "0.block").exists() and not (tmp_path / "1.block").exists()
+    finally:
+        done.set()
+        other.join(30)
+    cache.get(3, 100, fetch(3))  # the other process is gone: its schedule no longer counts, and is removed
+    assert not (tmp_path / "0.block").exists() and not list(tmp_path.glob("schedule-*"))
+
+
 def test_a_failed_download_leaves_no_file_and_the_next_one_succeeds(tmp_path):
     cache = BlockCache(tmp_path, 10_000)
 

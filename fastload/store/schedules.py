@@ -1,0 +1,127 @@
+"""When each process on this node reads each block next, published where every other one can see it.
+
+The node's block cache (`block_cache.py`) is shared by every rank and
+worker on the node, and evicts by next use. A process knows only its own
+order; ranking by it alone, a worker evicted the blocks it had read as
+"never needed again" while the other worker was about to read them, and they
+were downloaded twice. So each process that reads ahead publishes its
+schedule, and the evicting process ranks a block by the soonest use of any
+live process.
+
+A schedule is a file `schedule-<pid>.i64` in the cache folder: int64 words,
+word 0 how many places of its order the process has read,
+word 1 + b the place of block b's next unread use in that order, or -1 when
+the process will not read it again. Its owner maps the file shared and
+writes to the mapping (a store to memory per read, no system call); readers
+map it read only. The file is whole from the moment it appears (written
+under a temporary name, then renamed). A next use in another process,
+place - places read, is counted in the same unit as in the evicting process's
+own order: both move a window's blocks at a time as the same batches are
+filled.
+
+Liveness: the owner holds a record lock on a byte of the cache's lock file
+(given by the cache, one per pid). A reader that can lock that byte itself
+knows the owner is gone (the kernel drops a dead process's locks, whatever
+killed it) and removes its schedule, so a SIGKILL leaves nothing that
+keeps blocks cached for long, and a reused pid is not mistaken for the old
+process. Reads race with writes without harm: a word is read whole, and a
+stale value only ranks one block a little off for one eviction.
+"""
+
+from __future__ import annotations
+
+import atexit
+import mmap
+import os
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+__all__ = ["publish_schedule", "Schedules", "NOT_NEEDED"]
+
+NOT_NEEDED = -1  # a block's word when the process will not read it again
+_PREFIX, _SUFFIX = "schedule-", ".i64"
+
+
+def _path(folder: Path, pid: int) -> Path:
+    return folder / f"{_PREFIX}{pid}{_SUFFIX}"
+
+
+def _remove(path: Path, owner: int) -> None:
+    if os.getpid() == owner:  # a forked child inherits the handler, not the schedule
+        path.unlink(missing_ok=True)
+
+
+def publish_schedule(folder: Path, num_blocks: int) -> np.ndarray:
+    """This process's schedule (word 0 the places read, then one word per block, all NOT_NEEDED), mapped
+    shared: what the caller writes there, every process on the node reads."""
+    path = _path(folder, os.getpid())
+    partial = path.with_name(f".{path.name}.partial")
+    words = np.full(1 + num_blocks, NOT_NEEDED, np.int64)
+    words[0] = 0
+    with open(partial, "wb") as f:
+        f.write(words.tobytes())
+    os.replace(partial, path)
+    atexit.register(_remove, path, os.getpid())  # a process that exits otherwise (a worker's os._exit) leaves it to `Schedules.others`
+    with open(path, "r+b") as f:
+        mapping = mmap.mmap(f.fileno(), words.nbytes)  # the mapping outlives the descriptor
+    return np.frombuffer(mapping, np.int64)
+
+
+class Schedules:
+    """The published schedules of the other live processes using `folder`, read when the cache evicts.
+
+    is_alive(pid): whether the process that published a schedule still runs (the cache tests its lock).
+    """
+
+    def __init__(self, folder: Path, is_alive: Callable[[int], bool]):
+        self.folder, self.is_alive = folder, is_alive
+        self._mapped: dict[int, tuple[int, np.ndarray]] = {}  # pid -> (inode, words)
+
+    def others(self) -> list[np.ndarray]:
+        """The schedules of the other processes on the node that are still running (dead ones' files removed)."""
+        found = []
+        me = os.getpid()
+        with os.scandir(self.folder) as entries:
+            for entry in entries:
+                name = entry.name
+                if not (name.startswith(_PREFIX) and name.endswith(_SUFFIX)) or not name[len(_PREFIX) : -len(_SUFFIX)].isdigit():
+                    continue
+                pid = int(name[len(_PREFIX) : -len(_SUFFIX)])
+                if pid == me:
+                    continue
+                if not self.is_alive(pid):
+                    Path(entry.path).unlink(missing_ok=True)
+                    self._mapped.pop(pid, None)
+                    continue
+                words = self._map(pid, entry)
+                if words is not None:
+                    found.append(words)
+        return found
+
+    def _map(self, pid: int, entry: os.DirEntry) -> np.ndarray | None:
+        try:
+            inode = entry.inode()
+            known = self._mapped.get(pid)
+            if known is not None and known[0] == inode:
+                return known[1]
+            with open(entry.path, "rb") as f:
+                size = os.fstat(f.fileno()).st_size
+                if size < 8 or size % 8:
+                    return None  # not a schedule this module wrote
+                words = np.frombuffer(mmap.mmap(f.fileno(), size, access=mmap.ACCESS_READ), np.int64)
+        except (FileNotFoundError, ValueError):
+            return None  # removed meanwhile, or empty
+        self._mapped[pid] = (inode, words)
+        return words
+
+    def next_use(self, block_id: int, schedules: list[np.ndarray]) -> float:
+        """The soonest next use of `block_id` among `schedules` (`others()`), in places after the places each one has read."""
+        soonest = float("inf")
+        for words in schedules:
+            if block_id + 1 < len(words):
+                place = int(words[block_id + 1])
+                if place != NOT_NEEDED:
+                    soonest = min(soonest, float(max(0, place - int(words[0]))))  # due already: 0
+        return soonest
