@@ -154,18 +154,36 @@ class BatchFiller:
         into the batch, however they are spread among its rows and whichever
         source batches they come from (one call, unless they span two passes).
         """
-        self._uses += 1  # one tick per batch: every table this batch reads is the most recent
         if len(parts) == 1:
             part = parts[0]
-            self._write_rows(part.plan, part.plan_key, part.plan.row_starts(part.batch, part.lo, part.hi), part.rows, out)
-        else:
-            by_plan: dict[tuple, list[RowsToFill]] = {}
-            for part in parts:
-                by_plan.setdefault(part.plan_key, []).append(part)
-            for plan_key, mine in by_plan.items():  # usually one: a source's lanes read one pass
-                starts = np.concatenate([part.plan.row_starts(part.batch, part.lo, part.hi) for part in mine])
-                self._write_rows(mine[0].plan, plan_key, starts, np.concatenate([part.rows for part in mine]), out)
-        self._drop_old_tables(parts[-1].plan)
+            self.fill_runs([(part.plan, part.plan_key, 0, part.hi - part.lo)], part.plan.row_starts(part.batch, part.lo, part.hi), part.rows, out)
+            return
+        by_plan: dict[tuple, list[RowsToFill]] = {}
+        for part in parts:
+            by_plan.setdefault(part.plan_key, []).append(part)
+        runs, starts, rows, at = [], [], [], 0
+        for plan_key, mine in by_plan.items():  # usually one: a source's lanes read one pass
+            first = at
+            for part in mine:
+                starts.append(part.plan.row_starts(part.batch, part.lo, part.hi))
+                rows.append(part.rows)
+                at += part.hi - part.lo
+            runs.append((mine[0].plan, plan_key, first, at))
+        self.fill_runs(runs, np.concatenate(starts), np.concatenate(rows), out)
+
+    def fill_runs(self, runs: list[tuple], starts: np.ndarray, rows: np.ndarray, out: PackedArrays) -> None:
+        """Write packed rows into `out`: row i is the seq_len + 1 tokens from stream position `starts[i]`,
+        written as row `rows[i]` of `out`; `runs` = [(plan, plan_key, a, b)]: rows [a, b) are of that plan
+        (one kernel call each). The form a caller that keeps `starts`' geometry uses (`PackedMixture`):
+        no per-part objects, no concatenation per batch.
+        """
+        self._uses += 1  # one tick per batch: every table this batch reads is the most recent
+        for plan, plan_key, a, b in runs:
+            if a == 0 and b == len(starts):
+                self._write_rows(plan, plan_key, starts, rows, out)
+            else:
+                self._write_rows(plan, plan_key, starts[a:b], rows[a:b], out)
+        self._drop_old_tables(runs[-1][0])
 
     def _write_rows(self, plan: PackPlan, plan_key: tuple, starts: np.ndarray, rows: np.ndarray, out: PackedArrays) -> None:
         """Run the packing kernel over rows of one plan, building the window tables, loading the blocks

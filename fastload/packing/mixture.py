@@ -18,11 +18,13 @@ each row (its index in `mixture.names`), for per-source losses.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 from fastload.errors import ConfigError
 from fastload.packing.dataset import PackedDataset
-from fastload.packing.fill import PackedArrays, RowsToFill
+from fastload.packing.fill import PackedArrays
 from fastload.sampler import SamplerOptions
 from fastload.sampler.mixture import Mixture
 from fastload.sampler.mixture_dataset import MixtureDataset, open_sources, same_ids
@@ -30,6 +32,18 @@ from fastload.sampler.mixture_plan import MixturePlan
 from fastload.sampler.mixture_sampler import MixtureKey
 
 __all__ = ["PackedMixture"]
+
+
+class _RowLayout(NamedTuple):
+    """The rows of one arrangement of pieces (a template of the period, with its sources' passes), grouped
+    by source, then by plan: row i of a batch starts at base[i] + (its piece's source batch) · stride[i]."""
+
+    base: np.ndarray  # (rows,) int64 stream position in source batch 0 of its plan
+    stride: np.ndarray  # (rows,) int64 stream positions per source batch
+    piece_of_row: np.ndarray  # (rows,) int64 index of its piece
+    out_rows: np.ndarray  # (rows,) int64 output row
+    source: np.ndarray  # (rows,) int64 the source of each output row, in output order
+    fills: list  # [(source's BatchFiller, [(plan, plan_key, a, b)])]: rows [a, b) are of that plan
 
 
 class PackedMixture(MixtureDataset):
@@ -50,9 +64,10 @@ class PackedMixture(MixtureDataset):
         self.tokens_per_row = self.seq_len + 1
         self._source_plans: dict[tuple, tuple] = {}  # (key but its batch, source, pass, columns) -> (source plan, filler key)
         self._options_ids: dict[SamplerOptions, int] = {}  # a source's shuffle -> a small int naming it in the fillers' keys
+        self._layouts: dict[tuple, _RowLayout] = {}  # (key but its batch, first row, template, passes) -> its rows' layout
 
     def __getstate__(self) -> dict:
-        return {**super().__getstate__(), "_source_plans": {}}  # plans are rebuilt in each process
+        return {**super().__getstate__(), "_source_plans": {}, "_layouts": {}}  # plans are rebuilt in each process
 
     def _new_plan(self, weights, **arguments) -> MixturePlan:
         sources, add_eos = self.sources, self.add_eos
@@ -73,8 +88,11 @@ class PackedMixture(MixtureDataset):
         with `rows=(a, b)` only those rows of it are written (see `BatchDataset`).
 
         Each source writes all its rows of the batch straight into their
-        rows of the output, with one kernel call (`BatchFiller.fill_parts`):
-        no per-piece arrays, no copy afterwards.
+        rows of the output, with one kernel call (`BatchFiller.fill_runs`):
+        no per-piece arrays, no copy afterwards. Where the rows start is
+        base + source batch × stride per row, with base, stride and where
+        they go kept per template of the mixture's period and passes of the
+        sources (`_RowLayout`): a batch computes one multiply-add of numpy.
         """
         plan, lo, hi = self._plan_of_key(key)
         out = PackedArrays.empty(hi - lo, self.seq_len, allocate)
@@ -82,15 +100,46 @@ class PackedMixture(MixtureDataset):
         first, last = (0, hi - lo) if rows is None else rows
         if first >= last:
             return {**out.as_dict(), "source": source}
-        parts: dict[int, list[RowsToFill]] = {}
-        for piece in plan.pieces(key.batch, lo + first, lo + last):
-            source_plan, plan_key = self._source_plan(plan, key, piece)
-            where = piece.out + first if first else piece.out  # pieces count rows from lo + first
-            parts.setdefault(piece.source, []).append(RowsToFill(source_plan, plan_key, piece.batch, piece.lo, piece.hi, where))
-            source[where] = piece.source
-        for s, mine in parts.items():
-            self.sources[s]._batch_filler().fill_parts(mine, out)
+        template, pieces = plan.arranged_pieces(key.batch, lo + first, lo + last)
+        if template is None:  # a source finishing passes begun under other weights: no template, nothing kept
+            layout = self._row_layout(plan, key, pieces, first)
+        else:
+            lookup = (key[1:], first, template, tuple([piece.epoch for piece in pieces]))
+            layout = self._layouts.get(lookup)
+            if layout is None:
+                if len(self._layouts) >= 4096:  # the period's templates times the passes live: forget the oldest
+                    self._layouts.pop(next(iter(self._layouts)))
+                layout = self._layouts[lookup] = self._row_layout(plan, key, pieces, first)
+        starts = layout.base + np.array([piece.batch for piece in pieces], np.int64)[layout.piece_of_row] * layout.stride
+        for filler, runs in layout.fills:
+            filler.fill_runs(runs, starts, layout.out_rows, out)
+        source[first:last] = layout.source
         return {**out.as_dict(), "source": source}
+
+    def _row_layout(self, plan: MixturePlan, key: MixtureKey, pieces: list, first: int) -> "_RowLayout":
+        """Where the rows of `pieces` start (in source batch 0 of their plans) and go, grouped by source, then by plan."""
+        by_source: dict[int, dict[tuple, tuple]] = {}  # source -> plan key -> (its plan, indices of its pieces)
+        for i, piece in enumerate(pieces):
+            source_plan, plan_key = self._source_plan(plan, key, piece)
+            by_source.setdefault(piece.source, {}).setdefault(plan_key, (source_plan, []))[1].append(i)
+        base, stride, piece_of_row, out_rows, fills, at = [], [], [], [], [], 0
+        source = np.empty(sum(piece.hi - piece.lo for piece in pieces), np.int64)
+        for s, by_plan in by_source.items():
+            runs = []
+            for plan_key, (source_plan, mine) in by_plan.items():
+                start = at
+                for i in mine:
+                    piece = pieces[i]
+                    piece_base, piece_stride = source_plan.row_geometry(piece.lo, piece.hi)
+                    base.append(piece_base)
+                    stride.append(piece_stride)
+                    piece_of_row.append(np.full(piece.hi - piece.lo, i, np.int64))
+                    out_rows.append(piece.out + first)  # pieces count rows from lo + first
+                    source[piece.out] = s
+                    at += piece.hi - piece.lo
+                runs.append((source_plan, plan_key, start, at))
+            fills.append((self.sources[s]._batch_filler(), runs))
+        return _RowLayout(np.concatenate(base), np.concatenate(stride), np.concatenate(piece_of_row), np.concatenate(out_rows), source, fills)
 
     def _source_plan(self, plan: MixturePlan, key: MixtureKey, piece) -> tuple:
         """The source plan a piece reads, and the key its source's filler knows it by (looked up once per pass, not per batch)."""

@@ -343,20 +343,29 @@ class MixturePlan:
 
     def pieces(self, batch: int, lo: int, hi: int) -> list[Piece]:
         """Columns [lo, hi) of global batch `batch` as runs of consecutive rows of source batches."""
+        return self.arranged_pieces(batch, lo, hi)[1]
+
+    def arranged_pieces(self, batch: int, lo: int, hi: int) -> tuple[tuple | None, list[Piece]]:
+        """`pieces`, and what fixes them all but their passes and source batches: the key of the template they
+        come from, the same for every batch at that place of the layout's period (None: not from a template).
+        Pieces of one template key and the same passes differ only in `batch`, so a caller can keep what it
+        derives from them (`PackedMixture` keeps where their rows start and go)."""
         if batch < 0 or (self.num_batches is not None and batch >= self.num_batches):
             raise IndexError(f"batch {batch} is past the end of the mixture ({self.num_batches} batches: a source set to 'stop' is exhausted)")
         k = self._stage_of(batch)
         u = batch - self.stage_starts[k]
         segments = self._segments[k]
         if all(u >= seg.lane_start for seg in segments):  # every source reads column by column: a periodic template
-            return self._pieces_from_template(k, u, lo, hi)
-        return self._grouped_pieces(batch, lo, hi)
+            key = (k, u % self.layouts[k].period, lo, hi)
+            return key, self._pieces_from_template(key, u)
+        return None, self._grouped_pieces(batch, lo, hi)
 
-    def _pieces_from_template(self, k: int, u: int, lo: int, hi: int) -> list[Piece]:
+    def _pieces_from_template(self, key: tuple, u: int) -> list[Piece]:
         """The runs of batch u of stage k, from the runs of its place in the layout's period (which lanes,
-        which sources, which lane clock) plus this batch's clocks: the common case costs no grouping."""
+        which sources, which lane clock; `key` = (k, u % period, lo, hi)) plus this batch's clocks: the
+        common case costs no grouping."""
+        k, _, lo, hi = key
         layout = self.layouts[k]
-        key = (k, u % layout.period, lo, hi)
         template = self._templates.get(key)
         if template is None:
             if len(self._templates) >= 4096:
