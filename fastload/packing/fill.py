@@ -8,8 +8,9 @@ slot); the kernel stops to ask for a window's table or a block it has not
 got, and is called again; once it has them all, it names the documents of
 text not tokenized yet, all of the batch's at once, and is called again
 when they are. No per-document, and little per-batch, Python
-runs: a mixture's source writes all its rows of a batch, wherever they go
-in it, with one call (`fill_parts`).
+runs: a mixture writes all its sources' rows of a batch, wherever they go
+in it, with one call (`fill_together`: one kernel call costs ~2 µs of
+dispatch, so one per source was a tenth of a mixture's batch).
 
 A window's table is built from document lengths alone; a block is loaded
 the first time a batch reaches into it, then stays while its window's table
@@ -29,11 +30,11 @@ from typing import NamedTuple
 
 import numpy as np
 
-from fastload.kernels.pack import fill_packed_rows
+from fastload.kernels.pack import fill_packed_parts, fill_packed_rows, packed_part
 from fastload.packing.blocks import AddressBook, TokenBlocks
 from fastload.packing.plan import PackPlan
 
-__all__ = ["BatchFiller", "PackedArrays", "RowsToFill", "output_rows"]
+__all__ = ["BatchFiller", "PackedArrays", "RowsToFill", "can_fill_together", "fill_together", "output_rows"]
 
 
 @dataclass(frozen=True)
@@ -193,21 +194,67 @@ class BatchFiller:
         arrays = dict(documents=self.blocks.documents, eos_id=self.eos_id, pad_id=self.pad_id, input_ids=out.input_ids, labels=out.labels,
                       positions=out.position_ids, segments=out.document_ids)
         missing = fill_packed_rows(self.blocks.sources, self.blocks.slot_of_block, (self._tables_book.address, self._tables_book.size), windows, starts, rows, **arrays)
-        # Each retry provides a table, a block or (at least one) missing document.
-        retries = plan.num_windows + len(self.blocks.slot_of_block) + self.lengths.num_documents
+        retries = self._retries(plan)
         while missing is not None:
             if retries == 0:  # pragma: no cover - a bug, not data
                 raise RuntimeError("packing kept asking for tables, blocks or documents that were just provided")
             retries -= 1
-            what, which, table = missing  # build the table, load the block or tokenize the documents, and write the rows again
-            if what == "window":
-                self._add_table(plan, plan_key, which)
-            elif what == "block":
-                self.blocks.acquire(which)
-                self._table_at[table].blocks.append(which)
-            else:
-                self.blocks.tokenize(which)
+            self._provide(plan, plan_key, missing)  # and write the rows again
             missing = fill_packed_rows(self.blocks.sources, self.blocks.slot_of_block, (self._tables_book.address, self._tables_book.size), windows, starts, rows, **arrays)
+
+    def _retries(self, plan: PackPlan) -> int:
+        """How often the kernel may ask for more while writing rows of `plan`: each retry provides a
+        table, a block or (at least one) missing document."""
+        return plan.num_windows + len(self.blocks.slot_of_block) + self.lengths.num_documents
+
+    def _provide(self, plan: PackPlan, plan_key: tuple, missing: tuple) -> None:
+        """Build the table, load the block or tokenize the documents that the kernel asked for (see `fill_packed_rows`)."""
+        what, which, table = missing
+        if what == "window":
+            self._add_table(plan, plan_key, which)
+        elif what == "block":
+            self.blocks.acquire(which)
+            self._table_at[table].blocks.append(which)
+        else:
+            self.blocks.tokenize(which)
+
+    def _kernel_part(self, plan: PackPlan, plan_key: tuple) -> tuple:
+        """Rows of `plan` read through this filler, as one part of `fill_packed_parts` (read again after
+        every retry: providing a table or a block may move the arrays of addresses)."""
+        slots, last_used = self._windows_of(plan, plan_key)
+        return packed_part(self.blocks.sources, self.blocks.slot_of_block, (self._tables_book.address, self._tables_book.size),
+                           (plan.starts_with_padding, slots, last_used, self._uses), self.blocks.documents)
+
+
+def fill_together(parts: list[tuple], bounds: np.ndarray, starts: np.ndarray, rows: np.ndarray, out: PackedArrays) -> None:
+    """`BatchFiller.fill_runs` for several fillers (a mixture's sources) with one kernel call: parts =
+    [(filler, plan, plan_key)], rows [bounds[p], bounds[p + 1]) of `starts` / `rows` are part p's (see
+    `fill_runs`). The fillers must share eos_id, pad_id and token dtype (`can_fill_together`). Each
+    filler ticks once, as for one batch, and drops its old tables after.
+    """
+    fillers = list(dict.fromkeys(filler for filler, _, _ in parts))
+    for filler in fillers:
+        filler._uses += 1
+    first = fillers[0]
+    arrays = dict(eos_id=first.eos_id, pad_id=first.pad_id, input_ids=out.input_ids, labels=out.labels, positions=out.position_ids, segments=out.document_ids)
+    missing = fill_packed_parts(tuple([filler._kernel_part(plan, plan_key) for filler, plan, plan_key in parts]), bounds, starts, rows, **arrays)
+    retries = sum(filler._retries(plan) for filler, plan, _ in parts) if missing is not None else 0
+    while missing is not None:
+        if retries == 0:  # pragma: no cover - a bug, not data
+            raise RuntimeError("packing kept asking for tables, blocks or documents that were just provided")
+        retries -= 1
+        p, asked = missing
+        filler, plan, plan_key = parts[p]
+        filler._provide(plan, plan_key, asked)  # then write again from part p: the parts before it are written
+        missing = fill_packed_parts(tuple([filler._kernel_part(plan, plan_key) for filler, plan, plan_key in parts]), bounds, starts, rows, first_part=p, **arrays)
+    for filler in fillers:
+        filler._drop_old_tables(next(plan for owner, plan, _ in reversed(parts) if owner is filler))
+
+
+def can_fill_together(fillers: list[BatchFiller]) -> bool:
+    """Whether `fill_together` can write these fillers' rows in one call: one eos_id, pad_id and token dtype."""
+    first = fillers[0]
+    return all((f.eos_id, f.pad_id, f.blocks.token.dtype) == (first.eos_id, first.pad_id, first.blocks.token.dtype) for f in fillers)
 
 
 _OUTPUT_ROWS: dict[tuple, np.ndarray] = {}  # (lo, hi) -> lo, ..., hi - 1: made once per range, not once per batch

@@ -24,7 +24,7 @@ import numpy as np
 
 from fastload.errors import ConfigError
 from fastload.packing.dataset import PackedDataset
-from fastload.packing.fill import PackedArrays
+from fastload.packing.fill import PackedArrays, can_fill_together, fill_together
 from fastload.sampler import SamplerOptions
 from fastload.sampler.mixture import Mixture
 from fastload.sampler.mixture_dataset import MixtureDataset, open_sources, same_ids
@@ -44,6 +44,8 @@ class _RowLayout(NamedTuple):
     out_rows: np.ndarray  # (rows,) int64 output row
     source: np.ndarray  # (rows,) int64 the source of each output row, in output order
     fills: list  # [(source's BatchFiller, [(plan, plan_key, a, b)])]: rows [a, b) are of that plan
+    parts: list  # the same runs as [(filler, plan, plan_key)], for `fill_together`
+    bounds: np.ndarray | None  # (parts + 1,) int64 their rows' bounds; None: sources of other token dtypes, filled one by one
 
 
 class PackedMixture(MixtureDataset):
@@ -111,8 +113,11 @@ class PackedMixture(MixtureDataset):
                     self._layouts.pop(next(iter(self._layouts)))
                 layout = self._layouts[lookup] = self._row_layout(plan, key, pieces, first)
         starts = layout.base + np.array([piece.batch for piece in pieces], np.int64)[layout.piece_of_row] * layout.stride
-        for filler, runs in layout.fills:
-            filler.fill_runs(runs, starts, layout.out_rows, out)
+        if layout.bounds is not None:  # every source in one kernel call
+            fill_together(layout.parts, layout.bounds, starts, layout.out_rows, out)
+        else:
+            for filler, runs in layout.fills:
+                filler.fill_runs(runs, starts, layout.out_rows, out)
         source[first:last] = layout.source
         return {**out.as_dict(), "source": source}
 
@@ -139,7 +144,10 @@ class PackedMixture(MixtureDataset):
                     at += piece.hi - piece.lo
                 runs.append((source_plan, plan_key, start, at))
             fills.append((self.sources[s]._batch_filler(), runs))
-        return _RowLayout(np.concatenate(base), np.concatenate(stride), np.concatenate(piece_of_row), np.concatenate(out_rows), source, fills)
+        parts = [(filler, source_plan, plan_key) for filler, runs in fills for source_plan, plan_key, _, _ in runs]
+        # runs follow each other: rows [a, b) of each, in order, tile the rows
+        bounds = np.array([0] + [b for _, runs in fills for _, _, _, b in runs], np.int64) if can_fill_together([f for f, _ in fills]) else None
+        return _RowLayout(np.concatenate(base), np.concatenate(stride), np.concatenate(piece_of_row), np.concatenate(out_rows), source, fills, parts, bounds)
 
     def _source_plan(self, plan: MixturePlan, key: MixtureKey, piece) -> tuple:
         """The source plan a piece reads, and the key its source's filler knows it by (looked up once per pass, not per batch)."""
