@@ -12,6 +12,8 @@ codes into errors naming the unit or row, with its twin in `pack_reference.py`:
   `positions` (restarting at 0 in every segment). One call writes any rows
   of any batches into any output rows: a rank's share of a batch, or all of
   a mixture source's rows of one, straight into their places;
+  `fill_packed_parts` writes rows of several plans and datasets (all of a
+  mixture's sources) in one call;
 - one document per row (`fastload.PaddedDataset`): `fill_padded_batch`
   truncates, pads and masks.
 
