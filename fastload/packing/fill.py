@@ -30,11 +30,12 @@ from typing import NamedTuple
 
 import numpy as np
 
-from fastload.kernels.pack import fill_packed_parts, fill_packed_rows, packed_part
+from fastload.kernels.pack import PART_USE, fill_packed_parts, fill_packed_rows, packed_part
+from fastload.kernels.pointers import address_of
 from fastload.packing.blocks import AddressBook, TokenBlocks
 from fastload.packing.plan import PackPlan
 
-__all__ = ["BatchFiller", "PackedArrays", "RowsToFill", "can_fill_together", "fill_together", "output_rows"]
+__all__ = ["BatchFiller", "PackedArrays", "RowsToFill", "can_fill_together", "fill_together", "load_together_kernel", "output_rows"]
 
 
 @dataclass(frozen=True)
@@ -90,6 +91,7 @@ class BatchFiller:
         self._table_at: dict[int, _WindowTable] = {}  # table slot -> its table
         self._window_slots: dict[tuple, tuple] = {}  # plan key -> (table slot of each window or -1, its last use)
         self._uses = 0  # batches filled: the clock of least-recently-used
+        self._parts: dict[tuple, tuple] = {}  # plan key -> its part of `fill_packed_parts` (see `_kernel_part`)
 
     # -- windows -------------------------------------------------------------------
 
@@ -218,37 +220,62 @@ class BatchFiller:
         else:
             self.blocks.tokenize(which)
 
-    def _kernel_part(self, plan: PackPlan, plan_key: tuple) -> tuple:
-        """Rows of `plan` read through this filler, as one part of `fill_packed_parts` (read again after
-        every retry: providing a table or a block may move the arrays of addresses)."""
-        slots, last_used = self._windows_of(plan, plan_key)
-        return packed_part(self.blocks.sources, self.blocks.slot_of_block, (self._tables_book.address, self._tables_book.size),
-                           (plan.starts_with_padding, slots, last_used, self._uses), self.blocks.documents)
+    def _kernel_part(self, plan: PackPlan, plan_key: tuple) -> tuple[np.ndarray, int]:
+        """Rows of `plan` read through this filler, as one part of `fill_packed_parts`, and the part's
+        address. Kept per plan with the arrays it points to; made again when providing a table or a
+        block has moved the arrays of addresses (an `AddressBook` grows by copying)."""
+        kept = self._parts.get(plan_key)
+        if kept is None or kept[2] is not self.blocks.book.address or kept[3] is not self._tables_book.address or kept[4] is not plan.starts_with_padding:
+            if len(self._parts) >= 16:  # a pass or two of a plan or two are live: forget the rest
+                self._parts.clear()
+            slots, last_used = self._windows_of(plan, plan_key)
+            row = packed_part(self.blocks.sources, self.blocks.slot_of_block, (self._tables_book.address, self._tables_book.size),
+                              (plan.starts_with_padding, slots, last_used, self._uses), self.blocks.documents)
+            # the row, its address, and the arrays it points to that could go or move (kept alive here)
+            kept = self._parts[plan_key] = (row, address_of(row), self.blocks.book.address, self._tables_book.address, plan.starts_with_padding, self.blocks.book.size, self._tables_book.size)
+        kept[0][PART_USE] = self._uses
+        return kept[0], kept[1]
 
 
-def fill_together(parts: list[tuple], bounds: np.ndarray, starts: np.ndarray, rows: np.ndarray, out: PackedArrays) -> None:
+def fill_together(parts: list[tuple], bounds: np.ndarray, starts: np.ndarray, rows: np.ndarray, out: PackedArrays, *, fillers: list | None = None) -> None:
     """`BatchFiller.fill_runs` for several fillers (a mixture's sources) with one kernel call: parts =
     [(filler, plan, plan_key)], rows [bounds[p], bounds[p + 1]) of `starts` / `rows` are part p's (see
     `fill_runs`). The fillers must share eos_id, pad_id and token dtype (`can_fill_together`). Each
-    filler ticks once, as for one batch, and drops its old tables after.
+    filler ticks once, as for one batch, and drops its old tables after. `fillers`: the distinct
+    fillers of `parts` each with the plan of its last part, [(filler, plan)] (derived when not given).
     """
-    fillers = list(dict.fromkeys(filler for filler, _, _ in parts))
-    for filler in fillers:
+    if fillers is None:
+        fillers = list({filler: plan for filler, plan, _ in parts}.items())
+    for filler, _ in fillers:
         filler._uses += 1
-    first = fillers[0]
+    first = fillers[0][0]
     arrays = dict(eos_id=first.eos_id, pad_id=first.pad_id, input_ids=out.input_ids, labels=out.labels, positions=out.position_ids, segments=out.document_ids)
-    missing = fill_packed_parts(tuple([filler._kernel_part(plan, plan_key) for filler, plan, plan_key in parts]), bounds, starts, rows, **arrays)
-    retries = sum(filler._retries(plan) for filler, plan, _ in parts) if missing is not None else 0
-    while missing is not None:
+    token, p, retries = first.blocks.token, 0, None
+    while True:
+        kernel_parts = [filler._kernel_part(plan, plan_key) for filler, plan, plan_key in parts]  # their rows stay alive while the kernel reads them
+        missing = fill_packed_parts(np.array([address for _, address in kernel_parts], np.int64), token, bounds, starts, rows, first_part=p + (asked_before := 0), **arrays)
+        if missing is None:
+            break
+        if retries is None:
+            retries = sum(filler._retries(plan) for filler, plan, _ in parts)
         if retries == 0:  # pragma: no cover - a bug, not data
             raise RuntimeError("packing kept asking for tables, blocks or documents that were just provided")
         retries -= 1
         p, asked = missing
         filler, plan, plan_key = parts[p]
+        if asked[0] == "documents":  # the ids are in the filler's own buffer
+            asked = ("documents", filler.blocks.documents[1][1 : 1 + asked[1]], -1)
         filler._provide(plan, plan_key, asked)  # then write again from part p: the parts before it are written
-        missing = fill_packed_parts(tuple([filler._kernel_part(plan, plan_key) for filler, plan, plan_key in parts]), bounds, starts, rows, first_part=p, **arrays)
-    for filler in fillers:
-        filler._drop_old_tables(next(plan for owner, plan, _ in reversed(parts) if owner is filler))
+    for filler, plan in fillers:
+        filler._drop_old_tables(plan)
+
+
+def load_together_kernel(filler: BatchFiller, out: PackedArrays) -> None:
+    """Run `fill_together`'s kernel on no rows, as `filler` and `out` would: it is loaded (from numba's cache,
+    with numba's context) in this process, and worker processes forked after share it."""
+    none = np.zeros(0, np.int64)
+    fill_packed_parts(none, filler.blocks.token, np.zeros(1, np.int64), none, none, eos_id=filler.eos_id, pad_id=filler.pad_id,
+                      input_ids=out.input_ids, labels=out.labels, positions=out.position_ids, segments=out.document_ids)
 
 
 def can_fill_together(fillers: list[BatchFiller]) -> bool:

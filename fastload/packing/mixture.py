@@ -24,7 +24,7 @@ import numpy as np
 
 from fastload.errors import ConfigError
 from fastload.packing.dataset import PackedDataset
-from fastload.packing.fill import PackedArrays, can_fill_together, fill_together
+from fastload.packing.fill import PackedArrays, can_fill_together, fill_together, load_together_kernel
 from fastload.sampler import SamplerOptions
 from fastload.sampler.mixture import Mixture
 from fastload.sampler.mixture_dataset import MixtureDataset, open_sources, same_ids
@@ -46,6 +46,7 @@ class _RowLayout(NamedTuple):
     fills: list  # [(source's BatchFiller, [(plan, plan_key, a, b)])]: rows [a, b) are of that plan
     parts: list  # the same runs as [(filler, plan, plan_key)], for `fill_together`
     bounds: np.ndarray | None  # (parts + 1,) int64 their rows' bounds; None: sources of other token dtypes, filled one by one
+    fillers: list  # [(filler, the plan of its last part)]
 
 
 class PackedMixture(MixtureDataset):
@@ -101,6 +102,11 @@ class PackedMixture(MixtureDataset):
         source = allocate((hi - lo,), np.int64)
         first, last = (0, hi - lo) if rows is None else rows
         if first >= last:
+            # No rows (how the loader sizes slots) still loads the kernel, as PackedDataset does: once, before
+            # forking workers, not in each worker (numba's context and the cached kernel: ~0.3 s of CPU each)
+            fillers = [source._batch_filler() for source in self.sources]
+            if can_fill_together(fillers):
+                load_together_kernel(fillers[0], out)
             return {**out.as_dict(), "source": source}
         template, pieces = plan.arranged_pieces(key.batch, lo + first, lo + last)
         if template is None:  # a source finishing passes begun under other weights: no template, nothing kept
@@ -114,7 +120,7 @@ class PackedMixture(MixtureDataset):
                 layout = self._layouts[lookup] = self._row_layout(plan, key, pieces, first)
         starts = layout.base + np.array([piece.batch for piece in pieces], np.int64)[layout.piece_of_row] * layout.stride
         if layout.bounds is not None:  # every source in one kernel call
-            fill_together(layout.parts, layout.bounds, starts, layout.out_rows, out)
+            fill_together(layout.parts, layout.bounds, starts, layout.out_rows, out, fillers=layout.fillers)
         else:
             for filler, runs in layout.fills:
                 filler.fill_runs(runs, starts, layout.out_rows, out)
@@ -147,7 +153,8 @@ class PackedMixture(MixtureDataset):
         parts = [(filler, source_plan, plan_key) for filler, runs in fills for source_plan, plan_key, _, _ in runs]
         # runs follow each other: rows [a, b) of each, in order, tile the rows
         bounds = np.array([0] + [b for _, runs in fills for _, _, _, b in runs], np.int64) if can_fill_together([f for f, _ in fills]) else None
-        return _RowLayout(np.concatenate(base), np.concatenate(stride), np.concatenate(piece_of_row), np.concatenate(out_rows), source, fills, parts, bounds)
+        fillers = [(filler, runs[-1][0]) for filler, runs in fills]
+        return _RowLayout(np.concatenate(base), np.concatenate(stride), np.concatenate(piece_of_row), np.concatenate(out_rows), source, fills, parts, bounds, fillers)
 
     def _source_plan(self, plan: MixturePlan, key: MixtureKey, piece) -> tuple:
         """The source plan a piece reads, and the key its source's filler knows it by (looked up once per pass, not per batch)."""
