@@ -253,7 +253,7 @@ def fill_together(parts: list[tuple], bounds: np.ndarray, starts: np.ndarray, ro
     token, p, retries = first.blocks.token, 0, None
     while True:
         kernel_parts = [filler._kernel_part(plan, plan_key) for filler, plan, plan_key in parts]  # their rows stay alive while the kernel reads them
-        missing = fill_packed_parts(np.array([address for _, address in kernel_parts], np.int64), token, bounds, starts, rows, first_part=p + (asked_before := 0), **arrays)
+        missing = fill_packed_parts(np.array([address for _, address in kernel_parts], np.int64), token, bounds, starts, rows, first_part=p, **arrays)
         if missing is None:
             break
         if retries is None:
