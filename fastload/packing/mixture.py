@@ -108,17 +108,19 @@ class PackedMixture(MixtureDataset):
             if can_fill_together(fillers):
                 load_together_kernel(fillers[0], out)
             return {**out.as_dict(), "source": source}
-        template, pieces = plan.arranged_pieces(key.batch, lo + first, lo + last)
-        if template is None:  # a source finishing passes begun under other weights: no template, nothing kept
-            layout = self._row_layout(plan, key, pieces, first)
+        found = plan.source_batches(key.batch, lo + first, lo + last)
+        if found is None:  # a source finishing passes begun under other weights: no template, nothing kept
+            pieces = plan.pieces(key.batch, lo + first, lo + last)
+            layout, source_batches = self._row_layout(plan, key, pieces, first), [piece.batch for piece in pieces]
         else:
-            lookup = (key[1:], first, template, tuple([piece.epoch for piece in pieces]))
+            template, epochs, source_batches = found
+            lookup = (key[1:], first, template, epochs)
             layout = self._layouts.get(lookup)
             if layout is None:
                 if len(self._layouts) >= 4096:  # the period's templates times the passes live: forget the oldest
                     self._layouts.pop(next(iter(self._layouts)))
-                layout = self._layouts[lookup] = self._row_layout(plan, key, pieces, first)
-        starts = layout.base + np.array([piece.batch for piece in pieces], np.int64)[layout.piece_of_row] * layout.stride
+                layout = self._layouts[lookup] = self._row_layout(plan, key, plan.pieces(key.batch, lo + first, lo + last), first)
+        starts = layout.base + np.array(source_batches, np.int64)[layout.piece_of_row] * layout.stride
         if layout.bounds is not None:  # every source in one kernel call
             fill_together(layout.parts, layout.bounds, starts, layout.out_rows, out, fillers=layout.fillers)
         else:
