@@ -12,6 +12,8 @@ codes into errors naming the unit or row, with its twin in `pack_reference.py`:
   `positions` (restarting at 0 in every segment). One call writes any rows
   of any batches into any output rows: a rank's share of a batch, or all of
   a mixture source's rows of one, straight into their places;
+  `fill_packed_parts` writes rows of several plans and datasets (all of a
+  mixture's sources) in one call;
 - one document per row (`fastload.PaddedDataset`): `fill_padded_batch`
   truncates, pads and masks.
 
@@ -31,9 +33,9 @@ import numpy as np
 
 from fastload.errors import FormatError
 from fastload.kernels.jit import kernel
-from fastload.kernels.pointers import view_at
+from fastload.kernels.pointers import address_of, view_at
 
-__all__ = ["IGNORE_INDEX", "split_runs_at_windows", "fill_packed_rows", "fill_padded_batch"]
+__all__ = ["IGNORE_INDEX", "split_runs_at_windows", "fill_packed_rows", "fill_packed_parts", "packed_part", "PART_FIELDS", "PART_USE", "fill_padded_batch"]
 
 # Codes the kernels return instead of raising (Numba raises only constant messages;
 # the wrappers turn these into errors that name the unit or row).
@@ -253,6 +255,86 @@ def fill_packed_rows(sources, block_slots, tables, windows, row_start, row_out, 
     starts, window_tables, window_used, use = windows
     ready, missing = documents if documents is not None else (_ALL_READY, _NO_MISSING)
     status, detail, table = _fill_rows_kernel(sources, block_slots, tables, ready, missing, starts, window_tables, window_used, use, row_start, row_out, eos_id, pad_id, input_ids, labels, positions, segments)
+    return _asked_for(status, detail, table, missing, row_start, row_out, input_ids)
+
+
+# A part of `fill_packed_parts` is one int64 row: the addresses and lengths of what `fill_packed_rows`
+# takes for one plan of one dataset. Plain arrays of ints, not tuples of arrays: numba types a tuple
+# argument element by element in Python (~0.1 µs an array; three parts of 12 arrays cost 4.7 µs a call,
+# more than the rows of a half batch take to write), an int64 array in C.
+(_SOURCE_ADDRESS, _SOURCE_LENGTH, _NUM_SOURCES, _BLOCK_SLOTS, _NUM_BLOCKS, _TABLE_ADDRESS, _TABLE_UNITS, _NUM_TABLES,
+ _READY, _NUM_READY, _MISSING, _NUM_MISSING, _STARTS, _NUM_STARTS, _WINDOW_TABLES, _WINDOW_USED, _NUM_WINDOWS, PART_USE) = range(18)
+PART_FIELDS = 18
+
+
+def packed_part(sources, block_slots, tables, windows, documents=None) -> np.ndarray:
+    """One part of `fill_packed_parts`: the arguments of `fill_packed_rows` that describe one plan of one
+    dataset, as an int64 row of addresses and lengths. Every array must stay alive, and where it is, while
+    the row is used; `row[PART_USE]` is `use` (the caller may set it again)."""
+    (source_address, source_length, _), (table_address, table_units) = sources, tables
+    starts, window_tables, window_used, use = windows
+    ready, missing = documents if documents is not None else (_ALL_READY, _NO_MISSING)
+    arrays = (source_address, source_length, block_slots, table_address, table_units, missing, starts, window_tables, window_used)
+    if any(a.dtype != np.int64 for a in arrays) or ready.dtype != np.uint8:
+        raise TypeError("a packed part's arrays are int64 (ready: uint8)")
+    if len(source_length) != len(source_address) or len(table_units) != len(table_address) or len(window_used) != len(window_tables) or len(missing) < 1:
+        raise ValueError("a packed part's paired arrays must have equal lengths (addresses and sizes, window tables and uses), and missing at least 1")
+    return np.array([address_of(source_address), address_of(source_length), len(source_address), address_of(block_slots), len(block_slots),
+                     address_of(table_address), address_of(table_units), len(table_address), address_of(ready), len(ready), address_of(missing),
+                     len(missing), address_of(starts), len(starts), address_of(window_tables), address_of(window_used), len(window_tables), use], np.int64)
+
+
+@kernel
+def _fill_parts_kernel(parts, token, bounds, first_part, row_start, row_out, eos_id, pad_id, input_ids, labels, positions, segments):
+    for p in range(first_part, parts.shape[0]):
+        f = view_at(parts[p], (PART_FIELDS,), np.int64)
+        a, b = bounds[p], bounds[p + 1]
+        if a < 0 or a > b or b > row_start.shape[0]:
+            return _BAD_RUN, 0, 0, p
+        sources = (view_at(f[_SOURCE_ADDRESS], (f[_NUM_SOURCES],), np.int64), view_at(f[_SOURCE_LENGTH], (f[_NUM_SOURCES],), np.int64), token)
+        block_slots = view_at(f[_BLOCK_SLOTS], (f[_NUM_BLOCKS],), np.int64)
+        tables = (view_at(f[_TABLE_ADDRESS], (f[_NUM_TABLES],), np.int64), view_at(f[_TABLE_UNITS], (f[_NUM_TABLES],), np.int64))
+        ready = view_at(f[_READY], (f[_NUM_READY],), np.uint8)
+        missing = view_at(f[_MISSING], (f[_NUM_MISSING],), np.int64)
+        starts = view_at(f[_STARTS], (f[_NUM_STARTS],), np.int64)
+        window_tables = view_at(f[_WINDOW_TABLES], (f[_NUM_WINDOWS],), np.int64)
+        window_used = view_at(f[_WINDOW_USED], (f[_NUM_WINDOWS],), np.int64)
+        status, detail, table = _fill_rows_kernel(sources, block_slots, tables, ready, missing, starts, window_tables, window_used, f[PART_USE],
+                                                  row_start[a:b], row_out[a:b], eos_id, pad_id, input_ids, labels, positions, segments)
+        if status != _OK:
+            return status, detail, table, p
+    return _OK, 0, 0, 0
+
+
+def fill_packed_parts(parts: np.ndarray, token: np.ndarray, bounds: np.ndarray, row_start, row_out, *, first_part: int = 0, eos_id: int, pad_id: int,
+                      input_ids, labels, positions, segments) -> tuple | None:
+    """`fill_packed_rows` for rows of several plans, of one dataset or several, in one call.
+
+    `parts`: int64 addresses of the parts (`packed_part` rows, kept alive by the caller); rows
+    [bounds[p], bounds[p + 1]) of `row_start` / `row_out` are those of part p; every part's
+    tokens are of `token`'s dtype (an empty array of it). Parts before `first_part` are left as
+    they are (written by an earlier call).
+
+    Returns None when every row is written, else (p, what part p asks for, as `fill_packed_rows`
+    returns it, but for documents ("documents", n, -1): n ids, at [1, 1 + n) of the part's
+    `missing`): provide it and call again from `first_part=p`. A mixture's sources write a
+    whole batch with one call this way, not one call per source.
+    """
+    if len(bounds) != len(parts) + 1:
+        raise ValueError(f"{len(bounds)} bounds given for {len(parts)} parts; pass one more than parts")
+    status, detail, table, p = _fill_parts_kernel(parts, token, bounds, first_part, row_start, row_out, eos_id, pad_id, input_ids, labels, positions, segments)
+    if status == _OK:
+        return None
+    if status == _BAD_RUN:
+        detail += int(bounds[p])  # the row, counted from the first row of all parts
+    if status == _MISSING_DOCUMENTS:
+        return p, ("documents", int(detail), -1)
+    asked = _asked_for(status, detail, table, _NO_MISSING, row_start, row_out, input_ids)
+    return None if asked is None else (p, asked)
+
+
+def _asked_for(status: int, detail: int, table: int, missing: np.ndarray, row_start, row_out, input_ids) -> tuple | None:
+    """A packing kernel's status as what the caller must provide (None: done), or the error it is."""
     if status == _OK:
         return None
     if status == _MISSING_DOCUMENTS:

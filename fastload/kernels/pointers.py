@@ -38,7 +38,11 @@ def _voidptr(typingctx, address):
 
 
 def _view_at_python(address, shape, dtype):
-    """`view_at` for kernels run as plain Python (FASTLOAD_DISABLE_JIT=1)."""
+    """`view_at` for kernels run as plain Python (FASTLOAD_DISABLE_JIT=1). Shapes read from int64 arrays
+    hold numpy integers, which numba's Python `carray` refuses; an empty array may be at address 0."""
+    shape = tuple(int(n) for n in shape)
+    if int(address) == 0 and 0 in shape:
+        return np.zeros(shape, dtype)
     return carray(ctypes.c_void_p(int(address)), shape, dtype)
 
 

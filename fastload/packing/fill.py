@@ -8,8 +8,9 @@ slot); the kernel stops to ask for a window's table or a block it has not
 got, and is called again; once it has them all, it names the documents of
 text not tokenized yet, all of the batch's at once, and is called again
 when they are. No per-document, and little per-batch, Python
-runs: a mixture's source writes all its rows of a batch, wherever they go
-in it, with one call (`fill_parts`).
+runs: a mixture writes all its sources' rows of a batch, wherever they go
+in it, with one call (`fill_together`: one kernel call costs ~2 µs of
+dispatch, so one per source was a tenth of a mixture's batch).
 
 A window's table is built from document lengths alone; a block is loaded
 the first time a batch reaches into it, then stays while its window's table
@@ -29,11 +30,12 @@ from typing import NamedTuple
 
 import numpy as np
 
-from fastload.kernels.pack import fill_packed_rows
+from fastload.kernels.pack import PART_USE, fill_packed_parts, fill_packed_rows, packed_part
+from fastload.kernels.pointers import address_of
 from fastload.packing.blocks import AddressBook, TokenBlocks
 from fastload.packing.plan import PackPlan
 
-__all__ = ["BatchFiller", "PackedArrays", "RowsToFill", "output_rows"]
+__all__ = ["BatchFiller", "PackedArrays", "RowsToFill", "can_fill_together", "fill_together", "load_together_kernel", "output_rows"]
 
 
 @dataclass(frozen=True)
@@ -89,6 +91,7 @@ class BatchFiller:
         self._table_at: dict[int, _WindowTable] = {}  # table slot -> its table
         self._window_slots: dict[tuple, tuple] = {}  # plan key -> (table slot of each window or -1, its last use)
         self._uses = 0  # batches filled: the clock of least-recently-used
+        self._parts: dict[tuple, tuple] = {}  # plan key -> its part of `fill_packed_parts` (see `_kernel_part`)
 
     # -- windows -------------------------------------------------------------------
 
@@ -154,18 +157,36 @@ class BatchFiller:
         into the batch, however they are spread among its rows and whichever
         source batches they come from (one call, unless they span two passes).
         """
-        self._uses += 1  # one tick per batch: every table this batch reads is the most recent
         if len(parts) == 1:
             part = parts[0]
-            self._write_rows(part.plan, part.plan_key, part.plan.row_starts(part.batch, part.lo, part.hi), part.rows, out)
-        else:
-            by_plan: dict[tuple, list[RowsToFill]] = {}
-            for part in parts:
-                by_plan.setdefault(part.plan_key, []).append(part)
-            for plan_key, mine in by_plan.items():  # usually one: a source's lanes read one pass
-                starts = np.concatenate([part.plan.row_starts(part.batch, part.lo, part.hi) for part in mine])
-                self._write_rows(mine[0].plan, plan_key, starts, np.concatenate([part.rows for part in mine]), out)
-        self._drop_old_tables(parts[-1].plan)
+            self.fill_runs([(part.plan, part.plan_key, 0, part.hi - part.lo)], part.plan.row_starts(part.batch, part.lo, part.hi), part.rows, out)
+            return
+        by_plan: dict[tuple, list[RowsToFill]] = {}
+        for part in parts:
+            by_plan.setdefault(part.plan_key, []).append(part)
+        runs, starts, rows, at = [], [], [], 0
+        for plan_key, mine in by_plan.items():  # usually one: a source's lanes read one pass
+            first = at
+            for part in mine:
+                starts.append(part.plan.row_starts(part.batch, part.lo, part.hi))
+                rows.append(part.rows)
+                at += part.hi - part.lo
+            runs.append((mine[0].plan, plan_key, first, at))
+        self.fill_runs(runs, np.concatenate(starts), np.concatenate(rows), out)
+
+    def fill_runs(self, runs: list[tuple], starts: np.ndarray, rows: np.ndarray, out: PackedArrays) -> None:
+        """Write packed rows into `out`: row i is the seq_len + 1 tokens from stream position `starts[i]`,
+        written as row `rows[i]` of `out`; `runs` = [(plan, plan_key, a, b)]: rows [a, b) are of that plan
+        (one kernel call each). The form a caller that keeps `starts`' geometry uses (`PackedMixture`):
+        no per-part objects, no concatenation per batch.
+        """
+        self._uses += 1  # one tick per batch: every table this batch reads is the most recent
+        for plan, plan_key, a, b in runs:
+            if a == 0 and b == len(starts):
+                self._write_rows(plan, plan_key, starts, rows, out)
+            else:
+                self._write_rows(plan, plan_key, starts[a:b], rows[a:b], out)
+        self._drop_old_tables(runs[-1][0])
 
     def _write_rows(self, plan: PackPlan, plan_key: tuple, starts: np.ndarray, rows: np.ndarray, out: PackedArrays) -> None:
         """Run the packing kernel over rows of one plan, building the window tables, loading the blocks
@@ -175,21 +196,92 @@ class BatchFiller:
         arrays = dict(documents=self.blocks.documents, eos_id=self.eos_id, pad_id=self.pad_id, input_ids=out.input_ids, labels=out.labels,
                       positions=out.position_ids, segments=out.document_ids)
         missing = fill_packed_rows(self.blocks.sources, self.blocks.slot_of_block, (self._tables_book.address, self._tables_book.size), windows, starts, rows, **arrays)
-        # Each retry provides a table, a block or (at least one) missing document.
-        retries = plan.num_windows + len(self.blocks.slot_of_block) + self.lengths.num_documents
+        retries = self._retries(plan)
         while missing is not None:
             if retries == 0:  # pragma: no cover - a bug, not data
                 raise RuntimeError("packing kept asking for tables, blocks or documents that were just provided")
             retries -= 1
-            what, which, table = missing  # build the table, load the block or tokenize the documents, and write the rows again
-            if what == "window":
-                self._add_table(plan, plan_key, which)
-            elif what == "block":
-                self.blocks.acquire(which)
-                self._table_at[table].blocks.append(which)
-            else:
-                self.blocks.tokenize(which)
+            self._provide(plan, plan_key, missing)  # and write the rows again
             missing = fill_packed_rows(self.blocks.sources, self.blocks.slot_of_block, (self._tables_book.address, self._tables_book.size), windows, starts, rows, **arrays)
+
+    def _retries(self, plan: PackPlan) -> int:
+        """How often the kernel may ask for more while writing rows of `plan`: each retry provides a
+        table, a block or (at least one) missing document."""
+        return plan.num_windows + len(self.blocks.slot_of_block) + self.lengths.num_documents
+
+    def _provide(self, plan: PackPlan, plan_key: tuple, missing: tuple) -> None:
+        """Build the table, load the block or tokenize the documents that the kernel asked for (see `fill_packed_rows`)."""
+        what, which, table = missing
+        if what == "window":
+            self._add_table(plan, plan_key, which)
+        elif what == "block":
+            self.blocks.acquire(which)
+            self._table_at[table].blocks.append(which)
+        else:
+            self.blocks.tokenize(which)
+
+    def _kernel_part(self, plan: PackPlan, plan_key: tuple) -> tuple[np.ndarray, int]:
+        """Rows of `plan` read through this filler, as one part of `fill_packed_parts`, and the part's
+        address. Kept per plan with the arrays it points to; made again when providing a table or a
+        block has moved the arrays of addresses (an `AddressBook` grows by copying)."""
+        kept = self._parts.get(plan_key)
+        if kept is None or kept[2] is not self.blocks.book.address or kept[3] is not self._tables_book.address or kept[4] is not plan.starts_with_padding:
+            if len(self._parts) >= 16:  # a pass or two of a plan or two are live: forget the rest
+                self._parts.clear()
+            slots, last_used = self._windows_of(plan, plan_key)
+            row = packed_part(self.blocks.sources, self.blocks.slot_of_block, (self._tables_book.address, self._tables_book.size),
+                              (plan.starts_with_padding, slots, last_used, self._uses), self.blocks.documents)
+            # the row, its address, and the arrays it points to that could go or move (kept alive here)
+            kept = self._parts[plan_key] = (row, address_of(row), self.blocks.book.address, self._tables_book.address, plan.starts_with_padding, self.blocks.book.size, self._tables_book.size)
+        kept[0][PART_USE] = self._uses
+        return kept[0], kept[1]
+
+
+def fill_together(parts: list[tuple], bounds: np.ndarray, starts: np.ndarray, rows: np.ndarray, out: PackedArrays, *, fillers: list | None = None) -> None:
+    """`BatchFiller.fill_runs` for several fillers (a mixture's sources) with one kernel call: parts =
+    [(filler, plan, plan_key)], rows [bounds[p], bounds[p + 1]) of `starts` / `rows` are part p's (see
+    `fill_runs`). The fillers must share eos_id, pad_id and token dtype (`can_fill_together`). Each
+    filler ticks once, as for one batch, and drops its old tables after. `fillers`: the distinct
+    fillers of `parts` each with the plan of its last part, [(filler, plan)] (derived when not given).
+    """
+    if fillers is None:
+        fillers = list({filler: plan for filler, plan, _ in parts}.items())
+    for filler, _ in fillers:
+        filler._uses += 1
+    first = fillers[0][0]
+    arrays = dict(eos_id=first.eos_id, pad_id=first.pad_id, input_ids=out.input_ids, labels=out.labels, positions=out.position_ids, segments=out.document_ids)
+    token, p, retries = first.blocks.token, 0, None
+    while True:
+        kernel_parts = [filler._kernel_part(plan, plan_key) for filler, plan, plan_key in parts]  # their rows stay alive while the kernel reads them
+        missing = fill_packed_parts(np.array([address for _, address in kernel_parts], np.int64), token, bounds, starts, rows, first_part=p, **arrays)
+        if missing is None:
+            break
+        if retries is None:
+            retries = sum(filler._retries(plan) for filler, plan, _ in parts)
+        if retries == 0:  # pragma: no cover - a bug, not data
+            raise RuntimeError("packing kept asking for tables, blocks or documents that were just provided")
+        retries -= 1
+        p, asked = missing
+        filler, plan, plan_key = parts[p]
+        if asked[0] == "documents":  # the ids are in the filler's own buffer
+            asked = ("documents", filler.blocks.documents[1][1 : 1 + asked[1]], -1)
+        filler._provide(plan, plan_key, asked)  # then write again from part p: the parts before it are written
+    for filler, plan in fillers:
+        filler._drop_old_tables(plan)
+
+
+def load_together_kernel(filler: BatchFiller, out: PackedArrays) -> None:
+    """Run `fill_together`'s kernel on no rows, as `filler` and `out` would: it is loaded (from numba's cache,
+    with numba's context) in this process, and worker processes forked after share it."""
+    none = np.zeros(0, np.int64)
+    fill_packed_parts(none, filler.blocks.token, np.zeros(1, np.int64), none, none, eos_id=filler.eos_id, pad_id=filler.pad_id,
+                      input_ids=out.input_ids, labels=out.labels, positions=out.position_ids, segments=out.document_ids)
+
+
+def can_fill_together(fillers: list[BatchFiller]) -> bool:
+    """Whether `fill_together` can write these fillers' rows in one call: one eos_id, pad_id and token dtype."""
+    first = fillers[0]
+    return all((f.eos_id, f.pad_id, f.blocks.token.dtype) == (first.eos_id, first.pad_id, first.blocks.token.dtype) for f in fillers)
 
 
 _OUTPUT_ROWS: dict[tuple, np.ndarray] = {}  # (lo, hi) -> lo, ..., hi - 1: made once per range, not once per batch

@@ -18,11 +18,13 @@ each row (its index in `mixture.names`), for per-source losses.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 from fastload.errors import ConfigError
 from fastload.packing.dataset import PackedDataset
-from fastload.packing.fill import PackedArrays, RowsToFill
+from fastload.packing.fill import PackedArrays, can_fill_together, fill_together, load_together_kernel
 from fastload.sampler import SamplerOptions
 from fastload.sampler.mixture import Mixture
 from fastload.sampler.mixture_dataset import MixtureDataset, open_sources, same_ids
@@ -30,6 +32,21 @@ from fastload.sampler.mixture_plan import MixturePlan
 from fastload.sampler.mixture_sampler import MixtureKey
 
 __all__ = ["PackedMixture"]
+
+
+class _RowLayout(NamedTuple):
+    """The rows of one arrangement of pieces (a template of the period, with its sources' passes), grouped
+    by source, then by plan: row i of a batch starts at base[i] + (its piece's source batch) · stride[i]."""
+
+    base: np.ndarray  # (rows,) int64 stream position in source batch 0 of its plan
+    stride: np.ndarray  # (rows,) int64 stream positions per source batch
+    piece_of_row: np.ndarray  # (rows,) int64 index of its piece
+    out_rows: np.ndarray  # (rows,) int64 output row
+    source: np.ndarray  # (rows,) int64 the source of each output row, in output order
+    fills: list  # [(source's BatchFiller, [(plan, plan_key, a, b)])]: rows [a, b) are of that plan
+    parts: list  # the same runs as [(filler, plan, plan_key)], for `fill_together`
+    bounds: np.ndarray | None  # (parts + 1,) int64 their rows' bounds; None: sources of other token dtypes, filled one by one
+    fillers: list  # [(filler, the plan of its last part)]
 
 
 class PackedMixture(MixtureDataset):
@@ -50,9 +67,10 @@ class PackedMixture(MixtureDataset):
         self.tokens_per_row = self.seq_len + 1
         self._source_plans: dict[tuple, tuple] = {}  # (key but its batch, source, pass, columns) -> (source plan, filler key)
         self._options_ids: dict[SamplerOptions, int] = {}  # a source's shuffle -> a small int naming it in the fillers' keys
+        self._layouts: dict[tuple, _RowLayout] = {}  # (key but its batch, first row, template, passes) -> its rows' layout
 
     def __getstate__(self) -> dict:
-        return {**super().__getstate__(), "_source_plans": {}}  # plans are rebuilt in each process
+        return {**super().__getstate__(), "_source_plans": {}, "_layouts": {}}  # plans are rebuilt in each process
 
     def _new_plan(self, weights, **arguments) -> MixturePlan:
         sources, add_eos = self.sources, self.add_eos
@@ -73,24 +91,72 @@ class PackedMixture(MixtureDataset):
         with `rows=(a, b)` only those rows of it are written (see `BatchDataset`).
 
         Each source writes all its rows of the batch straight into their
-        rows of the output, with one kernel call (`BatchFiller.fill_parts`):
-        no per-piece arrays, no copy afterwards.
+        rows of the output, with one kernel call (`BatchFiller.fill_runs`):
+        no per-piece arrays, no copy afterwards. Where the rows start is
+        base + source batch × stride per row, with base, stride and where
+        they go kept per template of the mixture's period and passes of the
+        sources (`_RowLayout`): a batch computes one multiply-add of numpy.
         """
         plan, lo, hi = self._plan_of_key(key)
         out = PackedArrays.empty(hi - lo, self.seq_len, allocate)
         source = allocate((hi - lo,), np.int64)
         first, last = (0, hi - lo) if rows is None else rows
         if first >= last:
+            # No rows (how the loader sizes slots) still loads the kernel, as PackedDataset does: once, before
+            # forking workers, not in each worker (numba's context and the cached kernel: ~0.3 s of CPU each)
+            fillers = [source._batch_filler() for source in self.sources]
+            if can_fill_together(fillers):
+                load_together_kernel(fillers[0], out)
             return {**out.as_dict(), "source": source}
-        parts: dict[int, list[RowsToFill]] = {}
-        for piece in plan.pieces(key.batch, lo + first, lo + last):
-            source_plan, plan_key = self._source_plan(plan, key, piece)
-            where = piece.out + first if first else piece.out  # pieces count rows from lo + first
-            parts.setdefault(piece.source, []).append(RowsToFill(source_plan, plan_key, piece.batch, piece.lo, piece.hi, where))
-            source[where] = piece.source
-        for s, mine in parts.items():
-            self.sources[s]._batch_filler().fill_parts(mine, out)
+        found = plan.source_batches(key.batch, lo + first, lo + last)
+        if found is None:  # a source finishing passes begun under other weights: no template, nothing kept
+            pieces = plan.pieces(key.batch, lo + first, lo + last)
+            layout, source_batches = self._row_layout(plan, key, pieces, first), [piece.batch for piece in pieces]
+        else:
+            template, epochs, source_batches = found
+            lookup = (key[1:], first, template, epochs)
+            layout = self._layouts.get(lookup)
+            if layout is None:
+                if len(self._layouts) >= 4096:  # the period's templates times the passes live: forget the oldest
+                    self._layouts.pop(next(iter(self._layouts)))
+                layout = self._layouts[lookup] = self._row_layout(plan, key, plan.pieces(key.batch, lo + first, lo + last), first)
+        starts = layout.base + np.array(source_batches, np.int64)[layout.piece_of_row] * layout.stride
+        if layout.bounds is not None:  # every source in one kernel call
+            fill_together(layout.parts, layout.bounds, starts, layout.out_rows, out, fillers=layout.fillers)
+        else:
+            for filler, runs in layout.fills:
+                filler.fill_runs(runs, starts, layout.out_rows, out)
+        source[first:last] = layout.source
         return {**out.as_dict(), "source": source}
+
+    def _row_layout(self, plan: MixturePlan, key: MixtureKey, pieces: list, first: int) -> "_RowLayout":
+        """Where the rows of `pieces` start (in source batch 0 of their plans) and go, grouped by source, then by plan."""
+        by_source: dict[int, dict[tuple, tuple]] = {}  # source -> plan key -> (its plan, indices of its pieces)
+        for i, piece in enumerate(pieces):
+            source_plan, plan_key = self._source_plan(plan, key, piece)
+            by_source.setdefault(piece.source, {}).setdefault(plan_key, (source_plan, []))[1].append(i)
+        base, stride, piece_of_row, out_rows, fills, at = [], [], [], [], [], 0
+        source = np.empty(sum(piece.hi - piece.lo for piece in pieces), np.int64)
+        for s, by_plan in by_source.items():
+            runs = []
+            for plan_key, (source_plan, mine) in by_plan.items():
+                start = at
+                for i in mine:
+                    piece = pieces[i]
+                    piece_base, piece_stride = source_plan.row_geometry(piece.lo, piece.hi)
+                    base.append(piece_base)
+                    stride.append(piece_stride)
+                    piece_of_row.append(np.full(piece.hi - piece.lo, i, np.int64))
+                    out_rows.append(piece.out + first)  # pieces count rows from lo + first
+                    source[piece.out] = s
+                    at += piece.hi - piece.lo
+                runs.append((source_plan, plan_key, start, at))
+            fills.append((self.sources[s]._batch_filler(), runs))
+        parts = [(filler, source_plan, plan_key) for filler, runs in fills for source_plan, plan_key, _, _ in runs]
+        # runs follow each other: rows [a, b) of each, in order, tile the rows
+        bounds = np.array([0] + [b for _, runs in fills for _, _, _, b in runs], np.int64) if can_fill_together([f for f, _ in fills]) else None
+        fillers = [(filler, runs[-1][0]) for filler, runs in fills]
+        return _RowLayout(np.concatenate(base), np.concatenate(stride), np.concatenate(piece_of_row), np.concatenate(out_rows), source, fills, parts, bounds, fillers)
 
     def _source_plan(self, plan: MixturePlan, key: MixtureKey, piece) -> tuple:
         """The source plan a piece reads, and the key its source's filler knows it by (looked up once per pass, not per batch)."""

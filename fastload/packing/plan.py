@@ -179,8 +179,9 @@ class PackPlan:
             cached = self._geometry[key] = (self.partition_starts[partitions] + offset * L1, stride, taken * L1, out_column * L1)
         return cached
 
-    def _row_geometry(self, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
-        """Per row of columns [lo, hi): (its first stream position in batch 0, stride per batch)."""
+    def row_geometry(self, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
+        """Per row of columns [lo, hi): (its first stream position in batch 0, stride per batch); row i of
+        batch b starts at base[i] + b · stride[i] (what `row_starts` computes). Cached: read only."""
         key = ("rows", lo, hi)
         cached = self._geometry.get(key)
         if cached is None:
@@ -195,7 +196,7 @@ class PackPlan:
         seq_len + 1 tokens from there."""
         if not 0 <= batch < self.num_batches:
             raise IndexError(f"batch {batch} out of range: this epoch has {self.num_batches} batches")
-        base, stride = self._geometry.get(("rows", lo, hi)) or self._row_geometry(lo, hi)  # asked for every batch: the cache first
+        base, stride = self._geometry.get(("rows", lo, hi)) or self.row_geometry(lo, hi)  # asked for every batch: the cache first
         return base + batch * stride
 
     def rank_runs(self, batch: int, rank: int = 0, world_size: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

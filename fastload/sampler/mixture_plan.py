@@ -159,6 +159,8 @@ class MixturePlan:
                     self.batches(s, int(layout.source_columns[s]))  # refuses a source too small for its columns, now
         self.batches_per_pass = np.array([self.batches(s, int(G)) if G else 0 for s, G in enumerate(self.layout.source_columns)], np.int64)
         self._segments = self._walk_stages()  # [stage][source]
+        # per stage, the first stage batch from which every source reads column by column (batches come from templates)
+        self._templates_from = [max(seg.lane_start for seg in stage) for stage in self._segments]
 
     def _drop_exhausted(self, stages: list[tuple[int, dict]]) -> None:
         """Sources set to "drop": at the first batch that would read one a second time, a stage begins
@@ -343,20 +345,51 @@ class MixturePlan:
 
     def pieces(self, batch: int, lo: int, hi: int) -> list[Piece]:
         """Columns [lo, hi) of global batch `batch` as runs of consecutive rows of source batches."""
+        return self.arranged_pieces(batch, lo, hi)[1]
+
+    def arranged_pieces(self, batch: int, lo: int, hi: int) -> tuple[tuple | None, list[Piece]]:
+        """`pieces`, and what fixes them all but their passes and source batches: the key of the template they
+        come from, the same for every batch at that place of the layout's period (None: not from a template).
+        Pieces of one template key and the same passes differ only in `batch`, so a caller can keep what it
+        derives from them (`PackedMixture` keeps where their rows start and go)."""
         if batch < 0 or (self.num_batches is not None and batch >= self.num_batches):
             raise IndexError(f"batch {batch} is past the end of the mixture ({self.num_batches} batches: a source set to 'stop' is exhausted)")
         k = self._stage_of(batch)
         u = batch - self.stage_starts[k]
-        segments = self._segments[k]
-        if all(u >= seg.lane_start for seg in segments):  # every source reads column by column: a periodic template
-            return self._pieces_from_template(k, u, lo, hi)
-        return self._grouped_pieces(batch, lo, hi)
+        if u >= self._templates_from[k]:  # every source reads column by column: a periodic template
+            key = (k, u % self.layouts[k].period, lo, hi)
+            return key, self._pieces_from_template(key, u)
+        return None, self._grouped_pieces(batch, lo, hi)
 
-    def _pieces_from_template(self, k: int, u: int, lo: int, hi: int) -> list[Piece]:
-        """The runs of batch u of stage k, from the runs of its place in the layout's period (which lanes,
-        which sources, which lane clock) plus this batch's clocks: the common case costs no grouping."""
+    def source_batches(self, batch: int, lo: int, hi: int) -> tuple[tuple, tuple, list] | None:
+        """What `arranged_pieces` says of a batch from a template, without making its pieces: (the
+        template's key, each piece's pass, each piece's source batch), pieces in `arranged_pieces`' order;
+        None when the batch comes from no template (then ask `arranged_pieces`). Asked every batch."""
+        if batch < 0 or (self.num_batches is not None and batch >= self.num_batches):
+            raise IndexError(f"batch {batch} is past the end of the mixture ({self.num_batches} batches: a source set to 'stop' is exhausted)")
+        k = self._stage_of(batch)
+        u = batch - self.stage_starts[k]
+        if u < self._templates_from[k]:
+            return None
         layout = self.layouts[k]
         key = (k, u % layout.period, lo, hi)
+        template = self._templates.get(key)
+        if template is None:
+            return key, *_transpose(self._pieces_from_template(key, u))
+        periods = u // layout.period
+        epochs, batches = [], []
+        for _, _, _, _, is_shared, base, _, n, per_period, before in template:  # as _pieces_from_template
+            epoch, within = divmod(base + (periods * per_period + before if is_shared else u), n)
+            epochs.append(epoch)
+            batches.append(within)
+        return key, tuple(epochs), batches
+
+    def _pieces_from_template(self, key: tuple, u: int) -> list[Piece]:
+        """The runs of batch u of stage k, from the runs of its place in the layout's period (which lanes,
+        which sources, which lane clock; `key` = (k, u % period, lo, hi)) plus this batch's clocks: the
+        common case costs no grouping."""
+        k, _, lo, hi = key
+        layout = self.layouts[k]
         template = self._templates.get(key)
         if template is None:
             if len(self._templates) >= 4096:
@@ -482,6 +515,10 @@ class MixturePlan:
     def repetitions(self, batch: int) -> dict[str, int]:
         """Per source, the most times any of its rows has been read in the first `batch` global batches (the passes begun)."""
         return dict(zip(self.names, self._passes_begun(batch)))
+
+
+def _transpose(pieces: list[Piece]) -> tuple[tuple, list]:
+    return tuple([piece.epoch for piece in pieces]), [piece.batch for piece in pieces]
 
 
 def _first_true(predicate: Callable[[int], bool], *, limit: int | None = None) -> int:

@@ -129,7 +129,7 @@ def encode_computed_batch(batch: dict, tensor_dtypes: dict, writer: SlotWriter, 
             start = array.__array_interface__["data"][0] - slot_address
             if not array.flags.c_contiguous or start < 0 or start + array.nbytes > writer.used:
                 return None
-        dtype = tensor_dtypes.get(name) or array.dtype.name
+        dtype = tensor_dtypes.get(name) or _dtype_name(array.dtype)
         leaves.append((start, "torch", dtype, array.shape, array.size))
     return names, leaves, writer.used, None
 
@@ -158,6 +158,16 @@ def _leaf(leaf: Leaf, buffer):
         return torch.from_numpy(np.ndarray(shape, numpy_dtype, buffer=buffer, offset=offset))
     # bfloat16 and other dtypes numpy lacks; torch.frombuffer keeps `buffer` alive too.
     return torch.frombuffer(buffer, dtype=getattr(torch, dtype), count=count, offset=offset).view(shape)
+
+
+_DTYPE_NAMES: dict[np.dtype, str] = {}  # numpy computes `dtype.name` in Python (~1.5 µs); a batch asks it per array
+
+
+def _dtype_name(dtype: np.dtype) -> str:
+    name = _DTYPE_NAMES.get(dtype)
+    if name is None:
+        name = _DTYPE_NAMES[dtype] = dtype.name
+    return name
 
 
 _NUMPY_DTYPES = {

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from fastload.errors import ConfigError, FormatError
 from fastload.kernels.pack import IGNORE_INDEX, fill_packed_rows
 from fastload.packing import BatchKey, PackedDataset
-from fastload.packing.fill import PackedArrays, RowsToFill
+from fastload.packing.fill import PackedArrays, RowsToFill, fill_together
 from fastload.sampler import SamplerOptions
 from fastload.kernels.pack_reference import packed_epoch_reference
 from tests.packing.conftest import distinct_documents, write_documents
@@ -88,6 +88,38 @@ def test_rows_of_several_batches_and_passes_land_in_any_output_rows_as_the_refer
     for (e, b, lo, hi), part in zip(wanted, parts):
         for name, array in expected[e].items():
             assert np.array_equal(got[name][part.rows], array[b, lo:hi]), (name, e, b, lo, hi)
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(seed=st.integers(0, 2**16), seq_len=st.integers(1, 24), compression=st.sampled_from(["none", "lz4"]))
+def test_rows_of_several_datasets_and_passes_written_in_one_call_are_the_references_rows(tmp_path_factory, seed, seq_len, compression):
+    rng = np.random.default_rng(seed)
+    datasets, wanted = [], []
+    for d in range(2):  # two datasets (a mixture's sources), each with rows of two passes
+        documents = distinct_documents(rng, int(rng.integers(30, 80)), 30)
+        path = tmp_path_factory.mktemp("ds") / "ds"
+        write_documents(path, documents, block_rows=int(rng.integers(2, 6)), compression=compression)
+        packed = PackedDataset(path, seq_len=seq_len, eos_id=EOS, pad_id=PAD, sampling=SamplerOptions(window_blocks=2, seed=seed))
+        try:
+            plans = [packed.plan(epoch, 4, packed.sampler_options()) for epoch in (0, 1)]
+        except ConfigError:
+            return  # fewer tokens than one batch
+        datasets.append((packed, plans, [packed_epoch_reference(plan, documents, eos_id=EOS, pad_id=PAD) for plan in plans]))
+        wanted += [(d, e, int(rng.integers(plans[e].num_batches)), lo, hi) for e, lo, hi in ((0, 0, 3), (1, 1, 4))]
+    rows = rng.permutation(sum(hi - lo for *_, lo, hi in wanted))
+    parts, starts, bounds = [], [], [0]
+    for d, e, b, lo, hi in wanted:
+        packed, plans, _ = datasets[d]
+        parts.append((packed._batch_filler(), plans[e], ("test", e)))
+        starts.append(plans[e].row_starts(b, lo, hi))
+        bounds.append(bounds[-1] + hi - lo)
+    out = PackedArrays.empty(len(rows), seq_len)
+    # fresh fillers: the call stops for every table and block of every part, and resumes from that part
+    fill_together(parts, np.array(bounds), np.concatenate(starts), rows, out)
+    got = out.as_dict()
+    for (d, e, b, lo, hi), a, z in zip(wanted, bounds, bounds[1:]):
+        for name, array in datasets[d][2][e].items():
+            assert np.array_equal(got[name][rows[a:z]], array[b, lo:hi]), (name, d, e, b, lo, hi)
 
 
 def test_labels_are_inputs_shifted_by_one_and_positions_restart_per_document(tmp_path):

@@ -226,3 +226,23 @@ def test_resuming_with_another_world_size_continues_the_same_global_batches(tmp_
             whole = packed.__fastload_batch__(keys[t], np.empty)
             for name in whole:
                 assert np.array_equal(np.concatenate([p[name] for p in parts]), whole[name]), (world, t, name)
+
+
+def test_a_mixture_of_text_tokenized_on_the_fly_equals_the_mixture_of_its_tokens(tmp_path):
+    # every batch asks for documents of several sources in one kernel call: each is tokenized and the call resumed
+    tokenizer = fastload.Tokenizer.default()
+    rng = np.random.default_rng(3)
+    text, tokens = {}, {}
+    for s, n in enumerate((150, 90)):
+        rows = [{"text": " ".join(f"w{rng.integers(0, 500)}" for _ in range(rng.integers(0, 80)))} for _ in range(n)]
+        text[f"s{s}"], tokens[f"s{s}"] = tmp_path / f"text{s}", tmp_path / f"tokens{s}"
+        fastload.convert(rows, text[f"s{s}"], block_rows=20, quiet=True)
+        fastload.convert(rows, tokens[f"s{s}"], tokenizer=tokenizer, block_rows=20, quiet=True)
+    fly = fastload.PackedDataset(fastload.Mixture({name: (path, w) for (name, path), w in zip(text.items(), (2, 1))}), seq_len=31, tokenizer=tokenizer)
+    pre = fastload.PackedDataset(fastload.Mixture({name: (path, w) for (name, path), w in zip(tokens.items(), (2, 1))}), seq_len=31)
+    sampler = fly.batch_sampler(6)
+    for key, _ in zip(sampler, range(60)):
+        expected = pre[key]
+        for name, array in fly[key].items():
+            assert np.array_equal(array, expected[name]), (name, key.batch)
+    assert all(source._blocks.documents_tokenized > 0 for source in fly.sources)

@@ -75,6 +75,28 @@ def test_ranks_read_slices_of_one_global_order(raw, per_rank, world):
         assert np.array_equal(rebuilt, plan.columns(t, lo, hi)[1])
 
 
+@settings(max_examples=40, deadline=None)
+@given(raw=st.lists(st.integers(1, 9), min_size=2, max_size=4), batch=st.integers(2, 12), change=st.integers(1, 30), data=st.data())
+def test_source_batches_says_what_the_pieces_say(raw, batch, change, data):
+    rng = np.random.default_rng(len(raw) + batch)
+    layouts = [rng.integers(1, 9, 12) for _ in raw]
+    stage = dict(zip([f"src{i}" for i in range(len(raw))], exact_weights({f"src{i}": w for i, w in enumerate(reversed(raw))}).values()))
+    try:
+        plan = _plan(layouts, raw, batch, schedule=[(change, stage)])  # a weight change: batches from no template while sources catch up
+    except ConfigError:
+        return
+    lo = data.draw(st.integers(0, batch - 1))
+    hi = data.draw(st.integers(lo + 1, batch))
+    for t in [*range(60), *data.draw(st.lists(st.integers(60, 10**6), max_size=5))]:
+        template, pieces = plan.arranged_pieces(t, lo, hi)
+        found = plan.source_batches(t, lo, hi)
+        if template is None:
+            assert found is None
+        else:
+            assert found == (template, tuple(p.epoch for p in pieces), [p.batch for p in pieces])
+            event("from a template")
+
+
 def test_a_source_set_to_stop_ends_the_mixture_before_its_second_pass():
     small, big = np.full(5, 4), np.full(50, 4)  # 20 and 200 rows
     plan = _plan([small, big], [1, 3], 8, on_exhausted={"src0": "stop"})  # src0: 2 rows a batch -> 10 batches a pass
