@@ -169,7 +169,7 @@ class PackedDataset(TokenDocuments):
         if first < last and self.dataset.remote is not None:
             self._read_ahead(plan, plan_key, key, lo + first, lo + last)
         # No rows (how the loader sizes slots) still runs the kernel: it is loaded once, before forking workers.
-        self._batch_filler().fill_parts([RowsToFill(plan, plan_key, key.batch, lo + first, lo + last, output_rows(first, last))], out)
+        self._batch_filler().fill_part(RowsToFill(plan, plan_key, key.batch, lo + first, lo + last, output_rows(first, last)), out)
         return out.as_dict()
 
     def _read_ahead(self, plan: PackPlan, plan_key: tuple, key: BatchKey, lo: int, hi: int) -> None:

@@ -147,32 +147,12 @@ class BatchFiller:
     def fill_rows(self, plan: PackPlan, plan_key: tuple, batch: int, lo: int, hi: int, allocate=np.empty) -> PackedArrays:
         """Rows [lo, hi) of global batch `batch`, in arrays from `allocate(shape, dtype)`."""
         out = PackedArrays.empty(hi - lo, plan.seq_len, allocate)
-        self.fill_parts([RowsToFill(plan, plan_key, batch, lo, hi, output_rows(0, hi - lo))], out)
+        self.fill_part(RowsToFill(plan, plan_key, batch, lo, hi, output_rows(0, hi - lo)), out)
         return out
 
-    def fill_parts(self, parts: list[RowsToFill], out: PackedArrays) -> None:
-        """Write every part's rows into its rows of `out`: one kernel call per plan among them.
-
-        A mixture's source fills all its rows of a batch this way, straight
-        into the batch, however they are spread among its rows and whichever
-        source batches they come from (one call, unless they span two passes).
-        """
-        if len(parts) == 1:
-            part = parts[0]
-            self.fill_runs([(part.plan, part.plan_key, 0, part.hi - part.lo)], part.plan.row_starts(part.batch, part.lo, part.hi), part.rows, out)
-            return
-        by_plan: dict[tuple, list[RowsToFill]] = {}
-        for part in parts:
-            by_plan.setdefault(part.plan_key, []).append(part)
-        runs, starts, rows, at = [], [], [], 0
-        for plan_key, mine in by_plan.items():  # usually one: a source's lanes read one pass
-            first = at
-            for part in mine:
-                starts.append(part.plan.row_starts(part.batch, part.lo, part.hi))
-                rows.append(part.rows)
-                at += part.hi - part.lo
-            runs.append((mine[0].plan, plan_key, first, at))
-        self.fill_runs(runs, np.concatenate(starts), np.concatenate(rows), out)
+    def fill_part(self, part: RowsToFill, out: PackedArrays) -> None:
+        """Write a part's rows into its rows of `out`, with one kernel call."""
+        self.fill_runs([(part.plan, part.plan_key, 0, part.hi - part.lo)], part.plan.row_starts(part.batch, part.lo, part.hi), part.rows, out)
 
     def fill_runs(self, runs: list[tuple], starts: np.ndarray, rows: np.ndarray, out: PackedArrays) -> None:
         """Write packed rows into `out`: row i is the seq_len + 1 tokens from stream position `starts[i]`,

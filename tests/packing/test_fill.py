@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from fastload.errors import ConfigError, FormatError
 from fastload.kernels.pack import IGNORE_INDEX, fill_packed_rows
 from fastload.packing import BatchKey, PackedDataset
-from fastload.packing.fill import PackedArrays, RowsToFill, fill_together
+from fastload.packing.fill import PackedArrays, fill_together
 from fastload.sampler import SamplerOptions
 from fastload.kernels.pack_reference import packed_epoch_reference
 from tests.packing.conftest import distinct_documents, write_documents
@@ -78,16 +78,14 @@ def test_rows_of_several_batches_and_passes_land_in_any_output_rows_as_the_refer
     # a mixture's source: some rows of one batch, some of another, some of the next pass, spread over the output
     wanted = [(e, int(rng.integers(plans[e].num_batches)), lo, hi) for e, lo, hi in ((0, 0, 3), (0, 3, 4), (1, 1, 6))]
     rows = rng.permutation(sum(hi - lo for *_, lo, hi in wanted))
-    parts, at = [], 0
-    for e, b, lo, hi in wanted:
-        parts.append(RowsToFill(plans[e], ("test", e), b, lo, hi, rows[at : at + hi - lo]))
-        at += hi - lo
+    starts, bounds = [plans[e].row_starts(b, lo, hi) for e, b, lo, hi in wanted], np.cumsum([0] + [hi - lo for *_, lo, hi in wanted])
+    runs = [(plans[0], ("test", 0), 0, int(bounds[2])), (plans[1], ("test", 1), int(bounds[2]), int(bounds[3]))]  # rows of each pass: a run
     out = PackedArrays.empty(len(rows), seq_len)
-    packed._batch_filler().fill_parts(parts, out)
+    packed._batch_filler().fill_runs(runs, np.concatenate(starts), rows, out)
     got = out.as_dict()
-    for (e, b, lo, hi), part in zip(wanted, parts):
+    for (e, b, lo, hi), a, z in zip(wanted, bounds, bounds[1:]):
         for name, array in expected[e].items():
-            assert np.array_equal(got[name][part.rows], array[b, lo:hi]), (name, e, b, lo, hi)
+            assert np.array_equal(got[name][rows[a:z]], array[b, lo:hi]), (name, e, b, lo, hi)
 
 
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
