@@ -69,8 +69,9 @@ def test_the_cli_converts_verifies_and_inspects_an_az_dataset_found_through_the_
     source = tmp_path / "in.jsonl"
     source.write_text("".join(json.dumps({"text": f"doc {i} " + "word " * (i % 17), "i": i}) + "\n" for i in range(2000)))
     url, local = f"az://{azure_endpoint.container}/ds", tmp_path / "local"
-    for out in (url, str(local)):
-        assert main(["convert", str(source), "-o", out, "--block-bytes", "8KiB", "--shard-bytes", "32KiB", "--quiet"]) == 0
+    assert main(["convert", str(source), "-o", url, "--block-bytes", "8KiB", "--shard-bytes", "16KiB", "--quiet"]) == 0
+    for out in (url, str(local)):  # overwriting the first: its index and the shards the new one does not name are deleted
+        assert main(["convert", str(source), "-o", out, "--block-bytes", "8KiB", "--shard-bytes", "32KiB", "--quiet", "--overwrite"]) == 0
     assert {p.name: p.read_bytes() for p in azure_endpoint.blob_file("ds").iterdir()} == {p.name: p.read_bytes() for p in local.iterdir()}
     assert [row["i"] for row in fastload.Dataset(url)] == [row["i"] for row in fastload.Dataset(local)] == list(range(2000))
     assert main(["verify", url]) == 0
@@ -104,6 +105,17 @@ def test_every_store_operation_on_az_including_a_block_list_upload(tmp_path, azu
     assert store.list() == ["big.bin"]
     with pytest.raises(NotFound, match="AZURE_STORAGE_ENDPOINT"):
         store.size("small.json")
+
+
+def test_the_account_variables_reach_the_container_as_storage_options_do(azure_endpoint, monkeypatch):
+    """AZURE_STORAGE_ENDPOINT / _ACCOUNT_NAME / _ACCOUNT_KEY, the third way the README names (a plain-http endpoint allowed)."""
+    options = azure_endpoint.storage_options
+    for name, key in {"AZURE_STORAGE_ENDPOINT": "endpoint", "AZURE_STORAGE_ACCOUNT_NAME": "account_name", "AZURE_STORAGE_ACCOUNT_KEY": "access_key"}.items():
+        monkeypatch.setenv(name, options[key])
+    store = ObjectStore(f"az://{azure_endpoint.container}/env")
+    store.put("a.bin", b"through the environment")
+    assert store.list() == ["a.bin"] and bytes(store.get_range("a.bin", 8, 3)) == b"the"
+    assert azure_endpoint.blob_file("env/a.bin").read_bytes() == b"through the environment"
 
 
 @pytest.mark.parametrize("missing", ["dataset", "container"])
