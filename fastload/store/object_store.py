@@ -108,7 +108,7 @@ def _credentials_hint(url: str) -> str:
     return {
         "s3": "Check the bucket and prefix, AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE, AWS_REGION, and AWS_ENDPOINT_URL for S3-compatible servers (or storage_options=).",
         "gs": "Check the bucket and prefix, GOOGLE_APPLICATION_CREDENTIALS, and GOOGLE_BASE_URL for a local emulator (or storage_options=).",
-        "az": "Check the account, container and prefix, AZURE_STORAGE_ACCOUNT_NAME/AZURE_STORAGE_ACCOUNT_KEY, and AZURE_STORAGE_ENDPOINT or AZURE_STORAGE_USE_EMULATOR for a local one (or storage_options=).",
+        "az": "Check the account, container and prefix, AZURE_STORAGE_ACCOUNT_NAME/AZURE_STORAGE_ACCOUNT_KEY, and AZURE_STORAGE_ENDPOINT, or AZURE_STORAGE_USE_EMULATOR with AZURITE_BLOB_STORAGE_URL, for a local one (or storage_options=).",
     }.get(scheme, "Check the URL and the credentials in the environment (or storage_options=).")
 
 

@@ -14,6 +14,15 @@ given a bearer token the server does not check. Why not `gcp-storage-emulator` (
 it serves the JSON API, and its XML API answers a PUT without an ETag and a GET without Last-Modified
 (obstore refuses both), and has no HEAD, DELETE, listing or multipart upload (measured with obstore
 0.12). Not covered here: Google's authentication (OAuth tokens, service accounts) and its error bodies.
+
+`azure_endpoint` is az:// on 127.0.0.1: a fresh container on the same folder server, answering obstore's
+Azure client in Azure Blob's REST dialect (`tests/remote/folder_azure.py`: ranged Get Blob, properties,
+List Blobs, Put Blob / Block / Block List, Delete Blob and blob batches, Create Container) at a
+path-style account URL, as Azurite does. A user reaches it as any local Azure emulator: `storage_options`
+with `endpoint`, `account_name` and `access_key`, or AZURE_STORAGE_USE_EMULATOR with
+AZURITE_BLOB_STORAGE_URL. Why not Azurite itself: it is an npm package, and CI's test command needs no
+npm. Not covered here: Azure's authentication (signatures are not checked, Entra ID tokens never asked
+for) and hierarchical-namespace (ADLS Gen2, abfs://) accounts.
 """
 
 from __future__ import annotations
@@ -27,6 +36,9 @@ from pathlib import Path
 import pytest
 
 from tests.remote.fault_proxy import FaultProxy
+from tests.remote.folder_azure import ACCOUNT as AZURE_ACCOUNT
+from tests.remote.folder_azure import ACCOUNT_KEY as AZURE_ACCOUNT_KEY
+from tests.remote.folder_azure import create_container
 from tests.remote.folder_s3 import FolderS3Server
 from tests.remote.s3 import OVERRIDING_ENV_VARS, S3Server
 
@@ -154,3 +166,51 @@ def gcs_endpoint(gcs_server, monkeypatch) -> GCSEndpoint:
     (gcs_server.root / bucket).mkdir()  # a bucket is a folder of the server's (creating one is not a GCS XML request)
     yield GCSEndpoint(gcs_server.endpoint, bucket, gcs_server.root)
     shutil.rmtree(gcs_server.root / bucket, ignore_errors=True)
+
+
+@dataclass(frozen=True)
+class AzureEndpoint:
+    """A container on a local server that obstore's az:// client reaches with `storage_options` or `env`."""
+
+    server_url: str  # http://127.0.0.1:PORT; the account's URL is `account_url`
+    container: str
+    root: Path  # the server's folder: blob `k/e/y` of the container is the file `root/container/k/e/y`
+
+    @property
+    def account_url(self) -> str:
+        return f"{self.server_url}/{AZURE_ACCOUNT}"
+
+    @property
+    def storage_options(self) -> dict[str, str]:
+        return {"endpoint": self.account_url, "account_name": AZURE_ACCOUNT, "access_key": AZURE_ACCOUNT_KEY}
+
+    @property
+    def env(self) -> dict[str, str]:
+        """The emulator's settings (obstore then assumes Azurite's account and key, and allows plain http)."""
+        return {"AZURE_STORAGE_USE_EMULATOR": "true", "AZURITE_BLOB_STORAGE_URL": self.server_url}
+
+    def blob_file(self, name: str) -> Path:
+        return self.root / self.container / name
+
+
+@pytest.fixture(scope="session")
+def azure_server():
+    """The folder server on 127.0.0.1, answering Azure Blob requests (see the module docstring), shared by the session."""
+    pytest.importorskip("obstore", reason="az:// datasets need the remote extra: pip install 'fastload[remote]'")
+    with FolderS3Server() as server:
+        yield server
+
+
+@pytest.fixture
+def azure_endpoint(azure_server, monkeypatch) -> AzureEndpoint:
+    """A new, empty container on `azure_server` (removed after the test), and no AZURE_*/AZURITE_* variable from
+    the environment that would point obstore elsewhere or make it look for real credentials."""
+    from fastload.store import object_store
+
+    for name in [name for name in os.environ if name.startswith(("AZURE_", "AZURITE_"))]:
+        monkeypatch.delenv(name)
+    monkeypatch.setattr(object_store, "_runtime_pid", None)  # as in `moto_endpoint`
+    container = f"fastload-test-{uuid.uuid4().hex[:16]}"
+    create_container(azure_server.endpoint, container)
+    yield AzureEndpoint(azure_server.endpoint, container, azure_server.root)
+    shutil.rmtree(azure_server.root / container, ignore_errors=True)

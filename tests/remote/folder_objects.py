@@ -61,6 +61,13 @@ class Folder:
                                                   f"or '{TEMP_PREFIX}*' segment, no trailing '/')", Key=key)
         return self.bucket_path(bucket).joinpath(*segments)
 
+    def open(self, bucket: str, key: str):
+        """The object's file, open for reading unbuffered (its range is read or sent by offset); None when there is none."""
+        try:
+            return open(self.object_path(bucket, key), "rb", buffering=0)
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            return None
+
     def write(self, bucket: str, key: str, fill) -> os.stat_result:
         """Create the object by `fill(file)` into a temporary file renamed over `key`'s path; its stat."""
         path = self.object_path(bucket, key)

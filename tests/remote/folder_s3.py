@@ -5,7 +5,9 @@ serves ~15 ranged GETs a second from a 63 MB object (measured; `bench/remote.py`
 real object store serves a range in time proportional to the range. Here a GET reads just its range from
 the file (`os.pread` for small ranges, `sendfile` for the rest), so a benchmark of a loader that reads
 blocks by range measures the loader, not this server. It stands in for GCS too (`gcs_endpoint` in
-`conftest.py`): GCS's XML API, which obstore's gs:// client speaks, has S3's wire format.
+`conftest.py`): GCS's XML API, which obstore's gs:// client speaks, has S3's wire format. And for Azure
+Blob Storage: a request carrying `x-ms-version` is answered in Azure's dialect (`folder_azure.py`,
+`azure_endpoint` in `conftest.py`), on the same folder.
 
 A test and benchmark server only: bound to 127.0.0.1, every request trusted. Authentication headers
 (SigV4) are accepted and not checked, nor are Content-MD5, checksums or chunk signatures. Bucket
@@ -48,6 +50,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from tests.remote import s3_wire
+from tests.remote.folder_azure import AzureBlobDialect, is_azure_request
 from tests.remote.folder_objects import MULTIPART_FOLDER, TEMP_PREFIX, Folder, S3Error, etag_of
 from tests.remote.s3 import LocalS3
 
@@ -59,8 +62,9 @@ OBJECT_QUERY = {"x-id", "response-content-type", "response-content-disposition",
                 "response-content-language", "response-expires"}  # response-* overrides are accepted and not applied
 
 
-class _Handler(BaseHTTPRequestHandler):
-    """One connection: S3 requests in, answers out (see the module docstring for what is served)."""
+class _Handler(AzureBlobDialect, BaseHTTPRequestHandler):
+    """One connection: S3 requests in, answers out (see the module docstring for what is served); Azure Blob
+    requests go to the `AzureBlobDialect` methods."""
 
     protocol_version = "HTTP/1.1"  # keep-alive; every answer carries Content-Length
     disable_nagle_algorithm = True  # a head sent alone must not wait for the ACK of the one before
@@ -92,11 +96,16 @@ class _Handler(BaseHTTPRequestHandler):
         self.body_pending = self.command in ("PUT", "POST") and (
             int(self.headers.get("Content-Length") or 0) > 0 or "chunked" in (self.headers.get("Transfer-Encoding") or "").lower())
         split = urlsplit(self.path)
-        bucket, _, key = unquote(split.path).lstrip("/").partition("/")
         query = {name: values[0] for name, values in parse_qs(split.query, keep_blank_values=True).items()}
+        self.azure = is_azure_request(self.headers, query)  # Azure's dialect: folder_azure.py
+        self.answer_headers = self.azure_answer_headers() if self.azure else {"x-amz-request-id": self.request_id}
         self.head_sent = False
         try:
-            self._route(bucket, key, query)
+            if self.azure:
+                self._azure_request(split.path, query)
+            else:
+                bucket, _, key = unquote(split.path).lstrip("/").partition("/")
+                self._route(bucket, key, query)
         except S3Error as error:
             self._send_error(error)
         except s3_wire.MalformedBody as error:
@@ -167,11 +176,9 @@ class _Handler(BaseHTTPRequestHandler):
     # -- objects
 
     def _get_object(self, bucket: str, key: str) -> None:
-        path = self.server.folder.object_path(bucket, key)
-        try:
-            file = open(path, "rb", buffering=0)
-        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
-            raise S3Error(404, "NoSuchKey", "The specified key does not exist.", Key=key) from None
+        file = self.server.folder.open(bucket, key)
+        if file is None:
+            raise S3Error(404, "NoSuchKey", "The specified key does not exist.", Key=key)
         with file:
             stat = os.fstat(file.fileno())
             try:
@@ -179,19 +186,24 @@ class _Handler(BaseHTTPRequestHandler):
             except s3_wire.RangeNotSatisfiable:
                 raise S3Error(416, "InvalidRange", "The requested range is not satisfiable", RangeRequested=self.headers["Range"],
                               ActualObjectSize=str(stat.st_size)) from None
-            start, end = span or (0, stat.st_size - 1)
             headers = {"Content-Type": "application/octet-stream", "Accept-Ranges": "bytes", "ETag": etag_of(stat),
                        "Last-Modified": email.utils.formatdate(stat.st_mtime, usegmt=True)}
-            if span:
-                headers["Content-Range"] = f"bytes {start}-{end}/{stat.st_size}"
-            length = end - start + 1
-            if self.command == "GET":
-                self.server.record_read(ObjectRead(bucket, key, start, length))
-            if self.command == "HEAD" or length <= INLINE_BYTES:
-                body = b"" if self.command == "HEAD" else os.pread(file.fileno(), length, start)
-                return self._send(206 if span else 200, headers, body, content_length=length)
-            self._send(206 if span else 200, headers, b"", content_length=length)
-            self.connection.sendfile(file, start, length)
+            self._send_object(bucket, key, file, stat, span, headers)
+
+    def _send_object(self, bucket: str, key: str, file, stat: os.stat_result, span: tuple[int, int] | None, headers: dict[str, str]) -> None:
+        """Bytes `span` (first, last; None: all) of the open `file` as a 206 (200) answer with `headers`, a
+        HEAD's without the body; a GET is recorded (`reads()`). Both dialects' reads come through here."""
+        start, end = span or (0, stat.st_size - 1)
+        if span:
+            headers["Content-Range"] = f"bytes {start}-{end}/{stat.st_size}"
+        length = end - start + 1
+        if self.command == "GET":
+            self.server.record_read(ObjectRead(bucket, key, start, length))
+        if self.command == "HEAD" or length <= INLINE_BYTES:
+            body = b"" if self.command == "HEAD" else os.pread(file.fileno(), length, start)
+            return self._send(206 if span else 200, headers, body, content_length=length)
+        self._send(206 if span else 200, headers, b"", content_length=length)
+        self.connection.sendfile(file, start, length)
 
     def _put_object(self, bucket: str, key: str) -> None:
         folder = self.server.folder
@@ -315,19 +327,23 @@ class _Handler(BaseHTTPRequestHandler):
         """The status line, `headers` and `body` in one send (a HEAD's `content_length` describes the body it omits)."""
         if self.body_pending:  # an error before the body was read: the rest of the stream is not a request
             self.close_connection = True
-        lines = [f"HTTP/1.1 {status} {self.responses.get(status, ('',))[0]}", f"x-amz-request-id: {self.request_id}", "Server: folder-s3",
+        lines = [f"HTTP/1.1 {status} {self.responses.get(status, ('',))[0]}", "Server: folder-s3",
                  f"Content-Length: {len(body) if content_length is None else content_length}"]
-        lines += [f"{name}: {value}" for name, value in headers.items()]
+        lines += [f"{name}: {value}" for name, value in {**self.answer_headers, **headers}.items()]
         if self.close_connection:
             lines.append("Connection: close")
         self.head_sent = True
         self.connection.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body)
 
     def _send_error(self, error: S3Error) -> None:
-        body = s3_wire.error_xml(error.code, error.message, request_id=self.request_id, **error.fields)
-        if self.command == "HEAD":
-            return self._send(error.status, {}, b"", content_length=0)
-        self._send(error.status, {"Content-Type": "application/xml"}, body)
+        if self.azure:
+            status, headers, body = self.azure_error_answer(error)
+        else:
+            status, headers = error.status, {"Content-Type": "application/xml"}
+            body = s3_wire.error_xml(error.code, error.message, request_id=self.request_id, **error.fields)
+        if self.command == "HEAD":  # no body; Azure's code still comes in x-ms-error-code
+            return self._send(status, {name: value for name, value in headers.items() if name != "Content-Type"}, b"", content_length=0)
+        self._send(status, headers, body)
 
 
 @dataclass(frozen=True)
