@@ -47,6 +47,7 @@ class _RowLayout(NamedTuple):
     parts: list  # the same runs as [(filler, plan, plan_key)], for `fill_together`
     bounds: np.ndarray | None  # (parts + 1,) int64 their rows' bounds; None: sources of other token dtypes, filled one by one
     fillers: list  # [(filler, the plan of its last part)]
+    kernel_parts: list  # `fill_together`'s `kept`: the parts' kernel rows, kept from batch to batch
 
 
 class PackedMixture(MixtureDataset):
@@ -122,7 +123,7 @@ class PackedMixture(MixtureDataset):
                 layout = self._layouts[lookup] = self._row_layout(plan, key, plan.pieces(key.batch, lo + first, lo + last), first)
         starts = layout.base + np.array(source_batches, np.int64)[layout.piece_of_row] * layout.stride
         if layout.bounds is not None:  # every source in one kernel call
-            fill_together(layout.parts, layout.bounds, starts, layout.out_rows, out, fillers=layout.fillers)
+            fill_together(layout.parts, layout.bounds, starts, layout.out_rows, out, fillers=layout.fillers, kept=layout.kernel_parts)
         else:
             for filler, runs in layout.fills:
                 filler.fill_runs(runs, starts, layout.out_rows, out)
@@ -156,7 +157,7 @@ class PackedMixture(MixtureDataset):
         # runs follow each other: rows [a, b) of each, in order, tile the rows
         bounds = np.array([0] + [b for _, runs in fills for _, _, _, b in runs], np.int64) if can_fill_together([f for f, _ in fills]) else None
         fillers = [(filler, runs[-1][0]) for filler, runs in fills]
-        return _RowLayout(np.concatenate(base), np.concatenate(stride), np.concatenate(piece_of_row), np.concatenate(out_rows), source, fills, parts, bounds, fillers)
+        return _RowLayout(np.concatenate(base), np.concatenate(stride), np.concatenate(piece_of_row), np.concatenate(out_rows), source, fills, parts, bounds, fillers, [])
 
     def _source_plan(self, plan: MixturePlan, key: MixtureKey, piece) -> tuple:
         """The source plan a piece reads, and the key its source's filler knows it by (looked up once per pass, not per batch)."""
