@@ -223,7 +223,8 @@ def fill_together(parts: list[tuple], bounds: np.ndarray, starts: np.ndarray, ro
     """`BatchFiller.fill_runs` for several fillers (a mixture's sources) with one kernel call: parts =
     [(filler, plan, plan_key)], rows [bounds[p], bounds[p + 1]) of `starts` / `rows` are part p's (see
     `fill_runs`). The fillers must share eos_id, pad_id and token dtype (`can_fill_together`). Each
-    filler ticks once, as for one batch, and drops its old tables after. `fillers`: the distinct
+    filler ticks once, as for one batch, and drops its old tables after a call that provided any
+    (the same batches; a table may go a batch or more later). `fillers`: the distinct
     fillers of `parts` each with the plan of its last part, [(filler, plan)] (derived when not given).
     `kept`: a list the caller keeps with these very `parts` from call to call (a mixture's row
     layout), where the parts' kernel rows and their addresses are kept while no address book grows
@@ -251,8 +252,9 @@ def fill_together(parts: list[tuple], bounds: np.ndarray, starts: np.ndarray, ro
         if asked[0] == "documents":  # the ids are in the filler's own buffer
             asked = ("documents", filler.blocks.documents[1][1 : 1 + asked[1]], -1)
         filler._provide(plan, plan_key, asked)  # then write again from part p: the parts before it are written
-    for filler, plan in fillers:
-        filler._drop_old_tables(plan)
+    if retries is not None:  # tables only come in by `_provide`: with none provided, none can be in excess (~0.2 µs a filler)
+        for filler, plan in fillers:
+            filler._drop_old_tables(plan)
 
 
 def _kernel_parts(parts: list[tuple], kept: list | None) -> tuple[list, np.ndarray]:

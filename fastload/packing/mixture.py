@@ -128,7 +128,7 @@ class PackedMixture(MixtureDataset):
             for filler, runs in layout.fills:
                 filler.fill_runs(runs, starts, layout.out_rows, out)
         source[first:last] = layout.source
-        return {**out.as_dict(), "source": source}
+        return {"input_ids": out.input_ids, "labels": out.labels, "position_ids": out.position_ids, "document_ids": out.document_ids, "source": source}
 
     def _row_layout(self, plan: MixturePlan, key: MixtureKey, pieces: list, first: int) -> "_RowLayout":
         """Where the rows of `pieces` start (in source batch 0 of their plans) and go, grouped by source, then by plan."""
