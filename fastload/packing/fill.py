@@ -78,7 +78,9 @@ class _WindowTable:
 
 
 class BatchFiller:
-    """Fills packed batches from one dataset column in this process. Not shared between processes."""
+    """Fills packed batches from one dataset column in this process. Not shared between processes, nor
+    between threads: its kernels read the blocks and tables by address without the GIL, and a table or
+    block provided by another thread meanwhile could move or free what they read (`AddressBook`)."""
 
     def __init__(self, blocks: TokenBlocks, *, eos_id: int, pad_id: int):
         self.blocks = blocks
