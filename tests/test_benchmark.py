@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pyarrow as pa
@@ -19,7 +20,7 @@ import pytest
 import fastload
 from fastload.benchmark import BenchOptions, parse_workers, run_benchmark
 from fastload.benchmark.collate import PackingCollate
-from fastload.benchmark.proc import PeakMemory, machine_info, process_tree, tree_memory_bytes
+from fastload.benchmark.proc import PeakMemory, machine_info, process_tree, tree_cpu_seconds, tree_memory_bytes
 from fastload.format import Column, DatasetWriter, Schema, WriteOptions
 from tests.packing.conftest import distinct_documents, write_documents
 
@@ -180,6 +181,23 @@ def test_tree_memory_sums_this_process_and_its_children():
         child.kill()
         child.wait()
     assert machine_info()["cpus"] >= 1
+
+
+@pytest.mark.skipif(not os.path.exists(f"/proc/self/task/{os.getpid()}/schedstat"), reason="needs Linux /proc with schedstat")
+def test_tree_cpu_counts_a_busy_child_in_nanoseconds_not_clock_ticks():
+    child = subprocess.Popen([sys.executable, "-c", "import time\nend = time.process_time() + 0.3\nwhile time.process_time() < end: pass\ntime.sleep(60)"])
+    try:
+        before = time.monotonic()
+        while tree_cpu_seconds(child.pid) < 0.3 and time.monotonic() < before + 30:  # busy for 0.3 s of CPU, then asleep
+            time.sleep(0.05)
+        first, second = tree_cpu_seconds(child.pid), tree_cpu_seconds(child.pid)
+        assert 0.3 <= first < 1.5 and 0 <= second - first < 0.002  # asleep: nothing more between two readings
+        ticks = first * 100  # /proc/<pid>/stat would give whole 10 ms ticks; a nanosecond count is one by a 1e-7 chance
+        assert abs(ticks - round(ticks)) > 1e-6
+        assert tree_cpu_seconds() >= first  # this process's tree holds the child
+    finally:
+        child.kill()
+        child.wait()
 
 
 def test_the_packing_collate_cuts_documents_into_rows_and_carries_the_rest_over():

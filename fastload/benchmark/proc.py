@@ -78,19 +78,39 @@ def tree_memory_bytes(pid: int | None = None) -> TreeMemory | None:
 def tree_cpu_seconds(pid: int | None = None) -> float | None:
     """CPU seconds (user + system) used so far by process `pid` (default: this one) and its live descendants;
     None without /proc. The difference of two readings is what a stretch of work cost every process of a
-    loader (the training process and its workers), which a wall clock on a shared machine cannot give."""
+    loader (the training process and its workers), which a wall clock on a shared machine cannot give.
+
+    Read in nanoseconds from each thread's /proc/<pid>/task/<tid>/schedstat (time on a CPU) where there is
+    one: /proc/<pid>/stat counts clock ticks of 10 ms, and over 1,500 batches that is ±7 µs a batch per
+    process, as much as the 5% a mixture may cost. Threads that ended between two readings are not counted
+    then (stat's ticks include them): read around work whose threads live throughout, as a loader's do."""
     pid = os.getpid() if pid is None else pid
     if not os.path.exists(f"/proc/{pid}/stat"):
         return None
-    ticks = 0
+    total = 0.0
     for p in process_tree(pid):
-        try:
-            with open(f"/proc/{p}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()  # after the command name, which may hold spaces
-        except OSError:  # ended while we looked
-            continue
-        ticks += int(fields[11]) + int(fields[12])  # utime, stime: fields 14 and 15 of proc(5)
-    return ticks / os.sysconf("SC_CLK_TCK")
+        total += _process_cpu_seconds(p)
+    return total
+
+
+def _process_cpu_seconds(pid: int) -> float:
+    """One process's CPU seconds: its threads' schedstat (ns), or its stat's ticks without schedstat; 0 once it has ended."""
+    try:
+        threads = os.listdir(f"/proc/{pid}/task")
+        if os.path.exists(f"/proc/{pid}/task/{threads[0]}/schedstat"):
+            ns = 0
+            for tid in threads:
+                try:
+                    with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                        ns += int(f.read().split()[0])
+                except OSError:  # the thread ended while we looked
+                    continue
+            return ns / 1e9
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()  # after the command name, which may hold spaces
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime: fields 14 and 15 of proc(5)
+    except (OSError, IndexError):  # ended while we looked
+        return 0.0
 
 
 class PeakMemory:

@@ -51,7 +51,11 @@ class AddressBook:
     """Arrays kept alive by slot, with their addresses and sizes as int64 arrays a kernel reads.
 
     A dropped slot reads as address 0, size 0, which every kernel's bounds check refuses.
+    Growing replaces both arrays by larger copies: whatever holds the old ones (a kernel argument row
+    of `fill_packed_parts`) is stale from then on, and `AddressBook.growths` tells it so.
     """
+
+    growths = 0  # times any book of this process replaced its arrays: a row of addresses made before may point at old ones
 
     def __init__(self):
         self.arrays: list[np.ndarray | None] = []
@@ -69,6 +73,7 @@ class AddressBook:
             if slot == len(self.address):
                 self.address = np.concatenate([self.address, np.zeros(slot, np.int64)])
                 self.size = np.concatenate([self.size, np.zeros(slot, np.int64)])
+                AddressBook.growths += 1
         self.address[slot], self.size[slot] = address_of(array), size
         return slot
 

@@ -18,6 +18,7 @@ each row (its index in `mixture.names`), for per-source losses.
 
 from __future__ import annotations
 
+import sys
 from typing import NamedTuple
 
 import numpy as np
@@ -47,6 +48,18 @@ class _RowLayout(NamedTuple):
     parts: list  # the same runs as [(filler, plan, plan_key)], for `fill_together`
     bounds: np.ndarray | None  # (parts + 1,) int64 their rows' bounds; None: sources of other token dtypes, filled one by one
     fillers: list  # [(filler, the plan of its last part)]
+    kernel_parts: list  # `fill_together`'s `kept`: the parts' kernel rows, kept from batch to batch
+
+
+class _TemplateRun(NamedTuple):
+    """The batches of one template of the mixture's period, m = first .. last periods in, over which no piece
+    changes pass: row i of batch m starts at start[i] + m · step[i], laid out as `layout` says."""
+
+    first: int
+    last: int
+    start: np.ndarray  # (rows,) int64
+    step: np.ndarray  # (rows,) int64
+    layout: _RowLayout
 
 
 class PackedMixture(MixtureDataset):
@@ -68,9 +81,10 @@ class PackedMixture(MixtureDataset):
         self._source_plans: dict[tuple, tuple] = {}  # (key but its batch, source, pass, columns) -> (source plan, filler key)
         self._options_ids: dict[SamplerOptions, int] = {}  # a source's shuffle -> a small int naming it in the fillers' keys
         self._layouts: dict[tuple, _RowLayout] = {}  # (key but its batch, first row, template, passes) -> its rows' layout
+        self._runs: dict[tuple, _TemplateRun] = {}  # (key but its batch, first row, template) -> its current run of passes
 
     def __getstate__(self) -> dict:
-        return {**super().__getstate__(), "_source_plans": {}, "_layouts": {}}  # plans are rebuilt in each process
+        return {**super().__getstate__(), "_source_plans": {}, "_layouts": {}, "_runs": {}}  # plans are rebuilt in each process
 
     def _new_plan(self, weights, **arguments) -> MixturePlan:
         sources, add_eos = self.sources, self.add_eos
@@ -92,10 +106,14 @@ class PackedMixture(MixtureDataset):
 
         Each source writes all its rows of the batch straight into their
         rows of the output, with one kernel call (`BatchFiller.fill_runs`):
-        no per-piece arrays, no copy afterwards. Where the rows start is
-        base + source batch × stride per row, with base, stride and where
-        they go kept per template of the mixture's period and passes of the
-        sources (`_RowLayout`): a batch computes one multiply-add of numpy.
+        no per-piece arrays, no copy afterwards. Row i starts at
+        base[i] + (its piece's source batch) × stride[i], with base, stride
+        and where the rows go kept per template of the mixture's period and
+        passes of the sources (`_RowLayout`); a template's source batches
+        grow by a fixed step a period (`MixturePlan.template_clocks`), so
+        that is start[i] + m × step[i] for the batch m periods in, while no
+        source changes pass (`_TemplateRun`): a batch computes one
+        multiply-add of numpy, and no Python per piece.
         """
         plan, lo, hi = self._plan_of_key(key)
         out = PackedArrays.empty(hi - lo, self.seq_len, allocate)
@@ -108,26 +126,49 @@ class PackedMixture(MixtureDataset):
             if can_fill_together(fillers):
                 load_together_kernel(fillers[0], out)
             return {**out.as_dict(), "source": source}
-        found = plan.source_batches(key.batch, lo + first, lo + last)
+        found = plan.template_clocks(key.batch, lo + first, lo + last)
         if found is None:  # a source finishing passes begun under other weights: no template, nothing kept
             pieces = plan.pieces(key.batch, lo + first, lo + last)
-            layout, source_batches = self._row_layout(plan, key, pieces, first), [piece.batch for piece in pieces]
+            layout = self._row_layout(plan, key, pieces, first)
+            starts = layout.base + np.array([piece.batch for piece in pieces], np.int64)[layout.piece_of_row] * layout.stride
         else:
-            template, epochs, source_batches = found
-            lookup = (key[1:], first, template, epochs)
-            layout = self._layouts.get(lookup)
-            if layout is None:
-                if len(self._layouts) >= 4096:  # the period's templates times the passes live: forget the oldest
-                    self._layouts.pop(next(iter(self._layouts)))
-                layout = self._layouts[lookup] = self._row_layout(plan, key, plan.pieces(key.batch, lo + first, lo + last), first)
-        starts = layout.base + np.array(source_batches, np.int64)[layout.piece_of_row] * layout.stride
+            template, m, clocks = found
+            run = self._runs.get((key[1:], first, template))
+            if run is None or not run.first <= m <= run.last:
+                run = self._template_run(plan, key, (lo, first, last), template, m, clocks)
+            layout = run.layout
+            starts = run.start + m * run.step
         if layout.bounds is not None:  # every source in one kernel call
-            fill_together(layout.parts, layout.bounds, starts, layout.out_rows, out, fillers=layout.fillers)
+            fill_together(layout.parts, layout.bounds, starts, layout.out_rows, out, fillers=layout.fillers, kept=layout.kernel_parts)
         else:
             for filler, runs in layout.fills:
                 filler.fill_runs(runs, starts, layout.out_rows, out)
         source[first:last] = layout.source
-        return {**out.as_dict(), "source": source}
+        return {"input_ids": out.input_ids, "labels": out.labels, "position_ids": out.position_ids, "document_ids": out.document_ids, "source": source}
+
+    def _template_run(self, plan: MixturePlan, key: MixtureKey, rows: tuple[int, int, int], template: tuple, m: int, clocks: tuple) -> "_TemplateRun":
+        """The batches of a template of the period whose pieces read the passes that batch m's read: their layout
+        and where their rows start, as start + m·step (see `MixturePlan.template_clocks`). rows = (the rank's
+        first column, the first and last row asked for, from it)."""
+        lo, first, last = rows
+        epochs = tuple((a + m * c) // n for a, c, n in clocks)
+        lookup = (key[1:], first, template, epochs)
+        layout = self._layouts.get(lookup)
+        if layout is None:
+            if len(self._layouts) >= 4096:  # the period's templates times the passes live: forget the oldest
+                self._layouts.pop(next(iter(self._layouts)))
+            layout = self._layouts[lookup] = self._row_layout(plan, key, plan.pieces(key.batch, lo + first, lo + last), first)
+        low, high = 0, sys.maxsize  # the m for which every piece stays in its pass: e·n <= a + m·c < (e + 1)·n
+        for (a, c, n), e in zip(clocks, epochs):
+            if c > 0:
+                low, high = max(low, -((a - e * n) // c)), min(high, ((e + 1) * n - 1 - a) // c)
+        a, c, n = (np.array(column, np.int64) for column in zip(*clocks))
+        piece = layout.piece_of_row
+        run = _TemplateRun(low, high, layout.base + (a - np.array(epochs, np.int64) * n)[piece] * layout.stride, c[piece] * layout.stride, layout)
+        if len(self._runs) >= 4096:
+            self._runs.pop(next(iter(self._runs)))
+        self._runs[(key[1:], first, template)] = run
+        return run
 
     def _row_layout(self, plan: MixturePlan, key: MixtureKey, pieces: list, first: int) -> "_RowLayout":
         """Where the rows of `pieces` start (in source batch 0 of their plans) and go, grouped by source, then by plan."""
@@ -156,7 +197,7 @@ class PackedMixture(MixtureDataset):
         # runs follow each other: rows [a, b) of each, in order, tile the rows
         bounds = np.array([0] + [b for _, runs in fills for _, _, _, b in runs], np.int64) if can_fill_together([f for f, _ in fills]) else None
         fillers = [(filler, runs[-1][0]) for filler, runs in fills]
-        return _RowLayout(np.concatenate(base), np.concatenate(stride), np.concatenate(piece_of_row), np.concatenate(out_rows), source, fills, parts, bounds, fillers)
+        return _RowLayout(np.concatenate(base), np.concatenate(stride), np.concatenate(piece_of_row), np.concatenate(out_rows), source, fills, parts, bounds, fillers, [])
 
     def _source_plan(self, plan: MixturePlan, key: MixtureKey, piece) -> tuple:
         """The source plan a piece reads, and the key its source's filler knows it by (looked up once per pass, not per batch)."""

@@ -142,6 +142,7 @@ class MixturePlan:
         self._plans: dict[tuple[int, int, int], EpochPlan] = {}
         self._per_pass: dict[tuple[int, int], int] = {}  # (source, columns) -> source batches per pass
         self._templates: dict[tuple, list] = {}  # (stage, batch in the period, lo, hi) -> runs (see pieces)
+        self._clocks: dict[tuple, tuple] = {}  # the same keys -> each piece's clock (see template_clocks)
         self.num_batches = None  # None: the mixture never ends
         self._set_stages(stages)
         self._drop_exhausted(stages)
@@ -361,43 +362,49 @@ class MixturePlan:
             return key, self._pieces_from_template(key, u)
         return None, self._grouped_pieces(batch, lo, hi)
 
-    def source_batches(self, batch: int, lo: int, hi: int) -> tuple[tuple, tuple, list] | None:
-        """What `arranged_pieces` says of a batch from a template, without making its pieces: (the
-        template's key, each piece's pass, each piece's source batch), pieces in `arranged_pieces`' order;
-        None when the batch comes from no template (then ask `arranged_pieces`). Asked every batch."""
+    def template_clocks(self, batch: int, lo: int, hi: int) -> tuple[tuple, int, tuple] | None:
+        """What `arranged_pieces` says of a batch from a template, as arithmetic in the batch and without
+        making its pieces: (the template's key, m, clocks), where piece p (in `arranged_pieces`' order), with
+        (a, c, n) = clocks[p], reads the source's absolute batch x = a + m·c: pass x // n, source batch x % n.
+        The clocks are fixed per template key and m counts the layout's periods, so a caller keeps what it
+        derives from them for every m over which no piece changes pass (`PackedMixture` keeps where the rows
+        start as start + m·step). None when the batch comes from no template (then ask `arranged_pieces`).
+        Asked every batch."""
         if batch < 0 or (self.num_batches is not None and batch >= self.num_batches):
             raise IndexError(f"batch {batch} is past the end of the mixture ({self.num_batches} batches: a source set to 'stop' is exhausted)")
         k = self._stage_of(batch)
         u = batch - self.stage_starts[k]
         if u < self._templates_from[k]:
             return None
-        layout = self.layouts[k]
-        key = (k, u % layout.period, lo, hi)
+        period = self.layouts[k].period
+        key = (k, u % period, lo, hi)
+        clocks = self._clocks.get(key)
+        if clocks is None:
+            if len(self._clocks) >= 4096:
+                self._clocks.pop(next(iter(self._clocks)))
+            # as _pieces_from_template: a shared lane's clock advances per_period a period from `before`, a dedicated one by one a batch
+            clocks = self._clocks[key] = tuple((base + before, per_period, n) if is_shared else (base + key[1], period, n)
+                                               for _, _, _, _, is_shared, base, _, n, per_period, before in self._template_of(key, u))
+        return key, u // period, clocks
+
+    def _template_of(self, key: tuple, u: int) -> list[tuple]:
+        """The runs of the template `key` = (k, u % period, lo, hi) (see `_template`), kept."""
         template = self._templates.get(key)
         if template is None:
-            return key, *_transpose(self._pieces_from_template(key, u))
-        periods = u // layout.period
-        epochs, batches = [], []
-        for _, _, _, _, is_shared, base, _, n, per_period, before in template:  # as _pieces_from_template
-            epoch, within = divmod(base + (periods * per_period + before if is_shared else u), n)
-            epochs.append(epoch)
-            batches.append(within)
-        return key, tuple(epochs), batches
+            if len(self._templates) >= 4096:
+                self._templates.pop(next(iter(self._templates)))
+            k, _, lo, hi = key
+            template = self._templates[key] = self._template(k, u, lo, hi)
+        return template
 
     def _pieces_from_template(self, key: tuple, u: int) -> list[Piece]:
         """The runs of batch u of stage k, from the runs of its place in the layout's period (which lanes,
         which sources, which lane clock; `key` = (k, u % period, lo, hi)) plus this batch's clocks: the
         common case costs no grouping."""
-        k, _, lo, hi = key
-        layout = self.layouts[k]
-        template = self._templates.get(key)
-        if template is None:
-            if len(self._templates) >= 4096:
-                self._templates.pop(next(iter(self._templates)))
-            template = self._templates[key] = self._template(k, u, lo, hi)
+        layout = self.layouts[key[0]]
         periods = u // layout.period
         pieces = []
-        for s, lane_lo, lane_hi, out, is_shared, base, G, n, per_period, before in template:
+        for s, lane_lo, lane_hi, out, is_shared, base, G, n, per_period, before in self._template_of(key, u):
             # the shared lane's clock is layout.shared_count(u)[s], here in Python ints (this runs every batch)
             absolute = base + (periods * per_period + before if is_shared else u)
             epoch, within = divmod(absolute, n)

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from fastload.errors import ConfigError, FormatError
 from fastload.kernels.pack import IGNORE_INDEX, fill_packed_rows
 from fastload.packing import BatchKey, PackedDataset
+from fastload.packing.blocks import AddressBook
 from fastload.packing.fill import PackedArrays, fill_together
 from fastload.sampler import SamplerOptions
 from fastload.kernels.pack_reference import packed_epoch_reference
@@ -204,3 +205,38 @@ def test_configuration_errors_say_what_to_do(tmp_path):
         PackedDataset(tmp_path / "ds", seq_len=0, eos_id=0)
     with pytest.raises(ConfigError, match="doc_lengths"):
         PackedDataset(tmp_path / "ds", seq_len=2, eos_id=0, doc_lengths=[1])
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_kernel_rows_kept_between_calls_are_made_again_once_an_address_book_has_grown(tmp_path, seed):
+    # The kept rows point at the address books' arrays; loading more blocks than a book holds replaces
+    # them (and dropping blocks zeroes only the new ones): rows kept from before must not be used again.
+    rng = np.random.default_rng(seed)
+    datasets = []
+    for d in range(2):
+        documents = distinct_documents(rng, 120, 30)
+        write_documents(tmp_path / f"ds{d}", documents, block_rows=1)  # a block a document: many blocks live in a window
+        packed = PackedDataset(tmp_path / f"ds{d}", seq_len=8, eos_id=EOS, pad_id=PAD, sampling=SamplerOptions(window_blocks=40, seed=seed))
+        plan = packed.plan(0, 4, packed.sampler_options())
+        datasets.append((packed, plan, packed_epoch_reference(plan, documents, eos_id=EOS, pad_id=PAD)))
+    parts = [(packed._batch_filler(), plan, ("test", 0)) for packed, plan, _ in datasets]
+    bounds, rows = np.array([0, 2, 4]), np.array([3, 0, 2, 1])
+
+    def fill(b: int, kept: list | None) -> dict:
+        out = PackedArrays.empty(4, 8)
+        fill_together(parts, bounds, np.concatenate([plan.row_starts(b, 1, 3) for _, plan, _ in datasets]), rows, out, kept=kept)
+        return out.as_dict()
+
+    def assert_is_reference(got: dict, b: int) -> None:
+        for d, (_, _, expected) in enumerate(datasets):
+            for name, array in expected.items():
+                assert np.array_equal(got[name][rows[2 * d : 2 * d + 2]], array[b, 1:3]), (name, d, b)
+
+    kept: list = []
+    assert_is_reference(fill(0, kept), 0)
+    growths = AddressBook.growths
+    last = min(plan.num_batches for _, plan, _ in datasets) - 1
+    for b in range(1, last):  # other batches, the rows not kept: blocks come and go, the books grow
+        assert_is_reference(fill(b, None), b)
+    assert AddressBook.growths > growths, "the test must grow an address book between the kept calls"
+    assert_is_reference(fill(last, kept), last)

@@ -77,7 +77,7 @@ def test_ranks_read_slices_of_one_global_order(raw, per_rank, world):
 
 @settings(max_examples=40, deadline=None)
 @given(raw=st.lists(st.integers(1, 9), min_size=2, max_size=4), batch=st.integers(2, 12), change=st.integers(1, 30), data=st.data())
-def test_source_batches_says_what_the_pieces_say(raw, batch, change, data):
+def test_template_clocks_say_what_the_pieces_say(raw, batch, change, data):
     rng = np.random.default_rng(len(raw) + batch)
     layouts = [rng.integers(1, 9, 12) for _ in raw]
     stage = dict(zip([f"src{i}" for i in range(len(raw))], exact_weights({f"src{i}": w for i, w in enumerate(reversed(raw))}).values()))
@@ -89,11 +89,13 @@ def test_source_batches_says_what_the_pieces_say(raw, batch, change, data):
     hi = data.draw(st.integers(lo + 1, batch))
     for t in [*range(60), *data.draw(st.lists(st.integers(60, 10**6), max_size=5))]:
         template, pieces = plan.arranged_pieces(t, lo, hi)
-        found = plan.source_batches(t, lo, hi)
+        found = plan.template_clocks(t, lo, hi)
         if template is None:
             assert found is None
         else:
-            assert found == (template, tuple(p.epoch for p in pieces), [p.batch for p in pieces])
+            key, m, clocks = found
+            assert key == template and len(clocks) == len(pieces)
+            assert [divmod(a + m * c, n) for a, c, n in clocks] == [(p.epoch, p.batch) for p in pieces]
             event("from a template")
 
 
