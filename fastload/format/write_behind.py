@@ -13,7 +13,9 @@ Every call runs on the one thread, in order, so the shards are the same bytes
 as when the caller ran them itself. At most `depth` calls wait, which bounds
 the memory held by blocks not yet written. The first failure is kept: later
 calls are skipped, and `submit`, `wait` or `drain` raise it on the caller's
-thread, where the writer turns it into its usual error. What the stage
+thread, where the writer turns it into its usual error. A KeyboardInterrupt
+while the caller waits for the stage is raised, never taken for a call's
+failure. What the stage
 deliberately does not do is reorder, retry or run calls in parallel.
 """
 
@@ -56,11 +58,11 @@ class WriteBehind:
                 raise
 
     def _wait_oldest(self) -> None:
-        future = self._pending.popleft()
-        try:
-            future.result()
-        except BaseException:  # the same exception as `self._failure`, raised below with its traceback
-            pass
+        # `exception()` waits without raising the call's failure (that is `self._failure`, raised
+        # below), so whatever it does raise is the caller's own: a KeyboardInterrupt while waiting.
+        # The call then stays queued, for `close` to wait for.
+        self._pending[0].exception()
+        self._pending.popleft()
         self._raise_failure()
 
     def _raise_failure(self) -> None:

@@ -1,3 +1,4 @@
+import signal
 import threading
 
 import pytest
@@ -44,6 +45,26 @@ def test_close_waits_for_queued_calls_and_does_not_raise_their_failure():
     release.set()
     stage.close()  # a writer giving up has its own error to report
     assert done == ["written"]
+
+
+def test_an_interrupt_while_the_caller_waits_for_the_stage_reaches_the_caller():
+    stage = WriteBehind(depth=1)
+    release = threading.Event()
+    stage.submit(release.wait, 10)
+    main = threading.get_ident()
+
+    def interrupt():
+        signal.pthread_kill(main, signal.SIGINT)  # Ctrl-C, delivered to the main thread waiting in drain
+        release.wait(5)  # (with the interrupt lost, drain would return once this lets the call end)
+        release.set()
+
+    helper = threading.Timer(0.2, interrupt)
+    helper.start()
+    with pytest.raises(KeyboardInterrupt):
+        stage.drain()
+    release.set()
+    helper.join()
+    stage.close()
 
 
 def test_a_depth_below_one_is_refused():
