@@ -136,6 +136,10 @@ class RemoteBlocks:
     def block_bytes_of(self, block_id: int) -> pa.Buffer:
         """Exactly block `block_id`'s byte range, CRC-checked: from the node's cache, or fetched now."""
         prefetcher = self._prefetcher
+        if prefetcher is not None and prefetcher._pid != os.getpid():
+            # A forked child's copy of its parent's: its fetches run in the parent only (waiting for one
+            # would hang) and its schedule is the parent's. The child reads on demand until its own `expect`.
+            prefetcher = None
         if prefetcher is not None:
             failed = prefetcher.wait(block_id)
             if failed is not None:
