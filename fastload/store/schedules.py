@@ -83,6 +83,7 @@ class Schedules:
         """The schedules of the other processes on the node that are still running (dead ones' files removed)."""
         found = []
         me = os.getpid()
+        seen = set()
         with os.scandir(self.folder) as entries:
             for entry in entries:
                 name = entry.name
@@ -95,9 +96,14 @@ class Schedules:
                     Path(entry.path).unlink(missing_ok=True)
                     self._mapped.pop(pid, None)
                     continue
+                seen.add(pid)
                 words = self._map(pid, entry)
                 if words is not None:
                     found.append(words)
+        # Schedules removed since the last look (their owners exited): unmap them, or each one's
+        # num_blocks words stay mapped, and on disk, for as long as this process lives.
+        for pid in self._mapped.keys() - seen:
+            del self._mapped[pid]
         return found
 
     def _map(self, pid: int, entry: os.DirEntry) -> np.ndarray | None:
