@@ -41,7 +41,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from fastload.errors import StoreError
+from fastload.errors import ConfigError, StoreError
 from fastload.store.schedules import Schedules, publish_schedule
 
 __all__ = ["BlockCache"]
@@ -115,6 +115,12 @@ class BlockCache:
             return True
         except (BlockingIOError, PermissionError):
             return False
+        except OSError as exc:  # ENOLCK, EOPNOTSUPP: the file system keeps no record locks
+            raise ConfigError(
+                f"the block cache folder {self.folder} is on a file system without POSIX record locks "
+                f"({exc.strerror}), which the cache needs to share blocks between processes safely; choose a "
+                "cache folder on a local disk (cache_dir=, --cache-dir or FASTLOAD_CACHE_DIR)"
+            ) from None
 
     def _lock(self, byte: int, mode: int, what: str) -> None:
         """Take a lock on `byte`, polling up to `wait_s`: the holder is another process downloading under its own deadline."""

@@ -158,3 +158,18 @@ def test_a_failed_download_leaves_no_file_and_the_next_one_succeeds(tmp_path):
         cache.get(5, 100, broken)
     assert cache.lookup(5) is None
     assert cache.get(5, 100, lambda: b"y" * 100).read_bytes() == b"y" * 100
+
+
+def test_a_cache_folder_without_record_locks_is_refused_with_what_to_do(tmp_path, monkeypatch):
+    import errno
+    import fcntl
+
+    from fastload.errors import ConfigError
+
+    def no_locks(*args):  # NFS without a lock daemon, some FUSE mounts
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "lockf", no_locks)
+    cache = BlockCache(tmp_path, 10_000)
+    with pytest.raises(ConfigError, match=r"cache folder .* record locks \(No locks available\).*cache_dir=, --cache-dir or FASTLOAD_CACHE_DIR"):
+        cache.get(5, 100, lambda: b"y" * 100)
