@@ -41,6 +41,8 @@ import time
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
+
 from fastload.errors import ConfigError, StoreError
 from fastload.store.schedules import Schedules, publish_schedule
 
@@ -252,11 +254,16 @@ class BlockCache:
             if horizon == float("inf"):
                 horizon = 0.0  # a read outside the known order: the block is wanted now
             others = self._schedules.others()
-            when = lambda b: min(self.next_use(b), self._schedules.next_use(b, others))  # noqa: E731 - the node's next use
             with self._guard:  # this process's own pins and downloads are known here, not by lock (POSIX locks are per process)
                 busy = set(self._pins) | {b for b, lock in self._downloading.items() if lock.locked()}
-                # Needed furthest ahead first; among blocks this process will not read again, the oldest first.
-                ranked = sorted(((when(b), -written, b, s) for b, s, written in cached if b not in busy), reverse=True)
+                candidates = [(b, s, written) for b, s, written in cached if b not in busy]
+                node = self._schedules.next_uses(np.fromiter((b for b, _, _ in candidates), np.int64, len(candidates)), others)
+                # By the node's next use, needed furthest ahead first; among blocks no process will read
+                # again, the oldest first.
+                ranked = sorted(
+                    ((min(self.next_use(b), node_use), -written, b, s) for (b, s, written), node_use in zip(candidates, node.tolist())),
+                    reverse=True,
+                )
                 for when, _, block_id, block_size in ranked:
                     if excess <= 0 or when <= horizon:
                         break  # what is left is needed sooner than the incoming block: keep it

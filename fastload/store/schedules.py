@@ -122,12 +122,20 @@ class Schedules:
         self._mapped[pid] = (inode, words)
         return words
 
-    def next_use(self, block_id: int, schedules: list[np.ndarray]) -> float:
-        """The soonest next use of `block_id` among `schedules` (`others()`), in places after the places each one has read."""
-        soonest = float("inf")
+    def next_uses(self, block_ids: np.ndarray, schedules: list[np.ndarray]) -> np.ndarray:
+        """The soonest next use of each of `block_ids` among `schedules` (`others()`), in places after the
+        places each one has read (0: due already; inf: none will read it again), as float64.
+
+        One vectorised pass per schedule: the evicting process ranks every cached block against
+        every other process's schedule (measured with 31 schedules and 10,000 cached blocks: 212 ms
+        of CPU per eviction a word at a time, under the node's eviction lock).
+        """
+        block_ids = np.asarray(block_ids, np.int64)
+        soonest = np.full(len(block_ids), np.inf)
         for words in schedules:
-            if block_id + 1 < len(words):
-                place = int(words[block_id + 1])
-                if place != NOT_NEEDED:
-                    soonest = min(soonest, float(max(0, place - int(words[0]))))  # due already: 0
+            inside = block_ids + 1 < len(words)
+            places = np.full(len(block_ids), NOT_NEEDED, np.int64)
+            places[inside] = words[block_ids[inside] + 1]  # each word read once: the owner may be writing it
+            due = np.maximum(places - int(words[0]), 0).astype(np.float64)
+            np.minimum(soonest, np.where(places == NOT_NEEDED, np.inf, due), out=soonest)
         return soonest

@@ -25,3 +25,25 @@ def test_a_schedule_whose_file_is_gone_is_no_longer_mapped(tmp_path):
     path.unlink()
     assert schedules.others() == []
     assert _mapped_removed(path) == []
+
+
+def _next_use_one_at_a_time(block_id: int, schedules: list[np.ndarray]) -> float:
+    """The definition, block by block: the soonest next place among the schedules, counted after the places each has read."""
+    soonest = float("inf")
+    for words in schedules:
+        if block_id + 1 < len(words) and words[block_id + 1] != NOT_NEEDED:
+            soonest = min(soonest, float(max(0, int(words[block_id + 1]) - int(words[0]))))
+    return soonest
+
+
+def test_next_uses_of_many_blocks_at_once_are_each_blocks_soonest_use_in_any_schedule(tmp_path):
+    rng = np.random.default_rng(3)
+    schedules = []
+    for num_blocks in (50, 80, 80, 30):  # shorter ones: another dataset version's, or a torn-down file
+        words = rng.integers(NOT_NEEDED, 200, 1 + num_blocks).astype(np.int64)
+        words[0] = rng.integers(0, 100)  # places read: some next uses are due already
+        schedules.append(words)
+    block_ids = np.arange(100)  # some past every schedule's end
+    got = Schedules(tmp_path, is_alive=lambda pid: True).next_uses(block_ids, schedules)
+    assert got.tolist() == [_next_use_one_at_a_time(b, schedules) for b in block_ids.tolist()]
+    assert Schedules(tmp_path, is_alive=lambda pid: True).next_uses(block_ids, []).tolist() == [float("inf")] * 100
