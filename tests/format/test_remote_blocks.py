@@ -11,7 +11,9 @@ import signal
 import threading
 
 import pyarrow as pa
+import pytest
 
+from fastload.errors import FormatError
 from fastload.format import Column, DatasetWriter, Schema, WriteOptions
 from fastload.format.remote import RemoteBlocks
 
@@ -54,3 +56,13 @@ def test_a_child_forked_while_its_parent_reads_ahead_reads_a_block_itself_and_le
     os.waitpid(pid, 0)
     assert answer == b"read", answer or "the child hung"
     assert published[0] == 0, "the child counted its read into the parent's published schedule"
+
+
+def test_a_shard_whose_head_claims_a_schema_longer_than_the_shard_is_a_format_error_naming_it(tmp_path):
+    blocks = _blocks(tmp_path)
+    shard = tmp_path / "ds" / blocks.index.shards[0].file
+    data = bytearray(shard.read_bytes())
+    data[8:16] = b"\xff\xff\xff\xff" + (1 << 30).to_bytes(4, "little")  # a 1 GiB schema message in a shard of a few KB
+    shard.write_bytes(bytes(data))
+    with pytest.raises(FormatError, match=r"shard .*shard-00000\.arrow does not start like an Arrow IPC file .*fastload verify"):
+        blocks.shard_head(0, blocks.index.schema)
