@@ -200,8 +200,10 @@ class ShardUploads:
     def _wait_for_uploads(self, keep: int) -> None:
         """Wait until at most `keep` uploads are in flight; an upload's failure is raised here."""
         while len(self._in_flight) > keep:
-            _, future = self._in_flight.pop(0)
-            future.result()
+            self._in_flight[0][1].result()
+            # Only now: a Ctrl-C in that wait leaves the upload listed, for `discard` to wait for before it
+            # deletes what was uploaded (else the upload lands after the deletes and outlives the run).
+            self._in_flight.pop(0)
 
     def _close_staging(self) -> None:
         if self._pool is not None:
