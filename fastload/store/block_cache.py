@@ -28,7 +28,8 @@ ranks and workers that start, fork and die at any moment:
 
 POSIX record locks belong to a process, not a thread: within a process a
 `threading.Lock` per block serialises downloads, and the process's own
-pins are kept in memory (the lock file is opened once per process and never
+pins are kept in memory, shared by every `BlockCache` of the folder in the
+process (the lock file is opened once per process and folder and never
 closed, since closing any descriptor of it would drop all its locks).
 """
 
@@ -54,11 +55,17 @@ _LIVE_BYTES = 1 << 43  # byte _LIVE_BYTES + pid: held by a process while its sch
 
 
 _process_setup = threading.Lock()
+# This process's state per cache folder (real path): (descriptor of its locks file, the guard of the
+# two dicts, block id -> download lock, block id -> pin count). Shared by every BlockCache of the folder
+# in the process (two Datasets of one URL), since the record locks it stands for are the process's:
+# one object's eviction would otherwise take, and then drop, the locks of the other's pins and downloads.
+_folders: dict[str, tuple[int, threading.Lock, dict[int, threading.Lock], dict[int, int]]] = {}
 
 
 def _new_setup_lock() -> None:
     global _process_setup
     _process_setup = threading.Lock()  # the parent's may have been held by a thread the child does not have
+    _folders.clear()  # the child holds none of its parent's record locks: its state starts afresh
 
 
 os.register_at_fork(after_in_child=_new_setup_lock)
@@ -99,15 +106,18 @@ class BlockCache:
     def _lock_fd(self) -> int:
         """This process's descriptor of the locks file, opened on first use in each process: a forked
         child owns none of its parent's record locks, and its copies of the parent's thread locks may
-        have been held by a thread that does not exist in it, so its per-process state starts afresh."""
+        have been held by a thread that does not exist in it, so its per-process state starts afresh.
+        The state is the process's for the folder (`_folders`), whichever BlockCache of it asks."""
         if self._pid != os.getpid():
             with _process_setup:  # threads of this process arriving together set it up once
                 if self._pid != os.getpid():
-                    self._guard = threading.Lock()
-                    self._downloading, self._pins = {}, {}
-                    self._schedules = Schedules(self.folder, self._is_alive)
                     self.folder.mkdir(parents=True, exist_ok=True)
-                    self._fd = os.open(self.folder / _LOCKS, os.O_RDWR | os.O_CREAT, 0o644)
+                    key = os.path.realpath(self.folder)
+                    if key not in _folders:
+                        fd = os.open(self.folder / _LOCKS, os.O_RDWR | os.O_CREAT, 0o644)
+                        _folders[key] = (fd, threading.Lock(), {}, {})
+                    self._fd, self._guard, self._downloading, self._pins = _folders[key]
+                    self._schedules = Schedules(self.folder, self._is_alive)
                     self._pid = os.getpid()
         return self._fd
 

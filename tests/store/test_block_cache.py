@@ -91,6 +91,19 @@ def test_pinned_blocks_are_never_evicted_and_a_full_cache_of_pins_bypasses_inste
     assert not (tmp_path / "0.block").exists()
 
 
+def test_two_caches_of_one_folder_in_one_process_respect_each_others_pins(tmp_path):
+    """Record locks belong to the process, not the object: two `Dataset`s of one URL in a process
+    share a cache folder, and one must not evict (nor unlock) the blocks the other pinned."""
+    reading, evicting, counts = BlockCache(tmp_path, 200), BlockCache(tmp_path, 200), {}
+    fetch = _fetcher(counts)
+    for b in (0, 1):
+        reading.pin(b)
+        reading.get(b, 100, fetch(b))
+    got = evicting.get(2, 100, fetch(2))  # everything cached is pinned by `reading`: served from memory
+    assert isinstance(got, memoryview)
+    assert sorted(p.name for p in tmp_path.glob("*.block")) == ["0.block", "1.block"]
+
+
 def _pin_and_wait(folder, block_id, ready, done):
     cache = BlockCache(folder, 200)
     cache.pin(block_id)
