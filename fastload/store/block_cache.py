@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import secrets
 import threading
 import time
 from pathlib import Path
@@ -45,13 +46,14 @@ from typing import Callable
 import numpy as np
 
 from fastload.errors import ConfigError, StoreError
-from fastload.store.schedules import Schedules, publish_schedule
+from fastload.store.schedules import Schedules, publish_schedule, published_here
 
 __all__ = ["BlockCache"]
 
 _LOCKS = "locks"
 _EVICTION_BYTE = 1 << 42  # the byte of the locks file whose lock serialises eviction (past any block's bytes)
-_LIVE_BYTES = 1 << 43  # byte _LIVE_BYTES + pid: held by a process while its schedule is published
+_LIVE_BYTES = 1 << 43  # byte _LIVE_BYTES + slot: held by a process while its schedule is published (`schedules.py`)
+_SLOT_BITS = 40  # slots are drawn at random below 2**40: two processes drawing one slot is retried, not waited for
 
 
 _process_setup = threading.Lock()
@@ -153,14 +155,18 @@ class BlockCache:
     def publish_schedule(self, num_blocks: int):
         """This process's schedule, seen by every process evicting from this cache (`schedules.py`):
         word 0 the places it has read, word 1 + b the place of block b's next read (-1: none). The caller writes it."""
-        self._lock(_LIVE_BYTES + os.getpid(), fcntl.LOCK_EX, "publishing its schedule")  # never held by another
-        return publish_schedule(self.folder, num_blocks)
+        for _ in range(100):
+            slot = secrets.randbits(_SLOT_BITS)
+            # (a byte this process locked already would lock again: its own slots are skipped by hand)
+            if not published_here(slot) and self._try_lock(_LIVE_BYTES + slot, fcntl.LOCK_EX):
+                return publish_schedule(self.folder, num_blocks, slot)
+        raise StoreError(f"found no free slot to publish this process's schedule in the cache {self.folder} in 100 draws; remove the folder")
 
-    def _is_alive(self, pid: int) -> bool:
-        """Whether process `pid` still holds the lock of its published schedule."""
-        if not self._try_lock(_LIVE_BYTES + pid, fcntl.LOCK_EX):
+    def _is_alive(self, slot: int) -> bool:
+        """Whether the process that published under `slot` still holds its lock."""
+        if not self._try_lock(_LIVE_BYTES + slot, fcntl.LOCK_EX):
             return True
-        self._unlock(_LIVE_BYTES + pid)
+        self._unlock(_LIVE_BYTES + slot)
         return False
 
     # -- blocks -------------------------------------------------------------------------

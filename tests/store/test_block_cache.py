@@ -161,6 +161,38 @@ def test_a_block_another_process_reads_soon_is_kept_over_one_nobody_reads_again(
     assert not (tmp_path / "0.block").exists() and not list(tmp_path.glob("schedule-*"))
 
 
+def _publish_as_pid(folder, pid, answers, done):
+    import os
+
+    os.getpid = lambda: pid  # a process of another container (PID namespace) that has the same number there
+    cache = BlockCache(folder, 300, wait_s=5)
+    try:
+        words = cache.publish_schedule(4)
+        words[1 + 0] = 1  # it reads block 0 next
+        answers.put("published")
+    except Exception as exc:
+        answers.put(repr(exc))
+    done.wait(30)
+
+
+def test_two_processes_with_one_pid_in_two_containers_sharing_the_cache_both_publish_their_schedules(tmp_path):
+    import os
+
+    cache = BlockCache(tmp_path, 200)
+    cache.publish_schedule(4)
+    context = multiprocessing.get_context("fork")
+    answers, done = context.Queue(), context.Event()
+    other = context.Process(target=_publish_as_pid, args=(tmp_path, os.getpid(), answers, done))
+    other.start()
+    try:
+        assert answers.get(timeout=30) == "published"
+        others = cache._schedules.others()
+        assert [int(words[1]) for words in others] == [1], "this process sees the other's schedule as another's"
+    finally:
+        done.set()
+        other.join(30)
+
+
 def test_a_failed_download_leaves_no_file_and_the_next_one_succeeds(tmp_path):
     cache = BlockCache(tmp_path, 10_000)
 
