@@ -58,10 +58,10 @@ _SLOT_BITS = 40  # slots are drawn at random below 2**40: two processes drawing 
 
 _process_setup = threading.Lock()
 # This process's state per cache folder (real path): (descriptor of its locks file, the guard of the
-# two dicts, block id -> download lock, block id -> pin count). Shared by every BlockCache of the folder
+# two dicts, block id -> download lock, block id -> pin count, the lock of its threads' evictions). Shared by every BlockCache of the folder
 # in the process (two Datasets of one URL), since the record locks it stands for are the process's:
 # one object's eviction would otherwise take, and then drop, the locks of the other's pins and downloads.
-_folders: dict[str, tuple[int, threading.Lock, dict[int, threading.Lock], dict[int, int]]] = {}
+_folders: dict[str, tuple[int, threading.Lock, dict[int, threading.Lock], dict[int, int], threading.Lock]] = {}
 
 
 def _new_setup_lock() -> None:
@@ -117,8 +117,8 @@ class BlockCache:
                     key = os.path.realpath(self.folder)
                     if key not in _folders:
                         fd = os.open(self.folder / _LOCKS, os.O_RDWR | os.O_CREAT, 0o644)
-                        _folders[key] = (fd, threading.Lock(), {}, {})
-                    self._fd, self._guard, self._downloading, self._pins = _folders[key]
+                        _folders[key] = (fd, threading.Lock(), {}, {}, threading.Lock())
+                    self._fd, self._guard, self._downloading, self._pins, self._evicting = _folders[key]
                     self._schedules = Schedules(self.folder, self._is_alive)
                     self._pid = os.getpid()
         return self._fd
@@ -260,6 +260,13 @@ class BlockCache:
         """Evict blocks needed later than `incoming` until `size` more bytes fit; False when they cannot."""
         if size > self.capacity_bytes:
             return False
+        # The record lock keeps other processes out, not this one's other threads (it is the process's:
+        # they would all hold it, evict the same excess each, and the first done would unlock it).
+        with self._evicting:
+            return self._evict(incoming, size)
+
+    def _evict(self, incoming: int, size: int) -> bool:
+        """`_make_room`'s work, under this process's eviction lock."""
         self._lock(_EVICTION_BYTE, fcntl.LOCK_EX, "evicting")
         try:
             cached = self._cached()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import multiprocessing
 import threading
+import time
 
 import pytest
 
@@ -102,6 +103,39 @@ def test_two_caches_of_one_folder_in_one_process_respect_each_others_pins(tmp_pa
     got = evicting.get(2, 100, fetch(2))  # everything cached is pinned by `reading`: served from memory
     assert isinstance(got, memoryview)
     assert sorted(p.name for p in tmp_path.glob("*.block")) == ["0.block", "1.block"]
+
+
+def test_threads_of_one_process_evict_one_at_a_time(tmp_path):
+    """The eviction lock is a record lock, which threads of one process all hold at once: each would
+    count the same excess and evict it again, and the first to finish would unlock the others' lock."""
+    cache, counts = BlockCache(tmp_path, 200), {}
+    fetch = _fetcher(counts)
+    cache.get(0, 100, fetch(0))
+    cache.get(1, 100, fetch(1))
+    inside, most, guard = [0], [0], threading.Lock()
+
+    def next_use(block_id):  # called while evicting: how many threads are evicting now
+        with guard:
+            inside[0] += 1
+            most[0] = max(most[0], inside[0])
+        time.sleep(0.05)
+        with guard:
+            inside[0] -= 1
+        return float("inf") if block_id in (0, 1) else 0.0
+
+    cache.next_use = next_use
+    start = threading.Barrier(2)
+
+    def read(block_id):
+        start.wait()
+        cache.get(block_id, 100, fetch(block_id))
+
+    threads = [threading.Thread(target=read, args=(b,)) for b in (2, 3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert most[0] == 1
 
 
 def _pin_and_wait(folder, block_id, ready, done):
