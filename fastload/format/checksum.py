@@ -70,6 +70,7 @@ class ChecksummingFile:
     """
 
     def __init__(self, path: Path):
+        self.path = path
         self.file = open(path, "wb")
         self.position = 0
         self.piece_crc = 0  # bytes since the last block boundary
@@ -106,8 +107,16 @@ class ChecksummingFile:
 
     def close(self) -> None:
         if not self.closed:
-            self.file.flush()
-            os.fsync(self.file.fileno())
+            try:
+                self.file.flush()
+                os.fsync(self.file.fileno())
+            except OSError as exc:
+                # The writer removes the file now; a descriptor kept open (by this error's traceback)
+                # would keep its space taken. Fsync happens on the writer's syncing thread, after the
+                # writer has moved on to the next shard: the error must say which file it was.
+                self.discard()
+                exc.filename = exc.filename or str(self.path)
+                raise
             self.file.close()
             self.closed = True
 

@@ -118,12 +118,13 @@ class RemoteBlocks:
             url = self.store.url_of(info.file)
             length = min(_HEAD_BYTES, info.num_bytes)
             try:
-                arrow_schema, offset = _parse_head(self._get_range(info.file, 0, length, "head"))
-            except _NeedMore as more:
-                arrow_schema, offset = _parse_head(self._get_range(info.file, 0, min(more.bytes, info.num_bytes), "head"))
+                try:
+                    arrow_schema, offset = _parse_head(self._get_range(info.file, 0, length, "head"))
+                except _NeedMore as more:  # (the second parse is checked as the first: it may claim more again)
+                    arrow_schema, offset = _parse_head(self._get_range(info.file, 0, min(more.bytes, info.num_bytes), "head"))
             except StoreError:
                 raise  # the store said what failed and where
-            except (pa.ArrowException, ValueError, OSError) as exc:
+            except (_NeedMore, pa.ArrowException, ValueError, OSError) as exc:
                 raise FormatError(f"shard {url} does not start like an Arrow IPC file ({exc}). Run 'fastload verify {self.url}'.") from None
             found = Schema(tuple(column_from_arrow_field(f) for f in arrow_schema))
             if found != schema:
@@ -136,6 +137,10 @@ class RemoteBlocks:
     def block_bytes_of(self, block_id: int) -> pa.Buffer:
         """Exactly block `block_id`'s byte range, CRC-checked: from the node's cache, or fetched now."""
         prefetcher = self._prefetcher
+        if prefetcher is not None and prefetcher._pid != os.getpid():
+            # A forked child's copy of its parent's: its fetches run in the parent only (waiting for one
+            # would hang) and its schedule is the parent's. The child reads on demand until its own `expect`.
+            prefetcher = None
         if prefetcher is not None:
             failed = prefetcher.wait(block_id)
             if failed is not None:
@@ -267,6 +272,7 @@ class RemoteBlocks:
 
 class _NeedMore(Exception):
     def __init__(self, num_bytes: int):
+        super().__init__(f"its schema message needs the first {num_bytes:,} bytes")
         self.bytes = num_bytes
 
 

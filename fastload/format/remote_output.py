@@ -200,8 +200,10 @@ class ShardUploads:
     def _wait_for_uploads(self, keep: int) -> None:
         """Wait until at most `keep` uploads are in flight; an upload's failure is raised here."""
         while len(self._in_flight) > keep:
-            _, future = self._in_flight.pop(0)
-            future.result()
+            self._in_flight[0][1].result()
+            # Only now: a Ctrl-C in that wait leaves the upload listed, for `discard` to wait for before it
+            # deletes what was uploaded (else the upload lands after the deletes and outlives the run).
+            self._in_flight.pop(0)
 
     def _close_staging(self) -> None:
         if self._pool is not None:
@@ -220,6 +222,7 @@ class RemoteOutput(ShardUploads):
         self._previous = self._check_prefix(overwrite)
         self.had_previous = bool(self._previous)
         self.previous_intact = True  # False once the old index.json is deleted (before the first upload)
+        self._sending_index = False  # index.json may be in the store though `put` did not return (commit)
         super().__init__(store, staging_dir=staging_dir, max_uploads_in_flight=max_uploads_in_flight)
 
     def _check_prefix(self, overwrite: bool) -> list[str]:
@@ -278,12 +281,16 @@ class RemoteOutput(ShardUploads):
             if name != INDEX_FILE and name not in self._uploaded:
                 self.store.delete(name)
         self._previous = []
+        self._sending_index = True
         self.store.put(INDEX_FILE, index_bytes)
+        self._sending_index = False
         self._uploaded.clear()  # the dataset's now, not ours to remove
         self._close_staging()
 
     def discard(self) -> None:
         self._notice_taken_down()
+        if self._sending_index:  # it may have landed (Ctrl-C or a timeout after the server stored it): it goes
+            self._delete([INDEX_FILE])  # first, or it would name the shards deleted next
         super().discard()
 
     def _notice_taken_down(self) -> None:

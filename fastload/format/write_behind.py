@@ -11,10 +11,15 @@ nothing. Here it overlaps with both. Most of it runs without the GIL
 
 Every call runs on the one thread, in order, so the shards are the same bytes
 as when the caller ran them itself. At most `depth` calls wait, which bounds
-the memory held by blocks not yet written. The first failure is kept: later
-calls are skipped, and `submit`, `wait` or `drain` raise it on the caller's
-thread, where the writer turns it into its usual error. What the stage
-deliberately does not do is reorder, retry or run calls in parallel.
+the memory held by blocks not yet written (each holds its rows, and the
+input batches they were sliced from). The first failure is kept: later
+calls are skipped, and `submit` or `drain` raise it on the caller's thread,
+where the writer turns it into its usual error. `close` is for a caller
+that is done or giving up (a failure, a bad input line, Ctrl-C): the call
+running ends, the queued ones are dropped, the thread is joined. A
+KeyboardInterrupt while the caller waits for the stage is raised, never
+taken for a call's failure. What the stage deliberately does not do is
+reorder, retry or run calls in parallel.
 """
 
 from __future__ import annotations
@@ -56,11 +61,11 @@ class WriteBehind:
                 raise
 
     def _wait_oldest(self) -> None:
-        future = self._pending.popleft()
-        try:
-            future.result()
-        except BaseException:  # the same exception as `self._failure`, raised below with its traceback
-            pass
+        # `exception()` waits without raising the call's failure (that is `self._failure`, raised
+        # below), so whatever it does raise is the caller's own: a KeyboardInterrupt while waiting.
+        # The call then stays queued, for `close` to wait for.
+        self._pending[0].exception()
+        self._pending.popleft()
         self._raise_failure()
 
     def _raise_failure(self) -> None:
@@ -78,12 +83,12 @@ class WriteBehind:
             self._wait_oldest()
 
     def close(self) -> None:
-        """Wait for queued calls, ignoring failures (the caller is giving up or already raised), and stop the thread."""
-        while self._pending:
-            try:
-                self._pending.popleft().result()
-            except BaseException:  # kept in `self._failure`, already reported (or about to be) by drain/submit
-                pass
+        """Let the running call end, drop the queued ones, and join the thread; raise no failure.
+
+        For a caller that drained already or is giving up: it has its own error to report, or got
+        this stage's from `drain`/`submit` (the failure stays in `self._failure`).
+        """
+        self._pending.clear()
         if self._pool is not None:
-            self._pool.shutdown(wait=True)
+            self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None

@@ -205,7 +205,11 @@ class _ShardFile:
 
     def sync_so_far(self) -> None:
         """Send what was written so far to the disk (while the writer goes on), so that `sync` has less to do."""
-        _fdatasync(self.raw.file.fileno())
+        try:
+            _fdatasync(self.raw.file.fileno())
+        except OSError as exc:  # raised on the writer's thread later, maybe once another shard is being written
+            exc.filename = exc.filename or str(self.path)
+            raise
 
     def sync(self) -> None:
         """fsync and close the sealed shard (the writer runs this on a thread of its own)."""

@@ -28,7 +28,8 @@ ranks and workers that start, fork and die at any moment:
 
 POSIX record locks belong to a process, not a thread: within a process a
 `threading.Lock` per block serialises downloads, and the process's own
-pins are kept in memory (the lock file is opened once per process and never
+pins are kept in memory, shared by every `BlockCache` of the folder in the
+process (the lock file is opened once per process and folder and never
 closed, since closing any descriptor of it would drop all its locks).
 """
 
@@ -36,27 +37,37 @@ from __future__ import annotations
 
 import fcntl
 import os
+import secrets
 import threading
 import time
 from pathlib import Path
 from typing import Callable
 
-from fastload.errors import StoreError
-from fastload.store.schedules import Schedules, publish_schedule
+import numpy as np
+
+from fastload.errors import ConfigError, StoreError
+from fastload.store.schedules import Schedules, publish_schedule, published_here
 
 __all__ = ["BlockCache"]
 
 _LOCKS = "locks"
 _EVICTION_BYTE = 1 << 42  # the byte of the locks file whose lock serialises eviction (past any block's bytes)
-_LIVE_BYTES = 1 << 43  # byte _LIVE_BYTES + pid: held by a process while its schedule is published
+_LIVE_BYTES = 1 << 43  # byte _LIVE_BYTES + slot: held by a process while its schedule is published (`schedules.py`)
+_SLOT_BITS = 40  # slots are drawn at random below 2**40: two processes drawing one slot is retried, not waited for
 
 
 _process_setup = threading.Lock()
+# This process's state per cache folder (real path): (descriptor of its locks file, the guard of the
+# two dicts, block id -> download lock, block id -> pin count, the lock of its threads' evictions). Shared by every BlockCache of the folder
+# in the process (two Datasets of one URL), since the record locks it stands for are the process's:
+# one object's eviction would otherwise take, and then drop, the locks of the other's pins and downloads.
+_folders: dict[str, tuple[int, threading.Lock, dict[int, threading.Lock], dict[int, int], threading.Lock]] = {}
 
 
 def _new_setup_lock() -> None:
     global _process_setup
     _process_setup = threading.Lock()  # the parent's may have been held by a thread the child does not have
+    _folders.clear()  # the child holds none of its parent's record locks: its state starts afresh
 
 
 os.register_at_fork(after_in_child=_new_setup_lock)
@@ -97,15 +108,18 @@ class BlockCache:
     def _lock_fd(self) -> int:
         """This process's descriptor of the locks file, opened on first use in each process: a forked
         child owns none of its parent's record locks, and its copies of the parent's thread locks may
-        have been held by a thread that does not exist in it, so its per-process state starts afresh."""
+        have been held by a thread that does not exist in it, so its per-process state starts afresh.
+        The state is the process's for the folder (`_folders`), whichever BlockCache of it asks."""
         if self._pid != os.getpid():
             with _process_setup:  # threads of this process arriving together set it up once
                 if self._pid != os.getpid():
-                    self._guard = threading.Lock()
-                    self._downloading, self._pins = {}, {}
-                    self._schedules = Schedules(self.folder, self._is_alive)
                     self.folder.mkdir(parents=True, exist_ok=True)
-                    self._fd = os.open(self.folder / _LOCKS, os.O_RDWR | os.O_CREAT, 0o644)
+                    key = os.path.realpath(self.folder)
+                    if key not in _folders:
+                        fd = os.open(self.folder / _LOCKS, os.O_RDWR | os.O_CREAT, 0o644)
+                        _folders[key] = (fd, threading.Lock(), {}, {}, threading.Lock())
+                    self._fd, self._guard, self._downloading, self._pins, self._evicting = _folders[key]
+                    self._schedules = Schedules(self.folder, self._is_alive)
                     self._pid = os.getpid()
         return self._fd
 
@@ -115,6 +129,12 @@ class BlockCache:
             return True
         except (BlockingIOError, PermissionError):
             return False
+        except OSError as exc:  # ENOLCK, EOPNOTSUPP: the file system keeps no record locks
+            raise ConfigError(
+                f"the block cache folder {self.folder} is on a file system without POSIX record locks "
+                f"({exc.strerror}), which the cache needs to share blocks between processes safely; choose a "
+                "cache folder on a local disk (cache_dir=, --cache-dir or FASTLOAD_CACHE_DIR)"
+            ) from None
 
     def _lock(self, byte: int, mode: int, what: str) -> None:
         """Take a lock on `byte`, polling up to `wait_s`: the holder is another process downloading under its own deadline."""
@@ -135,14 +155,18 @@ class BlockCache:
     def publish_schedule(self, num_blocks: int):
         """This process's schedule, seen by every process evicting from this cache (`schedules.py`):
         word 0 the places it has read, word 1 + b the place of block b's next read (-1: none). The caller writes it."""
-        self._lock(_LIVE_BYTES + os.getpid(), fcntl.LOCK_EX, "publishing its schedule")  # never held by another
-        return publish_schedule(self.folder, num_blocks)
+        for _ in range(100):
+            slot = secrets.randbits(_SLOT_BITS)
+            # (a byte this process locked already would lock again: its own slots are skipped by hand)
+            if not published_here(slot) and self._try_lock(_LIVE_BYTES + slot, fcntl.LOCK_EX):
+                return publish_schedule(self.folder, num_blocks, slot)
+        raise StoreError(f"found no free slot to publish this process's schedule in the cache {self.folder} in 100 draws; remove the folder")
 
-    def _is_alive(self, pid: int) -> bool:
-        """Whether process `pid` still holds the lock of its published schedule."""
-        if not self._try_lock(_LIVE_BYTES + pid, fcntl.LOCK_EX):
+    def _is_alive(self, slot: int) -> bool:
+        """Whether the process that published under `slot` still holds its lock."""
+        if not self._try_lock(_LIVE_BYTES + slot, fcntl.LOCK_EX):
             return True
-        self._unlock(_LIVE_BYTES + pid)
+        self._unlock(_LIVE_BYTES + slot)
         return False
 
     # -- blocks -------------------------------------------------------------------------
@@ -236,6 +260,13 @@ class BlockCache:
         """Evict blocks needed later than `incoming` until `size` more bytes fit; False when they cannot."""
         if size > self.capacity_bytes:
             return False
+        # The record lock keeps other processes out, not this one's other threads (it is the process's:
+        # they would all hold it, evict the same excess each, and the first done would unlock it).
+        with self._evicting:
+            return self._evict(incoming, size)
+
+    def _evict(self, incoming: int, size: int) -> bool:
+        """`_make_room`'s work, under this process's eviction lock."""
         self._lock(_EVICTION_BYTE, fcntl.LOCK_EX, "evicting")
         try:
             cached = self._cached()
@@ -246,11 +277,16 @@ class BlockCache:
             if horizon == float("inf"):
                 horizon = 0.0  # a read outside the known order: the block is wanted now
             others = self._schedules.others()
-            when = lambda b: min(self.next_use(b), self._schedules.next_use(b, others))  # noqa: E731 - the node's next use
             with self._guard:  # this process's own pins and downloads are known here, not by lock (POSIX locks are per process)
                 busy = set(self._pins) | {b for b, lock in self._downloading.items() if lock.locked()}
-                # Needed furthest ahead first; among blocks this process will not read again, the oldest first.
-                ranked = sorted(((when(b), -written, b, s) for b, s, written in cached if b not in busy), reverse=True)
+                candidates = [(b, s, written) for b, s, written in cached if b not in busy]
+                node = self._schedules.next_uses(np.fromiter((b for b, _, _ in candidates), np.int64, len(candidates)), others)
+                # By the node's next use, needed furthest ahead first; among blocks no process will read
+                # again, the oldest first.
+                ranked = sorted(
+                    ((min(self.next_use(b), node_use), -written, b, s) for (b, s, written), node_use in zip(candidates, node.tolist())),
+                    reverse=True,
+                )
                 for when, _, block_id, block_size in ranked:
                     if excess <= 0 or when <= horizon:
                         break  # what is left is needed sooner than the incoming block: keep it

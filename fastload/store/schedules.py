@@ -8,7 +8,7 @@ were downloaded twice. So each process that reads ahead publishes its
 schedule, and the evicting process ranks a block by the soonest use of any
 live process.
 
-A schedule is a file `schedule-<pid>.i64` in the cache folder: int64 words,
+A schedule is a file `schedule-<slot>.i64` in the cache folder: int64 words,
 word 0 how many places of its order the process has read,
 word 1 + b the place of block b's next unread use in that order, or -1 when
 the process will not read it again. Its owner maps the file shared and
@@ -19,13 +19,17 @@ place - places read, is counted in the same unit as in the evicting process's
 own order: both move a window's blocks at a time as the same batches are
 filled.
 
-Liveness: the owner holds a record lock on a byte of the cache's lock file
-(given by the cache, one per pid). A reader that can lock that byte itself
-knows the owner is gone (the kernel drops a dead process's locks, whatever
-killed it) and removes its schedule, so a SIGKILL leaves nothing that
-keeps blocks cached for long, and a reused pid is not mistaken for the old
-process. Reads race with writes without harm: a word is read whole, and a
-stale value only ranks one block a little off for one eviction.
+Liveness: the owner holds a record lock on a byte of the cache's lock file,
+its *slot*: a random number whose byte no other process held when it was
+taken (the cache picks it, `BlockCache.publish_schedule`). A reader that can
+lock that byte itself knows the owner is gone (the kernel drops a dead
+process's locks, whatever killed it) and removes its schedule, so a SIGKILL
+leaves nothing that keeps blocks cached for long. Not the pid: processes of
+two containers sharing the node's cache folder may have the same pid (each
+its own PID namespace), and the second one could not take the first's lock
+(it waited, then failed); nor can a reused pid be taken for the old process.
+Reads race with writes without harm: a word is read whole, and a stale value
+only ranks one block a little off for one eviction.
 """
 
 from __future__ import annotations
@@ -38,14 +42,25 @@ from typing import Callable
 
 import numpy as np
 
-__all__ = ["publish_schedule", "Schedules", "NOT_NEEDED"]
+__all__ = ["publish_schedule", "published_here", "Schedules", "NOT_NEEDED"]
 
 NOT_NEEDED = -1  # a block's word when the process will not read it again
 _PREFIX, _SUFFIX = "schedule-", ".i64"
 
 
-def _path(folder: Path, pid: int) -> Path:
-    return folder / f"{_PREFIX}{pid}{_SUFFIX}"
+# Slots this process published its schedules under: `others` skips them (the process's own needs
+# come from its prefetcher, and its own lock would make its schedule look dead). A forked child has none.
+_published_here: set[int] = set()
+os.register_at_fork(after_in_child=_published_here.clear)
+
+
+def published_here(slot: int) -> bool:
+    """Whether this process published a schedule under `slot`."""
+    return slot in _published_here
+
+
+def _path(folder: Path, slot: int) -> Path:
+    return folder / f"{_PREFIX}{slot}{_SUFFIX}"
 
 
 def _remove(path: Path, owner: int) -> None:
@@ -53,10 +68,12 @@ def _remove(path: Path, owner: int) -> None:
         path.unlink(missing_ok=True)
 
 
-def publish_schedule(folder: Path, num_blocks: int) -> np.ndarray:
+def publish_schedule(folder: Path, num_blocks: int, slot: int) -> np.ndarray:
     """This process's schedule (word 0 the places read, then one word per block, all NOT_NEEDED), mapped
-    shared: what the caller writes there, every process on the node reads."""
-    path = _path(folder, os.getpid())
+    shared: what the caller writes there, every process on the node reads. `slot`: the number whose
+    lock this process holds (see the module docstring)."""
+    _published_here.add(slot)
+    path = _path(folder, slot)
     partial = path.with_name(f".{path.name}.partial")
     words = np.full(1 + num_blocks, NOT_NEEDED, np.int64)
     words[0] = 0
@@ -72,38 +89,43 @@ def publish_schedule(folder: Path, num_blocks: int) -> np.ndarray:
 class Schedules:
     """The published schedules of the other live processes using `folder`, read when the cache evicts.
 
-    is_alive(pid): whether the process that published a schedule still runs (the cache tests its lock).
+    is_alive(slot): whether the process that published a schedule still runs (the cache tests its lock).
     """
 
     def __init__(self, folder: Path, is_alive: Callable[[int], bool]):
         self.folder, self.is_alive = folder, is_alive
-        self._mapped: dict[int, tuple[int, np.ndarray]] = {}  # pid -> (inode, words)
+        self._mapped: dict[int, tuple[int, np.ndarray]] = {}  # slot -> (inode, words)
 
     def others(self) -> list[np.ndarray]:
         """The schedules of the other processes on the node that are still running (dead ones' files removed)."""
         found = []
-        me = os.getpid()
+        seen = set()
         with os.scandir(self.folder) as entries:
             for entry in entries:
                 name = entry.name
                 if not (name.startswith(_PREFIX) and name.endswith(_SUFFIX)) or not name[len(_PREFIX) : -len(_SUFFIX)].isdigit():
                     continue
-                pid = int(name[len(_PREFIX) : -len(_SUFFIX)])
-                if pid == me:
+                slot = int(name[len(_PREFIX) : -len(_SUFFIX)])
+                if slot in _published_here:
                     continue
-                if not self.is_alive(pid):
+                if not self.is_alive(slot):
                     Path(entry.path).unlink(missing_ok=True)
-                    self._mapped.pop(pid, None)
+                    self._mapped.pop(slot, None)
                     continue
-                words = self._map(pid, entry)
+                seen.add(slot)
+                words = self._map(slot, entry)
                 if words is not None:
                     found.append(words)
+        # Schedules removed since the last look (their owners exited): unmap them, or each one's
+        # num_blocks words stay mapped, and on disk, for as long as this process lives.
+        for slot in self._mapped.keys() - seen:
+            del self._mapped[slot]
         return found
 
-    def _map(self, pid: int, entry: os.DirEntry) -> np.ndarray | None:
+    def _map(self, slot: int, entry: os.DirEntry) -> np.ndarray | None:
         try:
             inode = entry.inode()
-            known = self._mapped.get(pid)
+            known = self._mapped.get(slot)
             if known is not None and known[0] == inode:
                 return known[1]
             with open(entry.path, "rb") as f:
@@ -113,15 +135,23 @@ class Schedules:
                 words = np.frombuffer(mmap.mmap(f.fileno(), size, access=mmap.ACCESS_READ), np.int64)
         except (FileNotFoundError, ValueError):
             return None  # removed meanwhile, or empty
-        self._mapped[pid] = (inode, words)
+        self._mapped[slot] = (inode, words)
         return words
 
-    def next_use(self, block_id: int, schedules: list[np.ndarray]) -> float:
-        """The soonest next use of `block_id` among `schedules` (`others()`), in places after the places each one has read."""
-        soonest = float("inf")
+    def next_uses(self, block_ids: np.ndarray, schedules: list[np.ndarray]) -> np.ndarray:
+        """The soonest next use of each of `block_ids` among `schedules` (`others()`), in places after the
+        places each one has read (0: due already; inf: none will read it again), as float64.
+
+        One vectorised pass per schedule: the evicting process ranks every cached block against
+        every other process's schedule (measured with 31 schedules and 10,000 cached blocks: 212 ms
+        of CPU per eviction a word at a time, under the node's eviction lock).
+        """
+        block_ids = np.asarray(block_ids, np.int64)
+        soonest = np.full(len(block_ids), np.inf)
         for words in schedules:
-            if block_id + 1 < len(words):
-                place = int(words[block_id + 1])
-                if place != NOT_NEEDED:
-                    soonest = min(soonest, float(max(0, place - int(words[0]))))  # due already: 0
+            inside = block_ids + 1 < len(words)
+            places = np.full(len(block_ids), NOT_NEEDED, np.int64)
+            places[inside] = words[block_ids[inside] + 1]  # each word read once: the owner may be writing it
+            due = np.maximum(places - int(words[0]), 0).astype(np.float64)
+            np.minimum(soonest, np.where(places == NOT_NEEDED, np.inf, due), out=soonest)
         return soonest

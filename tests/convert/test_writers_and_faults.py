@@ -274,6 +274,37 @@ def test_any_write_failure_is_a_convert_error_naming_it(tmp_path, monkeypatch, r
     assert not (tmp_path / "out").exists()
 
 
+def _open_files_removed(folder: Path) -> list[str]:
+    """Files in `folder` this process still holds open though they were removed (their disk space is not freed)."""
+    held = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:  # the descriptor listdir itself used
+            continue
+        if target.startswith(str(folder)) and target.endswith(" (deleted)"):
+            held.append(target)
+    return held
+
+
+def test_a_shard_whose_fsync_fails_on_the_syncing_thread_is_named_and_let_go_of(tmp_path, monkeypatch, rows_file):
+    out = tmp_path / "out"
+    real_fsync = os.fsync
+    first = ".tmp-shard-00000-0000.arrow"
+
+    def fsync(fd):  # the disk refuses shard 0's data when it is finally synced (NFS, thin volumes, quotas do)
+        if os.readlink(f"/proc/self/fd/{fd}").endswith(first):
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
+        return real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    with pytest.raises(ConvertError) as caught:
+        fastload.convert(rows_file, out, block_bytes=16 << 10, shard_bytes=64 << 10, quiet=True)
+    assert f"while writing '{out / first}'" in str(caught.value)  # not the shard being written when it surfaced
+    assert not out.exists()
+    assert _open_files_removed(out) == []  # while the error lives, a removed shard must not keep its space
+
+
 # -- Ctrl-C -------------------------------------------------------------------------------------
 
 # A byte-level stand-in for a tokenizer that spends 2 s per MB of text asleep, as a compiled

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import multiprocessing
 import threading
+import time
 
 import pytest
 
@@ -91,6 +92,52 @@ def test_pinned_blocks_are_never_evicted_and_a_full_cache_of_pins_bypasses_inste
     assert not (tmp_path / "0.block").exists()
 
 
+def test_two_caches_of_one_folder_in_one_process_respect_each_others_pins(tmp_path):
+    """Record locks belong to the process, not the object: two `Dataset`s of one URL in a process
+    share a cache folder, and one must not evict (nor unlock) the blocks the other pinned."""
+    reading, evicting, counts = BlockCache(tmp_path, 200), BlockCache(tmp_path, 200), {}
+    fetch = _fetcher(counts)
+    for b in (0, 1):
+        reading.pin(b)
+        reading.get(b, 100, fetch(b))
+    got = evicting.get(2, 100, fetch(2))  # everything cached is pinned by `reading`: served from memory
+    assert isinstance(got, memoryview)
+    assert sorted(p.name for p in tmp_path.glob("*.block")) == ["0.block", "1.block"]
+
+
+def test_threads_of_one_process_evict_one_at_a_time(tmp_path):
+    """The eviction lock is a record lock, which threads of one process all hold at once: each would
+    count the same excess and evict it again, and the first to finish would unlock the others' lock."""
+    cache, counts = BlockCache(tmp_path, 200), {}
+    fetch = _fetcher(counts)
+    cache.get(0, 100, fetch(0))
+    cache.get(1, 100, fetch(1))
+    inside, most, guard = [0], [0], threading.Lock()
+
+    def next_use(block_id):  # called while evicting: how many threads are evicting now
+        with guard:
+            inside[0] += 1
+            most[0] = max(most[0], inside[0])
+        time.sleep(0.05)
+        with guard:
+            inside[0] -= 1
+        return float("inf") if block_id in (0, 1) else 0.0
+
+    cache.next_use = next_use
+    start = threading.Barrier(2)
+
+    def read(block_id):
+        start.wait()
+        cache.get(block_id, 100, fetch(block_id))
+
+    threads = [threading.Thread(target=read, args=(b,)) for b in (2, 3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert most[0] == 1
+
+
 def _pin_and_wait(folder, block_id, ready, done):
     cache = BlockCache(folder, 200)
     cache.pin(block_id)
@@ -148,6 +195,38 @@ def test_a_block_another_process_reads_soon_is_kept_over_one_nobody_reads_again(
     assert not (tmp_path / "0.block").exists() and not list(tmp_path.glob("schedule-*"))
 
 
+def _publish_as_pid(folder, pid, answers, done):
+    import os
+
+    os.getpid = lambda: pid  # a process of another container (PID namespace) that has the same number there
+    cache = BlockCache(folder, 300, wait_s=5)
+    try:
+        words = cache.publish_schedule(4)
+        words[1 + 0] = 1  # it reads block 0 next
+        answers.put("published")
+    except Exception as exc:
+        answers.put(repr(exc))
+    done.wait(30)
+
+
+def test_two_processes_with_one_pid_in_two_containers_sharing_the_cache_both_publish_their_schedules(tmp_path):
+    import os
+
+    cache = BlockCache(tmp_path, 200)
+    cache.publish_schedule(4)
+    context = multiprocessing.get_context("fork")
+    answers, done = context.Queue(), context.Event()
+    other = context.Process(target=_publish_as_pid, args=(tmp_path, os.getpid(), answers, done))
+    other.start()
+    try:
+        assert answers.get(timeout=30) == "published"
+        others = cache._schedules.others()
+        assert [int(words[1]) for words in others] == [1], "this process sees the other's schedule as another's"
+    finally:
+        done.set()
+        other.join(30)
+
+
 def test_a_failed_download_leaves_no_file_and_the_next_one_succeeds(tmp_path):
     cache = BlockCache(tmp_path, 10_000)
 
@@ -158,3 +237,18 @@ def test_a_failed_download_leaves_no_file_and_the_next_one_succeeds(tmp_path):
         cache.get(5, 100, broken)
     assert cache.lookup(5) is None
     assert cache.get(5, 100, lambda: b"y" * 100).read_bytes() == b"y" * 100
+
+
+def test_a_cache_folder_without_record_locks_is_refused_with_what_to_do(tmp_path, monkeypatch):
+    import errno
+    import fcntl
+
+    from fastload.errors import ConfigError
+
+    def no_locks(*args):  # NFS without a lock daemon, some FUSE mounts
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "lockf", no_locks)
+    cache = BlockCache(tmp_path, 10_000)
+    with pytest.raises(ConfigError, match=r"cache folder .* record locks \(No locks available\).*cache_dir=, --cache-dir or FASTLOAD_CACHE_DIR"):
+        cache.get(5, 100, lambda: b"y" * 100)
