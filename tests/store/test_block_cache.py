@@ -192,7 +192,7 @@ def test_a_block_another_process_reads_soon_is_kept_over_one_nobody_reads_again(
         done.set()
         other.join(30)
     cache.get(3, 100, fetch(3))  # the other process is gone: its schedule no longer counts, and is removed
-    assert not (tmp_path / "0.block").exists() and not list(tmp_path.glob("schedule-*"))
+    assert not (tmp_path / "0.block").exists() and not list(tmp_path.glob("schedules/schedule-*"))
 
 
 def _publish_as_pid(folder, pid, answers, done):

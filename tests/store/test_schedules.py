@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fastload.store.schedules import NOT_NEEDED, Schedules
+from fastload.store.schedules import NOT_NEEDED, SUBFOLDER, Schedules
 
 
 def _mapped_removed(path: Path) -> list[str]:
@@ -16,7 +16,8 @@ def _mapped_removed(path: Path) -> list[str]:
 
 
 def test_a_schedule_whose_file_is_gone_is_no_longer_mapped(tmp_path):
-    path = tmp_path / "schedule-4242.i64"  # as `publish_schedule` leaves it: 1 + num_blocks int64 words
+    (tmp_path / SUBFOLDER).mkdir()
+    path = tmp_path / SUBFOLDER / "schedule-4242.i64"  # as `publish_schedule` leaves it: 1 + num_blocks int64 words
     path.write_bytes(np.full(1 + 1000, NOT_NEEDED, np.int64).tobytes())
     schedules = Schedules(tmp_path, is_alive=lambda pid: True)
     assert len(schedules.others()) == 1
