@@ -46,11 +46,12 @@ class BlockFiles:
         """(block ids, bytes, when written) of every complete block file now, sorted by block id."""
         names = []
         inodes = []
+        cut = -len(_SUFFIX)
         with os.scandir(self.folder) as entries:
             for entry in entries:
-                name = entry.name
-                if name.endswith(_SUFFIX) and name[: -len(_SUFFIX)].isdigit():
-                    names.append(int(name[: -len(_SUFFIX)]))
+                stem = entry.name[:cut]
+                if stem.isdigit() and entry.name.endswith(_SUFFIX):
+                    names.append(int(stem))
                     inodes.append(entry.inode())  # from the directory read: no system call
         ids = np.array(names, np.int64)
         inode = np.array(inodes, np.uint64)  # inode numbers are unsigned 64-bit
@@ -62,9 +63,10 @@ class BlockFiles:
         known = np.zeros(len(ids), bool) if len(self._ids) == 0 else (self._ids[at] == ids) & (self._inodes[at] == inode)
         sizes[known], written[known] = self._sizes[at[known]], self._written[at[known]]
         present = np.ones(len(ids), bool)
+        folder = os.fspath(self.folder)
         for i in np.flatnonzero(~known).tolist():
             try:
-                info = os.stat(self.folder / block_name(int(ids[i])))
+                info = os.stat(os.path.join(folder, block_name(int(ids[i]))))
             except FileNotFoundError:
                 present[i] = False  # evicted by another process just now
                 continue
