@@ -252,3 +252,93 @@ def test_a_cache_folder_without_record_locks_is_refused_with_what_to_do(tmp_path
     cache = BlockCache(tmp_path, 10_000)
     with pytest.raises(ConfigError, match=r"cache folder .* record locks \(No locks available\).*cache_dir=, --cache-dir or FASTLOAD_CACHE_DIR"):
         cache.get(5, 100, lambda: b"y" * 100)
+
+
+def _count_listings(cache: BlockCache) -> list:
+    """Calls of the cache's folder listing (what an eviction costs in time that grows with the blocks), appended to the list returned."""
+    cache._lock_fd()
+    files, calls = cache._files, []
+    listing = files.list
+
+    def counted():
+        calls.append(1)
+        return listing()
+
+    files.list = counted
+    return calls
+
+
+def test_an_eviction_frees_a_spare_two_percent_and_the_next_downloads_do_not_list_the_folder(tmp_path):
+    cache, counts = BlockCache(tmp_path, 2000), {}  # 200 blocks of 10 bytes; 2% spare: 4 blocks
+    fetch = _fetcher(counts, size=10)
+    cache.next_use = lambda b: 0.0 if b >= 200 else float(1000 - b)  # the lowest ids are needed last
+    listings = _count_listings(cache)
+    for b in range(200):
+        cache.get(b, 10, fetch(b))
+    assert len(listings) == 1, "filling an empty cache counts the folder once, then takes room from the account"
+    cache.get(200, 10, fetch(200))  # full: one listing evicts the incoming block's 10 bytes and 40 spare
+    assert len(listings) == 2 and cache.stats["evictions"] == 5
+    assert [b for b in range(5) if (tmp_path / f"{b}.block").exists()] == [], "the blocks needed last went"
+    for b in range(201, 205):
+        cache.get(b, 10, fetch(b))
+    assert len(listings) == 2, "the spare room served four downloads without a listing"
+    cache.get(205, 10, fetch(205))
+    assert len(listings) == 3 and cache.stats["evictions"] == 10 and cache.used_bytes() == 1960
+
+
+def test_a_small_cache_frees_no_more_than_the_incoming_block(tmp_path):
+    cache, counts = BlockCache(tmp_path, 490), {}  # 2% of 490 bytes is less than a block of 10
+    fetch = _fetcher(counts, size=10)
+    for b in range(50):
+        cache.get(b, 10, fetch(b))
+    assert cache.stats["evictions"] == 1 and cache.used_bytes() == 490
+
+
+def _take_room_elsewhere(folder, block_ids, done):
+    cache = BlockCache(folder, 2000)
+    for b in block_ids:
+        cache.get(b, 10, lambda: b"z" * 10)
+    done.put(cache.stats["evictions"])
+
+
+def test_the_account_is_the_nodes_a_listing_in_one_process_serves_downloads_in_another(tmp_path):
+    cache, counts = BlockCache(tmp_path, 2000), {}
+    fetch = _fetcher(counts, size=10)
+    for b in range(200):
+        cache.get(b, 10, fetch(b))
+    context = multiprocessing.get_context("fork")
+    done = context.Queue()
+    other = context.Process(target=_take_room_elsewhere, args=(tmp_path, [200], done))
+    other.start()
+    assert done.get(timeout=30) == 5  # the other process listed the full cache and freed 4 spare blocks
+    other.join(30)
+    listings = _count_listings(cache)
+    for b in range(201, 205):
+        cache.get(b, 10, fetch(b))
+    assert listings == [] and cache.stats["evictions"] == 0 and cache.used_bytes() == 2000
+
+
+def test_an_account_counted_for_another_capacity_is_not_trusted(tmp_path):
+    large, counts = BlockCache(tmp_path, 2000), {}
+    fetch = _fetcher(counts, size=10)
+    for b in range(100):
+        large.get(b, 10, fetch(b))  # the account says 1000 bytes free, for a capacity of 2000
+    small = BlockCache(tmp_path, 1000)  # a process configured with less, on the same folder
+    small.get(100, 10, fetch(100))
+    assert small.used_bytes() <= 1000
+
+
+def test_bytes_taken_by_a_download_that_never_finished_are_given_back_by_the_next_listing(tmp_path):
+    cache, counts = BlockCache(tmp_path, 2000), {}
+    fetch = _fetcher(counts, size=10)
+    for b in range(100):
+        cache.get(b, 10, fetch(b))
+    listings = _count_listings(cache)
+    for _ in range(100):  # the account's 1000 bytes, taken by processes killed before their blocks were written
+        assert cache._make_room(10_000, 10)
+    assert listings == []
+    cache.get(100, 10, fetch(100))  # the account is empty; the folder has room: nothing is evicted
+    assert len(listings) == 1 and cache.stats["evictions"] == 0 and (tmp_path / "100.block").exists()
+    for b in range(101, 190):
+        cache.get(b, 10, fetch(b))
+    assert len(listings) == 1, "the listing set the account to the folder's room again"

@@ -48,3 +48,36 @@ def test_next_uses_of_many_blocks_at_once_are_each_blocks_soonest_use_in_any_sch
     got = Schedules(tmp_path, is_alive=lambda pid: True).next_uses(block_ids, schedules)
     assert got.tolist() == [_next_use_one_at_a_time(b, schedules) for b in block_ids.tolist()]
     assert Schedules(tmp_path, is_alive=lambda pid: True).next_uses(block_ids, []).tolist() == [float("inf")] * 100
+
+
+def _publish_and_die_before_renaming(folder):
+    import os
+    import signal
+
+    from fastload.store.block_cache import BlockCache
+
+    os.replace = lambda *args: os.kill(os.getpid(), signal.SIGKILL)  # killed between writing and renaming
+    BlockCache(folder, 100).publish_schedule(1000)
+
+
+def test_the_partial_schedule_of_a_process_killed_before_renaming_it_is_removed(tmp_path):
+    import multiprocessing
+
+    from fastload.store.block_cache import BlockCache
+
+    context = multiprocessing.get_context("fork")
+    killed = context.Process(target=_publish_and_die_before_renaming, args=(tmp_path,))
+    killed.start()
+    killed.join(30)
+    assert killed.exitcode == -9 and len(list((tmp_path / SUBFOLDER).glob(".schedule-*.partial"))) == 1
+    cache = BlockCache(tmp_path, 100)
+    cache._lock_fd()
+    assert cache._schedules.others() == []
+    assert list((tmp_path / SUBFOLDER).iterdir()) == []
+
+
+def test_a_partial_schedule_whose_writer_is_alive_is_left_to_it(tmp_path):
+    (tmp_path / SUBFOLDER).mkdir()
+    partial = tmp_path / SUBFOLDER / ".schedule-77.i64.partial"
+    partial.write_bytes(b"\0" * 64)
+    assert Schedules(tmp_path, is_alive=lambda slot: True).others() == [] and partial.exists()
