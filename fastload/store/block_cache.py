@@ -91,11 +91,11 @@ class _ProcessFolder:
 
     locks_fd: int  # the locks file, never closed (closing any descriptor of it drops all its locks)
     room_fd: int  # the node's account of free bytes (`room.py`)
+    files: BlockFiles  # the folder's block files as last listed (`block_files.py`)
     guard: threading.Lock = field(default_factory=threading.Lock)  # of the two dicts
     downloading: dict[int, threading.Lock] = field(default_factory=dict)  # block id -> download lock
     pins: dict[int, int] = field(default_factory=dict)  # block id -> pin count
     evicting: threading.Lock = field(default_factory=threading.Lock)  # one thread of the process evicts at a time
-    files: BlockFiles | None = None  # the folder's block files as last listed (`block_files.py`)
 
 
 _folders: dict[str, _ProcessFolder] = {}
@@ -126,7 +126,8 @@ class BlockCache:
         self.capacity_bytes = int(capacity_bytes)
         self.wait_s = wait_s
         self._pid = None
-        self._fd = -1
+        self._fd = self._room_fd = -1
+        self._files: BlockFiles | None = None  # this process's listing of the folder, set up with the locks
         self._guard = threading.Lock()
         self._downloading: dict[int, threading.Lock] = {}
         self._pins: dict[int, int] = {}  # block id -> pin count in this process
