@@ -14,7 +14,7 @@ reader:
 - a field mixing strings, numbers and booleans makes pyarrow fail, so it is
   refused here.
 `read_flat_json_lines` returns None for anything it does not take (the
-scanner's refusals, text that is not UTF-8, an integer outside int64, a
+scanner's refusals, text that is not UTF-8 among them, an integer outside int64, a
 chunk without a single field), and the caller (`parse.parse_json_lines`) then runs the
 general path, which gives the result, or the line-numbered error, it always
 gave. The differential tests in `tests/convert/test_flat_json.py` hold the
@@ -39,7 +39,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from fastload.convert.prescan import is_utf8
 from fastload.kernels.json_lines import FALSE, FLOAT, INT, MAX_COLUMNS, NULL, STRING, TRUE, gather_spans, max_values, scan_json_lines
 
 __all__ = ["read_flat_json_lines", "warm_up"]
@@ -61,10 +60,8 @@ def read_flat_json_lines(data) -> tuple[pa.Table, int] | None:
     value_row, value_col, value_kind, value_end = scratch.value_row, scratch.value_col, scratch.value_kind, scratch.value_end
     counts = np.zeros(5, np.int64)
     num_values = scan_json_lines(raw, text[: len(raw)], names[: len(raw)], name_ends, value_row, value_col, value_kind, value_end, counts)
-    num_rows, num_columns, num_lines, _, non_ascii = (int(x) for x in counts)
-    if num_values < 0 or num_columns == 0:  # refused, or no field at all (pyarrow's table has rows but no columns)
-        return None
-    if non_ascii and not is_utf8(data):  # pure ASCII needs no check
+    num_rows, num_columns, num_lines = (int(x) for x in counts[:3])
+    if num_values < 0 or num_columns == 0:  # refused (text that is not UTF-8 too), or no field at all (pyarrow's table has rows but no columns)
         return None
     records = _Records(text, value_row[:num_values], value_col[:num_values], value_kind[:num_values], value_end[:num_values], num_rows, num_columns)
     arrays = []

@@ -3,6 +3,7 @@
 import json
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -31,6 +32,12 @@ def _scan(data: bytes):
     return records, column_names, num_rows, newlines, bool(non_ascii)
 
 
+@settings(max_examples=800, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(json_lines_chunk())
+def test_the_scanner_equals_its_twin_on_hostile_lines(data):
+    assert _scan(data) == scan_json_lines_reference(data)
+
+
 def _utf8(data: bytes) -> bool:
     try:
         data.decode("utf-8")
@@ -39,10 +46,40 @@ def _utf8(data: bytes) -> bool:
     return True
 
 
-@settings(max_examples=800, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(json_lines_chunk().filter(_utf8))
-def test_the_scanner_equals_its_twin_on_hostile_lines(data):
-    assert _scan(data) == scan_json_lines_reference(data)
+# characters (encoded surrogates among them) and stray bytes, mixed
+_TEXT_AND_BYTES = st.lists(
+    st.one_of(st.text(min_size=1, max_size=3).map(lambda t: t.encode("utf-8", "surrogatepass")), st.binary(min_size=1, max_size=2)),
+    max_size=6,
+).map(b"".join)
+
+
+@settings(max_examples=2000, deadline=None)
+@given(_TEXT_AND_BYTES, st.integers(0, 9))
+def test_bytes_inside_a_string_are_taken_exactly_when_they_are_utf8(inner, pad):
+    # sequences split every way by the 8-byte words, and cut short by the quote or the chunk's end
+    inner = inner.replace(b'"', b"").replace(b"\\", b"")
+    inner = bytes(b for b in inner if b >= 0x20)
+    data = b'{"k": "' + b"a" * pad + inner + b'"}\n'
+    found = _scan(data)
+    assert (found is not None) == _utf8(data)
+    if found is not None:
+        assert found[0][0][3] == b"a" * pad + inner
+    assert _scan(data[:-3]) is None  # the string never ends
+
+
+@pytest.mark.parametrize(
+    "sequence, valid",
+    [
+        (b"\xc2\x80", True), (b"\xdf\xbf", True), (b"\xe0\xa0\x80", True), (b"\xed\x9f\xbf", True), (b"\xee\x80\x80", True),
+        (b"\xf0\x90\x80\x80", True), (b"\xf4\x8f\xbf\xbf", True),
+        (b"\xc0\x80", False), (b"\xc1\xbf", False), (b"\xe0\x9f\xbf", False), (b"\xed\xa0\x80", False), (b"\xf0\x8f\xbf\xbf", False),
+        (b"\xf4\x90\x80\x80", False), (b"\xf5\x80\x80\x80", False), (b"\xff", False), (b"\x80", False), (b"\xe2\x82", False),
+    ],
+)
+def test_the_edges_of_utf8_are_those_of_pythons_decoder(sequence, valid):
+    for where in range(9):  # the sequence at every offset of a word, and in the bytes after the last whole word
+        data = b'{"k": "' + b"x" * where + sequence + b'"}\n'
+        assert (_scan(data) is not None) == valid == _utf8(data)
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
