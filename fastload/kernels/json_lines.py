@@ -11,6 +11,9 @@ What lives here:
   pyarrow's reader is not plain (see below).
 - `gather_spans`: copies byte ranges into one contiguous buffer with Arrow
   offsets, to make a column's string data out of the interleaved `text`.
+  One column, the caller's guess at the widest (a corpus's "text"), has its
+  values written to a buffer of its own instead (`wide`): that buffer is
+  the column's string data as it is, and the copy is saved for most bytes.
 
 What does not: deciding column types and building Arrow arrays
 (`fastload/convert/flat_json.py`), and every refused chunk, which goes to
@@ -371,6 +374,17 @@ def _same_bytes(buf, a0, a1, b0, b1):
 
 
 @kernel(inline="always")
+def _same_name(names, start, end, name):
+    """Whether names[start:end] spells `name` (never when `name` is empty)."""
+    if name.shape[0] == 0 or end - start != name.shape[0]:
+        return False
+    for k in range(end - start):
+        if names[start + k] != name[k]:
+            return False
+    return True
+
+
+@kernel(inline="always")
 def _find_column(names, name_ends, num_columns, key_start, key_end, guess):
     """The column named names[key_start:key_end], trying `guess` first (lines tend to repeat their keys' order), or -1."""
     if guess < num_columns:
@@ -408,20 +422,27 @@ def _scan_value(data, i, n, text, t):
 
 
 @kernel
-def scan_json_lines(data, text, names, name_ends, value_row, value_col, value_kind, value_end, counts):
+def scan_json_lines(data, text, names, name_ends, value_row, value_col, value_kind, value_end, counts, wide_name, wide):
     """Scan JSON Lines of flat objects; returns the number of records written, or REFUSED.
 
-    data (n,) uint8: whole lines (text that is not UTF-8 is refused). Written:
+    data (n,) uint8: whole lines (text that is not UTF-8 is refused);
+    wide_name (k,) uint8: the name of the column whose values go to `wide` instead of `text`, or empty.
+    Written:
     text (n,) uint8: string values unescaped and numbers' text, one after another;
+    wide (n,) uint8 (or empty when wide_name is): the same for the values of the column named wide_name;
     names (n,) uint8 and name_ends (MAX_COLUMNS,) int64: column c is named
         names[name_ends[c - 1]:name_ends[c]], columns in order of first appearance;
-    value_row, value_col (max_values(n),) int32, value_kind uint8, value_end int64: one record per value;
-    counts (5,) int64: rows, columns, newlines, bytes of text, 1 if any byte was not ASCII (else 0).
+    value_row, value_col (max_values(n),) int32, value_kind uint8, value_end int64: one record per value,
+        whose text ends at value_end in `wide` for the wide column, in `text` for the others;
+    counts (7,) int64: rows, columns, newlines, bytes of text, 1 if any byte was not ASCII (else 0),
+        the wide column (-1 when no column has its name), bytes of `wide`.
     """
     n = data.shape[0]
     last_row = np.full(MAX_COLUMNS, -1, np.int64)  # the row each column last had a value in: duplicate keys
     seen = _ZERO  # _HIGHS once a string held a byte that is not ASCII (they can stand nowhere else)
     t = 0  # bytes of text written
+    w = 0  # bytes written to `wide`
+    wide_col = -1
     num_columns = 0
     num_values = 0
     row = 0
@@ -459,6 +480,8 @@ def scan_json_lines(data, text, names, name_ends, value_row, value_col, value_ki
                     col = num_columns
                     name_ends[col] = key_end
                     num_columns += 1
+                    if wide_col < 0 and _same_name(names, key_start, key_end, wide_name):
+                        wide_col = col
                 if last_row[col] == row:
                     return REFUSED
                 last_row[col] = row
@@ -468,14 +491,19 @@ def scan_json_lines(data, text, names, name_ends, value_row, value_col, value_ki
                 i = _skip_space(data, i + 1, n)
                 if i >= n:
                     return REFUSED
-                i, t, kind, high = _scan_value(data, i, n, text, t)
+                to_wide = col == wide_col
+                i, end, kind, high = _scan_value(data, i, n, wide if to_wide else text, w if to_wide else t)
+                if to_wide:
+                    w = end
+                else:
+                    t = end
                 seen |= high
                 if i < 0:
                     return REFUSED
                 value_row[num_values] = row
                 value_col[num_values] = col
                 value_kind[num_values] = kind
-                value_end[num_values] = t
+                value_end[num_values] = end
                 num_values += 1
                 i = _skip_space(data, i, n)
                 if i >= n:
@@ -500,6 +528,8 @@ def scan_json_lines(data, text, names, name_ends, value_row, value_col, value_ki
     counts[2] = newlines
     counts[3] = t
     counts[4] = (seen & _HIGHS) != _ZERO
+    counts[5] = wide_col
+    counts[6] = w
     return num_values
 
 
