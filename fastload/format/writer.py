@@ -411,7 +411,7 @@ class DatasetWriter:
             previous = end
         self._input_cut += int(inputs[previous - 1])
         rest = table.slice(previous)
-        self._pending = rest.combine_chunks().to_batches() if rest.num_rows else []
+        self._pending = rest.to_batches() if rest.num_rows else []  # zero-copy slices: `_write_block` copies each block once
         self._pending_bytes = [sizes[previous:]] if rest.num_rows else []
         self._pending_input = [np.diff(inputs[previous - 1 :])] if rest.num_rows else []
 
