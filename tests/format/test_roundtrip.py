@@ -214,3 +214,30 @@ def test_the_writers_crc32_is_zlibs_whichever_library_computes_it(data, start):
 
     assert crc32(data, start) == zlib.crc32(data, start)
     assert crc32(memoryview(data)[1:]) == zlib.crc32(data[1:])
+
+
+@given(
+    values=st.lists(st.one_of(st.none(), st.text(max_size=9)), max_size=30),
+    cut=st.tuples(st.integers(0, 30), st.integers(0, 30)),
+    binary=st.booleans(),
+    two_chunks=st.booleans(),
+)
+@settings(max_examples=300, deadline=None)
+def test_a_block_serialises_the_same_whether_its_rows_were_a_slice_or_copied(values, cut, binary, two_chunks):
+    # the writer makes a block's text column without copying its bytes; the file must not tell
+    import importlib
+
+    writer = importlib.import_module("fastload.format.writer")
+    kind = pa.binary() if binary else pa.string()
+    array = pa.array([v if v is None or not binary else v.encode() for v in values], kind)
+    start, end = min(cut[0], len(array)), min(max(cut), len(array))
+    column = pa.chunked_array([array.slice(0, start), array.slice(start, end - start)] if two_chunks else [array.slice(start, end - start)], kind)
+
+    def serialised(block_array: pa.Array) -> bytes:
+        batch = pa.RecordBatch.from_arrays([block_array], names=["c"])
+        sink = pa.BufferOutputStream()
+        with ipc.new_file(sink, batch.schema) as file:
+            file.write_batch(batch)
+        return sink.getvalue().to_pybytes()
+
+    assert serialised(writer._block_array(column)) == serialised(pa.concat_arrays(column.chunks))
