@@ -241,3 +241,21 @@ def test_a_block_serialises_the_same_whether_its_rows_were_a_slice_or_copied(val
         return sink.getvalue().to_pybytes()
 
     assert serialised(writer._block_array(column)) == serialised(pa.concat_arrays(column.chunks))
+
+
+@given(lengths=st.lists(st.one_of(st.integers(0, 70), st.sampled_from([255, 256, 257, 1023, 1024, 65535, 65536])), max_size=40), nulls=st.booleans())
+@settings(max_examples=200, deadline=None)
+def test_text_statistics_count_each_length_in_its_power_of_two_bucket(lengths, nulls):
+    from fastload.format.stats import new_stats
+
+    values = [None if nulls and i % 3 == 0 else "x" * n for i, n in enumerate(lengths)]
+    stats = new_stats(Column("text", "text", "utf8"))
+    stats.add(pa.array(values[: len(values) // 2], pa.string()))
+    stats.add(pa.array(values[len(values) // 2 :], pa.string()).slice(0))
+    kept = [len(v) for v in values if v is not None]
+    histogram = [0] * (max(kept, default=0).bit_length() + 1)
+    for n in kept:
+        histogram[n.bit_length()] += 1  # bucket 0: length 0; bucket k: [2**(k-1), 2**k)
+    found = stats.to_json()
+    assert (found["documents"], found["bytes"], found["min_length"], found["max_length"]) == (len(kept), sum(kept), min(kept, default=None), max(kept, default=None))
+    assert found["length_histogram"] == (histogram if kept else [])
