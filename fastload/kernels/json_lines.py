@@ -132,6 +132,17 @@ def _utf8_automaton() -> np.ndarray:
 
 
 _UTF8_NEXT = _utf8_automaton()
+
+
+def _unescape_table() -> np.ndarray:
+    """What the short escapes \\" \\\\ \\/ \\b \\f \\n \\r \\t stand for, by the byte after the backslash; 0: no such escape."""
+    table = np.zeros(256, np.uint8)
+    for letter, byte in zip(b'"\\/bfnrt', b'"\\/\b\f\n\r\t'):
+        table[letter] = byte
+    return table
+
+
+_UNESCAPED = _unescape_table()
 _UTF8_ACCEPT = np.uint64(0)
 _STATE_BITS = np.uint64(63)
 
@@ -291,20 +302,10 @@ def _scan_string(data, i, n, out, o):
                 i += 6
             o = _put_code_point(out, o, cp)
             continue
-        if e == _QUOTE or e == _BACKSLASH or e == 47:  # \" \\ \/
-            out[o] = e
-        elif e == 110:  # \n
-            out[o] = 10
-        elif e == 116:  # \t
-            out[o] = 9
-        elif e == 114:  # \r
-            out[o] = 13
-        elif e == 98:  # \b
-            out[o] = 8
-        elif e == 102:  # \f
-            out[o] = 12
-        else:
+        unescaped = _UNESCAPED[e]  # a lookup, not a chain of tests: escapes are common (code, \n in prose)
+        if unescaped == 0:
             return -1, o, high
+        out[o] = unescaped
         o += 1
         i += 2
     return -1, o, high
