@@ -22,12 +22,17 @@ two paths to identical tables.
 
 Costs (`python bench/parse_json.py --corpus bench/.cache/corpus-200mb.jsonl`,
 8 chunks of 8 MiB of the benchmark's real-text corpus, one thread, MB per
-second of thread CPU on the shared 2-core development VM): 986 MB/s for this
-module (a third of it Arrow's UTF-8 check), 955 for `parse_json_lines`
-through it, 449 for the old path (prescan, pyarrow, float recheck), 697 for
-pyarrow's reader alone. The Numba kernels compile in about 5 s the first
-time on a machine and load from Numba's cache in 0.3 s, which is why
-`fastload convert` uses this path only for larger inputs
+second of thread CPU on the shared 2-core development VM): 1,409 MB/s for
+this module, 1,407 for `parse_json_lines` through it (944 and 891 when
+Arrow's validator checked UTF-8 in a pass of its own and the widest column
+was gathered out of the scanner's text), 449 for the old path (prescan,
+pyarrow, float recheck), 697 for pyarrow's reader alone. The scanner itself
+is mostly bound by memory (8 MiB read, 8 MiB written per chunk): 0.53 ms
+per MB of thread CPU on the corpus's chunks with their escapes and non-ASCII
+text taken out, 0.19 on a synthetic chunk of the same shape read again and
+again from cache; escapes and UTF-8 checks add 0.1 to the first. The Numba kernels compile in about
+7.5 s the first time on a machine and load from Numba's cache in 0.7 s,
+which is why `fastload convert` uses this path only for larger inputs
 (`parse.FLAT_JSON_MIN_BYTES`) and warms it up before its clock starts.
 """
 
