@@ -26,13 +26,15 @@ second of thread CPU on the shared 2-core development VM): 1,409 MB/s for
 this module, 1,407 for `parse_json_lines` through it (944 and 891 when
 Arrow's validator checked UTF-8 in a pass of its own and the widest column
 was gathered out of the scanner's text), 449 for the old path (prescan,
-pyarrow, float recheck), 697 for pyarrow's reader alone. The scanner itself
-is mostly bound by memory (8 MiB read, 8 MiB written per chunk): 0.53 ms
-per MB of thread CPU on the corpus's chunks with their escapes and non-ASCII
-text taken out, 0.19 on a synthetic chunk of the same shape read again and
-again from cache; escapes and UTF-8 checks add 0.1 to the first. The Numba kernels compile in about
-7.5 s the first time on a machine and load from Numba's cache in 0.7 s,
-which is why `fastload convert` uses this path only for larger inputs
+pyarrow, float recheck), 697 for pyarrow's reader alone. What the scanner
+costs depends on the text (4 MB of each kind of the corpus, thread CPU):
+0.2 ms per MB with escapes and non-ASCII bytes taken out, 0.43 for prose
+(29 escapes per KB), 0.45 for code (35), 0.69 for translations (25 escapes
+and 300 non-ASCII characters per KB): an escape costs a mispredicted branch
+or two, about 8 ns, and a word with non-ASCII bytes the UTF-8 automaton's 8
+steps. The Numba kernels compile in about 7.5 s the first time on a machine
+and load from Numba's cache in 0.7 s, which is why `fastload convert` uses
+this path only for larger inputs
 (`parse.FLAT_JSON_MIN_BYTES`) and warms it up before its clock starts.
 """
 
