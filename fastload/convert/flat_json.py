@@ -14,7 +14,7 @@ reader:
 - a field mixing strings, numbers and booleans makes pyarrow fail, so it is
   refused here.
 `read_flat_json_lines` returns None for anything it does not take (the
-scanner's refusals, text that is not UTF-8, an integer outside int64, a
+scanner's refusals, text that is not UTF-8 among them, an integer outside int64, a
 chunk without a single field), and the caller (`parse.parse_json_lines`) then runs the
 general path, which gives the result, or the line-numbered error, it always
 gave. The differential tests in `tests/convert/test_flat_json.py` hold the
@@ -22,24 +22,31 @@ two paths to identical tables.
 
 Costs (`python bench/parse_json.py --corpus bench/.cache/corpus-200mb.jsonl`,
 8 chunks of 8 MiB of the benchmark's real-text corpus, one thread, MB per
-second of thread CPU on the shared 2-core development VM): 986 MB/s for this
-module (a third of it Arrow's UTF-8 check), 955 for `parse_json_lines`
-through it, 449 for the old path (prescan, pyarrow, float recheck), 697 for
-pyarrow's reader alone. The Numba kernels compile in about 5 s the first
-time on a machine and load from Numba's cache in 0.3 s, which is why
-`fastload convert` uses this path only for larger inputs
+second of thread CPU on the shared 2-core development VM): 1,409 MB/s for
+this module, 1,407 for `parse_json_lines` through it (944 and 891 when
+Arrow's validator checked UTF-8 in a pass of its own and the widest column
+was gathered out of the scanner's text), 449 for the old path (prescan,
+pyarrow, float recheck), 697 for pyarrow's reader alone. What the scanner
+costs depends on the text (4 MB of each kind of the corpus, thread CPU):
+0.2 ms per MB with escapes and non-ASCII bytes taken out, 0.43 for prose
+(29 escapes per KB), 0.45 for code (35), 0.69 for translations (25 escapes
+and 300 non-ASCII characters per KB): an escape costs a mispredicted branch
+or two, about 8 ns, and a word with non-ASCII bytes the UTF-8 automaton's 8
+steps. The Numba kernels compile in about 7.5 s the first time on a machine
+and load from Numba's cache in 0.7 s, which is why `fastload convert` uses
+this path only for larger inputs
 (`parse.FLAT_JSON_MIN_BYTES`) and warms it up before its clock starts.
 """
 
 from __future__ import annotations
 
 import threading
+from typing import NamedTuple
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from fastload.convert.prescan import is_utf8
 from fastload.kernels.json_lines import FALSE, FLOAT, INT, MAX_COLUMNS, NULL, STRING, TRUE, gather_spans, max_values, scan_json_lines
 
 __all__ = ["read_flat_json_lines", "warm_up"]
@@ -53,20 +60,22 @@ _MAX_CHUNK_BYTES = 256 << 20
 
 def read_flat_json_lines(data) -> tuple[pa.Table, int] | None:
     """(table, newlines in `data`) exactly as pyarrow's JSON reader makes it, or None: use the general path."""
+    global _wide_name
     raw = np.frombuffer(data, np.uint8)
     if len(raw) == 0 or len(raw) > _MAX_CHUNK_BYTES:
         return None
     scratch = _scratch(len(raw))
     text, names, name_ends = scratch.text, scratch.names, scratch.name_ends
     value_row, value_col, value_kind, value_end = scratch.value_row, scratch.value_col, scratch.value_kind, scratch.value_end
-    counts = np.zeros(5, np.int64)
-    num_values = scan_json_lines(raw, text[: len(raw)], names[: len(raw)], name_ends, value_row, value_col, value_kind, value_end, counts)
-    num_rows, num_columns, num_lines, _, non_ascii = (int(x) for x in counts)
-    if num_values < 0 or num_columns == 0:  # refused, or no field at all (pyarrow's table has rows but no columns)
+    wide_name = _wide_name
+    wide_buffer, wide = _pool_array(len(raw), np.uint8) if len(wide_name) else (None, _NO_NAME)
+    counts = np.zeros(7, np.int64)
+    num_values = scan_json_lines(raw, text[: len(raw)], names[: len(raw)], name_ends, value_row, value_col, value_kind, value_end, counts, wide_name, wide)
+    num_rows, num_columns, num_lines, _, _, wide_column, wide_bytes = (int(x) for x in counts)
+    if num_values < 0 or num_columns == 0:  # refused (text that is not UTF-8 too), or no field at all (pyarrow's table has rows but no columns)
         return None
-    if non_ascii and not is_utf8(data):  # pure ASCII needs no check
-        return None
-    records = _Records(text, value_row[:num_values], value_col[:num_values], value_kind[:num_values], value_end[:num_values], num_rows, num_columns)
+    wide_data = _Wide(wide_column, wide_buffer.slice(0, wide_bytes), wide[:wide_bytes]) if wide_column >= 0 else None
+    records = _Records(text, value_row[:num_values], value_col[:num_values], value_kind[:num_values], value_end[:num_values], num_rows, num_columns, wide_data)
     arrays = []
     for column in range(num_columns):
         array = records.column(column)
@@ -74,8 +83,24 @@ def read_flat_json_lines(data) -> tuple[pa.Table, int] | None:
             return None
         arrays.append(array)
     starts = np.concatenate([[0], name_ends[: num_columns - 1]])
-    column_names = [bytes(names[s:e]).decode("utf-8") for s, e in zip(starts, name_ends[:num_columns])]
-    return pa.Table.from_arrays(arrays, names=column_names), num_lines
+    name_bytes = [names[s:e] for s, e in zip(starts, name_ends[:num_columns])]
+    _wide_name = np.array(name_bytes[records.widest()])  # (a copy: `names` is this thread's scratch)
+    return pa.Table.from_arrays(arrays, names=[bytes(name).decode("utf-8") for name in name_bytes]), num_lines
+
+
+# The name of the column with the most text in the chunk read last, by any thread: the scanner
+# writes that column's values into a buffer of their own in the next chunk (`_Wide`). Only a guess,
+# which decides where bytes are copied, never what the table holds.
+_NO_NAME = np.empty(0, np.uint8)
+_wide_name = _NO_NAME
+
+
+class _Wide(NamedTuple):
+    """The column whose values the scanner wrote to a buffer of their own, which is its string data as it is."""
+
+    column: int
+    buffer: pa.Buffer  # from Arrow's pool, this chunk's own: the column's array keeps it
+    data: np.ndarray  # a view of it
 
 
 class _Scratch:
@@ -117,9 +142,16 @@ def _pool_array(num_items: int, dtype) -> tuple[pa.Buffer, np.ndarray]:
 class _Records:
     """The scanner's records, and the Arrow array of each column made from them."""
 
-    def __init__(self, text, rows, cols, kinds, ends, num_rows: int, num_columns: int):
-        self.text, self.kinds, self.ends = text, kinds, ends
-        self.starts = np.concatenate([[0], ends[:-1]])  # a record's text starts where the one before ended
+    def __init__(self, text, rows, cols, kinds, ends, num_rows: int, num_columns: int, wide: _Wide | None = None):
+        self.text, self.kinds, self.ends, self.wide = text, kinds, ends, wide
+        # a record's text starts where the one before it in the same buffer ended
+        self.starts = np.concatenate([[0], ends[:-1]])
+        if wide is not None:
+            in_wide = cols == wide.column
+            for records in (in_wide, ~in_wide):
+                record_ends = ends[records]
+                self.starts[records] = np.concatenate([[0], record_ends[:-1]])
+        self.cols = cols
         self.num_rows, self.num_columns = num_rows, num_columns
         self.present = np.zeros((num_columns, _NUM_KINDS), bool)  # (C, kinds): which kinds each column holds
         self.present[cols, kinds] = True
@@ -144,10 +176,13 @@ class _Records:
             return None
         picked, rows = self._records_of(column)
         kinds = self.kinds[picked]
+        source = self.wide.data if self.wide is not None and column == self.wide.column else self.text
         if strings:
+            if source is not self.text:
+                return self._wide_strings(picked, rows, kinds)
             return self._strings(picked, rows, kinds)
         if numbers:
-            return self._numbers(picked, rows, kinds, pa.float64() if has[FLOAT] else pa.int64())
+            return self._numbers(picked, rows, kinds, pa.float64() if has[FLOAT] else pa.int64(), source)
         if bools:
             valid = kinds != NULL
             values = self._scatter(rows, kinds == TRUE, np.zeros(self.num_rows, bool))
@@ -183,12 +218,35 @@ class _Records:
         validity = np.packbits(~mask, bitorder="little")
         return pa.StringArray.from_buffers(self.num_rows, offsets_buffer, data_buffer, pa.py_buffer(validity), int(mask.sum()))
 
-    def _numbers(self, picked, rows, kinds, arrow_type: pa.DataType) -> pa.Array | None:
+    def _wide_strings(self, picked, rows, kinds) -> pa.Array | None:
+        """The wide column's strings: its values lie in `wide` one after another in row order, so only offsets are made."""
+        ends = self.ends[picked]  # the ends of the column's values, nulls' included (no text: start == end)
+        if len(self.wide.data) > _MAX_STRING_BYTES:
+            return None
+        offsets_buffer, offsets = _pool_array(self.num_rows + 1, np.int32)
+        offsets[0] = 0
+        if rows is None:
+            offsets[1:] = ends
+        else:  # absent rows have no text either: each row ends where the last value at or before it ended
+            row_ends = np.zeros(self.num_rows, np.int64)
+            row_ends[rows] = ends
+            offsets[1:] = np.maximum.accumulate(row_ends)
+        mask = self._mask(rows, kinds == STRING)
+        if mask is None:
+            return pa.StringArray.from_buffers(self.num_rows, offsets_buffer, self.wide.buffer)
+        validity = np.packbits(~mask, bitorder="little")
+        return pa.StringArray.from_buffers(self.num_rows, offsets_buffer, self.wide.buffer, pa.py_buffer(validity), int(mask.sum()))
+
+    def widest(self) -> int:
+        """The column with the most bytes of text in this chunk."""
+        return int(np.argmax(np.bincount(self.cols, weights=self.ends - self.starts, minlength=self.num_columns)))
+
+    def _numbers(self, picked, rows, kinds, arrow_type: pa.DataType, source: np.ndarray) -> pa.Array | None:
         valid = kinds != NULL
         records = np.arange(len(self.kinds))[picked] if isinstance(picked, slice) else picked
         starts, ends = self.starts[records[valid]], self.ends[records[valid]]
         data, offsets = np.empty(int((ends - starts).sum()), np.uint8), np.empty(len(starts) + 1, np.int32)
-        gather_spans(self.text, starts, ends, data, offsets)
+        gather_spans(source, starts, ends, data, offsets)
         texts = pa.StringArray.from_buffers(len(starts), pa.py_buffer(offsets), pa.py_buffer(data))
         try:
             parsed = pc.cast(texts, arrow_type).to_numpy()

@@ -47,9 +47,9 @@ __all__ = [
 ]
 
 # `fastload convert` reads less JSON Lines than this without the scanner: loading it (importing Numba
-# and its cache, 0.3-0.45 s; compiling it, 5 s, the first time on a machine) would cost a small
-# conversion more than the at most 0.1 s it saves there (1.2 ms of CPU per MB: 2.2 for the old path,
-# 1.0 for the scanner by bench/parse_json.py on the 2-core VM). It pays back from about 300 MB on.
+# and its cache, 0.3-0.7 s; compiling it, 5-8 s, the first time on a machine) would cost a small
+# conversion more than the at most 0.1 s it saves there (1.5 ms of CPU per MB: 2.2 for the old path,
+# 0.7 for the scanner by bench/parse_json.py on the 2-core VM). It pays back from about 300 MB on.
 FLAT_JSON_MIN_BYTES = 64 << 20
 
 _INT64 = (-(2**63), 2**63 - 1)

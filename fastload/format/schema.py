@@ -191,7 +191,13 @@ class Schema:
         return len(self.columns)
 
     def arrow_schema(self) -> pa.Schema:
-        return pa.schema([c.arrow_field() for c in self.columns])
+        # Made once per schema (it cannot change): the writer asks for it every block and every
+        # write, and building the fields with their metadata took tens of microseconds each time.
+        cached = self.__dict__.get("_arrow_schema")
+        if cached is None:
+            cached = pa.schema([c.arrow_field() for c in self.columns])
+            object.__setattr__(self, "_arrow_schema", cached)
+        return cached
 
     def to_json(self) -> list[dict]:
         return [c.to_json() for c in self.columns]

@@ -206,19 +206,24 @@ class LengthStats(ColumnStats):
         self.histogram = np.zeros(NUM_LENGTH_BUCKETS, np.int64)
 
     def _add(self, array: pa.Array) -> None:
+        # A handful of numpy calls per block and column: their fixed cost, not the rows, is what this
+        # costs (a block holds tens of documents), so each step is one call.
         if len(array) == 0:
             return
         offsets = offsets_of(array)
-        lengths = np.diff(offsets).astype(np.int64)
+        lengths = np.diff(offsets)
         if array.null_count:
             lengths = lengths[array.is_valid().to_numpy(zero_copy_only=False)]
-        if len(lengths) == 0:
-            return
-        self.total += int(lengths.sum())
+            if len(lengths) == 0:
+                return
+            self.total += int(lengths.sum(dtype=np.int64))
+        else:
+            self.total += int(offsets[-1]) - int(offsets[0])
         lo, hi = int(lengths.min()), int(lengths.max())
         self.min_length = lo if self.min_length is None else min(self.min_length, lo)
         self.max_length = hi if self.max_length is None else max(self.max_length, hi)
-        buckets = np.where(lengths == 0, 0, np.floor(np.log2(np.maximum(lengths, 1))).astype(np.int64) + 1)
+        # frexp's exponent is the bucket: a length in [2**(k-1), 2**k) is m * 2**k with m in [0.5, 1), and 0 is 0 * 2**0
+        buckets = np.frexp(lengths)[1]
         self.histogram += np.bincount(np.minimum(buckets, NUM_LENGTH_BUCKETS - 1), minlength=NUM_LENGTH_BUCKETS)
 
     def _merge(self, other: "LengthStats") -> None:

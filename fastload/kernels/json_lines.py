@@ -11,6 +11,9 @@ What lives here:
   pyarrow's reader is not plain (see below).
 - `gather_spans`: copies byte ranges into one contiguous buffer with Arrow
   offsets, to make a column's string data out of the interleaved `text`.
+  One column, the caller's guess at the widest (a corpus's "text"), has its
+  values written to a buffer of its own instead (`wide`): that buffer is
+  the column's string data as it is, and the copy is saved for most bytes.
 
 What does not: deciding column types and building Arrow arrays
 (`fastload/convert/flat_json.py`), and every refused chunk, which goes to
@@ -18,13 +21,15 @@ the general parser (pyarrow's reader, then Python's `json` line by line),
 so a refusal costs time and never changes a result.
 
 Contract and trade-offs:
-- Bytes from 0x80 up are copied as they are, never interpreted, and the
-  scanner says whether it met any: the caller then checks that `data` is
-  UTF-8 (with Arrow's validator, faster than a check here), and skips the
-  check for pure ASCII, as JSON written with `ensure_ascii` is. Strings are
-  copied between ASCII delimiters, so valid bytes stay valid; `\\u`
-  escapes are encoded here, and the lone surrogates that could not be are
-  refused.
+- Text that is not UTF-8 is refused, checked as it is copied: bytes from
+  0x80 up can only stand inside strings (anywhere else the scanner refuses
+  the chunk), and the words of a string that hold any go through a UTF-8
+  automaton (`_utf8_automaton`: no overlong forms, no encoded surrogates,
+  nothing past U+10FFFF, the rules of Arrow's validator and of Python's
+  decoder), a shift per byte without a branch; a pure-ASCII word costs one
+  test. A separate pass of Arrow's validator over the chunk cost a third
+  of this path's time; a branch per character, as much again. `\\u` escapes
+  are encoded here, and the lone surrogates that could not be are refused.
 - A line ends at "\\n" and holds one object; blank lines (spaces, tabs,
   "\\r") are skipped, as pyarrow skips them. An object spread over several
   lines, or two objects on one line, are refused (pyarrow would accept them;
@@ -87,6 +92,59 @@ _QUOTES = np.uint64(0x2222222222222222)
 _BACKSLASHES = np.uint64(0x5C5C5C5C5C5C5C5C)
 _SPACES = np.uint64(0x2020202020202020)
 _ZERO = np.uint64(0)
+_LOW_BYTE = np.uint64(0xFF)
+
+
+def _utf8_automaton() -> np.ndarray:
+    """The UTF-8 validating automaton as a table of 256 words, one per byte value (a "shift DFA").
+
+    States are multiples of 6 (their bit offset in a word): 0 accepts (between
+    characters), 6 rejects for good, the others wait for continuation bytes:
+    12 for one more, 18 for two, 24 for three, and 30, 36, 42, 48 for the
+    narrowed second bytes after E0, ED, F0 and F4 (the Unicode standard's
+    table of well-formed sequences: no overlong forms, no surrogates, nothing
+    past U+10FFFF). Bits [s, s + 6) of word b hold the state that byte b
+    leads to from state s, so a step is one shift and one mask, no branch.
+    """
+    accept, reject, one, two, three, after_e0, after_ed, after_f0, after_f4 = (6 * k for k in range(9))
+    nexts = np.zeros(256, np.uint64)
+    for byte in range(256):
+        to = dict.fromkeys((accept, one, two, three, after_e0, after_ed, after_f0, after_f4, reject), reject)
+        if byte < 0x80:
+            to[accept] = accept
+        elif byte < 0xC0:  # a continuation byte, whose range the narrowed states check
+            to[one], to[two], to[three] = accept, one, two
+            to[after_e0] = one if byte >= 0xA0 else reject
+            to[after_ed] = one if byte < 0xA0 else reject
+            to[after_f0] = two if byte >= 0x90 else reject
+            to[after_f4] = two if byte < 0x90 else reject
+        elif 0xC2 <= byte <= 0xDF:
+            to[accept] = one
+        elif 0xE0 <= byte <= 0xEF:
+            to[accept] = {0xE0: after_e0, 0xED: after_ed}.get(byte, two)
+        elif 0xF0 <= byte <= 0xF4:
+            to[accept] = {0xF0: after_f0, 0xF4: after_f4}.get(byte, three)
+        word = 0
+        for state, target in to.items():
+            word |= target << state
+        nexts[byte] = word
+    return nexts
+
+
+_UTF8_NEXT = _utf8_automaton()
+
+
+def _unescape_table() -> np.ndarray:
+    """What the short escapes \\" \\\\ \\/ \\b \\f \\n \\r \\t stand for, by the byte after the backslash; 0: no such escape."""
+    table = np.zeros(256, np.uint8)
+    for letter, byte in zip(b'"\\/bfnrt', b'"\\/\b\f\n\r\t'):
+        table[letter] = byte
+    return table
+
+
+_UNESCAPED = _unescape_table()
+_UTF8_ACCEPT = np.uint64(0)
+_STATE_BITS = np.uint64(63)
 
 
 def max_values(num_bytes: int) -> int:
@@ -163,37 +221,65 @@ def _special_bytes(word):
 
 
 @kernel(inline="always")
+def _utf8_step(state, byte):
+    """The UTF-8 automaton's state after `byte` (a uint64), from `state`: one shift, no branch."""
+    return (_UTF8_NEXT[byte] >> state) & _STATE_BITS
+
+
+@kernel(inline="always")
+def _utf8_word(state, word, num_bytes):
+    """The UTF-8 automaton's state after the first `num_bytes` bytes of `word`, from `state`."""
+    for k in range(num_bytes):
+        state = _utf8_step(state, (word >> np.uint64(8 * k)) & _LOW_BYTE)
+    return state
+
+
+@kernel(inline="always")
 def _scan_string(data, i, n, out, o):
     """Unescape the string whose contents start at `i` into out[o:].
 
-    Returns (position after its closing quote, end in out, the OR of the
-    bytes read, whose high bits say whether any was not ASCII), or (-1, ...).
+    Returns (position after its closing quote, end in out, _HIGHS if any
+    byte was not ASCII, else 0), or (-1, ...), text that is not UTF-8 included.
     """
     high = _ZERO
+    state = _UTF8_ACCEPT
     while i < n:
         # Eight bytes at a time, stored before they are looked at: out has room, since o <= i
         # (what the scanner writes never outgrows what it has read) and i + 8 <= n.
         while i + 8 <= n:
             word = load_word(data, i)
             store_word(out, o, word)
-            high |= word
             special = _special_bytes(word)
             if special != _ZERO:
                 plain = trailing_zeros(special) >> 3
+                if (word & _HIGHS) != _ZERO:
+                    high = _HIGHS
+                    state = _utf8_word(state, word, plain)
                 i += plain
                 o += plain
                 break
+            if (word & _HIGHS) != _ZERO:
+                high = _HIGHS
+                state = _utf8_word(state, word, 8)
             i += 8
             o += 8
         if i >= n:
             break
         c = data[i]
+        if c >= 0x80:  # (only in the last few bytes of the chunk: the words above take the others)
+            high = _HIGHS
+            state = _utf8_step(state, np.uint64(c))
+            out[o] = c
+            o += 1
+            i += 1
+            continue
+        if state != _UTF8_ACCEPT:  # an ASCII byte inside a UTF-8 sequence, or a bad byte before
+            return -1, o, high
         if c == _QUOTE:
             return i + 1, o, high
         if c < 32:  # JSON wants control characters escaped; both pyarrow and Python's json refuse them raw
             return -1, o, high
         if c != _BACKSLASH:  # the last few bytes of the chunk
-            high |= np.uint64(c)
             out[o] = c
             o += 1
             i += 1
@@ -216,20 +302,10 @@ def _scan_string(data, i, n, out, o):
                 i += 6
             o = _put_code_point(out, o, cp)
             continue
-        if e == _QUOTE or e == _BACKSLASH or e == 47:  # \" \\ \/
-            out[o] = e
-        elif e == 110:  # \n
-            out[o] = 10
-        elif e == 116:  # \t
-            out[o] = 9
-        elif e == 114:  # \r
-            out[o] = 13
-        elif e == 98:  # \b
-            out[o] = 8
-        elif e == 102:  # \f
-            out[o] = 12
-        else:
+        unescaped = _UNESCAPED[e]  # a lookup, not a chain of tests: escapes are common (code, \n in prose)
+        if unescaped == 0:
             return -1, o, high
+        out[o] = unescaped
         o += 1
         i += 2
     return -1, o, high
@@ -299,6 +375,17 @@ def _same_bytes(buf, a0, a1, b0, b1):
 
 
 @kernel(inline="always")
+def _same_name(names, start, end, name):
+    """Whether names[start:end] spells `name` (never when `name` is empty)."""
+    if name.shape[0] == 0 or end - start != name.shape[0]:
+        return False
+    for k in range(end - start):
+        if names[start + k] != name[k]:
+            return False
+    return True
+
+
+@kernel(inline="always")
 def _find_column(names, name_ends, num_columns, key_start, key_end, guess):
     """The column named names[key_start:key_end], trying `guess` first (lines tend to repeat their keys' order), or -1."""
     if guess < num_columns:
@@ -315,7 +402,7 @@ def _find_column(names, name_ends, num_columns, key_start, key_end, guess):
 
 @kernel(inline="always")
 def _scan_value(data, i, n, text, t):
-    """The value at `i`, its text written at text[t:]: (position after it, end in text, kind, OR of string bytes), or (-1, ...).
+    """The value at `i`, its text written at text[t:]: (position after it, end in text, kind, _HIGHS if it was not ASCII), or (-1, ...).
 
     Objects and arrays are refused like anything else that is not a flat value.
     """
@@ -336,20 +423,27 @@ def _scan_value(data, i, n, text, t):
 
 
 @kernel
-def scan_json_lines(data, text, names, name_ends, value_row, value_col, value_kind, value_end, counts):
+def scan_json_lines(data, text, names, name_ends, value_row, value_col, value_kind, value_end, counts, wide_name, wide):
     """Scan JSON Lines of flat objects; returns the number of records written, or REFUSED.
 
-    data (n,) uint8: whole lines, valid UTF-8. Written:
+    data (n,) uint8: whole lines (text that is not UTF-8 is refused);
+    wide_name (k,) uint8: the name of the column whose values go to `wide` instead of `text`, or empty.
+    Written:
     text (n,) uint8: string values unescaped and numbers' text, one after another;
+    wide (n,) uint8 (or empty when wide_name is): the same for the values of the column named wide_name;
     names (n,) uint8 and name_ends (MAX_COLUMNS,) int64: column c is named
         names[name_ends[c - 1]:name_ends[c]], columns in order of first appearance;
-    value_row, value_col (max_values(n),) int32, value_kind uint8, value_end int64: one record per value;
-    counts (5,) int64: rows, columns, newlines, bytes of text, 1 if any byte was not ASCII (else 0).
+    value_row, value_col (max_values(n),) int32, value_kind uint8, value_end int64: one record per value,
+        whose text ends at value_end in `wide` for the wide column, in `text` for the others;
+    counts (7,) int64: rows, columns, newlines, bytes of text, 1 if any byte was not ASCII (else 0),
+        the wide column (-1 when no column has its name), bytes of `wide`.
     """
     n = data.shape[0]
     last_row = np.full(MAX_COLUMNS, -1, np.int64)  # the row each column last had a value in: duplicate keys
-    seen = _ZERO  # the OR of the string bytes read: bytes >= 0x80 can only be in strings
+    seen = _ZERO  # _HIGHS once a string held a byte that is not ASCII (they can stand nowhere else)
     t = 0  # bytes of text written
+    w = 0  # bytes written to `wide`
+    wide_col = -1
     num_columns = 0
     num_values = 0
     row = 0
@@ -387,6 +481,8 @@ def scan_json_lines(data, text, names, name_ends, value_row, value_col, value_ki
                     col = num_columns
                     name_ends[col] = key_end
                     num_columns += 1
+                    if wide_col < 0 and _same_name(names, key_start, key_end, wide_name):
+                        wide_col = col
                 if last_row[col] == row:
                     return REFUSED
                 last_row[col] = row
@@ -396,14 +492,19 @@ def scan_json_lines(data, text, names, name_ends, value_row, value_col, value_ki
                 i = _skip_space(data, i + 1, n)
                 if i >= n:
                     return REFUSED
-                i, t, kind, high = _scan_value(data, i, n, text, t)
+                to_wide = col == wide_col
+                i, end, kind, high = _scan_value(data, i, n, wide if to_wide else text, w if to_wide else t)
+                if to_wide:
+                    w = end
+                else:
+                    t = end
                 seen |= high
                 if i < 0:
                     return REFUSED
                 value_row[num_values] = row
                 value_col[num_values] = col
                 value_kind[num_values] = kind
-                value_end[num_values] = t
+                value_end[num_values] = end
                 num_values += 1
                 i = _skip_space(data, i, n)
                 if i >= n:
@@ -428,6 +529,8 @@ def scan_json_lines(data, text, names, name_ends, value_row, value_col, value_ki
     counts[2] = newlines
     counts[3] = t
     counts[4] = (seen & _HIGHS) != _ZERO
+    counts[5] = wide_col
+    counts[6] = w
     return num_values
 
 

@@ -79,10 +79,11 @@ def _record(value) -> tuple[int, bytes]:
 
 
 def scan_json_lines_reference(data: bytes):
-    """(records as (row, column, kind, text), column names as bytes, rows, newlines, any byte not ASCII), or None when refused.
-
-    `data` must be UTF-8 here (the kernel copies other bytes blindly, and its caller refuses them).
-    """
+    """(records as (row, column, kind, text), column names as bytes, rows, newlines, any byte not ASCII), or None when refused."""
+    try:
+        data.decode("utf-8")  # strict: overlong forms, encoded surrogates and code points past U+10FFFF are refused
+    except UnicodeDecodeError:
+        return None
     records, names = [], []
     row = 0
     lines = data.split(b"\n")

@@ -202,3 +202,60 @@ def test_crc32_combine_equals_the_crc_of_the_concatenation(a, b):
     from fastload.format.checksum import crc32_combine
 
     assert crc32_combine(zlib.crc32(a), zlib.crc32(b), len(b)) == zlib.crc32(a + b)
+
+
+@given(data=st.binary(max_size=70_000), start=st.integers(0, 2**32 - 1))
+@settings(max_examples=200, deadline=None)
+def test_the_writers_crc32_is_zlibs_whichever_library_computes_it(data, start):
+    # ISA-L's when the fastcrc extra is installed: what index.json records must not depend on it
+    import zlib
+
+    from fastload.format.checksum import crc32
+
+    assert crc32(data, start) == zlib.crc32(data, start)
+    assert crc32(memoryview(data)[1:]) == zlib.crc32(data[1:])
+
+
+@given(
+    values=st.lists(st.one_of(st.none(), st.text(max_size=9)), max_size=30),
+    cut=st.tuples(st.integers(0, 30), st.integers(0, 30)),
+    binary=st.booleans(),
+    two_chunks=st.booleans(),
+)
+@settings(max_examples=300, deadline=None)
+def test_a_block_serialises_the_same_whether_its_rows_were_a_slice_or_copied(values, cut, binary, two_chunks):
+    # the writer makes a block's text column without copying its bytes; the file must not tell
+    import importlib
+
+    writer = importlib.import_module("fastload.format.writer")
+    kind = pa.binary() if binary else pa.string()
+    array = pa.array([v if v is None or not binary else v.encode() for v in values], kind)
+    start, end = min(cut[0], len(array)), min(max(cut), len(array))
+    column = pa.chunked_array([array.slice(0, start), array.slice(start, end - start)] if two_chunks else [array.slice(start, end - start)], kind)
+
+    def serialised(block_array: pa.Array) -> bytes:
+        batch = pa.RecordBatch.from_arrays([block_array], names=["c"])
+        sink = pa.BufferOutputStream()
+        with ipc.new_file(sink, batch.schema) as file:
+            file.write_batch(batch)
+        return sink.getvalue().to_pybytes()
+
+    assert serialised(writer._block_array(column)) == serialised(pa.concat_arrays(column.chunks))
+
+
+@given(lengths=st.lists(st.one_of(st.integers(0, 70), st.sampled_from([255, 256, 257, 1023, 1024, 65535, 65536])), max_size=40), nulls=st.booleans())
+@settings(max_examples=200, deadline=None)
+def test_text_statistics_count_each_length_in_its_power_of_two_bucket(lengths, nulls):
+    from fastload.format.stats import new_stats
+
+    values = [None if nulls and i % 3 == 0 else "x" * n for i, n in enumerate(lengths)]
+    stats = new_stats(Column("text", "text", "utf8"))
+    stats.add(pa.array(values[: len(values) // 2], pa.string()))
+    stats.add(pa.array(values[len(values) // 2 :], pa.string()).slice(0))
+    kept = [len(v) for v in values if v is not None]
+    histogram = [0] * (max(kept, default=0).bit_length() + 1)
+    for n in kept:
+        histogram[n.bit_length()] += 1  # bucket 0: length 0; bucket k: [2**(k-1), 2**k)
+    found = stats.to_json()
+    assert (found["documents"], found["bytes"], found["min_length"], found["max_length"]) == (len(kept), sum(kept), min(kept, default=None), max(kept, default=None))
+    assert found["length_histogram"] == (histogram if kept else [])

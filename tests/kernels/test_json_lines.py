@@ -3,6 +3,7 @@
 import json
 
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -11,24 +12,43 @@ from fastload.kernels.json_lines_reference import gather_spans_reference, scan_j
 from tests.convert.json_lines_strategies import json_lines_chunk
 
 
-def _scan(data: bytes):
-    """The kernel's output in the twin's shape, or None when it refuses."""
+def _scan(data: bytes, wide_name: bytes = b""):
+    """The kernel's output in the twin's shape, or None when it refuses; the column named `wide_name` is written apart."""
     raw = np.frombuffer(data, np.uint8)
     text, names, name_ends = np.empty(len(raw), np.uint8), np.empty(len(raw), np.uint8), np.empty(MAX_COLUMNS, np.int64)
+    wide = np.empty(len(raw) if wide_name else 0, np.uint8)
     capacity = max_values(len(raw))
     rows, cols = np.empty(capacity, np.int32), np.empty(capacity, np.int32)
     kinds, ends = np.empty(capacity, np.uint8), np.empty(capacity, np.int64)
-    counts = np.zeros(5, np.int64)
-    num_values = scan_json_lines(raw, text, names, name_ends, rows, cols, kinds, ends, counts)
+    counts = np.zeros(7, np.int64)
+    num_values = scan_json_lines(raw, text, names, name_ends, rows, cols, kinds, ends, counts, np.frombuffer(bytearray(wide_name), np.uint8), wide)
     if num_values == REFUSED:
         return None
-    num_rows, num_columns, newlines, text_bytes, non_ascii = counts.tolist()
-    starts = [0, *ends[: num_values - 1].tolist()]
-    assert text_bytes == (ends[num_values - 1] if num_values else 0)
-    records = [(int(rows[k]), int(cols[k]), int(kinds[k]), bytes(text[starts[k] : ends[k]])) for k in range(num_values)]
+    num_rows, num_columns, newlines, text_bytes, non_ascii, wide_column, wide_bytes = counts.tolist()
+    records = []
+    written = {False: 0, True: 0}  # where the text in each buffer ends so far
+    for k in range(num_values):
+        in_wide = int(cols[k]) == wide_column
+        source = wide if in_wide else text
+        records.append((int(rows[k]), int(cols[k]), int(kinds[k]), bytes(source[written[in_wide] : ends[k]])))
+        written[in_wide] = int(ends[k])
+    assert (text_bytes, wide_bytes) == (written[False], written[True])
     name_starts = [0, *name_ends[: num_columns - 1].tolist()]
     column_names = [bytes(names[s:e]) for s, e in zip(name_starts, name_ends[:num_columns])]
     return records, column_names, num_rows, newlines, bool(non_ascii)
+
+
+@settings(max_examples=800, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(json_lines_chunk(), st.sampled_from([b"", b"text", b"id", "é".encode()]))
+def test_the_scanner_equals_its_twin_on_hostile_lines(data, wide_name):
+    # the values of the column named wide_name, if any, are written to a buffer of their own: the same records
+    assert _scan(data, wide_name) == scan_json_lines_reference(data)
+
+
+def test_the_wide_columns_values_follow_one_another_in_their_own_buffer():
+    data = b'{"id": 1, "text": "ab"}\n{"text": null}\n{"id": 2}\n{"text": "c\\nd", "id": 3}\n'
+    assert _scan(data, b"text") == _scan(data) == scan_json_lines_reference(data)
+    assert _scan(data, b"nope") == _scan(data)
 
 
 def _utf8(data: bytes) -> bool:
@@ -39,10 +59,40 @@ def _utf8(data: bytes) -> bool:
     return True
 
 
-@settings(max_examples=800, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(json_lines_chunk().filter(_utf8))
-def test_the_scanner_equals_its_twin_on_hostile_lines(data):
-    assert _scan(data) == scan_json_lines_reference(data)
+# characters (encoded surrogates among them) and stray bytes, mixed
+_TEXT_AND_BYTES = st.lists(
+    st.one_of(st.text(min_size=1, max_size=3).map(lambda t: t.encode("utf-8", "surrogatepass")), st.binary(min_size=1, max_size=2)),
+    max_size=6,
+).map(b"".join)
+
+
+@settings(max_examples=2000, deadline=None)
+@given(_TEXT_AND_BYTES, st.integers(0, 9))
+def test_bytes_inside_a_string_are_taken_exactly_when_they_are_utf8(inner, pad):
+    # sequences split every way by the 8-byte words, and cut short by the quote or the chunk's end
+    inner = inner.replace(b'"', b"").replace(b"\\", b"")
+    inner = bytes(b for b in inner if b >= 0x20)
+    data = b'{"k": "' + b"a" * pad + inner + b'"}\n'
+    found = _scan(data)
+    assert (found is not None) == _utf8(data)
+    if found is not None:
+        assert found[0][0][3] == b"a" * pad + inner
+    assert _scan(data[:-3]) is None  # the string never ends
+
+
+@pytest.mark.parametrize(
+    "sequence, valid",
+    [
+        (b"\xc2\x80", True), (b"\xdf\xbf", True), (b"\xe0\xa0\x80", True), (b"\xed\x9f\xbf", True), (b"\xee\x80\x80", True),
+        (b"\xf0\x90\x80\x80", True), (b"\xf4\x8f\xbf\xbf", True),
+        (b"\xc0\x80", False), (b"\xc1\xbf", False), (b"\xe0\x9f\xbf", False), (b"\xed\xa0\x80", False), (b"\xf0\x8f\xbf\xbf", False),
+        (b"\xf4\x90\x80\x80", False), (b"\xf5\x80\x80\x80", False), (b"\xff", False), (b"\x80", False), (b"\xe2\x82", False),
+    ],
+)
+def test_the_edges_of_utf8_are_those_of_pythons_decoder(sequence, valid):
+    for where in range(9):  # the sequence at every offset of a word, and in the bytes after the last whole word
+        data = b'{"k": "' + b"x" * where + sequence + b'"}\n'
+        assert (_scan(data) is not None) == valid == _utf8(data)
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
