@@ -24,12 +24,12 @@ import hashlib
 import json
 import logging
 import os
-import zlib
 from pathlib import Path
 
 from fastload.convert.columns import KnownColumns
 from fastload.convert.partition_work import BadLine, Fragment, PartitionJob, resolve_tokenizer
 from fastload.convert.partitions import Partition
+from fastload.format.checksum import crc32
 from fastload.format.index import ShardInfo
 from fastload.format.schema import Column, Schema
 from fastload.format.stats import stats_from_state
@@ -110,7 +110,7 @@ def _shard_intact(folder: Path, info: ShardInfo) -> bool:
         crc = 0
         with open(path, "rb") as f:
             while chunk := f.read(_READ_BYTES):
-                crc = zlib.crc32(chunk, crc)
+                crc = crc32(chunk, crc)
     except OSError:
         return False
     return crc == info.crc32

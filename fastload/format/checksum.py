@@ -10,7 +10,9 @@ instead of a second pass over every byte. The CRC is zlib's CRC-32, the one
 'fastload[fastcrc]'`), else zlib's: the same function of the same bytes,
 computed with carry-less multiplication at 90 GB/s on the 2-core
 development VM, where zlib 1.2.13's tables reach 5 GB/s, a tenth of the CPU
-`fastload convert` spent per MB of JSON Lines.
+`fastload convert` spent per MB of JSON Lines. It is the one CRC-32 of
+fastload: readers check a block's bytes with it on their first read (local
+or downloaded), `verify` and `convert --resume` check whole shards.
 """
 
 from __future__ import annotations

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import os
 import threading
-import zlib
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +33,7 @@ import pyarrow as pa
 import pyarrow.ipc as ipc
 
 from fastload.errors import FormatError
+from fastload.format.checksum import crc32
 from fastload.format.files import file_problem
 from fastload.format.index import DatasetIndex, ShardInfo, read_index
 from fastload.format.ipc_layout import read_offsets
@@ -494,7 +494,7 @@ class Dataset:
             raise FormatError(f"block {local} of shard {info.file!r} cannot be decoded ({exc}). " + _VERIFY_HINT.format(folder=self.path)) from None
         if self.check_blocks and not shard.checked[local]:
             start, length = int(info.block_offsets[local]), int(info.block_bytes[local])
-            crc = zlib.crc32(blob) if length else 0
+            crc = crc32(blob) if length else 0
             if crc != int(info.block_crc32[local]):
                 raise FormatError(
                     f"block {local} of shard {info.file!r} (bytes {start:,}-{start + length:,}) fails its "

@@ -24,7 +24,6 @@ import logging
 import os
 import shutil
 import threading
-import zlib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -34,6 +33,7 @@ import pyarrow.ipc as ipc
 
 from fastload.environment import cache_dir as default_cache_root
 from fastload.errors import ConfigError, FormatError, StoreError
+from fastload.format.checksum import crc32
 from fastload.format.index import INDEX_FILE, DatasetIndex, parse_index
 from fastload.format.ipc_layout import read_offsets
 from fastload.format.schema import Schema, column_from_arrow_field
@@ -176,7 +176,7 @@ class RemoteBlocks:
         expected = int(info.block_crc32[local])
         for attempt in range(_REFETCH_ON_BAD_CRC + 1):
             data = self._get_range(info.file, start, length, cause, block_id)
-            crc = zlib.crc32(data) if length else 0
+            crc = crc32(data) if length else 0
             if crc == expected:
                 return data
         raise FormatError(

@@ -16,7 +16,6 @@ a time, so memory holds at most that many shards.
 from __future__ import annotations
 
 import os
-import zlib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -24,6 +23,7 @@ import pyarrow as pa
 import pyarrow.ipc as ipc
 
 from fastload.errors import FormatError
+from fastload.format.checksum import crc32
 from fastload.format.files import file_problem
 from fastload.format.index import INDEX_FILE, DatasetIndex, ShardInfo, parse_index, read_index
 from fastload.format.reader import decode_block, first_batch_offset
@@ -98,10 +98,10 @@ def _verify_shard_bytes(data: bytes | memoryview, info: ShardInfo, index: Datase
     for block_id in range(info.num_blocks):
         start = int(info.block_offsets[block_id])
         end = start + int(info.block_bytes[block_id])
-        if zlib.crc32(memoryview(data)[start:end]) != int(info.block_crc32[block_id]):
+        if crc32(memoryview(data)[start:end]) != int(info.block_crc32[block_id]):
             bad_blocks.append(block_id)
             problems.append(f"shard {info.file!r} block {block_id}: checksum mismatch (bytes {start:,}-{end:,})")
-    if zlib.crc32(data) != info.crc32 and not bad_blocks:
+    if crc32(data) != info.crc32 and not bad_blocks:
         problems.append(f"shard {info.file!r}: checksum mismatch outside the blocks (file header or footer)")
     try:
         shard = pa.py_buffer(data)

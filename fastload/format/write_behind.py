@@ -7,7 +7,7 @@ benchmark's 200 MB JSON Lines corpus showed that work (about 1 ms of CPU per
 MB) on the thread that also reads the input and collects the parsed chunks
 in order: that thread was the bound, and a second parsing worker added
 nothing. Here it overlaps with both. Most of it runs without the GIL
-(pyarrow's IPC writer, zlib's CRC-32 of large buffers, the write syscall).
+(pyarrow's IPC writer, the CRC-32 of large buffers, the write syscall).
 
 Every call runs on the one thread, in order, so the shards are the same bytes
 as when the caller ran them itself. At most `depth` calls wait, which bounds
