@@ -131,7 +131,10 @@ class GCSEndpoint:
 
     base_url: str
     bucket: str
-    root: Path  # the server's folder: object `k/e/y` of the bucket is the file `root/bucket/k/e/y`
+    server: FolderS3Server  # its folder: object `k/e/y` of the bucket is the file `server.root/bucket/k/e/y`
+
+    scheme = "gs"
+    hint = "GOOGLE_BASE_URL"  # what a NotFound error from gs:// tells the user to check
 
     @property
     def storage_options(self) -> dict[str, str]:
@@ -141,8 +144,11 @@ class GCSEndpoint:
     def env(self) -> dict[str, str]:
         return {"GOOGLE_BASE_URL": self.base_url, "GOOGLE_BEARER_TOKEN": GCS_BEARER_TOKEN}
 
+    def url(self, key: str, *, bucket: str | None = None) -> str:
+        return f"gs://{bucket or self.bucket}/{key}"
+
     def object_file(self, key: str) -> Path:
-        return self.root / self.bucket / key
+        return self.server.root / self.bucket / key
 
 
 @pytest.fixture(scope="session")
@@ -164,7 +170,7 @@ def gcs_endpoint(gcs_server, monkeypatch) -> GCSEndpoint:
     monkeypatch.setattr(object_store, "_runtime_pid", None)  # as in `moto_endpoint`
     bucket = f"fastload-test-{uuid.uuid4().hex[:16]}"
     (gcs_server.root / bucket).mkdir()  # a bucket is a folder of the server's (creating one is not a GCS XML request)
-    yield GCSEndpoint(gcs_server.endpoint, bucket, gcs_server.root)
+    yield GCSEndpoint(gcs_server.endpoint, bucket, gcs_server)
     shutil.rmtree(gcs_server.root / bucket, ignore_errors=True)
 
 
@@ -174,7 +180,10 @@ class AzureEndpoint:
 
     server_url: str  # http://127.0.0.1:PORT; the account's URL is `account_url`
     container: str
-    root: Path  # the server's folder: blob `k/e/y` of the container is the file `root/container/k/e/y`
+    server: FolderS3Server  # its folder: blob `k/e/y` of the container is the file `server.root/container/k/e/y`
+
+    scheme = "az"
+    hint = "AZURE_STORAGE_ENDPOINT"  # what a NotFound error from az:// tells the user to check
 
     @property
     def account_url(self) -> str:
@@ -189,8 +198,11 @@ class AzureEndpoint:
         """The emulator's settings (obstore then assumes Azurite's account and key, and allows plain http)."""
         return {"AZURE_STORAGE_USE_EMULATOR": "true", "AZURITE_BLOB_STORAGE_URL": self.server_url}
 
-    def blob_file(self, name: str) -> Path:
-        return self.root / self.container / name
+    def url(self, key: str, *, bucket: str | None = None) -> str:
+        return f"az://{bucket or self.container}/{key}"
+
+    def object_file(self, name: str) -> Path:
+        return self.server.root / self.container / name
 
 
 @pytest.fixture(scope="session")
@@ -212,5 +224,12 @@ def azure_endpoint(azure_server, monkeypatch) -> AzureEndpoint:
     monkeypatch.setattr(object_store, "_runtime_pid", None)  # as in `moto_endpoint`
     container = f"fastload-test-{uuid.uuid4().hex[:16]}"
     create_container(azure_server.endpoint, container)
-    yield AzureEndpoint(azure_server.endpoint, container, azure_server.root)
+    yield AzureEndpoint(azure_server.endpoint, container, azure_server)
     shutil.rmtree(azure_server.root / container, ignore_errors=True)
+
+
+@pytest.fixture(params=["gs", "az"])
+def cloud_endpoint(request):
+    """`gcs_endpoint` and `azure_endpoint` in turn: a fresh bucket (container) that obstore's own client for
+    that cloud reaches, for the tests every cloud must pass alike."""
+    return request.getfixturevalue({"gs": "gcs_endpoint", "az": "azure_endpoint"}[request.param])
