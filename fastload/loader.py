@@ -99,9 +99,9 @@ class DataLoader(LoaderBase):
     # -- iteration -------------------------------------------------------------
 
     def read_order(self, rows: tuple[int, int] | None = None):
-        """The blocks the coming batches (or rows [lo, hi) of them, a worker's share) read, in order,
-        when a remote dataset can fetch ahead along them (a fastload sampler knows its order); else
-        None. Sent to each worker as EXPECT."""
+        """(the blocks the coming batches, or rows [lo, hi) of them, a worker's share, read in order;
+        how many of them to fetch ahead: this epoch's) when a remote dataset can fetch ahead along
+        them (a fastload sampler knows its order); else None. Sent to each worker as EXPECT."""
         sampler = self._index_sampler_object
         if remote_reader(self.dataset) is None or not callable(getattr(sampler, "read_order", None)):
             return None
@@ -111,9 +111,10 @@ class DataLoader(LoaderBase):
 
     def _new_iterator(self):
         if self.num_workers == 0:
-            order = self.read_order()
-            if order is not None:
-                remote_reader(self.dataset).expect(order)
+            found = self.read_order()
+            if found is not None:
+                order, fetch_ahead = found
+                remote_reader(self.dataset).expect(order, fetch_ahead=fetch_ahead)
             iterator = _SingleProcessIterator(self)
             if self._skip_batches:
                 iterator.sampler_iter = _primed(itertools.islice(iterator.sampler_iter, self._skip_batches, None))

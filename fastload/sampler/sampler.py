@@ -145,17 +145,19 @@ class Sampler:
         partitions = geometry.column_partitions(*geometry.rank_columns(self.rank, self.world_size))[0]
         return live_blocks(self.options, len(self.block_rows), partitions=len(partitions))
 
-    def read_order(self, *, skip_batches: int = 0, rows: tuple[int, int] | None = None) -> np.ndarray:
+    def read_order(self, *, skip_batches: int = 0, rows: tuple[int, int] | None = None) -> tuple[np.ndarray, int]:
         """The blocks this rank (or rows [lo, hi) of its batches) reads from its resume point (plus
-        `skip_batches`) on, each once, in order of first use: the rest of this epoch, then the next.
-        A remote dataset fetches ahead along it."""
+        `skip_batches`) on, each once, in order of first use: the rest of this epoch, then the next;
+        and how many of them are this epoch's. A remote dataset fetches ahead along this epoch's and
+        only ranks the next's (what its cache keeps): fetched now, they would take the place of
+        blocks this epoch still reads."""
         lo, hi = self.plan().rank_columns(self.rank, self.world_size)
         if rows is not None:
             lo, hi = lo + rows[0], lo + rows[1]
         start = self.samples_consumed // self.global_batch_size + skip_batches
         this = self.plan().geometry.blocks_in_read_order(lo, hi, start)
         following = plan_epoch(self.block_rows, options=self.options, epoch=self.epoch + 1, global_batch_size=self.global_batch_size)
-        return np.concatenate([this, following.geometry.blocks_in_read_order(lo, hi)])
+        return np.concatenate([this, following.geometry.blocks_in_read_order(lo, hi)]), len(this)
 
     # -- resumption -------------------------------------------------------------
 

@@ -192,9 +192,9 @@ class PoolIterator(IteratorBase):
         self._first_message = True
         for worker_id, conn in enumerate(self._conns):  # before the first task, so the workers fetch ahead from the start
             rows = self._shares[worker_id] if self._shares is not None and worker_id < len(self._shares) else None
-            order = loader.read_order(rows=rows)
-            if order is not None:
-                protocol.send(conn, (protocol.EXPECT, order))
+            found = loader.read_order(rows=rows)
+            if found is not None:
+                protocol.send(conn, (protocol.EXPECT, *found))
         if loader._skip_batches:
             self.sampler_iter = itertools.islice(self.sampler_iter, loader._skip_batches, None)
         if self._shares is not None and not first:

@@ -106,7 +106,7 @@ def worker_main(config: protocol.WorkerConfig, conn) -> None:
         elif kind == protocol.EXPECT:
             reader = protocol.remote_reader(config.dataset)
             if reader is not None:
-                reader.expect(message[1])
+                reader.expect(message[1], fetch_ahead=message[2])
         elif kind == protocol.TASKS:
             _run_tasks(config, fetcher, conn, message[1], arenas)
         elif kind == protocol.SHARES:

@@ -39,7 +39,7 @@ shared memory (see `fastload/pool.py`).
     error                                          ◄── ERROR(task_id, ExceptionWrapper)
     epoch end (iterable dataset exhausted)         ◄── END(task_id)
     read-ahead (a remote dataset, a sampler that knows its order; each epoch)
-          ── EXPECT(blocks) ─────────────────────►  dataset.expect(blocks): fetch ahead along them
+          ── EXPECT(blocks, n) ──────────────────►  dataset.expect(blocks, fetch_ahead=n): fetch ahead along the first n
     next epoch, persistent workers
           ── RESET ──────────────────────────────►  restart the dataset iterator
     shutdown
@@ -93,7 +93,7 @@ __all__ = ["READY", "ARENA", "TASK", "TASKS", "BATCH", "MANY", "ERROR", "END", "
 READY, ARENA, TASK, BATCH, ERROR, END, RESET, STOP = "ready", "arena", "task", "batch", "error", "end", "reset", "stop"
 TASKS, MANY = "tasks", "many"  # a group of tasks, and the replies to one
 SHARES = "shares"  # a worker's rows of a group of batches the workers compute together
-EXPECT = "expect"  # the blocks the coming batches read, in order (read-ahead for remote datasets)
+EXPECT = "expect"  # the blocks the coming batches read, in order, and how many to fetch ahead (read-ahead for remote datasets)
 DEDICATED = None  # the slot of a batch that travels in its own segment
 POLL_S = 1.0  # how often an idle worker checks that its parent is alive
 

@@ -104,3 +104,36 @@ def test_the_debug_log_names_every_request_with_its_cause_and_an_epoch_in_one_pr
     fetched_blocks = collections.Counter((r.key.rsplit("/", 1)[-1], r.start, r.length) for r in reads if (r.key.rsplit("/", 1)[-1], r.start, r.length) in blocks)
     assert set(fetched_blocks) == blocks and set(fetched_blocks.values()) == {1}, "each block once"
     assert causes["ahead"] + causes["read"] == len(blocks) and causes["refetch"] == 0
+
+
+
+def test_rows_of_an_epoch_fetch_ahead_only_this_epochs_blocks_and_one_worker_fetches_each_once(served, tmp_path, monkeypatch):
+    """The plain Dataset + Sampler path: the read-ahead stops at the epoch's end (the next epoch's blocks
+    are only ranked, for what the cache keeps), so it fetches no block that would push out one this epoch
+    still reads. (`shuffle=True` without a fastload Sampler draws its seed at the first batch and gives
+    no read-ahead: see the #12 note.)"""
+    from fastload.store import object_store
+
+    server, url, local = served
+    for name in OVERRIDING_ENV_VARS:
+        monkeypatch.delenv(name, raising=False)
+    for name, value in server.env().items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(object_store, "_runtime_pid", None)
+    block_bytes = sum(int(n) for info in local.index.shards for n in info.block_bytes)
+    expected: list[tuple[int, int | None]] = []
+    original = fastload.Dataset.expect
+
+    def recording_expect(self, blocks, *, fetch_ahead=None):
+        expected.append((len(blocks), fetch_ahead))
+        return original(self, blocks, fetch_ahead=fetch_ahead)
+
+    monkeypatch.setattr(fastload.Dataset, "expect", recording_expect)
+    before = len(server.reads())
+    dataset = fastload.Dataset(url, cache_dir=tmp_path / "cache", cache_bytes=int(0.4 * block_bytes))
+    sampler = fastload.Sampler(dataset.block_rows, global_batch_size=BATCH, shuffle=True, seed=0)
+    loader = fastload.DataLoader(dataset, batch_sampler=sampler, num_workers=0, collate_fn=len)
+    assert sum(loader) == len(sampler) * BATCH
+    assert expected == [(2 * local.num_blocks, local.num_blocks)]  # this epoch's blocks, then the next's, only the first fetched
+    fetched = sum(r.length for r in server.reads()[before:])
+    assert fetched <= 1.05 * block_bytes, f"fetched {fetched:,} bytes for {block_bytes:,} bytes of blocks ({fetched / block_bytes:.3f}x)"
