@@ -111,11 +111,11 @@ class DataLoader(LoaderBase):
 
     def _new_iterator(self):
         if self.num_workers == 0:
+            iterator = _SingleProcessIterator(self)  # first: it draws its base seed before a sampler draws its own, as torch's
             found = self.read_order()
             if found is not None:
                 order, fetch_ahead = found
                 remote_reader(self.dataset).expect(order, fetch_ahead=fetch_ahead)
-            iterator = _SingleProcessIterator(self)
             if self._skip_batches:
                 iterator.sampler_iter = _primed(itertools.islice(iterator.sampler_iter, self._skip_batches, None))
                 self._skip_batches = 0
@@ -313,6 +313,7 @@ class _ReshuffledEachEpoch:
         self.options = SamplerOptions(order="block_window", drop_last=drop_last)
         self._first = Sampler(block_rows, global_batch_size=batch_size, options=self.options)  # checks the batch size now
         self.seed: int | None = None  # the current epoch's, once its first batch was requested
+        self._drawn: int | None = None  # the coming epoch's seed, drawn early by `read_order`
 
     def __len__(self) -> int:
         return len(self._first)
@@ -320,13 +321,27 @@ class _ReshuffledEachEpoch:
     def live_blocks(self) -> int:
         return self._first.live_blocks()
 
+    def read_order(self, *, skip_batches: int = 0, rows: tuple[int, int] | None = None) -> tuple:
+        """(blocks, how many to fetch ahead) as `Sampler.read_order`, for the coming epoch only: the
+        next one's seed is not drawn yet. A remote dataset fetches ahead from the iterator's creation,
+        so its epoch's seed is drawn then, not at the first batch: the same draw, only earlier."""
+        if self._drawn is None:
+            self._drawn = self._draw_seed()
+        order, this_epoch = self._epoch_sampler(self._drawn).read_order(skip_batches=skip_batches, rows=rows)
+        return order[:this_epoch], this_epoch
+
     def __iter__(self):
+        self.seed, self._drawn = (self._draw_seed() if self._drawn is None else self._drawn), None
+        for batch in self._epoch_sampler(self.seed).batches():
+            yield batch.tolist()
+
+    def _draw_seed(self) -> int:
+        return int(torch.empty((), dtype=torch.int64).random_(generator=self.generator).item())
+
+    def _epoch_sampler(self, seed: int):
         from fastload.sampler import Sampler
 
-        self.seed = int(torch.empty((), dtype=torch.int64).random_(generator=self.generator).item())
-        sampler = Sampler(self.block_rows, global_batch_size=self._first.global_batch_size, options=dataclasses.replace(self.options, seed=self.seed))
-        for batch in sampler.batches():
-            yield batch.tolist()
+        return Sampler(self.block_rows, global_batch_size=self._first.global_batch_size, options=dataclasses.replace(self.options, seed=seed))
 
 
 def _fit_block_cache(dataset, batch_sampler) -> None:

@@ -97,6 +97,36 @@ def test_padded_rows_from_object_storage_equal_local_ones(local_dataset, remote_
     assert _same(rows(_open(remote_url, tmp_path)), rows(fastload.Dataset(local_dataset)))
 
 
+def _first_tokens(rows: list[dict]) -> list[int]:
+    return [int(row["tokens"][0]) if len(row["tokens"]) else -1 for row in rows]  # tokens are distinct: a first one names its row
+
+
+@pytest.mark.parametrize("num_workers", [0, 2])
+def test_shuffled_rows_of_a_remote_dataset_are_fetched_ahead_and_come_in_the_local_order(local_dataset, remote_url, tmp_path, monkeypatch, num_workers):
+    """`DataLoader(dataset, shuffle=True)`: its epoch's seed is drawn when the iterator is made, so the
+    blocks are fetched ahead from the start (only this epoch's), and the order is the one the same
+    torch seed gives a local dataset."""
+    expected = []
+    original = fastload.Dataset.expect
+
+    def recording_expect(self, blocks, *, fetch_ahead=None):
+        expected.append((len(blocks), fetch_ahead))
+        return original(self, blocks, fetch_ahead=fetch_ahead)
+
+    def epochs(dataset) -> list:
+        torch.manual_seed(3)
+        loader = fastload.DataLoader(dataset, batch_size=BATCH, shuffle=True, num_workers=num_workers, collate_fn=_first_tokens)
+        return [list(loader) for _ in range(2)]
+
+    local = fastload.Dataset(local_dataset)
+    want = epochs(local)
+    monkeypatch.setattr(fastload.Dataset, "expect", recording_expect)
+    got = epochs(_open(remote_url, tmp_path))
+    assert got == want and want[0] != want[1]  # a new order each epoch, the same as the local dataset's
+    if num_workers == 0:  # workers are other processes: their expectations are not seen here
+        assert expected == [(local.num_blocks, local.num_blocks)] * 2
+
+
 def test_resume_from_a_cold_cache_fetches_only_what_the_next_batches_read(local_dataset, remote_url, tmp_path):
     sampling = fastload.SamplerOptions(num_partitions=2, window_blocks=2)  # a batch reads 2 windows of 2 blocks
     packed = fastload.PackedDataset(fastload.Dataset(local_dataset), seq_len=SEQ_LEN, eos_id=0, sampling=sampling)
