@@ -63,13 +63,9 @@ from fastload.format.write_behind import WriteBehind
 __all__ = ["WriteOptions", "DatasetWriter", "WrittenShards", "rewrite_shard", "shard_file_name", "staged_name", "write_failure"]
 
 _MIB = 1 << 20
-# Blocks cut but not yet written (`WriteBehind`). Everything still queued when the last chunk of a
-# partition arrives is written after parsing has ended, on one thread, so the queue is a serial tail
-# of every conversion: 16 (two 8 MiB chunks) left 20-24 blocks to write after the last parse, 10-17 ms
-# of `finish` for 200 MB on two workers (2-core VM); 4 leaves about half (7-8 ms). The caller then
-# waits in `submit` for a few blocks' writing (~0.5 ms each), while the parse threads work on the
-# chunks queued ahead of them.
-_BLOCKS_BEHIND = 4
+# Blocks cut but not yet written (`WriteBehind`): with 1 MiB blocks, 16 hold 16 MiB, two 8 MiB
+# chunks of `fastload convert`, so a chunk's blocks never wait for the previous chunk's to be written.
+_BLOCKS_BEHIND = 16
 _SHARDS_SYNCING = 2  # sealed shards waiting for fsync; a third waits, which only happens when the disk lags
 # A shard's bytes are sent to the disk (fdatasync, on the syncing thread) every this many bytes, so
 # that its final fsync, which the conversion waits for when it is the last shard, has little left.

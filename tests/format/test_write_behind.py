@@ -89,7 +89,6 @@ def test_a_writer_given_up_while_blocks_wait_writes_none_of_them_and_stops_its_t
         return real_write(self, batch)
 
     monkeypatch.setattr(writer_module._ShardFile, "write", slow_write)
-    monkeypatch.setattr(writer_module, "_BLOCKS_BEHIND", 16)  # room for all 10 blocks, so that `write` returns with 9 waiting
     schema = Schema((Column("i", "scalar", "int64"),))
     writer = DatasetWriter(tmp_path / "out", schema, options=WriteOptions(block_rows=10))
     writer.write(pa.record_batch([pa.array(range(100), pa.int64())], schema=schema.arrow_schema()))  # 10 blocks queued
