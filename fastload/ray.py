@@ -93,9 +93,10 @@ def run_partitions(partitions: list[Partition], job: PartitionJob, *, address: s
     if started_here:
         ray.init(address=address, log_to_driver=False)
     try:
-        job = _with_workers(ray, job)
+        nodes = [node for node in ray.nodes() if node.get("Alive")]  # one round trip to the cluster per conversion
+        job = _with_workers(nodes, job)
         _require_picklable(ray, job.tokenizer)
-        _require_paths_every_node_sees(ray, partitions, job)
+        _require_paths_every_node_sees(nodes, partitions, job)
         task = _partition_task(ray).options(num_cpus=job.workers)
         shared_job = ray.put(job)
         refs = [task.remote(partition, shared_job) for partition in partitions]
@@ -122,9 +123,9 @@ def _require_picklable(ray, tokenizer) -> None:
         ) from None
 
 
-def _require_paths_every_node_sees(ray, partitions: list[Partition], job: PartitionJob) -> None:
-    """On a cluster of several nodes, a relative path means a different file on each: refuse it."""
-    if sum(1 for node in ray.nodes() if node.get("Alive")) < 2:
+def _require_paths_every_node_sees(nodes: list[dict], partitions: list[Partition], job: PartitionJob) -> None:
+    """On a cluster of several (alive) `nodes`, a relative path means a different file on each: refuse it."""
+    if len(nodes) < 2:
         return  # one node: its workers start in the driver's folder
     relative = [str(p.file.path) for partition in partitions for p in partition.pieces if not p.file.path.is_absolute()]
     if not is_remote(job.out) and not Path(job.out).is_absolute():
@@ -136,9 +137,9 @@ def _require_paths_every_node_sees(ray, partitions: list[Partition], job: Partit
         )
 
 
-def _with_workers(ray, job: PartitionJob) -> PartitionJob:
-    """`job` with its threads per task decided: as given (and no more than a node has), or up to 4."""
-    node_cpus = [int(node["Resources"].get("CPU", 0)) for node in ray.nodes() if node.get("Alive")]
+def _with_workers(nodes: list[dict], job: PartitionJob) -> PartitionJob:
+    """`job` with its threads per task decided: as given (and no more than one of the alive `nodes` has), or up to 4."""
+    node_cpus = [int(node["Resources"].get("CPU", 0)) for node in nodes]
     largest = max(node_cpus, default=0)
     if largest < 1:
         raise ConfigError("the Ray cluster has no node with a CPU to run conversion tasks on")

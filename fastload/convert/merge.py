@@ -20,6 +20,7 @@ statistics) is the same for every engine and every schedule:
 
 from __future__ import annotations
 
+import functools
 import logging
 from pathlib import Path
 
@@ -179,7 +180,10 @@ def _tokenizer_record(tokenizer, text_field: str) -> dict | None:
     }
 
 
+@functools.lru_cache(maxsize=1)
 def _version() -> str:
+    """fastload's installed version, looked up once per process: importlib.metadata scans the
+    environment's distributions on every call, 1-2 ms of each conversion's serial tail (measured)."""
     from importlib.metadata import PackageNotFoundError, version
 
     try:
