@@ -298,7 +298,9 @@ class _ReshuffledEachEpoch:
 
     The seed is drawn the way torch's RandomSampler draws its own — from the
     loader's `generator` if given, else from torch's global RNG, when the
-    epoch's first batch is requested — so `torch.manual_seed` (or the
+    epoch's first batch is requested (for a remote dataset, which fetches
+    ahead along the epoch's order, when the iterator is made: `read_order`)
+    — so `torch.manual_seed` (or the
     generator) keeps controlling the order as it did with torch's sampler,
     each epoch gets a new order, and resuming needs nothing of ours: the
     loader's `state_dict()` already restores the RNG state the epoch started
