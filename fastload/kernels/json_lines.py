@@ -173,7 +173,7 @@ def _hex4(data, i, n):
         return -1
     value = 0
     for k in range(4):
-        c = data[i + k]
+        c = int(data[i + k])  # uint8 arithmetic wraps in plain Python (FASTLOAD_DISABLE_JIT): 0xD83D would not fit
         if 48 <= c <= 57:
             digit = c - 48
         elif 97 <= c <= 102:
