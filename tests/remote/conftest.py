@@ -152,26 +152,32 @@ class GCSEndpoint:
 
 
 @pytest.fixture(scope="session")
-def gcs_server():
-    """The folder server on 127.0.0.1 standing in for GCS's XML API (see the module docstring), shared by the session."""
-    pytest.importorskip("obstore", reason="gs:// datasets need the remote extra: pip install 'fastload[remote]'")
+def cloud_server():
+    """The folder server on 127.0.0.1 standing in for GCS's XML API and Azure Blob's REST API (see the
+    module docstring), shared by the session; each test gets a bucket or container of its own."""
+    pytest.importorskip("obstore", reason="gs:// and az:// datasets need the remote extra: pip install 'fastload[remote]'")
     with FolderS3Server() as server:
         yield server
 
 
-@pytest.fixture
-def gcs_endpoint(gcs_server, monkeypatch) -> GCSEndpoint:
-    """A new, empty bucket on `gcs_server` (removed after the test), and no GOOGLE_* variable from the
-    environment that would point obstore elsewhere or make it fetch real credentials."""
+def _fresh_client_environment(monkeypatch, prefixes: tuple[str, ...]) -> None:
+    """No variable starting with `prefixes` (which could point obstore elsewhere or make it look for real
+    credentials), and obstore as if this process had not started it (as in `moto_endpoint`)."""
     from fastload.store import object_store
 
-    for name in [name for name in os.environ if name.startswith("GOOGLE_")]:
+    for name in [name for name in os.environ if name.startswith(prefixes)]:
         monkeypatch.delenv(name)
-    monkeypatch.setattr(object_store, "_runtime_pid", None)  # as in `moto_endpoint`
+    monkeypatch.setattr(object_store, "_runtime_pid", None)
+
+
+@pytest.fixture
+def gcs_endpoint(cloud_server, monkeypatch) -> GCSEndpoint:
+    """A new, empty bucket on `cloud_server` (removed after the test), and no GOOGLE_* variable."""
+    _fresh_client_environment(monkeypatch, ("GOOGLE_",))
     bucket = f"fastload-test-{uuid.uuid4().hex[:16]}"
-    (gcs_server.root / bucket).mkdir()  # a bucket is a folder of the server's (creating one is not a GCS XML request)
-    yield GCSEndpoint(gcs_server.endpoint, bucket, gcs_server)
-    shutil.rmtree(gcs_server.root / bucket, ignore_errors=True)
+    (cloud_server.root / bucket).mkdir()  # a bucket is a folder of the server's (creating one is not a GCS XML request)
+    yield GCSEndpoint(cloud_server.endpoint, bucket, cloud_server)
+    shutil.rmtree(cloud_server.root / bucket, ignore_errors=True)
 
 
 @dataclass(frozen=True)
@@ -205,27 +211,14 @@ class AzureEndpoint:
         return self.server.root / self.container / name
 
 
-@pytest.fixture(scope="session")
-def azure_server():
-    """The folder server on 127.0.0.1, answering Azure Blob requests (see the module docstring), shared by the session."""
-    pytest.importorskip("obstore", reason="az:// datasets need the remote extra: pip install 'fastload[remote]'")
-    with FolderS3Server() as server:
-        yield server
-
-
 @pytest.fixture
-def azure_endpoint(azure_server, monkeypatch) -> AzureEndpoint:
-    """A new, empty container on `azure_server` (removed after the test), and no AZURE_*/AZURITE_* variable from
-    the environment that would point obstore elsewhere or make it look for real credentials."""
-    from fastload.store import object_store
-
-    for name in [name for name in os.environ if name.startswith(("AZURE_", "AZURITE_"))]:
-        monkeypatch.delenv(name)
-    monkeypatch.setattr(object_store, "_runtime_pid", None)  # as in `moto_endpoint`
+def azure_endpoint(cloud_server, monkeypatch) -> AzureEndpoint:
+    """A new, empty container on `cloud_server` (removed after the test), and no AZURE_*/AZURITE_* variable."""
+    _fresh_client_environment(monkeypatch, ("AZURE_", "AZURITE_"))
     container = f"fastload-test-{uuid.uuid4().hex[:16]}"
-    create_container(azure_server.endpoint, container)
-    yield AzureEndpoint(azure_server.endpoint, container, azure_server)
-    shutil.rmtree(azure_server.root / container, ignore_errors=True)
+    create_container(cloud_server.endpoint, container)
+    yield AzureEndpoint(cloud_server.endpoint, container, cloud_server)
+    shutil.rmtree(cloud_server.root / container, ignore_errors=True)
 
 
 @pytest.fixture(params=["gs", "az"])
