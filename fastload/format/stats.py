@@ -1,10 +1,12 @@
-"""Per-column statistics, gathered block by block while a dataset is written.
+"""Per-column statistics, gathered while a dataset is written.
 
-Each accumulator sees one block at a time (vectorised numpy, no per-row
-Python) and folds it in with Chan et al.'s pairwise update of (count, mean,
-M2), which stays accurate where a running sum of squares would not. The
-writer feeds blocks in storage order, so the floats in `index.json` do not
-depend on how many workers converted the data.
+Each accumulator sees a group of rows at a time (vectorised numpy, no
+per-row Python). Float moments fold each group in with Chan et al.'s
+pairwise update of (count, mean, M2), which stays accurate where a running
+sum of squares would not; the writer feeds them whole blocks in storage
+order, so the floats in `index.json` do not depend on how many workers
+converted the data. Lengths are integer counts (`order_free`): the writer
+feeds them each batch as it arrives, whatever its size.
 
 What is gathered:
 - numeric (`scalar`, `ndarray`): count of non-null values, NaN count, mean,
@@ -108,6 +110,10 @@ def _json_number(x: float) -> float | int:
 class ColumnStats:
     """Base: an accumulator for one column; `add(array)` a block's column, `merge`, `to_json`."""
 
+    # Whether the result is the same however the rows are grouped into `add` calls and in whatever
+    # order the groups come: true of integer counts, not of float moments (`NumericStats`).
+    order_free = False
+
     def __init__(self, column: Column):
         self.column = column
         self.null_count = 0
@@ -197,6 +203,8 @@ class NumericStats(ColumnStats):
 
 class LengthStats(ColumnStats):
     """Lengths of variable-length rows: tokens per document, bytes per text."""
+
+    order_free = True  # integer totals, extremes and counts
 
     def __init__(self, column: Column):
         super().__init__(column)
