@@ -259,3 +259,27 @@ def test_text_statistics_count_each_length_in_its_power_of_two_bucket(lengths, n
     found = stats.to_json()
     assert (found["documents"], found["bytes"], found["min_length"], found["max_length"]) == (len(kept), sum(kept), min(kept, default=None), max(kept, default=None))
     assert found["length_histogram"] == (histogram if kept else [])
+
+
+@given(lengths=st.lists(st.integers(0, 3000), min_size=1, max_size=60), cuts=st.lists(st.integers(0, 60), max_size=6), kind=st.sampled_from(["text", "tokens"]))
+@settings(max_examples=100, deadline=None)
+def test_order_free_statistics_do_not_depend_on_how_rows_are_grouped_or_ordered(lengths, cuts, kind):
+    """The writer counts `order_free` statistics per arriving batch and the rest per block: the
+    grouping a conversion happens to see must not show in `index.json`."""
+    from fastload.format.stats import new_stats
+
+    column = Column("c", "text", "utf8") if kind == "text" else Column("c", "tokens", "uint16")
+
+    def array(rows):
+        return pa.array(["x" * n for n in rows], pa.string()) if kind == "text" else pa.array([[1] * n for n in rows], pa.list_(pa.uint16()))
+
+    whole = new_stats(column)
+    whole.add(array(lengths))
+    assert whole.order_free
+    bounds = [0, *sorted(min(c, len(lengths)) for c in cuts), len(lengths)]
+    groups = [lengths[a:b] for a, b in zip(bounds, bounds[1:])]
+    grouped = new_stats(column)
+    for rows in reversed(groups):
+        grouped.add(array(rows))
+    assert grouped.state() == whole.state()
+    assert not new_stats(Column("n", "scalar", "float64")).order_free  # float moments: storage order, whole blocks
