@@ -93,6 +93,22 @@ def test_a_partition_whose_shard_fails_its_crc_is_converted_again(tmp_path, sour
     assert _folder_bytes(out) == _folder_bytes(tmp_path / "fresh")
 
 
+@pytest.mark.parametrize("cut", ["empty", "half"])
+def test_a_fragment_file_cut_short_is_converted_again(tmp_path, source, monkeypatch, cut):
+    """Fragment files are not fsynced (`record_fragment`): after a power loss one may be empty or cut
+    anywhere, and its partition is then converted again, never trusted."""
+    out = tmp_path / "out"
+    _killed_run(source, out)
+    fragment = out / ".tmp-fragment-00001.json"
+    data = fragment.read_bytes()
+    fragment.write_bytes(b"" if cut == "empty" else data[: len(data) // 2])
+    converted = _counting(monkeypatch)
+    result = fastload.convert(source, out, resume=True, **OPTIONS)
+    assert converted == [1, *range(3, result.num_partitions)]
+    fastload.convert(source, tmp_path / "fresh", **OPTIONS)
+    assert _folder_bytes(out) == _folder_bytes(tmp_path / "fresh")
+
+
 def test_resuming_with_other_options_converts_everything_again(tmp_path, source, monkeypatch):
     out = tmp_path / "out"
     _killed_run(source, out)
