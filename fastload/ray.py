@@ -127,7 +127,7 @@ def _require_paths_every_node_sees(nodes: list[dict], partitions: list[Partition
     """On a cluster of several (alive) `nodes`, a relative path means a different file on each: refuse it."""
     if len(nodes) < 2:
         return  # one node: its workers start in the driver's folder
-    relative = [str(p.file.path) for partition in partitions for p in partition.pieces if not p.file.path.is_absolute()]
+    relative = [str(p.file.path) for partition in partitions for p in partition.pieces if p.file.store is None and not p.file.path.is_absolute()]
     if not is_remote(job.out) and not Path(job.out).is_absolute():
         relative.insert(0, job.out)
     if relative:

@@ -14,7 +14,7 @@ naming the row; the same rules as for JSON Lines.
 from __future__ import annotations
 
 import re
-from pathlib import Path
+from pathlib import PurePosixPath
 from typing import BinaryIO, Callable, Iterator
 
 import numpy as np
@@ -31,10 +31,9 @@ _EXACT_IN_FLOAT64 = 2**53
 _INTEGER = re.compile(r"\s*[+-]?\d+\s*")
 
 
-def csv_tables(path: Path, open_input: Callable[[], BinaryIO], *, block_bytes: int) -> Iterator[pa.Table]:
-    """The tables of a CSV (TSV when named .tsv) file, in order, each with its integers as written."""
-    name = str(path)
-    delimiter = "\t" if ".tsv" in [s.lower() for s in path.suffixes] else ","
+def csv_tables(name: str, open_input: Callable[[], BinaryIO], *, block_bytes: int) -> Iterator[pa.Table]:
+    """The tables of a CSV (TSV when named .tsv) file or object `name`, in order, each with its integers as written."""
+    delimiter = "\t" if ".tsv" in [s.lower() for s in PurePosixPath(name).suffixes] else ","
     options = dict(
         read_options=pacsv.ReadOptions(block_size=block_bytes),
         parse_options=pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=True),

@@ -21,41 +21,83 @@ from typing import Iterator, NamedTuple
 import pyarrow as pa
 
 from fastload.errors import ConvertError
+from fastload.store import Store
 
-__all__ = ["InputFile", "line_pieces", "open_decompressed", "read_errors", "require_unchanged", "unreadable"]
+__all__ = ["InputFile", "line_pieces", "open_decompressed", "open_raw", "read_errors", "require_unchanged", "unreadable"]
 
 
 class InputFile(NamedTuple):
-    """One input file, as `find_inputs` found it."""
+    """One input file, as `find_inputs` found it: a local file, or an object in a store (`remote_inputs`)."""
 
-    path: Path
+    path: Path | str  # a local file, or an object's URL (text: see store.location)
     fmt: str
     compression: str | None
-    name: str  # relative to the folder (or glob's folder) it was found in; the file name when given directly
-    num_bytes: int  # on disk, when found
-    mtime_ns: int  # when found: a file written to during the conversion is refused
+    name: str  # relative to the folder (or glob's folder, or URL prefix) it was found in; the file name when given directly
+    num_bytes: int  # when found
+    version: int | str  # when found (a local file's mtime_ns, an object's ETag): a file rewritten during the conversion is refused
+    store: Store | None = None  # where an object lies (`name` is its key there); None for a local file
 
 
-def open_decompressed(path: Path, compression: str | None) -> io.BufferedIOBase:
+def open_raw(found: InputFile, *, sequential: bool = True) -> io.BufferedIOBase:
+    """The file's bytes as stored: a local file, or an object read by ranged GETs (`store.object_file`);
+    `sequential`: read front to back (the next window is fetched while this one is used)."""
+    if found.store is None:
+        return open(found.path, "rb")
+    from fastload.store.object_file import ObjectFile
+
+    # (buffered: a readinto fills the whole buffer, across windows, as a local file's does)
+    return io.BufferedReader(ObjectFile(found.store, found.name, found.num_bytes, sequential=sequential))
+
+
+def open_decompressed(found: InputFile) -> io.BufferedIOBase:
     """The file's bytes, decompressed on the fly for .gz, .lz4 and .zst."""
-    if compression is None:
-        return open(path, "rb")
-    if compression == ".gz":
-        return gzip.open(path, "rb")
-    if compression == ".lz4":
-        import lz4.frame
+    if found.compression == ".zst":
+        try:
+            import zstandard
+        except ImportError:
+            raise ConvertError(f"{str(found.path)!r} is zstd-compressed; install zstandard (pip install 'fastload[zstd]')") from None
+        return zstandard.ZstdDecompressor().stream_reader(open_raw(found), closefd=True)
+    raw = open_raw(found)
+    if found.compression is None:
+        return raw
+    if found.compression == ".gz":
+        return _Decompressing(gzip.GzipFile(fileobj=raw, mode="rb"), raw)
+    import lz4.frame
 
-        return lz4.frame.open(path, "rb")
-    try:
-        import zstandard
-    except ImportError:
-        raise ConvertError(f"{str(path)!r} is zstd-compressed; install zstandard (pip install 'fastload[zstd]')") from None
-    return zstandard.ZstdDecompressor().stream_reader(open(path, "rb"), closefd=True)
+    return _Decompressing(lz4.frame.LZ4FrameFile(raw, "rb"), raw)
+
+
+class _Decompressing(io.RawIOBase):
+    """A decompressor reading from `raw`, which it closes when it is closed (`gzip.open(path)` would too)."""
+
+    def __init__(self, stream, raw):
+        super().__init__()
+        self._stream, self._raw = stream, raw
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        return self._stream.readinto(buffer)  # (the decompressors fill it, as far as the data goes)
+
+    def read(self, size: int = -1) -> bytes:
+        return self._stream.read(size)
+
+    def readall(self) -> bytes:
+        return self._stream.read()
+
+    def close(self) -> None:
+        if not self.closed:
+            try:
+                self._stream.close()
+            finally:
+                self._raw.close()
+                super().close()
 
 
 def read_errors(compression: str | None) -> tuple[type[BaseException], ...]:
     """What reading a file can raise when it vanishes, changes or is damaged (by OS, Arrow or decompressor)."""
-    errors: tuple[type[BaseException], ...] = (OSError, EOFError, pa.ArrowException)
+    errors: tuple[type[BaseException], ...] = (OSError, EOFError, pa.ArrowException)  # (an object store's StoreError is an OSError)
     if compression == ".lz4":
         errors += (RuntimeError,)  # lz4.frame reports damaged frames as RuntimeError
     elif compression == ".zst":
@@ -77,13 +119,18 @@ def unreadable(name: str, exc: BaseException) -> ConvertError:
 def require_unchanged(found: InputFile) -> None:
     """Refuse a file that was written to since it was found: rows read from it may be cut short or mixed."""
     try:
-        now = found.path.stat()
-    except FileNotFoundError:
+        if found.store is None:
+            stat = found.path.stat()
+            now = (stat.st_size, stat.st_mtime_ns)
+        else:
+            info = found.store.describe(found.name)
+            now = (info.size, info.version)
+    except FileNotFoundError:  # (NotFound is one too)
         return  # deleted after it was opened: what was read is the whole file
-    if (now.st_size, now.st_mtime_ns) != (found.num_bytes, found.mtime_ns):
+    if now != (found.num_bytes, found.version):
         raise ConvertError(
             f"input {str(found.path)!r} changed while it was being converted ({found.num_bytes:,} bytes when the "
-            f"conversion started, {now.st_size:,} now); the rows read from it may be incomplete or mixed. Convert "
+            f"conversion started, {now[0]:,} now); the rows read from it may be incomplete or mixed. Convert "
             "a copy that nothing writes to"
         )
 
@@ -100,7 +147,7 @@ def _last_newline(buffer: memoryview, stop: int, *, window: int = 64 << 10) -> i
     return -1
 
 
-def line_pieces(path: Path, compression: str | None, *, piece_bytes: int, start: int = 0, end: int | None = None) -> Iterator[memoryview]:
+def line_pieces(found: InputFile, *, piece_bytes: int, start: int = 0, end: int | None = None) -> Iterator[memoryview]:
     """Whole-line pieces of a file (or of its bytes [start, end), uncompressed files only), about `piece_bytes` each, without copying them.
 
     Each piece is read straight into a buffer of its own (workers parse
@@ -112,7 +159,7 @@ def line_pieces(path: Path, compression: str | None, *, piece_bytes: int, start:
     """
     carry = b""
     remaining = None if end is None else end - start
-    with open_decompressed(path, compression) as f:
+    with open_decompressed(found) as f:
         if start:
             f.seek(start)
         while True:

@@ -27,7 +27,7 @@ import re
 from dataclasses import dataclass
 from typing import Iterable
 
-from fastload.convert.input_files import InputFile, unreadable
+from fastload.convert.input_files import InputFile, open_raw, unreadable
 
 __all__ = ["Piece", "Partition", "plan_partitions", "partition_shard_name", "partition_of_shard"]
 
@@ -114,7 +114,7 @@ def _line_end_at_or_after(found: InputFile, position: int) -> int | None:
 
 
 def _find_line_end(found: InputFile, position: int) -> int | None:
-    with open(found.path, "rb") as f:
+    with open_raw(found, sequential=False) as f:
         f.seek(position - 1)
         offset = position - 1
         while True:

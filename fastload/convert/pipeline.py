@@ -173,7 +173,9 @@ def convert(
     columns = tuple(columns) if columns is not None else None
     remote = is_remote(out)
     out = str(out).rstrip("/") if remote else local_path(out)  # a URL stays text: Path would fold "s3://" into "s3:/"
-    partitions, input_names, total = _plan(source, input_format=input_format, text_lines=text_lines, partition_bytes=partition_bytes, out=None if remote else out)
+    partitions, input_names, total = _plan(
+        source, input_format=input_format, text_lines=text_lines, partition_bytes=partition_bytes, out=out, storage_options=storage_options, retry=retry
+    )
     if engine == "ray" and partitions is None:
         raise ConfigError(
             "the ray engine converts files (paths, folders, globs); to write an in-memory or Ray Data "
@@ -216,11 +218,12 @@ def convert(
     )
 
 
-def _plan(source, *, input_format, text_lines: bool, partition_bytes: int, out: Path | None) -> tuple[list[Partition] | None, list[str], int | None]:
+def _plan(source, *, input_format, text_lines: bool, partition_bytes: int, out: Path | str, storage_options, retry) -> tuple[list[Partition] | None, list[str], int | None]:
     """(the partitions of the input files, or None for an in-memory source; names of the inputs; total input bytes when known)."""
     if isinstance(source, (str, os.PathLike)) or (isinstance(source, (list, tuple)) and source and all(isinstance(s, (str, os.PathLike)) for s in source)):
         paths = [source] if isinstance(source, (str, os.PathLike)) else list(source)
-        files = find_inputs(paths, input_format=input_format, exclude=None if out is None else out.resolve())
+        exclude = out if isinstance(out, str) else out.resolve()  # (a URL stays text)
+        files = find_inputs(paths, input_format=input_format, exclude=exclude, storage_options=storage_options, retry=retry)
         total = None if any(f.compression in COMPRESSED for f in files) else sum(f.num_bytes for f in files)
         return plan_partitions(files, partition_bytes=partition_bytes, text_lines=text_lines), [str(s) for s in paths], total
     return None, [f"<{type(source).__module__}.{type(source).__name__}>"], None

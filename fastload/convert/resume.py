@@ -7,7 +7,7 @@ finished. Each partition, once its shards are fsynced, leaves its fragment
 beside them as `.tmp-fragment-PPPPP.json` (not fsynced: `record_fragment`): the shards' sizes and CRC-32s,
 its statistics (the accumulators exactly), columns, line and skip counts,
 and a key of what it converted (its pieces with their files' sizes and
-modification times, and every option that changes the output). A rerun with
+versions (modification times, ETags), and every option that changes the output). A rerun with
 `resume=True` (`--resume`) reuses a partition only when its key matches and
 every shard it lists is there with the recorded size and whole-file CRC-32:
 the fragment file says what to expect, the shards themselves are checked. The
@@ -51,7 +51,7 @@ def partition_key(partition: Partition, job: PartitionJob) -> str:
     """What a partition's output depends on: its input bytes (as far as size and mtime tell) and the options."""
     tokenizer = resolve_tokenizer(job.tokenizer)
     described = {
-        "pieces": [[str(p.file.path), p.file.fmt, p.file.compression, p.file.num_bytes, p.file.mtime_ns, p.start, p.end] for p in partition.pieces],
+        "pieces": [[str(p.file.path), p.file.fmt, p.file.compression, p.file.num_bytes, p.file.version, p.start, p.end] for p in partition.pieces],
         "write": job.write.to_json(),
         "options": [job.columns, job.text_field, job.keep_text, job.on_error, job.text_lines],
         "tokenizer": None if tokenizer is None else tokenizer.fingerprint,

@@ -26,7 +26,7 @@ from __future__ import annotations
 import glob
 import os
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePath, PurePosixPath
 from typing import Callable, Iterable, Iterator
 
 import pyarrow as pa
@@ -34,10 +34,12 @@ import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 
 from fastload.convert.csv_input import csv_tables
-from fastload.convert.input_files import InputFile, line_pieces, open_decompressed, read_errors, require_unchanged, unreadable
+from fastload.convert.input_files import InputFile, line_pieces, open_decompressed, open_raw, read_errors, require_unchanged, unreadable
 from fastload.convert.parse import check_utf8, count_lines, parse_json_lines, parse_text
 from fastload.convert.rows import ArrayLayouts, field_names, rows_to_table
+from fastload.convert.remote_inputs import find_objects
 from fastload.errors import ConvertError
+from fastload.store import RetryPolicy, is_remote
 
 __all__ = ["Chunk", "FORMATS", "InputFile", "SOURCE_FILE_COLUMN", "find_inputs", "file_chunks", "object_chunks"]
 
@@ -74,7 +76,7 @@ class Chunk:
     load: Callable[[], tuple[pa.Table, int, int]]
 
 
-def _format_of(path: Path) -> tuple[str | None, str | None]:
+def _format_of(path: PurePath) -> tuple[str | None, str | None]:
     suffixes = [s.lower() for s in path.suffixes]
     compression = None
     if suffixes and suffixes[-1] in COMPRESSED:
@@ -89,16 +91,28 @@ def _glob_folder(pattern: str) -> Path:
     return Path(*parts[:first_wild]) if first_wild else Path(".")
 
 
-def find_inputs(inputs: Iterable[str | os.PathLike], *, input_format: str | None = None, exclude: Path | None = None) -> list[InputFile]:
-    """Expand files, folders and globs into `InputFile`s, sorted within each folder/glob.
+def find_inputs(
+    inputs: Iterable[str | os.PathLike],
+    *,
+    input_format: str | None = None,
+    exclude: Path | str | None = None,
+    storage_options: dict | None = None,
+    retry: RetryPolicy | None = None,
+) -> list[InputFile]:
+    """Expand files, folders and globs, local or URLs (`remote_inputs`), into `InputFile`s, sorted within each folder/glob.
 
-    Files under `exclude` (the output folder) are left out, so an output placed
-    inside an input folder is never read back as input; naming such a file
-    explicitly is an error, since converting would overwrite it.
+    Files under `exclude` (the output folder, or its URL) are left out, so an
+    output placed inside an input folder is never read back as input; naming
+    such a file explicitly is an error, since converting would overwrite it.
+    `storage_options` and `retry` are for inputs in object storage.
     """
     found: list[InputFile] = []
     for item in inputs:
         text = str(item)
+        if is_remote(text):
+            found += _remote_inputs(text, input_format, exclude if isinstance(exclude, str) else None, storage_options, retry)
+            continue
+        exclude_here = None if isinstance(exclude, str) else exclude  # (a URL: no local file lies under it)
         if any(ch in text for ch in "*?["):
             paths = [Path(p) for p in sorted(glob.glob(text, recursive=True)) if Path(p).is_file()]
             if not paths:
@@ -118,8 +132,8 @@ def find_inputs(inputs: Iterable[str | os.PathLike], *, input_format: str | None
             folder = Path(text).parent
         else:
             raise ConvertError(f"input {text!r} does not exist")
-        if exclude is not None:
-            inside = [p for p in paths if p.resolve().is_relative_to(exclude)]
+        if exclude_here is not None:
+            inside = [p for p in paths if p.resolve().is_relative_to(exclude_here)]
             if inside and Path(text).is_file():
                 raise ConvertError(f"input {text!r} lies inside the output folder {str(exclude)!r}; choose another output folder")
             paths = [p for p in paths if p not in inside]
@@ -127,10 +141,7 @@ def find_inputs(inputs: Iterable[str | os.PathLike], *, input_format: str | None
             fmt, compression = _format_of(path)
             fmt = input_format or fmt
             if fmt is None:
-                raise ConvertError(
-                    f"cannot tell the format of {str(path)!r} from its name; pass --format "
-                    f"({', '.join(sorted(set(FORMATS.values())))})"
-                )
+                raise _unknown_format(str(path))
             try:
                 stat = path.stat()
             except OSError as exc:
@@ -140,6 +151,35 @@ def find_inputs(inputs: Iterable[str | os.PathLike], *, input_format: str | None
     if not found:
         raise ConvertError("no input files were given")
     return found
+
+
+def _remote_inputs(url: str, input_format: str | None, exclude: str | None, storage_options: dict | None, retry: RetryPolicy | None) -> list[InputFile]:
+    """The objects an input URL names (`remote_inputs`), as InputFiles, with the same rules and messages as local files."""
+    match = find_objects(url, storage_options=storage_options, retry=retry, exclude=exclude)
+    objects = match.objects
+    if match.kind == "folder":
+        objects = [info for info in objects if input_format or _format_of(PurePosixPath(info.name))[0]]
+    if not objects:
+        if match.kind == "pattern":
+            raise ConvertError(f"the pattern {url!r} matches no objects")
+        if not match.objects:
+            raise ConvertError(f"input {url!r} does not exist (no object has that name, and none lies under it)")
+        raise ConvertError(
+            f"{url!r} holds no files fastload can read (suffixes: {', '.join(sorted(FORMATS))}, "
+            f"optionally with {', '.join(COMPRESSED)})"
+        )
+    found = []
+    for info in objects:
+        fmt, compression = _format_of(PurePosixPath(info.name))
+        fmt = input_format or fmt
+        if fmt is None:
+            raise _unknown_format(match.store.url_of(info.name))
+        found.append(InputFile(match.store.url_of(info.name), fmt, compression, info.name, info.size, info.version, match.store))
+    return found
+
+
+def _unknown_format(name: str) -> ConvertError:
+    return ConvertError(f"cannot tell the format of {name!r} from its name; pass --format ({', '.join(sorted(set(FORMATS.values())))})")
 
 
 def _with_source_file(table: pa.Table, name: str) -> pa.Table:
@@ -184,7 +224,7 @@ def _file_chunks(found: InputFile, *, on_error: str, text_field: str, text_lines
     if (start, end) != (0, None) and not (compression is None and (fmt == "jsonl" or (fmt == "text" and text_lines))):
         raise ConvertError(f"{name!r}: only uncompressed JSON Lines and line-per-row text files can be read from a byte range")
     if fmt == "jsonl":
-        for data in line_pieces(path, compression, piece_bytes=CHUNK_BYTES, start=start, end=end):
+        for data in line_pieces(found, piece_bytes=CHUNK_BYTES, start=start, end=end):
             yield Chunk(name, None, len(data), lambda data=data: parse_json_lines(data, on_error, flat=flat_json))
     elif fmt == "text" and text_lines:
 
@@ -192,12 +232,12 @@ def _file_chunks(found: InputFile, *, on_error: str, text_field: str, text_lines
             table, skipped = parse_text(data, name, text_field, on_error)
             return _with_source_file(table, found.name), skipped, count_lines(data)
 
-        for data in line_pieces(path, compression, piece_bytes=CHUNK_BYTES, start=start, end=end):
+        for data in line_pieces(found, piece_bytes=CHUNK_BYTES, start=start, end=end):
             yield Chunk(name, None, len(data), lambda data=data: load_lines(data))
     elif fmt == "text":
 
         def load_document() -> tuple[pa.Table, int, int]:
-            with open_decompressed(path, compression) as f:
+            with open_decompressed(found) as f:
                 raw = f.read()
             require_unchanged(found)
             table, skipped = parse_text(raw, name, text_field, on_error, whole=True)
@@ -207,12 +247,14 @@ def _file_chunks(found: InputFile, *, on_error: str, text_field: str, text_lines
     elif fmt == "parquet":
         _require_uncompressed(path, compression)
         try:
-            meta = pq.ParquetFile(path)
+            with open_raw(found, sequential=False) as f:
+                meta = pq.ParquetFile(f)
         except (OSError, pa.ArrowException) as exc:
             raise ConvertError(f"{name!r} is not a readable Parquet file: {exc}") from None
 
         def load_row_group(group: int, first_row: int) -> tuple[pa.Table, int, int]:
-            table = pq.ParquetFile(path).read_row_group(group)
+            with open_raw(found, sequential=False) as f:
+                table = pq.ParquetFile(f).read_row_group(group)
             require_unchanged(found)
             return check_utf8(table, name, first_row), 0, 0
 
@@ -224,9 +266,9 @@ def _file_chunks(found: InputFile, *, on_error: str, text_field: str, text_lines
             first_row += row_group.num_rows
     elif fmt == "arrow":
         _require_uncompressed(path, compression)
-        yield from _arrow_file_chunks(path)
+        yield from _arrow_file_chunks(found)
     elif fmt == "csv":
-        yield from _csv_chunks(path, compression)
+        yield from _csv_chunks(found)
     else:
         raise ConvertError(f"unknown input format {fmt!r} for {name!r}; valid: {', '.join(sorted(set(FORMATS.values())))}")
 
@@ -236,11 +278,11 @@ def _require_uncompressed(path: Path, compression: str | None) -> None:
         raise ConvertError(f"{str(path)!r}: compressed Parquet/Arrow files are not supported; they compress internally")
 
 
-def _arrow_file_chunks(path: Path) -> Iterator[Chunk]:
+def _arrow_file_chunks(found: InputFile) -> Iterator[Chunk]:
     # Read, not memory-mapped: a mapped file truncated by someone else while it is
     # read kills the process with SIGBUS; a read fails with an error we can name.
-    name = str(path)
-    with pa.OSFile(str(path)) as source:
+    name = str(found.path)
+    with (pa.OSFile(name) if found.store is None else pa.PythonFile(open_raw(found, sequential=False), mode="r")) as source:
         try:
             reader = ipc.open_file(source)
             batches = (reader.get_batch(i) for i in range(reader.num_record_batches))
@@ -263,9 +305,9 @@ def _table_chunks(batches: Iterable[pa.RecordBatch], name: str) -> Iterator[Chun
         row += batch.num_rows
 
 
-def _csv_chunks(path: Path, compression: str | None) -> Iterator[Chunk]:
-    name = str(path)
-    for table in csv_tables(path, lambda: open_decompressed(path, compression), block_bytes=CHUNK_BYTES):
+def _csv_chunks(found: InputFile) -> Iterator[Chunk]:
+    name = str(found.path)
+    for table in csv_tables(name, lambda: open_decompressed(found), block_bytes=CHUNK_BYTES):
         yield Chunk(name, 0, table.nbytes, lambda table=table: (table, 0, 0))
 
 

@@ -6,6 +6,11 @@
     put(name, data)                              whole-object upload (bytes or a local file)
     delete(name)
 
+and, for reading input files of a conversion (`fastload convert s3://…`):
+
+    describe(name) -> ObjectInfo                 a HEAD: size, and a version that changes when it is rewritten
+    walk() -> [ObjectInfo]                       every object under the root, nested names included
+
 Names are relative to the store's root (a folder or a URL prefix), plain
 file names as index.json records them. Everything above this interface
 (reader, cache, conversion output) is one code path whatever lies below.
@@ -15,10 +20,19 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import NamedTuple
 
 from fastload.errors import StoreError
 
-__all__ = ["Store", "LocalStore"]
+__all__ = ["Store", "LocalStore", "ObjectInfo"]
+
+
+class ObjectInfo(NamedTuple):
+    """One object (or file) under a store's root."""
+
+    name: str  # relative to the root, "/" between levels
+    size: int
+    version: str  # changes when the object is rewritten: its ETag, a file's modification time
 
 
 class Store:
@@ -43,6 +57,12 @@ class Store:
         raise NotImplementedError
 
     def delete(self, name: str) -> None:
+        raise NotImplementedError
+
+    def describe(self, name: str) -> ObjectInfo:
+        raise NotImplementedError
+
+    def walk(self) -> list[ObjectInfo]:
         raise NotImplementedError
 
     def url_of(self, name: str) -> str:
@@ -89,6 +109,16 @@ class LocalStore(Store):
 
     def list(self) -> list[str]:
         return sorted(p.name for p in self.folder.iterdir() if p.is_file())
+
+    def describe(self, name: str) -> ObjectInfo:
+        try:
+            stat = self._path(name).stat()
+        except FileNotFoundError:
+            raise NotFound(f"{self.url_of(name)} does not exist") from None
+        return ObjectInfo(name, stat.st_size, str(stat.st_mtime_ns))
+
+    def walk(self) -> list[ObjectInfo]:
+        return sorted(self.describe(p.relative_to(self.folder).as_posix()) for p in self.folder.rglob("*") if p.is_file())
 
     def put(self, name: str, data: bytes | Path) -> None:
         target = self._path(name)

@@ -16,7 +16,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from fastload.errors import StoreError
-from fastload.store.base import NotFound
+from fastload.store.base import NotFound, ObjectInfo
 from fastload.store.retry import RetryPolicy
 
 __all__ = ["boto3_client", "S3Client", "HTTPClient"]
@@ -98,6 +98,21 @@ class S3Client:
             if not token:
                 return names
 
+    def describe(self, name: str) -> ObjectInfo:
+        reply = self._call(name, self.s3.head_object, Key=self._key(name))
+        return ObjectInfo(name, int(reply["ContentLength"]), reply.get("ETag") or str(reply.get("LastModified")))
+
+    def walk(self) -> list[ObjectInfo]:
+        found, token = [], None
+        prefix = f"{self.prefix}/" if self.prefix else ""
+        while True:
+            extra = {"ContinuationToken": token} if token else {}
+            reply = self._call("", self.s3.list_objects_v2, Prefix=prefix, **extra)
+            found += [ObjectInfo(item["Key"][len(prefix) :], int(item["Size"]), item.get("ETag") or str(item.get("LastModified"))) for item in reply.get("Contents", [])]
+            token = reply.get("NextContinuationToken")
+            if not token:
+                return found
+
     def put(self, name: str, data: bytes | Path) -> None:
         if isinstance(data, Path):
             with open(data, "rb") as f:
@@ -140,8 +155,16 @@ class HTTPClient:
         with self._open(name, method="HEAD") as reply:
             return int(reply.headers["Content-Length"])
 
+    def describe(self, name: str) -> ObjectInfo:
+        with self._open(name, method="HEAD") as reply:
+            version = reply.headers.get("ETag") or reply.headers.get("Last-Modified") or ""
+            return ObjectInfo(name, int(reply.headers["Content-Length"]), version)
+
     def list(self) -> list[str]:
         raise StoreError(f"{self.url}: plain HTTP cannot list objects; open the dataset by its folder URL (index.json names every shard)")
+
+    def walk(self) -> list[ObjectInfo]:
+        raise StoreError(f"{self.url}: plain HTTP cannot list objects; name each input file by its URL")
 
     def put(self, name: str, data) -> None:
         raise StoreError(f"{self.url}: fastload does not upload over plain HTTP; write to s3://, gs:// or az://")

@@ -39,7 +39,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from fastload.errors import ConfigError, StoreError
-from fastload.store.base import NotFound, Store
+from fastload.store.base import NotFound, ObjectInfo, Store
 from fastload.store.retry import RetryPolicy, with_retries
 
 __all__ = ["ObjectStore", "import_obstore", "runtime_started", "mark_leaf_process", "worker_start_method"]
@@ -187,6 +187,12 @@ class ObjectStore(Store):
     def list(self) -> list[str]:
         return sorted(self._request("list", "", lambda client: client.list()))
 
+    def describe(self, name: str) -> ObjectInfo:
+        return self._request("look up", name, lambda client: client.describe(name))
+
+    def walk(self) -> list[ObjectInfo]:
+        return sorted(self._request("list", "", lambda client: client.walk()))
+
     def put(self, name: str, data: bytes | Path) -> None:
         self._request("upload", name, lambda client: client.put(name, data))
 
@@ -253,6 +259,12 @@ class _ObstoreClient:
         paths = self._call("", lambda store: [meta["path"] for chunk in self.obstore.list(store, None) for meta in chunk])
         return [p for p in paths if "/" not in p.strip("/")]
 
+    def describe(self, name: str) -> ObjectInfo:
+        return _object_info(self._call(name, self.obstore.head, name), name)
+
+    def walk(self) -> list[ObjectInfo]:
+        return self._call("", lambda store: [_object_info(meta) for chunk in self.obstore.list(store, None) for meta in chunk])
+
     def put(self, name: str, data) -> None:
         self._call(name, self.obstore.put, name, data)
 
@@ -267,3 +279,9 @@ def _profile_credentials():
     except ImportError:
         raise ConfigError("AWS_PROFILE is set: reading a profile needs boto3 (pip install boto3), or set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY") from None
     return Boto3CredentialProvider()
+
+
+def _object_info(meta: dict, name: str | None = None) -> ObjectInfo:
+    """obstore's ObjectMeta as an ObjectInfo: the ETag as version, or the modification time where a store gives none."""
+    version = meta.get("e_tag") or meta.get("version") or str(meta.get("last_modified"))
+    return ObjectInfo(meta["path"] if name is None else name, int(meta["size"]), str(version))
