@@ -41,7 +41,7 @@ def _add_convert(sub) -> None:
     from fastload.format.writer import WriteOptions
 
     p = sub.add_parser("convert", help="convert jsonl/parquet/csv/text/arrow files into a fastload dataset")
-    p.add_argument("inputs", nargs="+", help="files, folders or glob patterns (quote globs)")
+    p.add_argument("inputs", nargs="+", help="files, folders or glob patterns (quote globs), local or URLs (s3://bucket/corpus/, 'gs://b/**/*.jsonl.gz', az://, https://)")
     p.add_argument("-o", "--out", required=True, help="output dataset folder, or a URL (s3://bucket/prefix, gs://, az://): shards are "
                                                      "staged in a temporary folder ($TMPDIR), uploaded one by one, index.json last")
     p.add_argument("--columns", help="comma-separated fields to keep (default: all)")

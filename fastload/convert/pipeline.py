@@ -140,6 +140,11 @@ def convert(
 ) -> ConvertResult:
     """Convert files (paths, folders, globs) or an in-memory source into a fastload dataset at `out`.
 
+    Inputs may be URLs too (`s3://bucket/corpus/`, `gs://…/*.jsonl.gz`, `az://`,
+    `https://…/file.jsonl`): an object, every object under a prefix, or the
+    keys a pattern matches, read by ranged GETs (`convert.remote_inputs`),
+    with `storage_options` and `retry` as for the output.
+
     `out` may be a URL (`s3://bucket/prefix`, `gs://`, `az://`): shards are
     staged in a temporary folder under `staging_dir` (default: the system's)
     and uploaded as each is finished, `index.json` last; `storage_options`

@@ -3,11 +3,13 @@
     open_store(location, storage_options=None, retry=None) -> Store
     is_remote(location) -> bool
 
-`base.Store` is the interface (get_range, size, list, put, delete);
-`object_store.ObjectStore` serves URLs through obstore (the optional
-`fastload[remote]` extra); `block_cache.BlockCache` keeps verified blocks on
-the node's disk, one download per block per node; `prefetch.Prefetcher`
-fetches ahead in the order the sampler will read.
+`base.Store` is the interface (get_range, size, list, put, delete; describe
+and walk for a conversion's input files); `object_store.ObjectStore` serves
+URLs through obstore (the optional `fastload[remote]` extra);
+`block_cache.BlockCache` keeps verified blocks on the node's disk, one
+download per block per node; `prefetch.Prefetcher` fetches ahead in the
+order the sampler will read; `object_file.ObjectFile` reads an object as a
+seekable file (a conversion's inputs).
 """
 
 from __future__ import annotations
