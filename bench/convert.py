@@ -5,6 +5,8 @@ wall-clock time of one whole conversion, from the input path to a finished
 output folder), for
 
   fastload        `fastload.convert(path, out, workers=1|2)`: Arrow IPC shards + index.json
+  fastload-s3     `fastload.convert("s3://bucket/corpus.jsonl", out, workers=1|2)`: the same file read from a
+                  local S3 server (a process of its own, started in the untimed warm-up) by ranged GETs
   fastload-ray    `fastload.convert(path, out, engine="ray", workers=1|2)` on a local Ray
                   cluster of 1|2 CPUs, pinned to as many cores (started in the untimed warm-up, as a cluster outlives jobs);
                   fastload-ray-1x4|2x4: the corpus cut into 4 partitions (`partition_bytes`), one
@@ -123,6 +125,34 @@ def _fastload(workers: int) -> Case:
         return fastload.convert(corpus, out, workers=workers, overwrite=True, quiet=True)
 
     return Case("fastload.convert", str(workers), run, lambda out, result: result.num_rows)
+
+
+def _fastload_s3(workers: int) -> Case:
+    """`fastload.convert("s3://…/corpus.jsonl", out)`: the corpus read from a local S3 server (bench/remote.py's
+    folder server, in a process of its own so it does not share this one's GIL) by ranged GETs, one 8 MiB window
+    fetched ahead; the server is started and the corpus uploaded in the untimed warm-up. The server's own CPU
+    (serving 200 MB over HTTP) shares the 2 cores: a real store's does not."""
+    state: dict = {}
+
+    def run(corpus: Path, out: Path):
+        import fastload
+
+        if not state:
+            import importlib.util
+
+            # bench/remote.py by its path: this script takes the bench folder off sys.path (see above)
+            spec = importlib.util.spec_from_file_location("bench_remote", REPO / "bench" / "remote.py")
+            remote = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(remote)
+            state["server"] = server = remote.S3Process("folder")
+            os.environ.update(remote.client_env(server.endpoint))
+            client = remote.s3_client(server.endpoint, timeout_s=120.0)
+            client.create_bucket(Bucket=remote.BUCKET)
+            client.upload_file(str(corpus), remote.BUCKET, "raw/corpus.jsonl")
+            state["url"] = f"s3://{remote.BUCKET}/raw/corpus.jsonl"
+        return fastload.convert(state["url"], out, workers=workers, overwrite=True, quiet=True)
+
+    return Case("fastload.convert('s3://…'), local S3 server", str(workers), run, lambda out, result: result.num_rows)
 
 
 def _pin_to_cpus(cpus: int) -> None:
@@ -280,6 +310,8 @@ def _ray_data(cpus: int) -> Case:
 CASES: dict[str, Callable[[], Case]] = {
     "fastload-1": lambda: _fastload(1),
     "fastload-2": lambda: _fastload(2),
+    "fastload-s3-1": lambda: _fastload_s3(1),
+    "fastload-s3-2": lambda: _fastload_s3(2),
     "fastload-ray-1": lambda: _fastload_ray(1),
     "fastload-ray-2": lambda: _fastload_ray(2),
     "fastload-ray-1x4": lambda: _fastload_ray(1, partitions=4),  # 4 partitions, one at a time
@@ -294,7 +326,7 @@ CASES: dict[str, Callable[[], Case]] = {
     "raydata-2": lambda: _ray_data(2),
 }
 FASTLOAD_CASES = ("fastload-1", "fastload-2")  # the local engine: the reference the ratios are to
-OURS = FASTLOAD_CASES + ("fastload-ray-1", "fastload-ray-2", "fastload-ray-1x4", "fastload-ray-2x4")  # not peers
+OURS = FASTLOAD_CASES + ("fastload-s3-1", "fastload-s3-2", "fastload-ray-1", "fastload-ray-2", "fastload-ray-1x4", "fastload-ray-2x4")  # not peers
 
 
 def line_ranges(path: Path, piece_bytes: int) -> list[tuple[int, int]]:
