@@ -8,8 +8,6 @@ import gzip
 import importlib
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -144,25 +142,15 @@ def test_a_corpus_in_gcs_or_azure_converts_to_the_local_bytes(tmp_path, cloud_en
 
 def test_a_killed_conversion_of_objects_resumes_from_the_partitions_it_finished(tmp_path, moto_endpoint, corpus, monkeypatch):
     """The resume key of a partition of objects holds their URLs, sizes and ETags, as a local file's holds its path, size and mtime."""
+    from tests.convert.test_resume import OPTIONS as KILLED_OPTIONS, _killed_run  # SIGKILLed as partition 3 starts
+
     url = _upload(moto_endpoint, corpus, "corpus")
-    killed = f"""
-import importlib, os, signal, sys, fastload
-pipeline = importlib.import_module("fastload.convert.pipeline")
-real = pipeline.convert_partition
-def convert_partition(partition, job, **kwargs):
-    if partition.partition_id == 2:
-        os.kill(os.getpid(), signal.SIGKILL)
-    return real(partition, job, **kwargs)
-pipeline.convert_partition = convert_partition
-fastload.convert(sys.argv[1], sys.argv[2], **{OPTIONS!r})
-"""
     out = tmp_path / "out"
-    done = subprocess.run([sys.executable, "-c", killed, url, str(out)], capture_output=True, text=True)  # (the S3 environment is inherited)
-    assert done.returncode == -9, done.stderr
+    _killed_run(url, out)  # (the S3 environment is inherited)
     converted = []
     real = pipeline.convert_partition
     monkeypatch.setattr(pipeline, "convert_partition", lambda partition, job, **kw: converted.append(partition.partition_id) or real(partition, job, **kw))
-    result = fastload.convert(url, out, resume=True, **OPTIONS)
-    assert converted == list(range(2, result.num_partitions))
-    fastload.convert(corpus, tmp_path / "local", **OPTIONS)
+    result = fastload.convert(url, out, resume=True, **KILLED_OPTIONS)
+    assert converted == list(range(3, result.num_partitions))
+    fastload.convert(corpus, tmp_path / "local", **KILLED_OPTIONS)
     assert _dataset_files(out) == _dataset_files(tmp_path / "local")
