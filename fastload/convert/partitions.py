@@ -12,7 +12,8 @@ packed into partitions of about `partition_bytes` of input, so a corpus of
 many small files still makes full-size shards. JSON Lines and line-per-row
 text files that are not compressed are cut at a line boundary where a
 partition is full (the planner reads a few bytes past the cut to find the
-next newline); compressed files, CSV, Parquet and Arrow files, and text files
+next newline: for an object in a store, a ranged GET per cut, one after the
+other, as each cut depends on the one before); compressed files, CSV, Parquet and Arrow files, and text files
 read as one document each, are never cut: a 10 GB `.jsonl.gz` is one
 partition (the trade-off: no random access into a compressed stream).
 

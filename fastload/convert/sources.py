@@ -13,6 +13,10 @@ remembers its file and first line number so that a parse error can name the
 exact line. Parsing itself (pyarrow's C++ readers, tokenization) happens in
 the workers and releases the GIL.
 
+Files may be objects in a store too (`s3://bucket/corpus/`, found by
+`remote_inputs`): they are read through the same functions, by ranged GETs
+(`input_files.open_raw`), so chunks, and so the dataset, are the same bytes.
+
 Rows from text files get a `source_file` column naming their file, relative
 to the folder or glob it was found through (other formats carry their own
 fields and get none). A file that is deleted, replaced, damaged or written
@@ -36,8 +40,8 @@ import pyarrow.parquet as pq
 from fastload.convert.csv_input import csv_tables
 from fastload.convert.input_files import InputFile, line_pieces, open_decompressed, open_raw, read_errors, require_unchanged, unreadable
 from fastload.convert.parse import check_utf8, count_lines, parse_json_lines, parse_text
-from fastload.convert.rows import ArrayLayouts, field_names, rows_to_table
 from fastload.convert.remote_inputs import find_objects
+from fastload.convert.rows import ArrayLayouts, field_names, rows_to_table
 from fastload.errors import ConvertError
 from fastload.store import RetryPolicy, is_remote
 
@@ -247,14 +251,14 @@ def _file_chunks(found: InputFile, *, on_error: str, text_field: str, text_lines
     elif fmt == "parquet":
         _require_uncompressed(path, compression)
         try:
-            with open_raw(found, sequential=False) as f:
-                meta = pq.ParquetFile(f)
+            with _random_access(found) as source:
+                meta = pq.ParquetFile(source)
         except (OSError, pa.ArrowException) as exc:
             raise ConvertError(f"{name!r} is not a readable Parquet file: {exc}") from None
 
         def load_row_group(group: int, first_row: int) -> tuple[pa.Table, int, int]:
-            with open_raw(found, sequential=False) as f:
-                table = pq.ParquetFile(f).read_row_group(group)
+            with _random_access(found) as source:  # (the footer read once, above: a wide file's is megabytes)
+                table = pq.ParquetFile(source, metadata=meta.metadata).read_row_group(group)
             require_unchanged(found)
             return check_utf8(table, name, first_row), 0, 0
 
@@ -278,11 +282,18 @@ def _require_uncompressed(path: Path, compression: str | None) -> None:
         raise ConvertError(f"{str(path)!r}: compressed Parquet/Arrow files are not supported; they compress internally")
 
 
+def _random_access(found: InputFile) -> pa.NativeFile:
+    """A Parquet or Arrow file opened for Arrow's readers: a local one natively (no Python in its reads), an
+    object through `open_raw`. Read, not memory-mapped: a mapped file truncated by someone else while it is
+    read kills the process with SIGBUS; a read fails with an error we can name."""
+    if found.store is None:
+        return pa.OSFile(str(found.path))
+    return pa.PythonFile(open_raw(found, sequential=False), mode="r")
+
+
 def _arrow_file_chunks(found: InputFile) -> Iterator[Chunk]:
-    # Read, not memory-mapped: a mapped file truncated by someone else while it is
-    # read kills the process with SIGBUS; a read fails with an error we can name.
     name = str(found.path)
-    with (pa.OSFile(name) if found.store is None else pa.PythonFile(open_raw(found, sequential=False), mode="r")) as source:
+    with _random_access(found) as source:
         try:
             reader = ipc.open_file(source)
             batches = (reader.get_batch(i) for i in range(reader.num_record_batches))
