@@ -154,3 +154,19 @@ def test_a_killed_conversion_of_objects_resumes_from_the_partitions_it_finished(
     assert converted == list(range(3, result.num_partitions))
     fastload.convert(corpus, tmp_path / "local", **KILLED_OPTIONS)
     assert _dataset_files(out) == _dataset_files(tmp_path / "local")
+
+
+def test_a_file_behind_plain_https_is_read_by_range_and_a_prefix_there_cannot_be_listed(tmp_path, cloud_server, corpus):
+    """https:// (http:// here) names single files: ranged GETs and a HEAD suffice; plain HTTP has no listing."""
+    from fastload.errors import StoreError
+
+    target = cloud_server.root / "http-inputs" / "web"
+    target.mkdir(parents=True, exist_ok=True)
+    shutil.copy(corpus / "web" / "part-0.jsonl", target / "part-0.jsonl")
+    url = f"{cloud_server.endpoint}/http-inputs/web/part-0.jsonl"
+    remote = fastload.convert(url, tmp_path / "remote", **OPTIONS)
+    fastload.convert(corpus / "web" / "part-0.jsonl", tmp_path / "local", **OPTIONS)
+    assert remote.num_partitions > 1  # byte ranges of one file over HTTP
+    assert _dataset_files(tmp_path / "remote") == _dataset_files(tmp_path / "local")
+    with pytest.raises(StoreError, match="plain HTTP cannot list objects; name each input file by its URL"):
+        fastload.convert(f"{cloud_server.endpoint}/http-inputs/web/", tmp_path / "prefix", **OPTIONS)
