@@ -12,8 +12,8 @@ packed into partitions of about `partition_bytes` of input, so a corpus of
 many small files still makes full-size shards. JSON Lines and line-per-row
 text files that are not compressed are cut at a line boundary where a
 partition is full (the planner reads a few bytes past the cut to find the
-next newline: for an object in a store, a ranged GET per cut, one after the
-other, as each cut depends on the one before); compressed files, CSV, Parquet and Arrow files, and text files
+next newline; for objects in a store, in rounds of parallel ranged GETs:
+`line_ends`); compressed files, CSV, Parquet and Arrow files, and text files
 read as one document each, are never cut: a 10 GB `.jsonl.gz` is one
 partition (the trade-off: no random access into a compressed stream).
 
@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Callable, Iterable
 
 from fastload.convert.input_files import InputFile, open_raw, unreadable
 
@@ -78,6 +78,16 @@ def splittable(found: InputFile, *, text_lines: bool) -> bool:
 
 def plan_partitions(files: Iterable[InputFile], *, partition_bytes: int, text_lines: bool) -> list[Partition]:
     """Pack `files`, in order, into partitions of about `partition_bytes`, cutting splittable files at line ends."""
+    files = list(files)
+    if any(found.store is not None and splittable(found, text_lines=text_lines) for found in files):
+        from fastload.convert.line_ends import plan_in_rounds  # objects: each cut is a round trip (see there)
+
+        return plan_in_rounds(files, partition_bytes=partition_bytes, text_lines=text_lines, local=_line_end_at_or_after)
+    return walk(files, partition_bytes=partition_bytes, text_lines=text_lines, line_end=_line_end_at_or_after)
+
+
+def walk(files: list[InputFile], *, partition_bytes: int, text_lines: bool, line_end: Callable[[InputFile, int], int | None]) -> list[Partition]:
+    """The partitions, with `line_end(file, position)` telling where each cut falls (`_line_end_at_or_after`)."""
     partitions: list[Partition] = []
     pieces: list[Piece] = []
     size = 0
@@ -92,7 +102,7 @@ def plan_partitions(files: Iterable[InputFile], *, partition_bytes: int, text_li
         start = 0
         if splittable(found, text_lines=text_lines):
             while found.num_bytes - start > partition_bytes - size:
-                cut = _line_end_at_or_after(found, start + partition_bytes - size)
+                cut = line_end(found, start + partition_bytes - size)
                 if cut is None:
                     break
                 pieces.append(Piece(found, start, cut))

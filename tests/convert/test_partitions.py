@@ -113,3 +113,42 @@ def test_every_shard_but_the_datasets_last_is_within_ten_percent_of_shard_bytes_
     two = fastload.convert(source, tmp_path / "two", workers=2, **options)
     for shard in one.index.shards:  # balanced by the rows and their input sizes only: the same bytes for any workers
         assert (tmp_path / "one" / shard.file).read_bytes() == (tmp_path / "two" / shard.file).read_bytes()
+
+
+@pytest.mark.parametrize("window, max_rounds", [(4096, 32), (512, 32), (512, 1)])
+def test_objects_are_planned_in_rounds_of_parallel_reads_into_the_partitions_one_read_per_cut_gives(tmp_path, monkeypatch, window, max_rounds):
+    """`line_ends.plan_in_rounds`: the cuts of objects in a store, found by fetching windows around guessed
+    cuts in parallel, are exactly those of the chained walk: with windows wide enough for the guesses (in
+    far fewer rounds than cuts), with lines longer than a window, and when the rounds run out (max_rounds=1)
+    and the rest is looked up one read at a time."""
+    from fastload.convert import line_ends
+    from fastload.convert.input_files import InputFile
+    from fastload.convert.partitions import _line_end_at_or_after, walk
+    from fastload.store import LocalStore
+
+    monkeypatch.setattr(line_ends, "WINDOW_BYTES", window)
+    monkeypatch.setattr(line_ends, "MAX_ROUNDS", max_rounds)
+    rng = np.random.default_rng(5)
+    for k, lines in enumerate([400, 3, 900, 1]):
+        lengths = rng.choice([0, 10, 60, 200, 700, 1500], size=lines, p=[0.05, 0.3, 0.4, 0.15, 0.07, 0.03])
+        (tmp_path / f"f{k}.jsonl").write_bytes(b"".join(b"x" * int(n) + b"\n" for n in lengths))
+    (tmp_path / "g.jsonl.gz").write_bytes(gzip.compress(b"{}\n" * 100))
+    files = find_inputs([tmp_path])
+    store = LocalStore(tmp_path)
+    objects = [InputFile(str(f.path), f.fmt, f.compression, f.name, f.num_bytes, store.describe(f.name).version, store) for f in files]
+    reads = []
+    real = line_ends._Lookups.fetch
+    monkeypatch.setattr(line_ends._Lookups, "fetch", lambda self, wanted: reads.append(len(wanted)) or real(self, wanted))
+
+    def coordinates(partitions):
+        return [[(piece.file.name, piece.start, piece.end) for piece in partition.pieces] for partition in partitions]
+
+    for partition_bytes in (2000, 7000, 50_000):
+        one_read_per_cut = walk(files, partition_bytes=partition_bytes, text_lines=False, line_end=_line_end_at_or_after)
+        reads.clear()
+        in_rounds = plan_partitions(objects, partition_bytes=partition_bytes, text_lines=False)
+        assert coordinates(in_rounds) == coordinates(one_read_per_cut)
+        cuts = sum(1 for partition in one_read_per_cut for piece in partition.pieces if piece.end is not None)
+        assert len(reads) <= max_rounds
+        if window == 4096 and cuts > 8:
+            assert len(reads) <= cuts / 4, (partition_bytes, cuts, reads)
