@@ -26,7 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
 from fastload.convert.input_files import InputFile, open_raw, unreadable
-from fastload.convert.partitions import Partition, splittable, walk
+from fastload.convert.partitions import Partition, walk
 
 __all__ = ["plan_in_rounds", "MAX_ROUNDS", "WINDOW_BYTES"]
 
@@ -99,6 +99,9 @@ class _Lookups:
         offset = self.scanned.get(key, position - 1)
         starts, data = self.windows.get(found.path, ([], {}))
         while True:
+            if offset >= found.num_bytes:
+                self.answers[key] = None
+                return None
             k = bisect.bisect_right(starts, offset) - 1  # (windows are all WINDOW_BYTES long but at the end)
             if k < 0 or offset >= starts[k] + len(data[starts[k]]):
                 self.scanned[key] = offset
@@ -110,9 +113,6 @@ class _Lookups:
                 self.answers[key] = cut if cut < found.num_bytes else None
                 return self.answers[key]
             offset = start + len(data[start])  # on into the next window, if there is one
-            if offset >= found.num_bytes:
-                self.answers[key] = None
-                return None
 
     def fetch(self, wanted: dict[tuple[str, int], InputFile]) -> None:
         """This round's windows, in parallel, in place of the last round's."""
