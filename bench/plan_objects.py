@@ -4,9 +4,9 @@
 
 A partition of an uncompressed JSON Lines file ends at the first line end past
 a target `partition_bytes` after the previous cut, so each cut waits for the
-one before. `convert/partitions.walk` with `_line_end_at_or_after` reads each
-cut's 64 KB one GET after another; `plan_partitions` on objects goes through
-`convert/line_ends.py`, which fetches windows around guessed cuts in parallel
+one before. `convert/partitions.plan_partitions` with `line_end_at_or_after` reads each
+cut's 64 KB one GET after another; `plan_in_rounds` (what a conversion of
+objects uses) goes through `convert/line_ends.py`, which fetches windows around guessed cuts in parallel
 rounds. Both give the same plan (checked here every time). The corpus is one
 object on the folder S3 server (`bench/remote.py`'s, a process of its own),
 reached through `tests/remote/fault_proxy.py` adding `--latencies-ms` to every
@@ -42,9 +42,9 @@ def _plan_once(files, partition_bytes: int, rounds: bool) -> tuple[float, list, 
     try:
         started = time.perf_counter()
         if rounds:
-            plan = partitions.plan_partitions(files, partition_bytes=partition_bytes, text_lines=False)
+            plan = line_ends.plan_in_rounds(files, partition_bytes=partition_bytes, text_lines=False)
         else:
-            plan = partitions.walk(files, partition_bytes=partition_bytes, text_lines=False, line_end=partitions._line_end_at_or_after)
+            plan = partitions.plan_partitions(files, partition_bytes=partition_bytes, text_lines=False, line_end=partitions.line_end_at_or_after)
         return time.perf_counter() - started, plan, fetched
     finally:
         line_ends._Lookups.fetch = real

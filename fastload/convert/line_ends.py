@@ -1,6 +1,6 @@
 """Where the partition cuts of objects fall, found in rounds of parallel ranged GETs instead of one GET per cut.
 
-`partitions.walk` cuts a splittable file at the first line end after each
+`partitions.plan_partitions` cuts a splittable file at the first line end after each
 target, and each target is `partition_bytes` past the cut before it: a chain.
 On local disk a lookup is a few microseconds; in a store it is a round trip,
 and a corpus of 1,000 partitions would wait 1,000 of them, one after another,
@@ -26,7 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
 from fastload.convert.input_files import InputFile, open_raw, unreadable
-from fastload.convert.partitions import Partition, walk
+from fastload.convert.partitions import Partition, line_end_at_or_after, plan_partitions
 
 __all__ = ["plan_in_rounds", "MAX_ROUNDS", "WINDOW_BYTES"]
 
@@ -41,8 +41,9 @@ class _Unknown(Exception):
     """The fetched windows do not say where this cut falls."""
 
 
-def plan_in_rounds(files: list[InputFile], *, partition_bytes: int, text_lines: bool, local: Callable[[InputFile, int], int | None]) -> list[Partition]:
-    """`partitions.walk` over `files`, objects' cuts found in rounds; `local(file, position)` looks up a local file's."""
+def plan_in_rounds(files: list[InputFile], *, partition_bytes: int, text_lines: bool) -> list[Partition]:
+    """`partitions.plan_partitions` of `files`, the cuts of objects among them found in rounds."""
+    local = line_end_at_or_after
     lookups = _Lookups()
     ahead = _FIRST_GUESSES  # windows to fetch around guesses in a round: twice as many as the last round's answered
     for _ in range(MAX_ROUNDS):
@@ -67,12 +68,12 @@ def plan_in_rounds(files: list[InputFile], *, partition_bytes: int, text_lines: 
                 overshoot[1] += 1
             return cut
 
-        partitions = walk(files, partition_bytes=partition_bytes, text_lines=text_lines, line_end=line_end)
+        partitions = plan_partitions(files, partition_bytes=partition_bytes, text_lines=text_lines, line_end=line_end)
         if not wanted:
             return partitions
         ahead = min(_MAX_WINDOWS_PER_ROUND, max(_FIRST_GUESSES, 2 * (len(lookups.answers) - answered)))
         lookups.fetch(wanted)
-    return walk(files, partition_bytes=partition_bytes, text_lines=text_lines, line_end=lambda found, position: lookups.exact(found, position, local))
+    return plan_partitions(files, partition_bytes=partition_bytes, text_lines=text_lines, line_end=lambda found, position: lookups.exact(found, position, local))
 
 
 class _Lookups:

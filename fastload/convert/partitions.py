@@ -30,7 +30,7 @@ from typing import Callable, Iterable
 
 from fastload.convert.input_files import InputFile, open_raw, unreadable
 
-__all__ = ["Piece", "Partition", "plan_partitions", "partition_shard_name", "partition_of_shard"]
+__all__ = ["Piece", "Partition", "plan_partitions", "line_end_at_or_after", "partition_shard_name", "partition_of_shard"]
 
 _FIND_NEWLINE_BYTES = 1 << 16  # read this much at a time past a cut to find the end of its line
 _PARTITION_SHARD = re.compile(r"(?:promoted-)?shard-(\d{5,})-\d{4,}\.arrow")
@@ -76,18 +76,12 @@ def splittable(found: InputFile, *, text_lines: bool) -> bool:
     return found.compression is None and (found.fmt == "jsonl" or (found.fmt == "text" and text_lines))
 
 
-def plan_partitions(files: Iterable[InputFile], *, partition_bytes: int, text_lines: bool) -> list[Partition]:
-    """Pack `files`, in order, into partitions of about `partition_bytes`, cutting splittable files at line ends."""
-    files = list(files)
-    if any(found.store is not None and splittable(found, text_lines=text_lines) for found in files):
-        from fastload.convert.line_ends import plan_in_rounds  # objects: each cut is a round trip (see there)
-
-        return plan_in_rounds(files, partition_bytes=partition_bytes, text_lines=text_lines, local=_line_end_at_or_after)
-    return walk(files, partition_bytes=partition_bytes, text_lines=text_lines, line_end=_line_end_at_or_after)
-
-
-def walk(files: list[InputFile], *, partition_bytes: int, text_lines: bool, line_end: Callable[[InputFile, int], int | None]) -> list[Partition]:
-    """The partitions, with `line_end(file, position)` telling where each cut falls (`_line_end_at_or_after`)."""
+def plan_partitions(
+    files: Iterable[InputFile], *, partition_bytes: int, text_lines: bool, line_end: Callable[[InputFile, int], int | None] | None = None
+) -> list[Partition]:
+    """Pack `files`, in order, into partitions of about `partition_bytes`, cutting splittable files at line ends;
+    `line_end(file, position)` says where a cut falls (default: `line_end_at_or_after`, which reads the file)."""
+    line_end = line_end or line_end_at_or_after
     partitions: list[Partition] = []
     pieces: list[Piece] = []
     size = 0
@@ -116,7 +110,7 @@ def walk(files: list[InputFile], *, partition_bytes: int, text_lines: bool, line
     return partitions
 
 
-def _line_end_at_or_after(found: InputFile, position: int) -> int | None:
+def line_end_at_or_after(found: InputFile, position: int) -> int | None:
     """The offset just past the first newline at or after `position - 1`; None when the file ends first."""
     try:
         return _find_line_end(found, position)

@@ -35,6 +35,7 @@ from fastload.convert.merge import DatasetAssembly, finish_conversion
 from fastload.convert.normalize import TOKENS_COLUMN
 from fastload.convert.parse import FLAT_JSON_MIN_BYTES
 from fastload.convert.partition_work import Fragment, PartitionJob, convert_partition, resolve_tokenizer, warm_up, write_partition
+from fastload.convert.line_ends import plan_in_rounds
 from fastload.convert.partitions import Partition, plan_partitions
 from fastload.convert.resume import reusable_fragments
 from fastload.convert.sources import COMPRESSED, find_inputs, object_chunks
@@ -230,7 +231,8 @@ def _plan(source, *, input_format, text_lines: bool, partition_bytes: int, out: 
         exclude = out if isinstance(out, str) else out.resolve()  # (a URL stays text)
         files = find_inputs(paths, input_format=input_format, exclude=exclude, storage_options=storage_options, retry=retry)
         total = None if any(f.compression in COMPRESSED for f in files) else sum(f.num_bytes for f in files)
-        return plan_partitions(files, partition_bytes=partition_bytes, text_lines=text_lines), [str(s) for s in paths], total
+        plan = plan_in_rounds if any(f.store is not None for f in files) else plan_partitions  # (objects: each cut is a round trip)
+        return plan(files, partition_bytes=partition_bytes, text_lines=text_lines), [str(s) for s in paths], total
     return None, [f"<{type(source).__module__}.{type(source).__name__}>"], None
 
 

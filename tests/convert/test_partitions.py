@@ -123,7 +123,7 @@ def test_objects_are_planned_in_rounds_of_parallel_reads_into_the_partitions_one
     and the rest is looked up one read at a time."""
     from fastload.convert import line_ends
     from fastload.convert.input_files import InputFile
-    from fastload.convert.partitions import _line_end_at_or_after, walk
+    from fastload.convert.partitions import line_end_at_or_after
     from fastload.store import LocalStore
 
     monkeypatch.setattr(line_ends, "WINDOW_BYTES", window)
@@ -144,9 +144,9 @@ def test_objects_are_planned_in_rounds_of_parallel_reads_into_the_partitions_one
         return [[(piece.file.name, piece.start, piece.end) for piece in partition.pieces] for partition in partitions]
 
     for partition_bytes in (2000, 7000, 50_000):
-        one_read_per_cut = walk(files, partition_bytes=partition_bytes, text_lines=False, line_end=_line_end_at_or_after)
+        one_read_per_cut = plan_partitions(files, partition_bytes=partition_bytes, text_lines=False, line_end=line_end_at_or_after)
         reads.clear()
-        in_rounds = plan_partitions(objects, partition_bytes=partition_bytes, text_lines=False)
+        in_rounds = line_ends.plan_in_rounds(objects, partition_bytes=partition_bytes, text_lines=False)
         assert coordinates(in_rounds) == coordinates(one_read_per_cut)
         cuts = sum(1 for partition in one_read_per_cut for piece in partition.pieces if piece.end is not None)
         assert len(reads) <= max_rounds

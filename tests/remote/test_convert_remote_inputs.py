@@ -100,7 +100,7 @@ def test_missing_and_unreadable_inputs_are_errors_that_name_them(tmp_path, moto_
 
 def test_an_object_rewritten_during_the_conversion_is_refused(tmp_path, moto_endpoint, corpus, monkeypatch):
     url = _upload(moto_endpoint, corpus, "corpus")
-    real = pipeline.plan_partitions
+    real = pipeline.plan_in_rounds
 
     def plan_then_rewrite(files, **kwargs):
         planned = real(files, **kwargs)
@@ -108,7 +108,7 @@ def test_an_object_rewritten_during_the_conversion_is_refused(tmp_path, moto_end
         moto_endpoint.client().put_object(Bucket=moto_endpoint.bucket, Key="corpus/books.jsonl", Body=body)
         return planned
 
-    monkeypatch.setattr(pipeline, "plan_partitions", plan_then_rewrite)
+    monkeypatch.setattr(pipeline, "plan_in_rounds", plan_then_rewrite)
     with pytest.raises(ConvertError, match=r"books\.jsonl' changed while it was being converted"):
         fastload.convert(url, tmp_path / "out", **OPTIONS)
 
