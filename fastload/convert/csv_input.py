@@ -14,6 +14,7 @@ naming the row; the same rules as for JSON Lines.
 from __future__ import annotations
 
 import re
+from contextlib import ExitStack
 from pathlib import PurePosixPath
 from typing import BinaryIO, Callable, Iterator
 
@@ -39,18 +40,23 @@ def csv_tables(name: str, open_input: Callable[[], BinaryIO], *, block_bytes: in
         parse_options=pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=True),
     )
     as_text: dict[str, _TextColumn] = {}
-    try:
-        reader = pacsv.open_csv(open_input(), **options)
-        first_row = 1
-        for batch in reader:
-            table = pa.Table.from_batches([batch])
-            for field in float_fields_to_recheck(table):
-                column = as_text.setdefault(field, _TextColumn(open_input, field, options))
-                _require_exact_integers(table.column(field), column, name=name, field=field, first_row=first_row)
-            yield table
-            first_row += batch.num_rows
-    except pa.ArrowInvalid as exc:
-        raise ConvertError(f"{name!r}: CSV parse error: {exc}") from None
+    with ExitStack() as opened:  # every file this opens (the reader's, and the rechecks'), closed when it is done
+
+        def open_kept() -> BinaryIO:
+            return opened.enter_context(open_input())
+
+        try:
+            reader = pacsv.open_csv(open_kept(), **options)
+            first_row = 1
+            for batch in reader:
+                table = pa.Table.from_batches([batch])
+                for field in float_fields_to_recheck(table):
+                    column = as_text.setdefault(field, _TextColumn(open_kept, field, options))
+                    _require_exact_integers(table.column(field), column, name=name, field=field, first_row=first_row)
+                yield table
+                first_row += batch.num_rows
+        except pa.ArrowInvalid as exc:
+            raise ConvertError(f"{name!r}: CSV parse error: {exc}") from None
 
 
 class _TextColumn:

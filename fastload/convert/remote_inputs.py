@@ -106,7 +106,8 @@ def _level_pattern(part: str) -> str:
             i += 1
         elif part[i] == "[" and (end := part.find("]", i + 2)) > 0:
             body = part[i + 1 : end]
-            out.append("[" + ("^" + body[1:] if body.startswith("!") else body).replace("\\", "\\\\") + "]")
+            body = body.replace("\\", "\\\\").replace("[", "\\[")  # (literal inside a class, as glob reads them)
+            out.append("[" + ("^" + body[1:] if body.startswith("!") else body) + "]")
             i = end + 1
         else:
             out.append(re.escape(part[i]))

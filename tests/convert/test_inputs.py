@@ -123,3 +123,25 @@ def test_integer_lists_are_stored_as_the_narrowest_token_type(tmp_path):
     fastload.convert(rows + [{"tokens": [70_000]}], tmp_path / "big", quiet=True)
     ds = Dataset(tmp_path / "big")
     assert ds.schema["tokens"].dtype == "uint32" and ds[100]["tokens"].tolist() == [70_000]
+
+
+KEY_PATTERNS = ["*.jsonl", "**/*.jsonl", "a/**", "a/**/*.jsonl", "a/**/b/*.txt", "?.json*", "[ab]*/x.jsonl", "[!a]*/*",
+                ".hidden/*", "**/.h*", "**", "*/*", "a/*/*", "**/b/**", "x[[]1].jsonl"]
+
+
+def test_a_pattern_over_object_keys_matches_what_glob_matches_over_the_same_paths(tmp_path):
+    """`remote_inputs`: a URL's pattern selects the keys that `glob.glob(recursive=True)` selects among the same
+    files on disk: `*`, `?` within a level, `**` across levels, classes, and hidden names left to patterns that name them."""
+    import glob
+    from pathlib import Path
+
+    from fastload.convert.remote_inputs import _key_pattern
+
+    for key in ["a.jsonl", "b.json", "c.txt", ".h.jsonl", "a/x.jsonl", "a/b/y.jsonl", "a/b/z.txt", "b/x.jsonl", "b/.g/x.jsonl",
+                ".hidden/x.jsonl", "ab/x.jsonl", "a/b/c/d.jsonl", "x[1].jsonl"]:
+        (tmp_path / key).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / key).write_text("{}\n")
+    keys = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file())
+    for pattern in KEY_PATTERNS:
+        by_glob = sorted(Path(p).relative_to(tmp_path).as_posix() for p in glob.glob(str(tmp_path / pattern), recursive=True) if Path(p).is_file())
+        assert [key for key in keys if _key_pattern(pattern).fullmatch(key)] == by_glob, pattern
