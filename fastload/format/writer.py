@@ -367,6 +367,7 @@ class DatasetWriter:
         # Sealed shards are fsynced and closed on another, so that writing the next shard does not
         # wait for the disk (tens of ms for 128 MiB); `finish` and `close` wait for both.
         self._syncing = WriteBehind(depth=_SHARDS_SYNCING, name="fastload-sync")
+        self._sealed_files: list[ChecksummingFile] = []  # each finished shard's file (closed by its sync, or by `abort`)
         self._closed = False
 
     # -- writing ---------------------------------------------------------------
@@ -513,6 +514,7 @@ class DatasetWriter:
         name = self._shard_name(len(self._shards))
         self._shards.append(self._current.seal(name))
         self._bytes_in_shards += self._shards[-1].num_bytes
+        self._sealed_files.append(self._current.raw)
         self._syncing.submit(self._current.sync)
         self.output.shard_finished(self._current.path.name, name)
         self._shard_schemas.append(self._current.schema)
@@ -589,6 +591,8 @@ class DatasetWriter:
         """
         self._behind.close()  # the block being written finishes, those queued are skipped
         self._syncing.close()
+        for sealed in self._sealed_files:  # shards whose queued sync was skipped: closed now, not fsynced by the garbage collector
+            sealed.discard()
         if self._current is not None:
             self._current.abort()
             self._current = None

@@ -103,3 +103,29 @@ def test_a_writer_given_up_while_blocks_wait_writes_none_of_them_and_stops_its_t
 def test_a_depth_below_one_is_refused():
     with pytest.raises(ValueError, match="depth"):
         WriteBehind(depth=0)
+
+
+def test_a_writer_given_up_while_shards_wait_for_their_fsync_closes_their_files_without_syncing_them(tmp_path, monkeypatch):
+    """`abort` skips the queued fsyncs of finished shards and closes those files itself: none is left open for
+    the garbage collector to fsync later, into a folder already removed."""
+    synced, started, release = [], threading.Event(), threading.Event()
+    real_sync = writer_module._ShardFile.sync
+
+    def slow_sync(self):
+        synced.append(self.path.name)
+        started.set()
+        release.wait(10)
+        return real_sync(self)
+
+    monkeypatch.setattr(writer_module._ShardFile, "sync", slow_sync)
+    schema = Schema((Column("i", "scalar", "int64"),))
+    writer = DatasetWriter(tmp_path / "out", schema, options=WriteOptions(block_rows=10, shard_bytes=1))  # a shard per block
+    writer.write(pa.record_batch([pa.array(range(20), pa.int64())], schema=schema.arrow_schema()))
+    started.wait(10)
+    writer._behind.drain()  # two blocks written, two shards finished: the first one's sync runs, the second's waits
+    files = list(writer._sealed_files)
+    threading.Timer(0.3, release.set).start()
+    writer.abort()
+    assert len(files) == 2 and len(synced) == 1
+    assert all(f.closed for f in files)
+    assert not (tmp_path / "out").exists()
