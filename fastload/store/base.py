@@ -24,7 +24,7 @@ from typing import NamedTuple
 
 from fastload.errors import StoreError
 
-__all__ = ["Store", "LocalStore", "ObjectInfo"]
+__all__ = ["Store", "LocalStore", "ObjectInfo", "object_version"]
 
 
 class ObjectInfo(NamedTuple):
@@ -33,6 +33,11 @@ class ObjectInfo(NamedTuple):
     name: str  # relative to the root, "/" between levels
     size: int
     version: str  # changes when the object is rewritten: its ETag, a file's modification time
+
+
+def object_version(etag, modified) -> str:
+    """An object's version as `ObjectInfo` keeps it: its ETag, or its modification time where a store gives none."""
+    return str(etag or modified or "")
 
 
 class Store:

@@ -13,10 +13,11 @@ import os
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Iterator
 from urllib.parse import urlsplit
 
 from fastload.errors import StoreError
-from fastload.store.base import NotFound, ObjectInfo
+from fastload.store.base import NotFound, ObjectInfo, object_version
 from fastload.store.retry import RetryPolicy
 
 __all__ = ["boto3_client", "S3Client", "HTTPClient"]
@@ -88,30 +89,27 @@ class S3Client:
         return int(self._call(name, self.s3.head_object, Key=self._key(name))["ContentLength"])
 
     def list(self) -> list[str]:
-        names, token = [], None
-        prefix = f"{self.prefix}/" if self.prefix else ""
-        while True:
-            extra = {"ContinuationToken": token} if token else {}
-            reply = self._call("", self.s3.list_objects_v2, Prefix=prefix, Delimiter="/", **extra)
-            names += [item["Key"][len(prefix) :] for item in reply.get("Contents", [])]
-            token = reply.get("NextContinuationToken")
-            if not token:
-                return names
+        return [info.name for info in self._listing(Delimiter="/")]
 
     def describe(self, name: str) -> ObjectInfo:
         reply = self._call(name, self.s3.head_object, Key=self._key(name))
-        return ObjectInfo(name, int(reply["ContentLength"]), reply.get("ETag") or str(reply.get("LastModified")))
+        return ObjectInfo(name, int(reply["ContentLength"]), object_version(reply.get("ETag"), reply.get("LastModified")))
 
     def walk(self) -> list[ObjectInfo]:
-        found, token = [], None
+        return list(self._listing())
+
+    def _listing(self, **delimiter) -> Iterator[ObjectInfo]:
+        """The objects under the prefix, page after page; with Delimiter="/", only those at its top level."""
+        token = None
         prefix = f"{self.prefix}/" if self.prefix else ""
         while True:
             extra = {"ContinuationToken": token} if token else {}
-            reply = self._call("", self.s3.list_objects_v2, Prefix=prefix, **extra)
-            found += [ObjectInfo(item["Key"][len(prefix) :], int(item["Size"]), item.get("ETag") or str(item.get("LastModified"))) for item in reply.get("Contents", [])]
+            reply = self._call("", self.s3.list_objects_v2, Prefix=prefix, **delimiter, **extra)
+            for item in reply.get("Contents", []):
+                yield ObjectInfo(item["Key"][len(prefix) :], int(item["Size"]), object_version(item.get("ETag"), item.get("LastModified")))
             token = reply.get("NextContinuationToken")
             if not token:
-                return found
+                return
 
     def put(self, name: str, data: bytes | Path) -> None:
         if isinstance(data, Path):
@@ -157,8 +155,7 @@ class HTTPClient:
 
     def describe(self, name: str) -> ObjectInfo:
         with self._open(name, method="HEAD") as reply:
-            version = reply.headers.get("ETag") or reply.headers.get("Last-Modified") or ""
-            return ObjectInfo(name, int(reply.headers["Content-Length"]), version)
+            return ObjectInfo(name, int(reply.headers["Content-Length"]), object_version(reply.headers.get("ETag"), reply.headers.get("Last-Modified")))
 
     def list(self) -> list[str]:
         raise StoreError(f"{self.url}: plain HTTP cannot list objects; open the dataset by its folder URL (index.json names every shard)")

@@ -39,7 +39,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from fastload.errors import ConfigError, StoreError
-from fastload.store.base import NotFound, ObjectInfo, Store
+from fastload.store.base import NotFound, ObjectInfo, Store, object_version
 from fastload.store.retry import RetryPolicy, with_retries
 
 __all__ = ["ObjectStore", "import_obstore", "runtime_started", "mark_leaf_process", "worker_start_method"]
@@ -283,5 +283,4 @@ def _profile_credentials():
 
 def _object_info(meta: dict, name: str | None = None) -> ObjectInfo:
     """obstore's ObjectMeta as an ObjectInfo: the ETag as version, or the modification time where a store gives none."""
-    version = meta.get("e_tag") or meta.get("version") or str(meta.get("last_modified"))
-    return ObjectInfo(meta["path"] if name is None else name, int(meta["size"]), str(version))
+    return ObjectInfo(meta["path"] if name is None else name, int(meta["size"]), object_version(meta.get("e_tag") or meta.get("version"), meta.get("last_modified")))
