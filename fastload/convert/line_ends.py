@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import bisect
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable
 
 from fastload.convert.input_files import InputFile, open_raw, unreadable
 from fastload.convert.partitions import Partition, line_end_at_or_after, plan_partitions
@@ -43,7 +42,6 @@ class _Unknown(Exception):
 
 def plan_in_rounds(files: list[InputFile], *, partition_bytes: int, text_lines: bool) -> list[Partition]:
     """`partitions.plan_partitions` of `files`, the cuts of objects among them found in rounds."""
-    local = line_end_at_or_after
     lookups = _Lookups()
     ahead = _FIRST_GUESSES  # windows to fetch around guesses in a round: twice as many as the last round's answered
     for _ in range(MAX_ROUNDS):
@@ -53,7 +51,7 @@ def plan_in_rounds(files: list[InputFile], *, partition_bytes: int, text_lines: 
 
         def line_end(found: InputFile, position: int) -> int | None:
             if found.store is None:
-                return local(found, position)
+                return line_end_at_or_after(found, position)
             try:
                 cut = lookups.answer(found, position)
             except _Unknown as unknown:
@@ -73,7 +71,7 @@ def plan_in_rounds(files: list[InputFile], *, partition_bytes: int, text_lines: 
             return partitions
         ahead = min(_MAX_WINDOWS_PER_ROUND, max(_FIRST_GUESSES, 2 * (len(lookups.answers) - answered)))
         lookups.fetch(wanted)
-    return plan_partitions(files, partition_bytes=partition_bytes, text_lines=text_lines, line_end=lambda found, position: lookups.exact(found, position, local))
+    return plan_partitions(files, partition_bytes=partition_bytes, text_lines=text_lines, line_end=lookups.exact)
 
 
 class _Lookups:
@@ -135,11 +133,11 @@ class _Lookups:
                     bisect.insort(starts, start)
                 by_start[start] = data
 
-    def exact(self, found: InputFile, position: int, local: Callable[[InputFile, int], int | None]) -> int | None:
+    def exact(self, found: InputFile, position: int) -> int | None:
         """A cut looked up for certain: from what is known, else by reading (one GET after another)."""
         if found.store is not None:
             try:
                 return self.answer(found, position)
             except _Unknown:
                 pass
-        return local(found, position)
+        return line_end_at_or_after(found, position)

@@ -42,9 +42,9 @@ def find_objects(url: str, *, storage_options: dict | None, retry: RetryPolicy |
     """
     scheme, rest = url.split("://", 1)
     bucket, _, key = rest.partition("/")
-    wild = next((i for i, part in enumerate(key.split("/")) if any(ch in part for ch in _WILDCARDS)), None)
+    parts = key.split("/")
+    wild = next((i for i, part in enumerate(parts) if any(ch in part for ch in _WILDCARDS)), None)
     if wild is not None:
-        parts = key.split("/")
         folder = _join(scheme, bucket, "/".join(parts[:wild]))
         store = open_store(folder, storage_options, retry)
         pattern = _key_pattern("/".join(parts[wild:]))

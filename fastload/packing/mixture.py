@@ -144,7 +144,7 @@ class PackedMixture(MixtureDataset):
             for filler, runs in layout.fills:
                 filler.fill_runs(runs, starts, layout.out_rows, out)
         source[first:last] = layout.source
-        return {"input_ids": out.input_ids, "labels": out.labels, "position_ids": out.position_ids, "document_ids": out.document_ids, "source": source}
+        return {**out.as_dict(), "source": source}
 
     def _template_run(self, plan: MixturePlan, key: MixtureKey, rows: tuple[int, int, int], template: tuple, m: int, clocks: tuple) -> "_TemplateRun":
         """The batches of a template of the period whose pieces read the passes that batch m's read: their layout
