@@ -76,6 +76,15 @@ class _Child:
             out, err = self.process.communicate(timeout=TIMEOUT_S)
             pytest.fail(f"the child did not pause: {line!r}{out!r}\n{err}")
 
+    def wait_for_first_shard(self, out: Path) -> None:
+        """Until the paused child's writer thread has created its first shard: blocks are written on a
+        thread of their own (`format.write_behind`), which may not have reached the disk when it pauses."""
+        deadline = time.monotonic() + TIMEOUT_S
+        while ".tmp-shard-00000-0000.arrow" not in _listing(out):
+            if time.monotonic() > deadline:
+                pytest.fail(f"the paused child wrote no shard in {TIMEOUT_S} s: {_listing(out)}")
+            time.sleep(0.01)
+
     def resume(self) -> subprocess.CompletedProcess:
         out, err = self.process.communicate("\n", timeout=TIMEOUT_S)
         return subprocess.CompletedProcess(self.process.args, self.process.returncode, out, err)
@@ -109,6 +118,7 @@ def test_a_second_conversion_into_a_folder_being_written_is_refused_naming_the_p
     first = _Child(_PAUSING_CONVERT, str(out), "A", "2")  # has written part of its first shard
     try:
         first.wait_until_paused()
+        first.wait_for_first_shard(out)
         during = _listing(out)
         for flags in ([], ["--overwrite"]):
             second = _cli_convert(str(other), "-o", str(out), *flags)
@@ -145,6 +155,7 @@ def test_a_conversion_killed_while_holding_the_folder_does_not_block_the_next_on
     out = tmp_path / "out"
     child = _Child(_PAUSING_CONVERT, str(out), "A", "2")
     child.wait_until_paused()
+    child.wait_for_first_shard(out)
     child.kill()  # SIGKILL: no cleanup ran
     assert LOCK_FILE in _listing(out) and ".tmp-shard-00000-0000.arrow" in _listing(out)
     source = tmp_path / "in.jsonl"
